@@ -1,0 +1,40 @@
+#include "harness/cli.h"
+
+#include "harness/cmd_reference.h"
+#include "harness/errors.h"
+
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+namespace lb {
+
+int layoutbench_main(const std::vector<std::string>& args) {
+  CLI::App app{"layoutbench: is a parallel inference layout of an MoE model the same model, where does it "
+               "diverge, and how fast is it?"};
+  app.require_subcommand(1);
+  std::vector<std::pair<CLI::App*, std::function<int()>>> commands;
+  std::function<int()> reference = add_reference_command(app, args);
+  commands.push_back({app.get_subcommand("reference"), reference});
+
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  try {
+    app.parse(int(argv.size()), argv.data());
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [sub, action] : commands)
+      if (sub->parsed()) return action();
+  } catch (const InputError& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace lb

@@ -1,0 +1,24 @@
+#pragma once
+// Causal attention over a packed batch of sequences without padding.
+#include <torch/torch.h>
+
+namespace lb {
+
+// Which sequence each token belongs to and its position in that sequence. The query and key
+// sides are described separately, so a context-parallel rank can attend with its own queries
+// to keys gathered from every rank: a query sees the keys of its own sequence at positions <= its own.
+struct TokenPlacement {
+  torch::Tensor seq;  // int64 [T]
+  torch::Tensor pos;  // int64 [T]
+};
+
+// Tokens of sequences laid end to end: sequence s has seq_lens[s] tokens at positions 0..len-1.
+TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Device device);
+
+// q: [Tq, Hq, D], k: [Tk, Hkv, D], v: [Tk, Hkv, Dv], Hq a multiple of Hkv (query head h uses KV
+// head h / (Hq / Hkv)). Scores in the input dtype, softmax in fp32 (as transformers' eager path).
+// Returns [Tq, Hq, Dv].
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const TokenPlacement& q_tokens, const TokenPlacement& k_tokens, double scale);
+
+}  // namespace lb

@@ -1,0 +1,61 @@
+#include "oracles/deepseek_v3_layer.h"
+
+#include "kernels/moe.h"
+#include "kernels/rmsnorm.h"
+
+namespace lb {
+
+MlaLatent mla_latent(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x_normed,
+                     const torch::Tensor& positions) {
+  const int64_t T = x_normed.size(0);
+  torch::Tensor q = c.q_lora_rank > 0
+                        ? torch::linear(rmsnorm(torch::linear(x_normed, w["self_attn.q_a_proj.weight"]),
+                                                w["self_attn.q_a_layernorm.weight"], c.rms_eps),
+                                        w["self_attn.q_b_proj.weight"])
+                        : torch::linear(x_normed, w["self_attn.q_proj.weight"]);
+  q = q.view({T, -1, c.qk_head_dim()});
+  torch::Tensor compressed = torch::linear(x_normed, w["self_attn.kv_a_proj_with_mqa.weight"]);
+  torch::Tensor latent = rmsnorm(compressed.narrow(1, 0, c.kv_lora_rank), w["self_attn.kv_a_layernorm.weight"],
+                                 c.rms_eps);
+  torch::Tensor k_pe = compressed.narrow(1, c.kv_lora_rank, c.qk_rope_head_dim).unsqueeze(1);  // one shared head
+  CosSin cs = rope_cos_sin(rope, positions, x_normed.scalar_type());
+  torch::Tensor q_pe = apply_rope(q.narrow(2, c.qk_nope_head_dim, c.qk_rope_head_dim), cs, rope.interleaved);
+  q = torch::cat({q.narrow(2, 0, c.qk_nope_head_dim), q_pe}, 2);
+  return {q, latent, apply_rope(k_pe, cs, rope.interleaved).squeeze(1)};
+}
+
+std::pair<torch::Tensor, torch::Tensor> mla_expand_kv(const ModelConfig& c, const LayerWeights& w,
+                                                      const torch::Tensor& latent, const torch::Tensor& k_pe) {
+  const int64_t T = latent.size(0);
+  torch::Tensor kv = torch::linear(latent, w["self_attn.kv_b_proj.weight"]).view({T, -1, c.qk_nope_head_dim + c.v_head_dim});
+  const int64_t heads = kv.size(1);
+  torch::Tensor k_nope = kv.narrow(2, 0, c.qk_nope_head_dim);
+  torch::Tensor v = kv.narrow(2, c.qk_nope_head_dim, c.v_head_dim);
+  torch::Tensor k = torch::cat({k_nope, k_pe.unsqueeze(1).expand({T, heads, c.qk_rope_head_dim})}, 2);
+  return {k, v.contiguous()};
+}
+
+torch::Tensor deepseek_mlp(const ModelConfig& c, const LayerWeights& w, const torch::Tensor& x_normed) {
+  if (!c.is_moe_layer(w.layer))
+    return swiglu_mlp(x_normed, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"]);
+  // The router runs in fp32 whatever the activation dtype (as transformers).
+  torch::Tensor logits = torch::linear(x_normed.to(torch::kFloat32), w["mlp.gate.weight"].to(torch::kFloat32));
+  Routing routing = route_sigmoid_grouped(logits, w["mlp.gate.e_score_correction_bias"], c.n_group, c.topk_group,
+                                          c.experts_per_token, c.norm_topk_prob, c.routed_scaling_factor);
+  torch::Tensor out = moe_experts(x_normed, routing, w.experts);
+  if (c.n_shared_experts > 0)
+    out = out + swiglu_mlp(x_normed, w["mlp.shared_experts.gate_proj.weight"], w["mlp.shared_experts.up_proj.weight"],
+                           w["mlp.shared_experts.down_proj.weight"]);
+  return out;
+}
+
+torch::Tensor deepseek_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
+                             const TokenPlacement& tokens) {
+  MlaLatent m = mla_latent(c, w, rope, rmsnorm(x, w["input_layernorm.weight"], c.rms_eps), tokens.pos);
+  auto [k, v] = mla_expand_kv(c, w, m.latent, m.k_pe);
+  torch::Tensor attn = causal_attention(m.q, k, v, tokens, tokens, c.attention_scale());
+  torch::Tensor h = x + torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
+  return h + deepseek_mlp(c, w, rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps));
+}
+
+}  // namespace lb

@@ -1,0 +1,36 @@
+#include "oracles/qwen3_moe_layer.h"
+
+#include "kernels/moe.h"
+#include "kernels/rmsnorm.h"
+
+namespace lb {
+
+QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x_normed,
+                    const torch::Tensor& positions) {
+  const int64_t T = x_normed.size(0), d = c.head_dim;
+  torch::Tensor q = torch::linear(x_normed, w["self_attn.q_proj.weight"]).view({T, -1, d});
+  torch::Tensor k = torch::linear(x_normed, w["self_attn.k_proj.weight"]).view({T, -1, d});
+  torch::Tensor v = torch::linear(x_normed, w["self_attn.v_proj.weight"]).view({T, -1, d});
+  q = rmsnorm(q, w["self_attn.q_norm.weight"], c.rms_eps);
+  k = rmsnorm(k, w["self_attn.k_norm.weight"], c.rms_eps);
+  CosSin cs = rope_cos_sin(rope, positions, x_normed.scalar_type());
+  return {apply_rope(q, cs, false), apply_rope(k, cs, false), v};
+}
+
+torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch::Tensor& x_normed) {
+  if (!c.is_moe_layer(w.layer))
+    return swiglu_mlp(x_normed, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"]);
+  torch::Tensor logits = torch::linear(x_normed, w["mlp.gate.weight"]);
+  Routing routing = route_softmax_topk(logits, c.experts_per_token, c.norm_topk_prob);
+  return moe_experts(x_normed, routing, w.experts);
+}
+
+torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
+                          const TokenPlacement& tokens) {
+  QkvStates s = qwen3_qkv(c, w, rope, rmsnorm(x, w["input_layernorm.weight"], c.rms_eps), tokens.pos);
+  torch::Tensor attn = causal_attention(s.q, s.k, s.v, tokens, tokens, c.attention_scale());
+  torch::Tensor h = x + torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
+  return h + qwen3_mlp(c, w, rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps));
+}
+
+}  // namespace lb

@@ -1,0 +1,26 @@
+#pragma once
+// Qwen3-MoE decoder layer math, in steps a layout can put communication between:
+//   h = x + o_proj(attention(qkv(rmsnorm(x))));  y = h + moe(rmsnorm(h))
+// Head and expert counts come from the weight shapes, so the same functions run on a shard.
+#include "harness/model_config.h"
+#include "kernels/attention.h"
+#include "kernels/rope.h"
+#include "oracles/layer_weights.h"
+
+namespace lb {
+
+struct QkvStates {
+  torch::Tensor q, k, v;  // [T, heads, head_dim], q and k normed per head and rotated
+};
+
+QkvStates qwen3_qkv(const ModelConfig& config, const LayerWeights& w, const Rope& rope, const torch::Tensor& x_normed,
+                    const torch::Tensor& positions);
+
+// MoE (or the dense MLP of an mlp_only layer) on post-attention-normed states.
+torch::Tensor qwen3_mlp(const ModelConfig& config, const LayerWeights& w, const torch::Tensor& x_normed);
+
+// The whole layer on one device.
+torch::Tensor qwen3_layer(const ModelConfig& config, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
+                          const TokenPlacement& tokens);
+
+}  // namespace lb

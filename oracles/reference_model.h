@@ -1,0 +1,49 @@
+#pragma once
+// The single-device reference: embeddings, every decoder layer, final norm and lm_head, on a
+// packed batch of sequences without padding. Every layout is judged against its outputs.
+#include "harness/weights.h"
+#include "kernels/attention.h"
+#include "kernels/rope.h"
+#include "oracles/layer_weights.h"
+
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace lb {
+
+struct ReferenceOptions {
+  torch::ScalarType dtype = torch::kFloat32;
+  torch::Device device = torch::kCPU;
+};
+
+struct ReferenceRun {
+  torch::Tensor embeddings;                  // [T, H]
+  std::vector<torch::Tensor> layer_outputs;  // [T, H] after each decoder layer
+  torch::Tensor final_norm;                  // [T, H]
+  torch::Tensor logits;                      // [T, V]
+  std::vector<double> layer_ms;              // per decoder layer, device-synchronized
+  double forward_ms = 0;                     // embeddings to logits
+};
+
+class ReferenceModel {
+ public:
+  // Loads all weights of config.num_layers layers now (set num_layers to run a prefix of the model).
+  ReferenceModel(ModelConfig config, const WeightSource& source, ReferenceOptions options);
+
+  ReferenceRun forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens) const;
+  torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, const TokenPlacement& tokens) const;
+
+  const ModelConfig& config() const { return config_; }
+  const ReferenceOptions& options() const { return options_; }
+  int64_t weight_bytes() const;
+
+ private:
+  ModelConfig config_;
+  ReferenceOptions options_;
+  Rope rope_;
+  torch::Tensor embed_, final_norm_, lm_head_;
+  std::vector<LayerWeights> layers_;
+};
+
+}  // namespace lb

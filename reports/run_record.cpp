@@ -1,0 +1,60 @@
+#include "reports/run_record.h"
+
+#include "harness/errors.h"
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+
+namespace lb {
+
+namespace {
+
+std::string run_command(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return out;
+  std::array<char, 256> buffer{};
+  while (fgets(buffer.data(), buffer.size(), pipe)) out += buffer.data();
+  pclose(pipe);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+std::string utc_now() {
+  std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return text;
+}
+
+}  // namespace
+
+std::string source_commit() {
+  if (const char* env = std::getenv("LB_COMMIT"); env && *env) return env;
+  const std::string git = "git -C '" LB_SOURCE_DIR "' ";
+  std::string commit = run_command(git + "rev-parse HEAD 2>/dev/null");
+  if (commit.empty()) return "unknown";
+  if (!run_command(git + "status --porcelain --untracked-files=no 2>/dev/null").empty()) commit += "-dirty";
+  return commit;
+}
+
+nlohmann::json run_record(const std::string& subcommand, const std::vector<std::string>& argv,
+                          const std::string& device) {
+  std::string command;
+  for (const auto& arg : argv) command += (command.empty() ? "" : " ") + arg;
+  return {{"schema", kRunSchema}, {"subcommand", subcommand}, {"command", command},
+          {"commit", source_commit()}, {"device", device}, {"date", utc_now()}};
+}
+
+void write_json(const std::string& path, const nlohmann::json& record) {
+  std::ofstream out(path);
+  if (!out) throw InputError(path + ": cannot write");
+  out << record.dump(2) << "\n";
+  if (!out) throw InputError(path + ": write failed");
+}
+
+}  // namespace lb

@@ -1,0 +1,22 @@
+#pragma once
+// The JSON record of one run: what was run (command, commit, device, config) and what it
+// measured. Every number in results/ and in the README comes from one of these.
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace lb {
+
+constexpr const char* kRunSchema = "layoutbench.run/1";
+
+// The commit: $LB_COMMIT if set (GPU machines get a copy of the tree without .git), else
+// `git rev-parse HEAD` in the source tree, with "-dirty" when the tree has changes.
+std::string source_commit();
+
+nlohmann::json run_record(const std::string& subcommand, const std::vector<std::string>& argv,
+                          const std::string& device);
+
+void write_json(const std::string& path, const nlohmann::json& record);
+
+}  // namespace lb

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what is missing (Debian/Ubuntu, apt-get), then configures and builds into build/.
+# Uses python3's torch (with CUDA) when it is importable, else Debian's libtorch-dev (CPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+
+torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null || true)
+
+# Looks for the tool or header itself, not the package, so hand-installed tools count too (the GPU
+# machine has cmake 4 from pip and no network, so it must not reach apt-get).
+need=()
+for tool in cmake:cmake g++:g++ make:make git:git; do
+  command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
+done
+for header in CLI/CLI.hpp:libcli11-dev nlohmann/json.hpp:nlohmann-json3-dev gtest/gtest.h:libgtest-dev; do
+  [ -f "/usr/include/${header%%:*}" ] || [ -f "/usr/local/include/${header%%:*}" ] || need+=("${header##*:}")
+done
+[ -n "$torch_prefix" ] || [ -f /usr/include/torch/csrc/api/include/torch/torch.h ] || need+=(libtorch-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+args=(-DCMAKE_BUILD_TYPE=Release)
+[ -n "$torch_prefix" ] && args+=("-DCMAKE_PREFIX_PATH=$torch_prefix" -DCMAKE_CUDA_ARCHITECTURES=90)
+command -v ninja >/dev/null && args+=(-G Ninja)
+[ -f "$BUILD_DIR/CMakeCache.txt" ] || cmake -S . -B "$BUILD_DIR" "${args[@]}"
+cmake --build "$BUILD_DIR" -j "$(nproc)"

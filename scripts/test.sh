@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# README command 2: build (installing what is missing) and run every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build.sh
+cd "${BUILD_DIR:-build}"
+ctest --output-on-failure -j "$(nproc)" "$@"

@@ -1,0 +1,43 @@
+#pragma once
+// Small helpers shared by the tests: fixture paths, temp directories, and running the CLI
+// in-process with its output captured. No std::filesystem (see harness/file_util.h).
+#include "harness/cli.h"
+#include "harness/file_util.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace lb::test {
+
+inline std::string fixture_dir(const std::string& name) { return join_path(LB_FIXTURE_DIR, name); }
+
+// A fresh empty directory under the system temp dir, removed when the object dies.
+struct TempDir {
+  std::string path = make_temp_directory("lb_test_");
+  TempDir() = default;
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() { remove_tree(path); }
+  std::string operator/(const std::string& name) const { return join_path(path, name); }
+};
+
+struct CliResult {
+  int code = 0;
+  std::string out;
+  std::string err;
+};
+
+inline CliResult run_cli(std::vector<std::string> args) {
+  args.insert(args.begin(), "layoutbench");
+  testing::internal::CaptureStderr();
+  testing::internal::CaptureStdout();
+  CliResult r;
+  r.code = layoutbench_main(args);
+  r.out = testing::internal::GetCapturedStdout();
+  r.err = testing::internal::GetCapturedStderr();
+  return r;
+}
+
+}  // namespace lb::test
