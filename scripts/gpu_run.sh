@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:-results/latest}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 export BUILD_DIR=${BUILD_DIR:-build-gpu}
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(fixtures build test reference)
@@ -23,7 +24,7 @@ for step in "${steps[@]}"; do
     build)
       scripts/build.sh > "$OUT/build.log" 2>&1 || { status=1; tail -50 "$OUT/build.log"; } ;;
     test)
-      (cd "$BUILD_DIR" && LB_RESULTS_DIR="$OLDPWD/$OUT" ctest --output-on-failure -j 8) > "$OUT/ctest.log" 2>&1 || status=1
+      (cd "$BUILD_DIR" && LB_RESULTS_DIR="$OUT" ctest --output-on-failure -j 8) > "$OUT/ctest.log" 2>&1 || status=1
       tail -40 "$OUT/ctest.log" ;;
     reference)
       bin=$BUILD_DIR/harness/layoutbench
