@@ -35,13 +35,14 @@ std::pair<torch::Tensor, torch::Tensor> mla_expand_kv(const ModelConfig& c, cons
   return {k, v.contiguous()};
 }
 
-torch::Tensor deepseek_mlp(const ModelConfig& c, const LayerWeights& w, const torch::Tensor& x_normed) {
+torch::Tensor deepseek_mlp(const ModelConfig& c, const LayerWeights& w, const torch::Tensor& x_normed, Routing* chosen) {
   if (!c.is_moe_layer(w.layer))
     return swiglu_mlp(x_normed, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"]);
   // The router runs in fp32 whatever the activation dtype (as transformers).
   torch::Tensor logits = torch::linear(x_normed.to(torch::kFloat32), w["mlp.gate.weight"].to(torch::kFloat32));
   Routing routing = route_sigmoid_grouped(logits, w["mlp.gate.e_score_correction_bias"], c.n_group, c.topk_group,
                                           c.experts_per_token, c.norm_topk_prob, c.routed_scaling_factor);
+  if (chosen) *chosen = routing;
   torch::Tensor out = moe_experts(x_normed, routing, w.experts);
   if (c.n_shared_experts > 0)
     out = out + swiglu_mlp(x_normed, w["mlp.shared_experts.gate_proj.weight"], w["mlp.shared_experts.up_proj.weight"],
@@ -50,12 +51,12 @@ torch::Tensor deepseek_mlp(const ModelConfig& c, const LayerWeights& w, const to
 }
 
 torch::Tensor deepseek_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
-                             const TokenPlacement& tokens) {
+                             const TokenPlacement& tokens, Routing* chosen) {
   MlaLatent m = mla_latent(c, w, rope, rmsnorm(x, w["input_layernorm.weight"], c.rms_eps), tokens.pos);
   auto [k, v] = mla_expand_kv(c, w, m.latent, m.k_pe);
   torch::Tensor attn = causal_attention(m.q, k, v, tokens, tokens, c.attention_scale());
   torch::Tensor h = x + torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
-  return h + deepseek_mlp(c, w, rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps));
+  return h + deepseek_mlp(c, w, rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps), chosen);
 }
 
 }  // namespace lb

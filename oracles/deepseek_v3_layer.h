@@ -4,6 +4,7 @@
 // shapes, so the same functions run on a head shard.
 #include "harness/model_config.h"
 #include "kernels/attention.h"
+#include "kernels/moe.h"
 #include "kernels/rope.h"
 #include "oracles/layer_weights.h"
 
@@ -24,9 +25,11 @@ MlaLatent mla_latent(const ModelConfig& config, const LayerWeights& w, const Rop
 std::pair<torch::Tensor, torch::Tensor> mla_expand_kv(const ModelConfig& config, const LayerWeights& w,
                                                       const torch::Tensor& latent, const torch::Tensor& k_pe);
 
-torch::Tensor deepseek_mlp(const ModelConfig& config, const LayerWeights& w, const torch::Tensor& x_normed);
+// `chosen`, when given, receives the MoE routing (left empty on dense layers).
+torch::Tensor deepseek_mlp(const ModelConfig& config, const LayerWeights& w, const torch::Tensor& x_normed,
+                        Routing* chosen = nullptr);
 
 torch::Tensor deepseek_layer(const ModelConfig& config, const LayerWeights& w, const Rope& rope,
-                             const torch::Tensor& x, const TokenPlacement& tokens);
+                             const torch::Tensor& x, const TokenPlacement& tokens, Routing* chosen = nullptr);
 
 }  // namespace lb

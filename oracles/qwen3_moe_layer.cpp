@@ -17,20 +17,21 @@ QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const Rope& rop
   return {apply_rope(q, cs, false), apply_rope(k, cs, false), v};
 }
 
-torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch::Tensor& x_normed) {
+torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch::Tensor& x_normed, Routing* chosen) {
   if (!c.is_moe_layer(w.layer))
     return swiglu_mlp(x_normed, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"]);
   torch::Tensor logits = torch::linear(x_normed, w["mlp.gate.weight"]);
   Routing routing = route_softmax_topk(logits, c.experts_per_token, c.norm_topk_prob);
+  if (chosen) *chosen = routing;
   return moe_experts(x_normed, routing, w.experts);
 }
 
 torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
-                          const TokenPlacement& tokens) {
+                          const TokenPlacement& tokens, Routing* chosen) {
   QkvStates s = qwen3_qkv(c, w, rope, rmsnorm(x, w["input_layernorm.weight"], c.rms_eps), tokens.pos);
   torch::Tensor attn = causal_attention(s.q, s.k, s.v, tokens, tokens, c.attention_scale());
   torch::Tensor h = x + torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
-  return h + qwen3_mlp(c, w, rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps));
+  return h + qwen3_mlp(c, w, rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps), chosen);
 }
 
 }  // namespace lb

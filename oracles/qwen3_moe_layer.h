@@ -4,6 +4,7 @@
 // Head and expert counts come from the weight shapes, so the same functions run on a shard.
 #include "harness/model_config.h"
 #include "kernels/attention.h"
+#include "kernels/moe.h"
 #include "kernels/rope.h"
 #include "oracles/layer_weights.h"
 
@@ -17,10 +18,12 @@ QkvStates qwen3_qkv(const ModelConfig& config, const LayerWeights& w, const Rope
                     const torch::Tensor& positions);
 
 // MoE (or the dense MLP of an mlp_only layer) on post-attention-normed states.
-torch::Tensor qwen3_mlp(const ModelConfig& config, const LayerWeights& w, const torch::Tensor& x_normed);
+// `chosen`, when given, receives the MoE routing (left empty on dense layers).
+torch::Tensor qwen3_mlp(const ModelConfig& config, const LayerWeights& w, const torch::Tensor& x_normed,
+                        Routing* chosen = nullptr);
 
 // The whole layer on one device.
 torch::Tensor qwen3_layer(const ModelConfig& config, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
-                          const TokenPlacement& tokens);
+                          const TokenPlacement& tokens, Routing* chosen = nullptr);
 
 }  // namespace lb

@@ -45,10 +45,11 @@ int64_t ReferenceModel::weight_bytes() const {
   return total;
 }
 
-torch::Tensor ReferenceModel::layer_forward(int64_t layer, const torch::Tensor& x, const TokenPlacement& tokens) const {
+torch::Tensor ReferenceModel::layer_forward(int64_t layer, const torch::Tensor& x, const TokenPlacement& tokens,
+                                            Routing* chosen) const {
   const LayerWeights& w = layers_.at(layer);
-  return config_.family == ModelFamily::Qwen3Moe ? qwen3_layer(config_, w, rope_, x, tokens)
-                                                 : deepseek_layer(config_, w, rope_, x, tokens);
+  return config_.family == ModelFamily::Qwen3Moe ? qwen3_layer(config_, w, rope_, x, tokens, chosen)
+                                                 : deepseek_layer(config_, w, rope_, x, tokens, chosen);
 }
 
 ReferenceRun ReferenceModel::forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens) const {
@@ -67,10 +68,12 @@ ReferenceRun ReferenceModel::forward(const torch::Tensor& input_ids, const std::
   run.embeddings = x;
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     const auto layer_start = std::chrono::steady_clock::now();
-    x = layer_forward(i, x, tokens);
+    Routing chosen;
+    x = layer_forward(i, x, tokens, &chosen);
     synchronize(device);
     run.layer_ms.push_back(elapsed_ms(layer_start));
     run.layer_outputs.push_back(x);
+    run.chosen_experts.push_back(chosen.experts);
   }
   run.final_norm = rmsnorm(x, final_norm_, config_.rms_eps);
   run.logits = torch::linear(run.final_norm, lm_head_);

@@ -3,6 +3,7 @@
 // packed batch of sequences without padding. Every layout is judged against its outputs.
 #include "harness/weights.h"
 #include "kernels/attention.h"
+#include "kernels/moe.h"
 #include "kernels/rope.h"
 #include "oracles/layer_weights.h"
 
@@ -20,6 +21,7 @@ struct ReferenceOptions {
 struct ReferenceRun {
   torch::Tensor embeddings;                  // [T, H]
   std::vector<torch::Tensor> layer_outputs;  // [T, H] after each decoder layer
+  std::vector<torch::Tensor> chosen_experts; // int64 [T, k] per layer; undefined on dense layers
   torch::Tensor final_norm;                  // [T, H]
   torch::Tensor logits;                      // [T, V]
   std::vector<double> layer_ms;              // per decoder layer, device-synchronized
@@ -32,7 +34,8 @@ class ReferenceModel {
   ReferenceModel(ModelConfig config, const WeightSource& source, ReferenceOptions options);
 
   ReferenceRun forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens) const;
-  torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, const TokenPlacement& tokens) const;
+  torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, const TokenPlacement& tokens,
+                              Routing* chosen = nullptr) const;
 
   const ModelConfig& config() const { return config_; }
   const ReferenceOptions& options() const { return options_; }
