@@ -1,5 +1,8 @@
 #include "harness/cli.h"
 
+#include "harness/cmd_check.h"
+#include "harness/cmd_collectives.h"
+#include "harness/cmd_groups.h"
 #include "harness/cmd_reference.h"
 #include "harness/errors.h"
 
@@ -14,8 +17,14 @@ int layoutbench_main(const std::vector<std::string>& args) {
                "diverge, and how fast is it?"};
   app.require_subcommand(1);
   std::vector<std::pair<CLI::App*, std::function<int()>>> commands;
-  std::function<int()> reference = add_reference_command(app, args);
-  commands.push_back({app.get_subcommand("reference"), reference});
+  // Each add_* registers its subcommand, so it must run before the subcommand is looked up.
+  auto add = [&](const char* name, std::function<int()> action) {
+    commands.push_back({app.get_subcommand(name), std::move(action)});
+  };
+  add("reference", add_reference_command(app, args));
+  add("groups", add_groups_command(app));
+  add("collectives", add_collectives_command(app, args));
+  add("check", add_check_command(app, args));
 
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());

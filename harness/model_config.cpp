@@ -298,14 +298,15 @@ ModelConfig deepseek_v3() {
 }
 
 // Tiny presets keep the real structure (GQA with heads*head_dim != hidden, dense and MoE
-// layers, YaRN) at sizes a 2-core CI runs in seconds.
+// layers, YaRN) at sizes a 2-core CI runs in seconds, and split over 2 or 4 ranks (heads,
+// intermediate sizes and experts divide by 4; Qwen's 2 KV heads are replicated at attention TP 4).
 ModelConfig tiny_qwen3_moe() {
   ModelConfig c = qwen3_30b_a3b();
   c.name = "tiny-qwen3-moe";
   c.vocab = 211;
   c.hidden = 48;
   c.num_layers = 4;
-  c.num_heads = 6;
+  c.num_heads = 8;
   c.num_kv_heads = 2;
   c.head_dim = 12;
   c.max_position = 4096;

@@ -72,4 +72,10 @@ std::vector<TensorSpec> model_tensors(const ModelConfig& c) {
   return out;
 }
 
+TensorSpec tensor_spec(const ModelConfig& config, const std::string& name) {
+  for (const TensorSpec& spec : model_tensors(config))
+    if (spec.name == name) return spec;
+  throw std::logic_error("no tensor spec named " + name);
+}
+
 }  // namespace lb

@@ -28,6 +28,9 @@ std::vector<TensorSpec> model_tensors(const ModelConfig& config);
 // The tensors of one decoder layer only (names with the "model.layers.{i}." prefix).
 std::vector<TensorSpec> layer_tensors(const ModelConfig& config, int64_t layer);
 
+// The spec of one tensor by hub name; throws std::logic_error for a name the model does not have.
+TensorSpec tensor_spec(const ModelConfig& config, const std::string& name);
+
 std::string layer_prefix(int64_t layer);
 
 }  // namespace lb

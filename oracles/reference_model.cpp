@@ -16,19 +16,13 @@ double elapsed_ms(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
-TensorSpec find_spec(const ModelConfig& config, const std::string& name) {
-  for (const TensorSpec& spec : model_tensors(config))
-    if (spec.name == name) return spec;
-  throw std::logic_error("no tensor spec named " + name);
-}
-
 }  // namespace
 
 ReferenceModel::ReferenceModel(ModelConfig config, const WeightSource& source, ReferenceOptions options)
     : config_(std::move(config)), options_(options), rope_(make_rope(config_)) {
   torch::NoGradGuard no_grad;
   auto load = [&](const std::string& name) {
-    return source.load(find_spec(config_, name), options_.dtype, options_.device);
+    return source.load(tensor_spec(config_, name), options_.dtype, options_.device);
   };
   embed_ = load("model.embed_tokens.weight");
   for (int64_t i = 0; i < config_.num_layers; ++i)

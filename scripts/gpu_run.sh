@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
-# JSON records in $OUT (default results/latest). Steps: fixtures build test reference (all by default).
+# JSON records in $OUT (default results/latest). Steps: fixtures build test reference collectives mpi
+# check (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git).
 set -uo pipefail
@@ -12,7 +13,12 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 export BUILD_DIR=${BUILD_DIR:-build-gpu}
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(fixtures build test reference)
+gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+if [ ${#steps[@]} -eq 0 ]; then
+  steps=(build test)
+  if [ "$gpus" -ge 2 ]; then steps+=(collectives mpi check); else steps+=(reference); fi
+fi
+bin=$BUILD_DIR/harness/layoutbench
 status=0
 
 for step in "${steps[@]}"; do
@@ -27,11 +33,26 @@ for step in "${steps[@]}"; do
       (cd "$BUILD_DIR" && LB_RESULTS_DIR="$OUT" ctest --output-on-failure -j 8) > "$OUT/ctest.log" 2>&1 || status=1
       tail -40 "$OUT/ctest.log" ;;
     reference)
-      bin=$BUILD_DIR/harness/layoutbench
       $bin reference --model qwen3-30b-a3b --layers 48 --tokens 4096 --dtype bf16 --device cuda --repeats 3 \
         --json "$OUT/reference_qwen3-30b-a3b_48L_4096tok_bf16.json" || status=1
       $bin reference --model deepseek-v3 --layers 4 --tokens 4096 --dtype bf16 --device cuda --repeats 3 \
         --json "$OUT/reference_deepseek-v3_4L_4096tok_bf16.json" || status=1 ;;
+    collectives)
+      $bin collectives --gpus "$gpus" --sizes 1M,4M,16M,64M,256M --splits balanced,skewed \
+        --json "$OUT/collectives_${gpus}gpu.json" || status=1 ;;
+    mpi)
+      # One process per GPU, the NCCL id over MPI; the same benchmark as the threaded one.
+      mpirun --allow-run-as-root --oversubscribe -np "$gpus" \
+        -x NCCL_NVLS_ENABLE -x TORCH_SYMM_MEM_DISABLE_MULTICAST -x NVSHMEM_DISABLE_NVLS -x LB_COMMIT \
+        $bin collectives --gpus "$gpus" --sizes 1M,4M,16M,64M,256M --splits balanced,skewed \
+        --json "$OUT/collectives_${gpus}gpu_mpirun.json" || status=1 ;;
+    check)
+      # Real shapes, random weights, 4 layers, 8192 tokens in several sequences, bf16.
+      $bin check --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 --lengths 3001,2047,1500,1644 \
+        --dtype bf16 --json "$OUT/check_qwen3-30b-a3b_${gpus}gpu_bf16.json" || status=1
+      $bin check --model deepseek-v3 --layout dp-attn-rsv,dp-attn-ar,dense-tp-attn,dense-tp1,dense-tp-full \
+        --gpus "$gpus" --layers 4 --lengths 3001,2047,1500,1644 --dtype bf16 \
+        --json "$OUT/check_deepseek-v3_${gpus}gpu_bf16.json" || status=1 ;;
     *) echo "unknown step $step"; status=1 ;;
   esac
 done

@@ -1,0 +1,197 @@
+#include "harness/cmd_check.h"
+
+#include "datasets/token_input.h"
+#include "harness/device.h"
+#include "harness/errors.h"
+#include "harness/file_util.h"
+#include "harness/launch.h"
+#include "harness/parallel_flags.h"
+#include "layouts/layout_check.h"
+#include "reports/run_record.h"
+
+#include <iostream>
+#include <memory>
+
+namespace lb {
+
+namespace {
+
+struct CheckArgs {
+  std::string model;
+  std::string layout = "all";
+  std::string backend;
+  int ranks = 0;
+  ParallelFlags parallel;
+  int64_t layers = 0;
+  int64_t tokens = 0;
+  std::string lengths = "37,9,64,18";  // 128 tokens: divides by 2, 4, 8 for round-robin CP
+  std::string dtype = "f32";
+  uint64_t seed = 0;
+  double max_rel_l2 = 0;
+  int timeout_s = 600;
+  std::string json;
+  CLI::App* sub = nullptr;
+};
+
+// fp32 layouts differ from the reference by summation order only.
+constexpr double kFp32MaxRelL2 = 1e-5;
+// In bf16/f16 the threshold is calibrated per layer from the measured noise floor: the distance
+// between the low-precision reference and the fp32 reference on the same weights and tokens. A
+// layout computes the same model with its sums in another order, so its own rounding error is of
+// that size; its distance to the low-precision reference is then up to about sqrt(2) times it
+// (independent errors) and a wrong layout is far past it.
+constexpr double kNoiseFloorFactor = 3.0;
+
+std::vector<std::string> comma_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t end = s.find(',', start);
+    const std::string item = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!item.empty()) out.push_back(item);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
+  // Every input is checked, and every layout's split and shards planned, before any rank starts.
+  ModelConfig config = load_model_config(a.model);
+  if (a.layers != 0) {
+    if (a.layers < 0 || a.layers > config.num_layers)
+      throw InputError("--layers " + std::to_string(a.layers) + ": the model has " +
+                       std::to_string(config.num_layers) + " layers");
+    config.num_layers = a.layers;
+  }
+  const Backend backend = parse_backend(a.backend);
+  const torch::ScalarType dtype = parse_dtype(a.dtype);
+  if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
+  const TokenBatch batch = a.tokens > 0 ? random_tokens({a.tokens}, config.vocab, a.seed)
+                                        : random_tokens(parse_lengths(a.lengths, "--lengths"), config.vocab, a.seed);
+  const bool calibrate = dtype != torch::kFloat32 && a.max_rel_l2 <= 0;
+  std::vector<double> thresholds(config.num_layers, a.max_rel_l2 > 0 ? a.max_rel_l2 : kFp32MaxRelL2);
+
+  std::vector<const LayoutSpec*> layouts;
+  if (a.layout == "all")
+    for (const LayoutSpec& l : all_layouts()) layouts.push_back(&l);
+  else
+    for (const std::string& name : comma_list(a.layout)) layouts.push_back(&find_layout(name));
+  CLI::App* sub = a.sub;
+  auto overrides = [&](ParallelConfig& p) {
+    // A layout whose dense MLP runs on the attention TP group keeps doing so when the flags
+    // change attn_tp (through --dp or --attn-cp).
+    const bool dense_follows_attn_tp = p.moe_dense_tp && *p.moe_dense_tp == p.attn_tp() && *p.moe_dense_tp > 1;
+    if (sub->count("--dp")) p.dp = a.parallel.dp;
+    if (sub->count("--attn-cp")) p.attn_cp = a.parallel.attn_cp;
+    if (sub->count("--moe-dp")) p.moe_dp = a.parallel.moe_dp;
+    if (sub->count("--moe-ep")) p.moe_ep = a.parallel.moe_ep;
+    if (sub->count("--nnodes")) p.nnodes = a.parallel.nnodes;
+    if (sub->count("--moe-dense-tp")) p.moe_dense_tp = a.parallel.config(a.ranks).moe_dense_tp;
+    else if (dense_follows_attn_tp) p.moe_dense_tp = p.attn_tp();
+    if (sub->count("--tp") && a.parallel.tp != a.ranks)
+      throw InputError("--tp " + std::to_string(a.parallel.tp) + " must equal the rank count " +
+                       std::to_string(a.ranks));
+  };
+  std::vector<ParallelConfig> parallels;
+  for (const LayoutSpec* l : layouts) {
+    parallels.push_back(layout_parallel(*l, a.ranks, config, overrides));
+    split_tokens(parallels.back(), l->split, batch.seq_lens);  // throws on a split it cannot make
+  }
+  std::unique_ptr<WeightSource> weights = open_weights(config, is_directory(a.model) ? a.model : "", a.seed);
+
+  std::vector<LayoutCheck> results;
+  std::vector<double> noise_floor;
+  std::string device_label;
+  run_ranks(backend, a.ranks, [&](RankContext& ctx) {
+    ReferenceOptions options{dtype, ctx.device()};
+    std::vector<torch::Tensor> reference;
+    if (ctx.rank() == 0) {
+      device_label = device_name(ctx.device());
+      std::vector<torch::Tensor> exact;
+      if (calibrate) {
+        ReferenceModel model(config, *weights, {torch::kFloat32, ctx.device()});
+        exact = model.forward(batch.ids, batch.seq_lens).layer_outputs;
+      }
+      ReferenceModel model(config, *weights, options);
+      reference = model.forward(batch.ids, batch.seq_lens).layer_outputs;
+      if (calibrate) {
+        std::cout << "noise floor (" << dtype_name(dtype) << " reference vs f32 reference), relative L2 per layer:";
+        for (int64_t i = 0; i < config.num_layers; ++i) {
+          noise_floor.push_back(compare_tensors(reference[i], exact[i]).rel_l2);
+          thresholds[i] = kNoiseFloorFactor * noise_floor.back();
+          std::cout << " " << noise_floor.back();
+        }
+        std::cout << "\nthreshold per layer: " << kNoiseFloorFactor << " x noise floor\n";
+      }
+    }
+    for (size_t i = 0; i < layouts.size(); ++i) {
+      LayoutCheck c = check_layout(ctx, *layouts[i], parallels[i], config, *weights, options, batch, reference,
+                                   thresholds);
+      if (ctx.rank() == 0) {
+        std::cout << format_layout_check(c) << std::flush;
+        results.push_back(std::move(c));
+      }
+    }
+  }, std::chrono::seconds(a.timeout_s));
+  if (results.empty()) return 0;  // not rank 0 of an mpirun launch
+
+  bool pass = true;
+  for (const auto& r : results) pass = pass && r.pass;
+  std::cout << (pass ? "all layouts match the reference" : "DIVERGENCE: see the rows marked above") << " (" << results.size()
+            << " layout(s), " << config.num_layers << " layers, " << batch.ids.size(0) << " tokens, "
+            << dtype_name(dtype) << ")\n";
+  if (!a.json.empty()) {
+    nlohmann::json record = run_record("check", argv, device_label);
+    record["model"] = config.to_json();
+    record["weights"] = weights->describe();
+    record["backend"] = to_string(backend);
+    record["ranks"] = a.ranks;
+    record["dtype"] = dtype_name(dtype);
+    record["seq_lens"] = batch.seq_lens;
+    record["thresholds"] = thresholds;
+    if (calibrate) {
+      record["noise_floor"] = noise_floor;
+      record["noise_floor_factor"] = kNoiseFloorFactor;
+    }
+    record["pass"] = pass;
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& r : results) j.push_back(to_json(r));
+    record["layouts"] = j;
+    write_json(a.json, record);
+    std::cout << "record written to " << a.json << "\n";
+  }
+  return pass ? 0 : 1;
+}
+
+}  // namespace
+
+std::function<int()> add_check_command(CLI::App& app, const std::vector<std::string>& argv) {
+  auto a = std::make_shared<CheckArgs>();
+#ifdef LB_HAVE_CUDA
+  a->backend = "nccl";
+#else
+  a->backend = "cpu";
+#endif
+  CLI::App* sub = app.add_subcommand("check", "Run a layout (or all) and the single-device reference on the same "
+                                              "weights and tokens; compare every layer in original token order");
+  a->sub = sub;
+  sub->add_option("--model", a->model, "Checkpoint directory or preset")->required();
+  sub->add_option("--layout", a->layout, "Layout names (comma-separated), or all (every layout and baseline)");
+  sub->add_option("--backend", a->backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
+  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required();
+  add_parallel_flags(*sub, a->parallel);
+  sub->add_option("--layers", a->layers, "Run only the first N decoder layers");
+  sub->add_option("--tokens", a->tokens, "One random sequence of N tokens (instead of --lengths)");
+  sub->add_option("--lengths", a->lengths, "Random sequences of these lengths, comma-separated");
+  sub->add_option("--dtype", a->dtype, "f32 or bf16 (reference and layout alike)");
+  sub->add_option("--seed", a->seed, "Seed of the random weights and tokens");
+  sub->add_option("--max-rel-l2", a->max_rel_l2,
+                  "Verdict threshold on relative L2 per layer (default: 1e-5 in f32; in bf16/f16, 3x the measured "
+                  "noise floor of each layer, the low-precision reference against the f32 reference)");
+  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
+  sub->add_option("--json", a->json, "Write the per-layer verdicts and the run's command, commit and device");
+  return [a, argv] { return run_check(*a, argv); };
+}
+
+}  // namespace lb

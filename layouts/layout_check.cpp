@@ -1,0 +1,127 @@
+#include "layouts/layout_check.h"
+
+#include "harness/device.h"
+#include "layouts/layout_rank.h"
+
+#include <chrono>
+#include <iomanip>
+#include <sstream>
+
+namespace lb {
+
+namespace {
+
+// Every rank's rows gathered and put back in original token order (rows of attention-TP peers
+// are identical; the last copy written wins).
+torch::Tensor reassemble(RankContext& ctx, const LayoutRank& rank, const torch::Tensor& local, int64_t total) {
+  std::vector<int64_t> rows;
+  for (const auto& t : rank.tokens()) rows.push_back(t.size(0));
+  torch::Tensor gathered = ctx.world().all_gatherv(local.contiguous(), rows);
+  torch::Tensor index = torch::cat(rank.tokens()).to(gathered.device());
+  torch::Tensor full = torch::zeros({total, local.size(1)}, gathered.options());
+  return full.index_copy_(0, index, gathered);
+}
+
+}  // namespace
+
+LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const ParallelConfig& parallel,
+                         const ModelConfig& config, const WeightSource& weights, ReferenceOptions options,
+                         const TokenBatch& batch, const std::vector<torch::Tensor>& reference_layers,
+                         const std::vector<double>& max_rel_l2) {
+  torch::NoGradGuard no_grad;
+  LayoutCheck result;
+  result.layout = layout.name;
+  result.parallel = parallel;
+  LayoutRank rank(ctx, layout, parallel, config, weights, options, batch.seq_lens);
+  for (const auto& t : rank.tokens()) result.rank_tokens.push_back(t.size(0));
+  for (Communicator* c : rank.communicators()) c->clear_records();
+
+  // The layers run first, timed, with their outputs kept; the oracle's gathers come after, so
+  // they count in neither the time nor the records.
+  std::vector<torch::Tensor> outputs;
+  torch::Tensor x = rank.embed(batch.ids);
+  ctx.world().barrier();
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    x = rank.layer_forward(i, x);
+    outputs.push_back(x);
+  }
+  synchronize(options.device);
+  result.layout_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  for (Communicator* c : rank.communicators())
+    result.records.insert(result.records.end(), c->records().begin(), c->records().end());
+
+  const int64_t total = batch.ids.size(0);
+  result.pass = true;
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    torch::Tensor full = reassemble(ctx, rank, outputs[i], total);
+    if (ctx.rank() != 0) continue;
+    LayerVerdict v;
+    v.layer = i;
+    v.diff = compare_tensors(full, reference_layers.at(i).to(full.device()));
+    v.threshold = max_rel_l2.at(i);
+    v.pass = v.diff.finite && v.diff.rel_l2 < v.threshold;
+    result.pass = result.pass && v.pass;
+    result.layers.push_back(v);
+  }
+  return result;
+}
+
+std::string format_layout_check(const LayoutCheck& c) {
+  std::ostringstream out;
+  const LayoutSpec& spec = find_layout(c.layout);
+  const ParallelConfig& p = c.parallel;
+  out << "layout " << c.layout << (spec.replaces.empty() ? "" : " (replaces " + spec.replaces + ")") << ": "
+      << spec.summary << "\n  tp=" << p.tp << " dp=" << p.dp << " attn_cp=" << p.attn_cp << " attn_tp=" << p.attn_tp()
+      << " moe_dp=" << p.moe_dp << " moe_ep=" << p.moe_ep << " moe_tp=" << p.moe_tp()
+      << " moe_dense_tp=" << (p.moe_dense_tp ? std::to_string(*p.moe_dense_tp) : "none") << "; split "
+      << to_string(spec.split) << "; rows per rank";
+  for (int64_t r : c.rank_tokens) out << " " << r;
+  out << "\n  layer     max_abs      rel_l2      cosine   threshold  verdict\n";
+  for (const LayerVerdict& v : c.layers)
+    out << std::setw(7) << v.layer << std::scientific << std::setprecision(3) << std::setw(12) << v.diff.max_abs
+        << std::setw(12) << v.diff.rel_l2 << std::fixed << std::setprecision(7) << std::setw(12) << v.diff.cosine
+        << std::scientific << std::setprecision(2) << std::setw(12) << v.threshold << "  "
+        << (v.pass ? "ok" : (v.diff.finite ? "DIVERGES" : "NOT FINITE")) << "\n";
+  for (const LayerVerdict& v : c.layers)
+    if (!v.pass) {
+      out << "  first divergence: layer " << v.layer << " (relative L2 " << std::scientific << v.diff.rel_l2
+          << " >= " << v.threshold << ")\n";
+      break;
+    }
+  out << std::fixed << std::setprecision(2) << "  layers took " << c.layout_ms << " ms on rank 0, "
+      << c.records.size() << " collectives\n";
+  return out.str();
+}
+
+nlohmann::json to_json(const LayoutCheck& c) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const LayerVerdict& v : c.layers)
+    layers.push_back({{"layer", v.layer},
+                      {"max_abs", v.diff.max_abs},
+                      {"rel_l2", v.diff.rel_l2},
+                      {"cosine", v.diff.cosine},
+                      {"finite", v.diff.finite},
+                      {"threshold", v.threshold},
+                      {"pass", v.pass}});
+  // Collective time and bytes per (op, group), summed over the layers, rank 0.
+  nlohmann::json comm = nlohmann::json::object();
+  for (const CollectiveRecord& r : c.records) {
+    nlohmann::json& e = comm[r.op + "@" + r.group];
+    e["calls"] = e.value("calls", 0) + 1;
+    e["bytes"] = e.value("bytes", int64_t{0}) + r.bytes;
+    e["ms"] = e.value("ms", 0.0) + r.ms;
+  }
+  const LayoutSpec& spec = find_layout(c.layout);
+  return {{"layout", c.layout},
+          {"replaces", spec.replaces},
+          {"parallel", c.parallel.to_json()},
+          {"split", to_string(spec.split)},
+          {"rank_tokens", c.rank_tokens},
+          {"pass", c.pass},
+          {"layers", layers},
+          {"layout_ms", c.layout_ms},
+          {"collectives", comm}};
+}
+
+}  // namespace lb

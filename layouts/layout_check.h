@@ -1,0 +1,45 @@
+#pragma once
+// Runs a layout next to the reference on the same weights and tokens and compares every layer's
+// output, reassembled in original token order, with the reference's.
+#include "datasets/token_input.h"
+#include "harness/communicator.h"
+#include "harness/rank_context.h"
+#include "layouts/layout.h"
+#include "oracles/compare.h"
+#include "oracles/reference_model.h"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace lb {
+
+struct LayerVerdict {
+  int64_t layer = 0;
+  TensorDiff diff;
+  double threshold = 0;  // relative L2 this layer had to stay under
+  bool pass = false;
+};
+
+struct LayoutCheck {
+  std::string layout;
+  ParallelConfig parallel;
+  std::vector<LayerVerdict> layers;
+  bool pass = false;
+  double layout_ms = 0;                    // all layers, rank 0, device-synchronized
+  std::vector<CollectiveRecord> records;   // rank 0's collectives during the layers
+  std::vector<int64_t> rank_tokens;        // rows per world rank
+};
+
+// Collective over all ranks; the verdicts are filled on rank 0 (where `reference_layers`, the
+// reference's per-layer outputs in original order, must be given, with one threshold per layer).
+LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const ParallelConfig& parallel,
+                         const ModelConfig& config, const WeightSource& weights, ReferenceOptions options,
+                         const TokenBatch& batch, const std::vector<torch::Tensor>& reference_layers,
+                         const std::vector<double>& max_rel_l2);
+
+std::string format_layout_check(const LayoutCheck& check);
+nlohmann::json to_json(const LayoutCheck& check);
+
+}  // namespace lb

@@ -1,0 +1,56 @@
+#pragma once
+// One rank of a layout: its groups, its token slice, its weight shards, and the forward pass of
+// each decoder layer with the layout's communication between the shared math steps.
+#include "harness/rank_context.h"
+#include "harness/weights.h"
+#include "kernels/attention.h"
+#include "kernels/rope.h"
+#include "layouts/layout.h"
+#include "oracles/layer_weights.h"
+#include "oracles/reference_model.h"
+
+#include <map>
+#include <memory>
+#include <vector>
+
+namespace lb {
+
+class LayoutRank {
+ public:
+  // Collective: every rank constructs its LayoutRank at the same point (groups are split here).
+  LayoutRank(RankContext& ctx, const LayoutSpec& layout, const ParallelConfig& parallel, const ModelConfig& config,
+             const WeightSource& weights, ReferenceOptions options, const std::vector<int64_t>& seq_lens);
+
+  // This rank's rows of the embeddings, in its local token order.
+  torch::Tensor embed(const torch::Tensor& input_ids) const;
+  // One decoder layer on this rank's rows.
+  torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x) const;
+
+  // Original-order indices of each world rank's rows (this rank's: tokens()[ctx.rank()]).
+  const std::vector<torch::Tensor>& tokens() const { return tokens_; }
+  // Every communicator this rank used, for the collective records.
+  std::vector<Communicator*> communicators() const;
+
+ private:
+  Communicator& group(GroupKind kind) const;
+  std::vector<int64_t> rows_of(GroupKind kind) const;  // this rank's group members' row counts
+  torch::Tensor mlp_partial(const LayerWeights& w, const torch::Tensor& normed) const;
+  torch::Tensor attention_partial(const LayerWeights& w, const torch::Tensor& x_normed) const;
+  torch::Tensor mlp(const MlpStep& step, const LayerWeights& w, const torch::Tensor& h) const;
+
+  RankContext& ctx_;
+  const LayoutSpec& layout_;
+  ParallelConfig parallel_;
+  ModelConfig config_;
+  ReferenceOptions options_;
+  Rope rope_;
+  std::vector<torch::Tensor> tokens_;
+  TokenPlacement local_;    // this rank's queries
+  TokenPlacement cp_keys_;  // the keys of the attention CP group, in gather order
+  std::map<GroupKind, std::vector<int>> members_;
+  std::map<GroupKind, std::shared_ptr<Communicator>> groups_;
+  torch::Tensor embed_;
+  std::vector<LayerWeights> layers_;
+};
+
+}  // namespace lb

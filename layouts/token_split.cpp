@@ -1,0 +1,87 @@
+#include "layouts/token_split.h"
+
+#include "harness/errors.h"
+
+#include <numeric>
+
+namespace lb {
+
+std::string to_string(CpSplit split) {
+  switch (split) {
+    case CpSplit::None: return "none";
+    case CpSplit::Zigzag: return "zigzag";
+    case CpSplit::RoundRobin: return "round-robin";
+  }
+  return "?";
+}
+
+std::vector<int64_t> zigzag_blocks(int64_t length, int cp) {
+  const int64_t n = 2 * cp;
+  std::vector<int64_t> blocks(n);
+  for (int64_t i = 0; i < n; ++i) blocks[i] = length / n + (i < length % n ? 1 : 0);
+  return blocks;
+}
+
+namespace {
+
+// Tokens of one DP rank, in packed order, split over cp ranks.
+std::vector<std::vector<int64_t>> split_over_cp(const std::vector<std::vector<int64_t>>& sequences, int cp,
+                                                CpSplit split) {
+  std::vector<std::vector<int64_t>> ranks(cp);
+  if (split == CpSplit::None || cp == 1) {
+    for (const auto& s : sequences) ranks[0].insert(ranks[0].end(), s.begin(), s.end());
+    return ranks;
+  }
+  if (split == CpSplit::RoundRobin) {
+    std::vector<int64_t> all;
+    for (const auto& s : sequences) all.insert(all.end(), s.begin(), s.end());
+    if (all.size() % cp != 0)
+      throw InputError("round-robin CP split: " + std::to_string(all.size()) +
+                       " tokens on a DP rank is not a multiple of attn_cp = " + std::to_string(cp) +
+                       " (padding is not implemented; choose lengths whose sum divides by attn_cp)");
+    for (size_t t = 0; t < all.size(); ++t) ranks[t % cp].push_back(all[t]);
+    return ranks;
+  }
+  // Zigzag: all "prev" blocks of the batch first, then all "next" blocks.
+  for (size_t s = 0; s < sequences.size(); ++s)
+    if (int64_t(sequences[s].size()) < 2 * cp)
+      throw InputError("zigzag CP split: a sequence of " + std::to_string(sequences[s].size()) +
+                       " tokens is shorter than 2 * attn_cp = " + std::to_string(2 * cp) +
+                       " and cannot be split (SGLang runs such a batch without CP; this harness refuses)");
+  for (int r = 0; r < cp; ++r) {
+    for (int half = 0; half < 2; ++half) {
+      const int block = half == 0 ? r : 2 * cp - 1 - r;
+      for (const auto& s : sequences) {
+        const std::vector<int64_t> blocks = zigzag_blocks(int64_t(s.size()), cp);
+        const int64_t start = std::accumulate(blocks.begin(), blocks.begin() + block, int64_t{0});
+        ranks[r].insert(ranks[r].end(), s.begin() + start, s.begin() + start + blocks[block]);
+      }
+    }
+  }
+  return ranks;
+}
+
+}  // namespace
+
+std::vector<torch::Tensor> split_tokens(const ParallelConfig& p, CpSplit split, const std::vector<int64_t>& seq_lens) {
+  if (p.attn_cp > 1 && split == CpSplit::None)
+    throw InputError("attn_cp = " + std::to_string(p.attn_cp) + " needs a CP token split (this layout has none)");
+  std::vector<std::vector<std::vector<int64_t>>> per_dp(p.dp);  // dp rank -> its sequences' token indices
+  int64_t offset = 0;
+  for (size_t s = 0; s < seq_lens.size(); ++s) {
+    std::vector<int64_t> tokens(seq_lens[s]);
+    std::iota(tokens.begin(), tokens.end(), offset);
+    offset += seq_lens[s];
+    per_dp[s % p.dp].push_back(std::move(tokens));
+  }
+  std::vector<torch::Tensor> out(p.world());
+  for (int dp = 0; dp < p.dp; ++dp) {
+    const auto cp_tokens = split_over_cp(per_dp[dp], p.attn_cp, split);
+    for (int cp = 0; cp < p.attn_cp; ++cp)
+      for (int tp = 0; tp < p.attn_tp(); ++tp)
+        out[attention_rank(p, dp, cp, tp)] = torch::tensor(cp_tokens[cp], torch::kInt64);
+  }
+  return out;
+}
+
+}  // namespace lb

@@ -1,0 +1,115 @@
+// Every layout and baseline on CPU ranks, fp32, tiny models: each layer's output, reassembled in
+// original token order, matches the single-device reference to relative L2 < 1e-5 (the CLI's
+// default fp32 threshold), for several rank counts, odd sequence lengths, and DP ranks without
+// tokens. Configurations a layout cannot take are refused with a message naming the rule.
+#include "test_util.h"
+
+namespace lb {
+namespace {
+
+struct LayoutCase {
+  std::string model, layout;
+  int ranks;
+  std::vector<std::string> extra;  // more flags
+  std::string lengths;
+};
+
+std::string label(const LayoutCase& c) {
+  std::string s = c.model + " " + c.layout + " ranks=" + std::to_string(c.ranks);
+  for (const auto& e : c.extra) s += " " + e;
+  return s + " lengths=" + c.lengths;
+}
+
+// gtest prints the parameter in ctest's test list; bytes by default.
+void PrintTo(const LayoutCase& c, std::ostream* os) { *os << label(c); }
+
+class LayoutMatchesReference : public testing::TestWithParam<LayoutCase> {};
+
+TEST_P(LayoutMatchesReference, EveryLayer) {
+  const LayoutCase& c = GetParam();
+  std::vector<std::string> args = {"check", "--model", c.model, "--layout", c.layout, "--backend", "cpu",
+                                   "--ranks", std::to_string(c.ranks), "--lengths", c.lengths, "--layers", "3"};
+  args.insert(args.end(), c.extra.begin(), c.extra.end());
+  test::CliResult r = test::run_cli(args);
+  EXPECT_EQ(r.code, 0) << label(c) << "\n" << r.out << r.err;
+  EXPECT_NE(r.out.find("all layouts match the reference"), std::string::npos) << r.out << r.err;
+  // Keep the per-layer table in the test log.
+  std::cout << r.out;
+}
+
+// Lengths: odd, not multiples of 2*cp; the round-robin batches sum to a multiple of 4.
+const std::string kLens = "37,9,64,23";
+const std::string kRoundRobinLens = "37,9,64,22";
+const std::string kThreeSeqs = "37,9,22";  // on 4 DP ranks, one rank holds no tokens
+const std::string kOneSeq = "41";          // dense layouts on 4 ranks: the second DP rank holds none
+
+std::vector<LayoutCase> cases() {
+  std::vector<LayoutCase> v;
+  for (const char* m : {"tiny-qwen3-moe", "tiny-deepseek-v3"}) {
+    const std::string model = m;
+    for (int n : {2, 4}) {
+      v.push_back({model, "tp", n, {}, kLens});
+      v.push_back({model, "cp-fused-moe", n, {}, kRoundRobinLens});
+      v.push_back({model, "cp-moe-full", n, {}, kLens});
+      v.push_back({model, "cp-moe-dp", n, {}, kLens});
+      v.push_back({model, "dp-attn-rsv", n, {}, kLens});
+      v.push_back({model, "dp-attn-ar", n, {}, kLens});
+      v.push_back({model, "dense-tp-attn", n, {}, kLens});
+      v.push_back({model, "dense-tp1", n, {}, kLens});
+      v.push_back({model, "dense-tp-full", n, {}, kLens});
+    }
+    v.push_back({model, "cp-moe-full", 4, {"--attn-cp", "4"}, kLens});
+    v.push_back({model, "cp-moe-dp", 4, {"--attn-cp", "4", "--moe-dp", "4"}, kLens});
+    v.push_back({model, "dp-attn-rsv", 4, {}, kThreeSeqs});
+    v.push_back({model, "dp-attn-ar", 4, {}, kThreeSeqs});
+    v.push_back({model, "dp-attn-rsv", 4, {"--moe-ep", "4"}, kThreeSeqs});
+    v.push_back({model, "dp-attn-ar", 4, {"--moe-ep", "2"}, kLens});
+    v.push_back({model, "dense-tp-attn", 4, {}, kOneSeq});
+    v.push_back({model, "dense-tp1", 4, {}, kOneSeq});
+    v.push_back({model, "dense-tp-full", 4, {}, kOneSeq});
+  }
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(CpuRanks, LayoutMatchesReference, testing::ValuesIn(cases()),
+                         [](const testing::TestParamInfo<LayoutCase>& info) {
+                           std::string s = std::to_string(info.index) + "_" + info.param.layout;
+                           for (char& ch : s)
+                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return s;
+                         });
+
+// The oracle must be able to say no: an impossible threshold fails every layer.
+TEST(LayoutCheck, ReportsDivergence) {
+  test::CliResult r = test::run_cli({"check", "--model", "tiny-qwen3-moe", "--layout", "dp-attn-rsv", "--backend",
+                                     "cpu", "--ranks", "2", "--layers", "2", "--max-rel-l2", "1e-30"});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("first divergence: layer 0"), std::string::npos) << r.out;
+}
+
+void expect_refused(const std::vector<std::string>& extra, const std::string& needle) {
+  std::vector<std::string> args = {"check", "--model", "tiny-qwen3-moe", "--backend", "cpu", "--layers", "1"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  test::CliResult r = test::run_cli(args);
+  EXPECT_EQ(r.code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "'" << needle << "' not in: " << r.err;
+}
+
+TEST(LayoutCheck, RefusesWhatALayoutCannotTake) {
+  // Round-robin CP with attention TP > 1.
+  expect_refused({"--layout", "cp-fused-moe", "--ranks", "4", "--attn-cp", "2"}, "attn_tp == 1");
+  // moe_dense_tp outside {none, 1, attn_tp}.
+  expect_refused({"--layout", "dense-tp-attn", "--ranks", "4", "--moe-dense-tp", "4"}, "moe_dense_tp (4)");
+  // A sequence shorter than 2 * cp under zigzag.
+  expect_refused({"--layout", "cp-moe-full", "--ranks", "2", "--lengths", "40,3"}, "shorter than 2 * attn_cp");
+  // Round-robin over a token count that does not divide by cp.
+  expect_refused({"--layout", "cp-fused-moe", "--ranks", "4", "--lengths", "37,5"}, "not a multiple of attn_cp");
+  // Sizes that do not divide: 8 heads over 3 ranks.
+  expect_refused({"--layout", "tp", "--ranks", "3"}, "attention heads");
+  // A layout's own rules.
+  expect_refused({"--layout", "cp-moe-dp", "--ranks", "4", "--moe-dp", "1"}, "moe_dp == attn_cp");
+  expect_refused({"--layout", "nope", "--ranks", "2"}, "unknown");
+}
+
+}  // namespace
+}  // namespace lb
