@@ -13,7 +13,8 @@ void nccl_direct(NcclCommunicator& c, const std::string& op, torch::Tensor& in, 
   const int64_t row_elems = in.size(0) ? in.numel() / in.size(0) : out.numel() / std::max<int64_t>(out.size(0), 1);
   const int64_t row_bytes = row_elems * static_cast<int64_t>(in.element_size());
   char* src = static_cast<char*>(in.data_ptr());
-  char* dst = static_cast<char*>(out.data_ptr());
+  // all_reduce and broadcast work in place and pass no output (LibTorch 2 refuses data_ptr() on it).
+  char* dst = out.defined() ? static_cast<char*>(out.data_ptr()) : nullptr;
   const std::string what = "direct " + op;
   if (op == "all_reduce") {
     check_nccl(ncclAllReduce(src, src, in.numel(), dt, ncclSum, comm, s), what);
