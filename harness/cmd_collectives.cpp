@@ -25,6 +25,8 @@ struct CollectivesArgs {
   std::string dtype = "bf16";
   int warmup = 5;
   int iters = 20;
+  int repeats = 5;
+  double min_batch_ms = 5;
   std::string splits = "balanced,skewed";
   std::string algos = "grouped,padded,auto";
   int64_t row_elems = 2048;
@@ -82,7 +84,10 @@ int run_collectives(const CollectivesArgs& a, const std::vector<std::string>& ar
       throw InputError("--ops: unknown collective '" + op + "'");
   for (const auto& s : split_list(a.sizes)) o.sizes.push_back(parse_bytes(s));
   o.dtype = parse_dtype(a.dtype);
-  if (a.warmup < 0 || a.iters < 1) throw InputError("--iters must be >= 1 and --warmup >= 0");
+  if (a.warmup < 0 || a.iters < 1 || a.repeats < 1 || a.min_batch_ms < 0)
+    throw InputError("--iters and --repeats must be >= 1, --warmup and --min-batch-ms >= 0");
+  o.repeats = a.repeats;
+  o.min_batch_ms = a.min_batch_ms;
   o.warmup = a.warmup;
   o.iters = a.iters;
   o.splits = split_list(a.splits);
@@ -121,8 +126,9 @@ int run_collectives(const CollectivesArgs& a, const std::vector<std::string>& ar
 
   std::cout << "# layoutbench collectives: backend " << to_string(backend) << ", " << a.ranks << " ranks, group "
             << a.group << ", " << device << "\n"
-            << "# time: slowest rank, mean of " << o.iters << " iterations after " << o.warmup
-            << " warm-up; nccl time: the same NCCL call made directly; ratio: busbw / nccl busbw\n"
+            << "# time: median of " << o.repeats << " batches of the slowest rank's mean time per call (a batch: >= "
+            << o.iters << " calls and >= " << o.min_batch_ms << " ms); nccl time: the same NCCL call made directly, "
+            << "batches alternating with ours; ratio: busbw / nccl busbw\n"
             << format_collective_rows(rows);
   int64_t wrong = 0;
   for (const auto& r : rows) wrong += r.wrong;
@@ -135,6 +141,8 @@ int run_collectives(const CollectivesArgs& a, const std::vector<std::string>& ar
     record["group"] = a.group;
     record["iters"] = o.iters;
     record["warmup"] = o.warmup;
+    record["repeats"] = o.repeats;
+    record["min_batch_ms"] = o.min_batch_ms;
     nlohmann::json j = nlohmann::json::array();
     for (const auto& r : rows) j.push_back(to_json(r));
     record["rows"] = j;
@@ -167,7 +175,9 @@ std::function<int()> add_collectives_command(CLI::App& app, const std::vector<st
   sub->add_option("--sizes", a->sizes, "Comma-separated sizes in bytes, with K/M/G suffixes");
   sub->add_option("--dtype", a->dtype, "bf16, f16 or f32");
   sub->add_option("--warmup", a->warmup, "Untimed iterations per row");
-  sub->add_option("--iters", a->iters, "Timed iterations per row");
+  sub->add_option("--iters", a->iters, "Minimum calls per timed batch");
+  sub->add_option("--min-batch-ms", a->min_batch_ms, "Minimum length of a timed batch (more calls for small sizes)");
+  sub->add_option("--repeats", a->repeats, "Timed batches per row (the row reports the median)");
   sub->add_option("--splits", a->splits,
                   "Row splits for all_gatherv, reduce_scatterv and all_to_allv: balanced, skewed (rank r gets r+1 "
                   "parts), zero (rank 0 gets none)");

@@ -6,6 +6,8 @@
 #endif
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
 #include <chrono>
 #include <iomanip>
 #include <numeric>
@@ -139,41 +141,70 @@ double sum_over_world(RankContext& ctx, double value) {
   return t.item<double>();
 }
 
+// Launches per timed batch: at least o.iters, and enough for a batch to last o.min_batch_ms so
+// that launch latency and timer noise stay small next to it. Every rank must launch the same count,
+// so the estimate is the slowest rank's.
 template <typename F>
-double time_us(RankContext& ctx, Communicator& comm, const CollectiveBenchOptions& o, F&& launch) {
-  for (int i = 0; i < o.warmup; ++i) launch();
+int batch_iters(RankContext& ctx, Communicator& comm, const CollectiveBenchOptions& o, F&& launch) {
   comm.wait_device();
   ctx.world().barrier();
   const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < o.iters; ++i) launch();
+  for (int i = 0; i < std::max(o.warmup, 1); ++i) launch();
+  comm.wait_device();
+  const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() /
+                    std::max(o.warmup, 1);
+  const double slowest = max_over_world(ctx, us);
+  return std::max(o.iters, int(std::ceil(o.min_batch_ms * 1e3 / std::max(slowest, 1.0))));
+}
+
+// Mean time of one launch over a batch, on the slowest rank.
+template <typename F>
+double batch_us(RankContext& ctx, Communicator& comm, int iters, F&& launch) {
+  comm.wait_device();
+  ctx.world().barrier();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i) launch();
   comm.wait_device();
   const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
-  return max_over_world(ctx, us / o.iters);
+  return max_over_world(ctx, us / iters);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 #ifdef LB_HAVE_CUDA
-double direct_time_us(RankContext& ctx, NcclCommunicator& nc, const CollectiveBenchOptions& o,
-                      const std::string& op, const std::string& algo, const Case& c) {
+// The same NCCL call as the communicator's, made straight on its NCCL communicator with buffers
+// allocated once: the yardstick for the communicator's overhead.
+struct DirectCall {
+  std::string name;
+  torch::Tensor in, out;
+};
+
+DirectCall direct_call(NcclCommunicator& nc, const std::string& op, const std::string& algo, const Case& c) {
   const int n = nc.size();
-  std::string name = op;
-  torch::Tensor in = c.in.clone(), out;
+  DirectCall d{op, c.in.clone(), {}};
   auto shaped = [&](int64_t rows) {
     std::vector<int64_t> s = c.in.sizes().vec();
     s[0] = rows;
     return torch::empty(s, c.in.options());
   };
-  if (op == "all_gather") out = shaped(c.in.size(0) * n);
-  else if (op == "reduce_scatter") out = shaped(c.in.size(0) / n);
-  else if (op == "all_to_allv") out = shaped(std::accumulate(c.recv_rows.begin(), c.recv_rows.end(), int64_t{0}));
+  if (op == "all_gather") d.out = shaped(c.in.size(0) * n);
+  else if (op == "reduce_scatter") d.out = shaped(c.in.size(0) / n);
+  else if (op == "all_to_allv") d.out = shaped(std::accumulate(c.recv_rows.begin(), c.recv_rows.end(), int64_t{0}));
   else if (op == "all_gatherv" || op == "reduce_scatterv") {
-    name = op + "/" + algo;
+    d.name = op + "/" + algo;
     const int64_t total = std::accumulate(c.rows.begin(), c.rows.end(), int64_t{0});
     const int64_t max_rows = *std::max_element(c.rows.begin(), c.rows.end());
-    if (algo == "padded" && op == "all_gatherv") in = shaped(max_rows), out = shaped(max_rows * n);
-    else if (algo == "padded") in = shaped(max_rows * n), out = shaped(max_rows);
-    else out = shaped(op == "all_gatherv" ? total : c.rows[nc.rank()]);
+    // Padded: the bare ncclAllGather / ncclReduceScatter on buffers padded beforehand (the
+    // communicator's padded path also copies into and out of them).
+    if (algo == "padded" && op == "all_gatherv") d.in = shaped(max_rows), d.out = shaped(max_rows * n);
+    else if (algo == "padded") d.in = shaped(max_rows * n), d.out = shaped(max_rows);
+    else d.out = shaped(op == "all_gatherv" ? total : c.rows[nc.rank()]);
   }
-  return time_us(ctx, nc, o, [&] { nccl_direct(nc, name, in, out, c.rows, c.recv_rows); });
+  return d;
 }
 #endif
 
@@ -213,16 +244,32 @@ std::vector<CollectiveRow> run_collective_bench(RankContext& ctx, Communicator& 
           torch::Tensor out = run_op(comm, op, c, scratch);
           const int64_t wrong = out.ne(c.expected).sum().item<int64_t>();
           row.wrong = int64_t(sum_over_world(ctx, double(wrong)));
-          row.time_us = time_us(ctx, comm, o, [&] { run_op(comm, op, c, scratch); });
-          comm.clear_records();
-          row.algbw = row.bytes / (row.time_us * 1e3);
-          row.busbw = row.algbw * c.bus_factor;
+          auto ours = [&] { run_op(comm, op, c, scratch); };
+          const int iters = batch_iters(ctx, comm, o, ours);
+          std::function<void()> direct;
 #ifdef LB_HAVE_CUDA
+          DirectCall call;
           if (auto* nc = dynamic_cast<NcclCommunicator*>(&comm); nc && o.direct) {
-            row.direct_time_us = direct_time_us(ctx, *nc, o, op, to_string(used), c);
-            row.direct_busbw = row.bytes / (row.direct_time_us * 1e3) * c.bus_factor;
+            call = direct_call(*nc, op, to_string(used), c);
+            direct = [nc, &call, &c] { nccl_direct(*nc, call.name, call.in, call.out, c.rows, c.recv_rows); };
+            for (int i = 0; i < o.warmup; ++i) direct();
           }
 #endif
+          // Ours and the direct call alternate, so that drift on the machine hits both alike.
+          std::vector<double> ours_us, direct_us;
+          for (int rep = 0; rep < o.repeats; ++rep) {
+            ours_us.push_back(batch_us(ctx, comm, iters, ours));
+            if (direct) direct_us.push_back(batch_us(ctx, comm, iters, direct));
+          }
+          comm.clear_records();
+          row.iters = iters;
+          row.time_us = median(ours_us);
+          row.algbw = row.bytes / (row.time_us * 1e3);
+          row.busbw = row.algbw * c.bus_factor;
+          if (!direct_us.empty()) {
+            row.direct_time_us = median(direct_us);
+            row.direct_busbw = row.bytes / (row.direct_time_us * 1e3) * c.bus_factor;
+          }
           rows.push_back(row);
         }
   }
@@ -256,7 +303,7 @@ std::string format_collective_rows(const std::vector<CollectiveRow>& rows) {
 nlohmann::json to_json(const CollectiveRow& r) {
   nlohmann::json j = {{"op", r.op},           {"algo", r.algo},       {"split", r.split},  {"type", r.type},
                       {"group", r.group},     {"group_size", r.group_size}, {"bytes", r.bytes}, {"count", r.count},
-                      {"time_us", r.time_us}, {"algbw_GBps", r.algbw}, {"busbw_GBps", r.busbw}, {"wrong", r.wrong}};
+                      {"iters", r.iters}, {"time_us", r.time_us}, {"algbw_GBps", r.algbw}, {"busbw_GBps", r.busbw}, {"wrong", r.wrong}};
   if (r.direct_time_us > 0) {
     j["nccl_direct_time_us"] = r.direct_time_us;
     j["nccl_direct_busbw_GBps"] = r.direct_busbw;

@@ -17,7 +17,9 @@ struct CollectiveBenchOptions {
   std::vector<int64_t> sizes;       // bytes (see CollectiveRow::bytes)
   torch::ScalarType dtype = torch::kBFloat16;
   int warmup = 5;
-  int iters = 20;
+  int iters = 20;             // at least this many launches per timed batch
+  double min_batch_ms = 5;    // and enough launches for a batch to last this long
+  int repeats = 5;            // timed batches; rows report the median
   std::vector<std::string> splits;  // uneven ops: balanced | skewed (rank r gets r+1 parts) | zero (rank 0 gets none)
   std::vector<VarAlgo> algos;       // uneven ops: Grouped, Padded, Auto
   int64_t row_elems = 2048;         // elements per row (a hidden state) for the row-based ops
@@ -29,7 +31,8 @@ struct CollectiveRow {
   int group_size = 0;
   int64_t bytes = 0;   // all_reduce/broadcast: buffer; gathers: output; reductions: input; all_to_allv: per-rank send
   int64_t count = 0;   // elements in `bytes`
-  double time_us = 0;  // slowest rank, mean over iters
+  int iters = 0;       // launches per timed batch
+  double time_us = 0;  // median over repeats of the slowest rank's mean time per launch in a batch
   double algbw = 0, busbw = 0;  // GB/s as nccl-tests: algbw = bytes / time, busbw = algbw * op factor
   int64_t wrong = 0;   // mismatching elements over all ranks
   double direct_time_us = 0, direct_busbw = 0;  // 0 when not measured
