@@ -9,6 +9,7 @@
 #include "layouts/layout_check.h"
 #include "reports/run_record.h"
 
+#include <chrono>
 #include <iostream>
 #include <memory>
 
@@ -103,6 +104,8 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   std::vector<LayoutCheck> results;
   std::vector<double> noise_floor;
   std::string device_label;
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed_s = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   run_ranks(backend, a.ranks, [&](RankContext& ctx) {
     ReferenceOptions options{dtype, ctx.device()};
     std::vector<torch::Tensor> reference;
@@ -122,14 +125,15 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
           thresholds[i] = kNoiseFloorFactor * noise_floor.back();
           std::cout << " " << noise_floor.back();
         }
-        std::cout << "\nthreshold per layer: " << kNoiseFloorFactor << " x noise floor\n";
+        std::cout << "\nthreshold per layer: " << kNoiseFloorFactor << " x noise floor (references took "
+                  << elapsed_s() << " s)\n";
       }
     }
     for (size_t i = 0; i < layouts.size(); ++i) {
       LayoutCheck c = check_layout(ctx, *layouts[i], parallels[i], config, *weights, options, batch, reference,
                                    thresholds);
       if (ctx.rank() == 0) {
-        std::cout << format_layout_check(c) << std::flush;
+        std::cout << format_layout_check(c) << "  done at " << elapsed_s() << " s (setup included)\n" << std::flush;
         results.push_back(std::move(c));
       }
     }

@@ -1,6 +1,8 @@
 #include "harness/nccl_communicator.h"
 
 #include <c10/cuda/CUDAGuard.h>
+
+#include <iostream>
 #include <c10/cuda/CUDAStream.h>
 
 #include <thread>
@@ -58,6 +60,16 @@ NcclCommunicator::~NcclCommunicator() {
   if (!comm_) return;
   // A communicator that saw an error or timeout was aborted already (wait_comm_ready).
   if (aborted_) return;
+  // A nonblocking communicator is finalized (flushing its work, polled to completion) before it is
+  // destroyed, as NCCL asks; a destructor cannot throw, so a failure here aborts it instead.
+  c10::cuda::CUDAGuard guard(device_);
+  try {
+    check_nccl(ncclCommFinalize(comm_), name() + " finalize");
+    wait_comm_ready(comm_, name() + " finalize", timeout_, abort_.get());
+  } catch (const std::exception& e) {
+    std::cerr << "warning: " << e.what() << "\n";
+    return;  // wait_comm_ready aborted it
+  }
   ncclCommDestroy(comm_);
 }
 

@@ -22,7 +22,7 @@ bin=$BUILD_DIR/harness/layoutbench
 status=0
 
 for step in "${steps[@]}"; do
-  echo "=== $step"
+  echo "=== $step $(date +%T)"
   case "$step" in
     fixtures)
       python3 tests/fixtures/make_fixtures.py --out tests/fixtures || status=1
@@ -48,9 +48,9 @@ for step in "${steps[@]}"; do
         --json "$OUT/collectives_${gpus}gpu_mpirun.json" || status=1 ;;
     check)
       # Real shapes, random weights, 4 layers, 8192 tokens in several sequences, bf16.
-      $bin check --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 --lengths 3001,2047,1500,1644 \
+      timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 --lengths 3001,2047,1500,1644 \
         --dtype bf16 --json "$OUT/check_qwen3-30b-a3b_${gpus}gpu_bf16.json" || status=1
-      $bin check --model deepseek-v3 --layout dp-attn-rsv,dp-attn-ar,dense-tp-attn,dense-tp1,dense-tp-full \
+      timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model deepseek-v3 --layout dp-attn-rsv,dp-attn-ar,dense-tp-attn,dense-tp1,dense-tp-full \
         --gpus "$gpus" --layers 4 --lengths 3001,2047,1500,1644 --dtype bf16 \
         --json "$OUT/check_deepseek-v3_${gpus}gpu_bf16.json" || status=1 ;;
     *) echo "unknown step $step"; status=1 ;;
