@@ -129,9 +129,11 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
                   << elapsed_s() << " s)\n";
       }
     }
+    ctx.quiesce();  // rank 0's references are done (and their memory released) before any layout
     for (size_t i = 0; i < layouts.size(); ++i) {
       LayoutCheck c = check_layout(ctx, *layouts[i], parallels[i], config, *weights, options, batch, reference,
                                    thresholds);
+      ctx.quiesce();  // every rank has freed the layout before the next one's collectives
       if (ctx.rank() == 0) {
         std::cout << format_layout_check(c) << "  done at " << elapsed_s() << " s (setup included)\n" << std::flush;
         results.push_back(std::move(c));

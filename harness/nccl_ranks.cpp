@@ -9,6 +9,7 @@
 #include <mpi.h>
 #endif
 
+#include <condition_variable>
 #include <exception>
 #include <iostream>
 #include <mutex>
@@ -24,12 +25,51 @@ ncclConfig_t nonblocking_config() {
   return config;
 }
 
+// A barrier of the rank threads of one process, on the host: no GPU work, so it is safe next to
+// CUDA frees. Gives up on an abort or after the timeout.
+class ThreadBarrier {
+ public:
+  explicit ThreadBarrier(int threads) : threads_(threads) {}
+
+  void arrive_and_wait(std::chrono::milliseconds timeout, const AbortSignal& abort) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const uint64_t generation = generation_;
+    if (++arrived_ == threads_) {
+      arrived_ = 0;
+      ++generation_;
+      changed_.notify_all();
+      return;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (generation_ == generation) {
+      if (abort.raised.load()) throw CommError("quiesce: aborted because another rank failed");
+      if (std::chrono::steady_clock::now() > deadline)
+        throw CommError("quiesce: not every rank thread arrived within " + std::to_string(timeout.count()) + " ms");
+      changed_.wait_for(lock, std::chrono::milliseconds(10));
+    }
+  }
+
+ private:
+  const int threads_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int arrived_ = 0;
+  uint64_t generation_ = 0;
+};
+
 class NcclRankContext : public RankContext {
  public:
+  // `threads`: the barrier of the rank threads of this process; null for one process per GPU.
   NcclRankContext(int rank, int world, int device, ncclComm_t comm, std::chrono::milliseconds timeout,
-                  std::shared_ptr<AbortSignal> abort)
-      : rank_(rank), world_size_(world), device_(device), timeout_(timeout), abort_(abort),
+                  std::shared_ptr<AbortSignal> abort, ThreadBarrier* threads)
+      : rank_(rank), world_size_(world), device_(device), timeout_(timeout), abort_(abort), threads_(threads),
         world_(std::make_shared<NcclCommunicator>("world", rank, world, comm, device, timeout, abort)) {}
+
+  // Between processes a CUDA free waits on nothing of the peers: the world barrier is enough.
+  void quiesce() override {
+    if (threads_) threads_->arrive_and_wait(timeout_, *abort_);
+    else world_->barrier();
+  }
 
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
@@ -57,6 +97,7 @@ class NcclRankContext : public RankContext {
   int rank_, world_size_, device_;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<AbortSignal> abort_;
+  ThreadBarrier* threads_;
   std::shared_ptr<NcclCommunicator> world_;
 };
 
@@ -87,6 +128,7 @@ void run_nccl_threads(int gpus, const RankFunction& fn, std::chrono::millisecond
   ncclUniqueId id;
   check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
   auto abort = std::make_shared<AbortSignal>();
+  ThreadBarrier barrier(gpus);
   std::mutex mutex;
   std::exception_ptr first_error;
   bool first_is_root_cause = false;
@@ -95,8 +137,9 @@ void run_nccl_threads(int gpus, const RankFunction& fn, std::chrono::millisecond
     threads.emplace_back([&, r] {
       try {
         ncclComm_t comm = init_comm(gpus, id, r, r, timeout, abort.get());
-        NcclRankContext ctx(r, gpus, r, comm, timeout, abort);
+        NcclRankContext ctx(r, gpus, r, comm, timeout, abort, &barrier);
         fn(ctx);
+        ctx.quiesce();
         ctx.world().barrier();
         ctx.release();
       } catch (const std::exception& e) {
@@ -153,7 +196,7 @@ void run_nccl_mpi(int expected_ranks, const RankFunction& fn, std::chrono::milli
   auto abort = std::make_shared<AbortSignal>();
   try {
     ncclComm_t comm = init_comm(world, id, rank, local_rank, timeout, abort.get());
-    NcclRankContext ctx(rank, world, local_rank, comm, timeout, abort);
+    NcclRankContext ctx(rank, world, local_rank, comm, timeout, abort, nullptr);
     fn(ctx);
     ctx.world().barrier();
     ctx.release();

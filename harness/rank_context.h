@@ -24,6 +24,11 @@ class RankContext {
   // calls it with the same partition, in the same order.
   virtual std::shared_ptr<Communicator> split(const std::string& name,
                                               const std::vector<std::vector<int>>& partition) = 0;
+  // Waits until every rank has arrived, all of them having launched every collective before it.
+  // Call it on both sides of a phase that allocates or frees device memory or communicators: with
+  // one thread per GPU in one process, a cudaFree can wait on every GPU of the process, and
+  // deadlocks if a peer thread's collective is still waiting for this rank to launch its part.
+  virtual void quiesce() { world().barrier(); }
 };
 
 using RankFunction = std::function<void(RankContext&)>;

@@ -33,6 +33,7 @@ LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const Paral
   result.layout = layout.name;
   result.parallel = parallel;
   LayoutRank rank(ctx, layout, parallel, config, weights, options, batch.seq_lens);
+  ctx.quiesce();  // every rank's weights and groups are set up before any collective runs
   for (const auto& t : rank.tokens()) result.rank_tokens.push_back(t.size(0));
   for (Communicator* c : rank.communicators()) c->clear_records();
 
@@ -64,6 +65,7 @@ LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const Paral
     result.pass = result.pass && v.pass;
     result.layers.push_back(v);
   }
+  ctx.quiesce();  // no collective in flight while `rank` frees its weights and communicators
   return result;
 }
 
