@@ -110,6 +110,7 @@ nlohmann::json to_json(const LayoutCheck& c) {
   nlohmann::json comm = nlohmann::json::object();
   for (const CollectiveRecord& r : c.records) {
     nlohmann::json& e = comm[r.op + "@" + r.group];
+    if (e.is_null()) e = {{"calls", 0}, {"bytes", int64_t{0}}, {"ms", 0.0}};
     e["calls"] = e.value("calls", 0) + 1;
     e["bytes"] = e.value("bytes", int64_t{0}) + r.bytes;
     e["ms"] = e.value("ms", 0.0) + r.ms;

@@ -4,6 +4,10 @@
 // tokens. Configurations a layout cannot take are refused with a message naming the rule.
 #include "test_util.h"
 
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
 namespace lb {
 namespace {
 
@@ -78,6 +82,30 @@ INSTANTIATE_TEST_SUITE_P(CpuRanks, LayoutMatchesReference, testing::ValuesIn(cas
                              if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return s;
                          });
+
+// The record a nightly job reads: per layout, per layer verdicts and the collectives it made; in
+// bf16 also the calibrated noise floor the thresholds came from.
+TEST(LayoutCheck, WritesTheRunRecord) {
+  for (const std::string dtype : {"f32", "bf16"}) {
+    test::TempDir dir;
+    const std::string path = dir / "check.json";
+    test::CliResult r = test::run_cli({"check", "--model", "tiny-qwen3-moe", "--layout", "dp-attn-rsv,cp-fused-moe",
+                                       "--backend", "cpu", "--ranks", "2", "--layers", "2", "--dtype", dtype,
+                                       "--json", path});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    std::ifstream in(path);
+    ASSERT_TRUE(in) << path;
+    const nlohmann::json j = nlohmann::json::parse(in);
+    EXPECT_EQ(j.at("command").get<std::string>().rfind("layoutbench check", 0), 0u) << j.at("command");
+    EXPECT_TRUE(j.at("pass").get<bool>());
+    ASSERT_EQ(j.at("layouts").size(), 2u);
+    for (const auto& l : j.at("layouts")) {
+      EXPECT_EQ(l.at("layers").size(), 2u);
+      EXPECT_FALSE(l.at("collectives").empty()) << l.dump();
+    }
+    EXPECT_EQ(j.contains("noise_floor"), dtype == "bf16") << j.dump();
+  }
+}
 
 // The oracle must be able to say no: an impossible threshold fails every layer.
 TEST(LayoutCheck, ReportsDivergence) {
