@@ -33,6 +33,36 @@ def gpu_check_row(path, r):
             f"{flips}/{tokens} tokens changed experts | [{path.name}]({path.relative_to(ROOT)}) |")
 
 
+def short_command(r):
+    cmd = r["command"] if isinstance(r["command"], str) else " ".join(r["command"])
+    return cmd.split(" --json")[0].replace("build-gpu/harness/", "")
+
+
+def collectives_row(path, r):
+    rows = r["rows"]
+    same_call = [x for x in rows if "busbw_ratio_to_direct" in x and "padded" not in x["algo"]]
+    big = [x["busbw_ratio_to_direct"] for x in same_call if x["bytes"] >= 16 << 20]
+    small = [x["busbw_ratio_to_direct"] for x in same_call if x["bytes"] < 16 << 20]
+    ar = max((x for x in rows if x["op"] == "all_reduce"), key=lambda x: x["bytes"])
+    picks = sorted({f"{x['split']}:{x['algo']}" for x in rows if x["op"] == "reduce_scatterv" and "auto" in x["algo"]})
+    launch = "mpirun, one process per GPU" if "mpirun" in path.name else "one process, one thread per GPU"
+    return (f"| `{short_command(r)}` ({launch}) | {r['device'].split(' (')[0]} x{r['ranks']} | "
+            f"#wrong {r['wrong_total']}; busbw / direct NCCL: {min(big):.3f}-{max(big):.3f} for 16-256 MB, "
+            f"{min(small):.3f}-{max(small):.3f} for 1-4 MB; all_reduce {ar['bytes'] >> 20} MB busbw "
+            f"{ar['busbw_GBps']:.0f} GB/s; reduce_scatterv auto pick {', '.join(picks)} | "
+            f"[{path.name}]({path.relative_to(ROOT)}) |")
+
+
+def check_row(path, r):
+    layouts = r["layouts"]
+    margin = max(l["rel_l2"] / l["threshold"] for x in layouts for l in x["layers"])
+    verdict = "all pass" if r["pass"] else "DIVERGENCE"
+    note = " (parsed from the run's log)" if "parsed_from_log" in r else ""
+    return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | {len(layouts)} layouts, {verdict}; "
+            f"worst rel_l2 / threshold {margin:.2f}; noise floor {r['noise_floor'][0]:.4f}-{r['noise_floor'][-1]:.4f}"
+            f"{note} | [{path.name}]({path.relative_to(ROOT)}) |")
+
+
 def rows():
     out = []
     for path in sorted((ROOT / "results").rglob("*.json")):
@@ -41,6 +71,10 @@ def rows():
             out.append(reference_row(path, r))
         elif r.get("subcommand") == "test:GpuReference.Bf16OnGpuMatchesFp32OnCpu":
             out.append(gpu_check_row(path, r))
+        elif r.get("subcommand") == "collectives":
+            out.append(collectives_row(path, r))
+        elif r.get("subcommand") == "check":
+            out.append(check_row(path, r))
     return out
 
 
