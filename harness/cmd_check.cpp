@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <memory>
 
 namespace lb {
@@ -31,6 +32,8 @@ struct CheckArgs {
   double max_rel_l2 = 0;
   int timeout_s = 600;
   std::string json;
+  std::string capture = "none";
+  std::string mutation;
   CLI::App* sub = nullptr;
 };
 
@@ -42,6 +45,8 @@ constexpr double kFp32MaxRelL2 = 1e-5;
 // that size; its distance to the low-precision reference is then up to about sqrt(2) times it
 // (independent errors) and a wrong layout is far past it.
 constexpr double kNoiseFloorFactor = 3.0;
+// A capture point computed identically in both precisions (none today) still gets a usable threshold.
+constexpr double kMinNoiseFloor = 1e-6;
 
 std::vector<std::string> comma_list(const std::string& s) {
   std::vector<std::string> out;
@@ -71,6 +76,9 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   const TokenBatch batch = a.tokens > 0 ? random_tokens({a.tokens}, config.vocab, a.seed)
                                         : random_tokens(parse_lengths(a.lengths, "--lengths"), config.vocab, a.seed);
   const bool calibrate = dtype != torch::kFloat32 && a.max_rel_l2 <= 0;
+  if (a.capture != "none" && a.capture != "op") throw InputError("--capture '" + a.capture + "': none or op");
+  const bool capture_ops = a.capture == "op";
+  const Mutation mutation = find_mutation(a.mutation);
   std::vector<double> thresholds(config.num_layers, a.max_rel_l2 > 0 ? a.max_rel_l2 : kFp32MaxRelL2);
 
   std::vector<const LayoutSpec*> layouts;
@@ -109,19 +117,35 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   run_ranks(backend, a.ranks, [&](RankContext& ctx) {
     ReferenceOptions options{dtype, ctx.device()};
     std::vector<torch::Tensor> reference;
+    std::vector<LayerCapture> reference_ops;
+    OpCheckOptions op_check;
+    op_check.capture = capture_ops;
+    op_check.mutation = mutation;
     if (ctx.rank() == 0) {
       device_label = device_name(ctx.device());
-      std::vector<torch::Tensor> exact;
+      ReferenceRun exact;
       if (calibrate) {
         ReferenceModel model(config, *weights, {torch::kFloat32, ctx.device()});
-        exact = model.forward(batch.ids, batch.seq_lens).layer_outputs;
+        exact = model.forward(batch.ids, batch.seq_lens, capture_ops);
       }
       ReferenceModel model(config, *weights, options);
-      reference = model.forward(batch.ids, batch.seq_lens).layer_outputs;
+      ReferenceRun run = model.forward(batch.ids, batch.seq_lens, capture_ops);
+      reference = run.layer_outputs;
+      reference_ops = std::move(run.captures);
+      op_check.reference = &reference_ops;
+      if (calibrate && capture_ops) {
+        // Each capture point's threshold: the same factor over its own noise floor.
+        for (int64_t i = 0; i < config.num_layers; ++i) {
+          std::map<std::string, double> floor = capture_noise_floor(reference_ops[i], exact.captures[i]);
+          for (auto& [op, f] : floor) f = kNoiseFloorFactor * std::max(f, kMinNoiseFloor);
+          op_check.thresholds.push_back(floor);
+        }
+      }
+      const std::vector<torch::Tensor>& exact_layers = exact.layer_outputs;
       if (calibrate) {
         std::cout << "noise floor (" << dtype_name(dtype) << " reference vs f32 reference), relative L2 per layer:";
         for (int64_t i = 0; i < config.num_layers; ++i) {
-          noise_floor.push_back(compare_tensors(reference[i], exact[i]).rel_l2);
+          noise_floor.push_back(compare_tensors(reference[i], exact_layers[i]).rel_l2);
           thresholds[i] = kNoiseFloorFactor * noise_floor.back();
           std::cout << " " << noise_floor.back();
         }
@@ -132,7 +156,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
     ctx.quiesce();  // rank 0's references are done (and their memory released) before any layout
     for (size_t i = 0; i < layouts.size(); ++i) {
       LayoutCheck c = check_layout(ctx, *layouts[i], parallels[i], config, *weights, options, batch, reference,
-                                   thresholds);
+                                   thresholds, op_check);
       ctx.quiesce();  // every rank has freed the layout before the next one's collectives
       if (ctx.rank() == 0) {
         std::cout << format_layout_check(c) << "  done at " << elapsed_s() << " s (setup included)\n" << std::flush;
@@ -160,6 +184,8 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
       record["noise_floor"] = noise_floor;
       record["noise_floor_factor"] = kNoiseFloorFactor;
     }
+    record["capture"] = a.capture;
+    if (mutation != Mutation::None) record["mutation"] = a.mutation;
     record["pass"] = pass;
     nlohmann::json j = nlohmann::json::array();
     for (const auto& r : results) j.push_back(to_json(r));
@@ -196,6 +222,14 @@ std::function<int()> add_check_command(CLI::App& app, const std::vector<std::str
                   "Verdict threshold on relative L2 per layer (default: 1e-5 in f32; in bf16/f16, 3x the measured "
                   "noise floor of each layer, the low-precision reference against the f32 reference)");
   sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
+  sub->add_option("--capture", a->capture,
+                  "none, or op: also compare every capture point inside each layer (post-norm input, q, k/latent, "
+                  "attention output, o_proj, residual, router logits, top-k experts and weights, MLP output) and "
+                  "name the first (layer, op) that diverges with its ranks and token ranges");
+  std::string mutations;
+  for (const auto& m : all_mutations()) mutations += (mutations.empty() ? "" : ", ") + m.name;
+  sub->add_option("--mutation", a->mutation,
+                  "Plant a known layout bug, to test the oracle (" + mutations + ")");
   sub->add_option("--json", a->json, "Write the per-layer verdicts and the run's command, commit and device");
   return [a, argv] { return run_check(*a, argv); };
 }

@@ -7,6 +7,7 @@ namespace lb {
 struct Routing {
   torch::Tensor experts;  // int64 [T, k]
   torch::Tensor weights;  // float32 [T, k]
+  torch::Tensor logits;   // [T, E] as the router computed them (set by the MLP, for the oracle)
 };
 
 // Qwen3-MoE: softmax over all experts in fp32, top-k, optionally renormalized to sum 1.

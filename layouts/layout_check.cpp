@@ -27,12 +27,12 @@ torch::Tensor reassemble(RankContext& ctx, const LayoutRank& rank, const torch::
 LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const ParallelConfig& parallel,
                          const ModelConfig& config, const WeightSource& weights, ReferenceOptions options,
                          const TokenBatch& batch, const std::vector<torch::Tensor>& reference_layers,
-                         const std::vector<double>& max_rel_l2) {
+                         const std::vector<double>& max_rel_l2, const OpCheckOptions& op_check) {
   torch::NoGradGuard no_grad;
   LayoutCheck result;
   result.layout = layout.name;
   result.parallel = parallel;
-  LayoutRank rank(ctx, layout, parallel, config, weights, options, batch.seq_lens);
+  LayoutRank rank(ctx, layout, parallel, config, weights, options, batch.seq_lens, op_check.mutation);
   ctx.quiesce();  // every rank's weights and groups are set up before any collective runs
   for (const auto& t : rank.tokens()) result.rank_tokens.push_back(t.size(0));
   for (Communicator* c : rank.communicators()) c->clear_records();
@@ -43,8 +43,9 @@ LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const Paral
   torch::Tensor x = rank.embed(batch.ids);
   ctx.world().barrier();
   const auto start = std::chrono::steady_clock::now();
+  std::vector<LayerCapture> captures(op_check.capture ? config.num_layers : 0);
   for (int64_t i = 0; i < config.num_layers; ++i) {
-    x = rank.layer_forward(i, x);
+    x = rank.layer_forward(i, x, op_check.capture ? &captures[i] : nullptr);
     outputs.push_back(x);
   }
   synchronize(options.device);
@@ -64,6 +65,17 @@ LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const Paral
     v.pass = v.diff.finite && v.diff.rel_l2 < v.threshold;
     result.pass = result.pass && v.pass;
     result.layers.push_back(v);
+  }
+  for (int64_t i = 0; i < int64_t(captures.size()); ++i) {
+    auto pieces = gather_capture(ctx, captures[i]);
+    if (ctx.rank() != 0) continue;
+    const auto no_thresholds = std::map<std::string, double>{};
+    const auto& thresholds = i < int64_t(op_check.thresholds.size()) ? op_check.thresholds[i] : no_thresholds;
+    for (OpVerdict& v : compare_capture(i, pieces, op_check.reference->at(i), thresholds, max_rel_l2.at(i))) {
+      if (!v.pass && !result.first_divergence) result.first_divergence = v;
+      result.pass = result.pass && v.pass;
+      result.ops.push_back(std::move(v));
+    }
   }
   ctx.quiesce();  // no collective in flight while `rank` frees its weights and communicators
   return result;
@@ -85,8 +97,16 @@ std::string format_layout_check(const LayoutCheck& c) {
         << std::setw(12) << v.diff.rel_l2 << std::fixed << std::setprecision(7) << std::setw(12) << v.diff.cosine
         << std::scientific << std::setprecision(2) << std::setw(12) << v.threshold << "  "
         << (v.pass ? "ok" : (v.diff.finite ? "DIVERGES" : "NOT FINITE")) << "\n";
+  if (c.first_divergence) {
+    out << "  first divergence: " << describe(*c.first_divergence) << "\n";
+    out << "    layer " << c.first_divergence->layer << " by op:";
+    for (const OpVerdict& v : c.ops)
+      if (v.layer == c.first_divergence->layer)
+        out << " " << v.op << std::scientific << std::setprecision(1) << "=" << v.diff.rel_l2 << (v.pass ? "" : "!");
+    out << "\n";
+  }
   for (const LayerVerdict& v : c.layers)
-    if (!v.pass) {
+    if (!v.pass && !c.first_divergence) {
       out << "  first divergence: layer " << v.layer << " (relative L2 " << std::scientific << v.diff.rel_l2
           << " >= " << v.threshold << ")\n";
       break;
@@ -115,6 +135,8 @@ nlohmann::json to_json(const LayoutCheck& c) {
     e["bytes"] = e.value("bytes", int64_t{0}) + r.bytes;
     e["ms"] = e.value("ms", 0.0) + r.ms;
   }
+  nlohmann::json ops = nlohmann::json::array();
+  for (const OpVerdict& v : c.ops) ops.push_back(to_json(v));
   const LayoutSpec& spec = find_layout(c.layout);
   return {{"layout", c.layout},
           {"replaces", spec.replaces},
@@ -124,7 +146,9 @@ nlohmann::json to_json(const LayoutCheck& c) {
           {"pass", c.pass},
           {"layers", layers},
           {"layout_ms", c.layout_ms},
-          {"collectives", comm}};
+          {"collectives", comm},
+          {"ops", ops},
+          {"first_divergence", c.first_divergence ? to_json(*c.first_divergence) : nlohmann::json()}};
 }
 
 }  // namespace lb

@@ -5,10 +5,15 @@
 #include "harness/communicator.h"
 #include "harness/rank_context.h"
 #include "layouts/layout.h"
+#include "layouts/mutations.h"
+#include "layouts/op_check.h"
 #include "oracles/compare.h"
 #include "oracles/reference_model.h"
 
 #include <nlohmann/json.hpp>
+
+#include <map>
+#include <optional>
 
 #include <string>
 #include <vector>
@@ -30,6 +35,16 @@ struct LayoutCheck {
   double layout_ms = 0;                    // all layers, rank 0, device-synchronized
   std::vector<CollectiveRecord> records;   // rank 0's collectives during the layers
   std::vector<int64_t> rank_tokens;        // rows per world rank
+  std::vector<OpVerdict> ops;              // with op capture: every capture point of every layer
+  std::optional<OpVerdict> first_divergence;  // with op capture: the first (layer, op) past its threshold
+};
+
+// Op-level checking (`--capture op`) and planted bugs (`--mutation`).
+struct OpCheckOptions {
+  bool capture = false;
+  const std::vector<LayerCapture>* reference = nullptr;        // rank 0: the reference's captures per layer
+  std::vector<std::map<std::string, double>> thresholds;      // per layer, op -> relative L2 (else the layer's)
+  Mutation mutation = Mutation::None;
 };
 
 // Collective over all ranks; the verdicts are filled on rank 0 (where `reference_layers`, the
@@ -37,7 +52,7 @@ struct LayoutCheck {
 LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const ParallelConfig& parallel,
                          const ModelConfig& config, const WeightSource& weights, ReferenceOptions options,
                          const TokenBatch& batch, const std::vector<torch::Tensor>& reference_layers,
-                         const std::vector<double>& max_rel_l2);
+                         const std::vector<double>& max_rel_l2, const OpCheckOptions& op_check = {});
 
 std::string format_layout_check(const LayoutCheck& check);
 nlohmann::json to_json(const LayoutCheck& check);

@@ -29,14 +29,16 @@ torch::Tensor as_rows(const torch::Tensor& t) { return t.reshape({t.size(0), -1}
 
 LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const ParallelConfig& parallel,
                        const ModelConfig& config, const WeightSource& weights, ReferenceOptions options,
-                       const std::vector<int64_t>& seq_lens)
-    : ctx_(ctx), layout_(layout), parallel_(parallel), config_(config), options_(options),
-      rope_(make_rope(config)) {
+                       const std::vector<int64_t>& seq_lens, Mutation mutation)
+    : ctx_(ctx), layout_(layout), parallel_(parallel), config_(config), options_(options), mutation_(mutation),
+      plan_(shard_plan(parallel, ctx.rank())), rope_(make_rope(config)) {
   torch::NoGradGuard no_grad;
   tokens_ = split_tokens(parallel_, layout_.split, seq_lens);
   const torch::Device device = options_.device;
   const TokenPlacement all = packed_placement(seq_lens, device);
   local_ = select(all, tokens_[ctx_.rank()].to(device));
+  if (mutation_ == Mutation::RopeLocalPositions && parallel_.attn_cp > 1)
+    local_.pos = torch::arange(local_.pos.size(0), local_.pos.options());
 
   // Groups are split in one fixed order on every rank (a split is collective).
   const std::set<GroupKind> kinds = {GroupKind::AttnTp, GroupKind::AttnCp, layout_.moe.gather, layout_.moe.reduce,
@@ -47,13 +49,23 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
     if (kind != GroupKind::World) groups_[kind] = ctx_.split(to_string(kind), partition);
   }
   std::vector<torch::Tensor> key_index;
-  for (int r : members_[GroupKind::AttnCp]) key_index.push_back(tokens_[r]);
-  cp_keys_ = select(all, torch::cat(key_index).to(device));
+  for (int r : members_[GroupKind::AttnCp])
+    key_index.push_back(mutation_ == Mutation::ZigzagKeyBlocksReversed ? tokens_[r].flip(0) : tokens_[r]);
+  torch::Tensor keys = torch::cat(key_index);
+  if (mutation_ == Mutation::RoundRobinKeysAsContiguous) keys = std::get<0>(keys.sort());
+  cp_keys_ = select(all, keys.to(device));
 
-  const ShardPlan plan = shard_plan(parallel_, ctx_.rank());
   embed_ = weights.load(tensor_spec(config_, "model.embed_tokens.weight"), options_.dtype, device);
-  for (int64_t i = 0; i < config_.num_layers; ++i)
-    layers_.push_back(shard_layer(config_, load_layer(config_, weights, i, options_.dtype, device), plan));
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    LayerWeights full = load_layer(config_, weights, i, options_.dtype, device);
+    LayerWeights shard = shard_layer(config_, full, plan_);
+    if (mutation_ == Mutation::SharedExpertTwice)
+      for (const char* name : {"mlp.shared_experts.gate_proj.weight", "mlp.shared_experts.up_proj.weight",
+                               "mlp.shared_experts.down_proj.weight"})
+        if (full.tensors.count(name)) shard.tensors[name] = full.tensors.at(name);
+    layers_.push_back(std::move(shard));
+  }
+  if (mutation_ == Mutation::RouterNotRenormalized) config_.norm_topk_prob = false;
 }
 
 Communicator& LayoutRank::group(GroupKind kind) const {
@@ -67,6 +79,12 @@ std::vector<int64_t> LayoutRank::rows_of(GroupKind kind) const {
   return rows;
 }
 
+torch::Tensor LayoutRank::tokens_of(GroupKind kind) const {
+  std::vector<torch::Tensor> parts;
+  for (int r : members_.at(kind)) parts.push_back(tokens_[r]);
+  return torch::cat(parts);
+}
+
 std::vector<Communicator*> LayoutRank::communicators() const {
   std::vector<Communicator*> out = {&ctx_.world()};
   for (const auto& [kind, comm] : groups_) out.push_back(comm.get());
@@ -78,20 +96,27 @@ torch::Tensor LayoutRank::embed(const torch::Tensor& input_ids) const {
   return embed_.index_select(0, mine.to(options_.device));
 }
 
-torch::Tensor LayoutRank::mlp_partial(const LayerWeights& w, const torch::Tensor& normed) const {
-  return config_.family == ModelFamily::Qwen3Moe ? qwen3_mlp(config_, w, normed) : deepseek_mlp(config_, w, normed);
+torch::Tensor LayoutRank::mlp_partial(const LayerWeights& w, const torch::Tensor& normed, Routing* routing) const {
+  return config_.family == ModelFamily::Qwen3Moe ? qwen3_mlp(config_, w, normed, routing)
+                                                 : deepseek_mlp(config_, w, normed, routing);
 }
 
-torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::Tensor& x_normed) const {
+torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::Tensor& x_normed,
+                                            LayerCapture* capture) const {
   const ModelConfig& c = config_;
   const bool cp = parallel_.attn_cp > 1;
   // A DP rank without requests still takes part in the collectives after attention.
   if (x_normed.size(0) == 0 && !cp) return torch::zeros({0, c.hidden}, x_normed.options());
+  const torch::Tensor mine = tokens_[ctx_.rank()];
   Communicator* cp_group = cp ? &group(GroupKind::AttnCp) : nullptr;
   const std::vector<int64_t> cp_rows = rows_of(GroupKind::AttnCp);
   torch::Tensor attn;
   if (c.family == ModelFamily::Qwen3Moe) {
     QkvStates s = qwen3_qkv(c, w, rope_, x_normed, local_.pos);
+    if (capture) {
+      capture->add("q", s.q, mine, plan_.attn_rank * s.q.size(1) * c.head_dim);
+      capture->add("kv", s.k, mine, int64_t(plan_.attn_rank) * c.num_kv_heads / plan_.attn_size * c.head_dim);
+    }
     torch::Tensor k = s.k, v = s.v;
     if (cp) {
       // Keys and values of every CP rank, rotated with their original positions.
@@ -101,6 +126,10 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
     attn = causal_attention(s.q, k, v, local_, cp ? cp_keys_ : local_, c.attention_scale());
   } else {
     MlaLatent m = mla_latent(c, w, rope_, x_normed, local_.pos);
+    if (capture) {
+      capture->add("q", m.q, mine, plan_.attn_rank * m.q.size(1) * c.qk_head_dim());
+      capture->add("kv", torch::cat({m.latent, m.k_pe}, 1), mine);
+    }
     torch::Tensor latent = m.latent, k_pe = m.k_pe;
     if (cp) {
       // MLA under CP gathers the small latent and the shared rotary key, not the expanded keys.
@@ -111,26 +140,38 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
     auto [k, v] = mla_expand_kv(c, w, latent, k_pe);
     attn = causal_attention(m.q, k, v, local_, cp ? cp_keys_ : local_, c.attention_scale());
   }
+  if (capture) capture->add("attn_out", attn, mine, plan_.attn_rank * attn.size(1) * attn.size(2));
   return torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
 }
 
-torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const torch::Tensor& x) const {
-  auto partial = [&](const torch::Tensor& n) { return mlp_partial(w, n); };
+torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const torch::Tensor& x,
+                              LayerCapture* capture) const {
+  // The router's view: the rows the MLP ran on, with their token indices.
+  auto keep_routing = [&](const Routing& r, const torch::Tensor& tokens) {
+    if (!capture || !r.experts.defined()) return;
+    capture->add("router_logits", r.logits, tokens);
+    capture->add("topk_experts", r.experts, tokens);
+    capture->add("topk_weights", r.weights, tokens);
+  };
+  Routing routing;
   const torch::Tensor normed = rmsnorm(x, w["post_attention_layernorm.weight"], config_.rms_eps);
   switch (step.comm) {
     case MlpComm::AllReduce: {
-      torch::Tensor y = partial(normed).contiguous();
+      torch::Tensor y = mlp_partial(w, normed, &routing).contiguous();
+      keep_routing(routing, tokens_[ctx_.rank()]);
       if (group(step.reduce).size() > 1) group(step.reduce).all_reduce(y);
       return y;
     }
     case MlpComm::GatherReduceScatter: {
       Communicator& g = group(step.gather);
-      torch::Tensor y = partial(g.all_gather(normed.contiguous())).contiguous();
+      torch::Tensor y = mlp_partial(w, g.all_gather(normed.contiguous()), &routing).contiguous();
+      keep_routing(routing, tokens_of(step.gather));
       return g.reduce_scatter(y);
     }
     case MlpComm::GatherAllReduce: {
       const std::vector<int64_t> rows = rows_of(step.gather);
-      torch::Tensor y = partial(group(step.gather).all_gatherv(normed.contiguous(), rows)).contiguous();
+      torch::Tensor y = mlp_partial(w, group(step.gather).all_gatherv(normed.contiguous(), rows), &routing).contiguous();
+      keep_routing(routing, tokens_of(step.gather));
       if (group(step.reduce).size() > 1) group(step.reduce).all_reduce(y);
       const auto& members = members_.at(step.gather);
       int64_t offset = 0;
@@ -140,7 +181,9 @@ torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const 
     case MlpComm::GatherReduceScatterv: {
       Communicator& g = group(step.gather);
       const std::vector<int64_t> rows = rows_of(step.gather);
-      torch::Tensor y = partial(g.all_gatherv(normed.contiguous(), rows)).contiguous();
+      torch::Tensor y = mlp_partial(w, g.all_gatherv(normed.contiguous(), rows), &routing).contiguous();
+      keep_routing(routing, tokens_of(step.gather));
+      if (mutation_ == Mutation::ReduceScattervOffByOne) y = y.roll(1, 0).contiguous();
       return g.reduce_scatterv(y, rows);
     }
     case MlpComm::ScatterReplicated: break;  // handled in layer_forward: it changes the attention output step
@@ -148,33 +191,50 @@ torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const 
   throw std::logic_error("unhandled MLP communication");
 }
 
-torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x) const {
+torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, LayerCapture* capture) const {
   torch::NoGradGuard no_grad;
   const LayerWeights& w = layers_.at(layer);
   const MlpStep& step = config_.is_moe_layer(layer) ? layout_.moe : layout_.dense;
-  torch::Tensor attn = attention_partial(w, rmsnorm(x, w["input_layernorm.weight"], config_.rms_eps)).contiguous();
+  const torch::Tensor mine = tokens_[ctx_.rank()];
+  auto keep = [&](const char* op, const torch::Tensor& t, const torch::Tensor& tokens) {
+    if (capture) capture->add(op, t, tokens);
+  };
+  const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], config_.rms_eps);
+  keep("attn_norm", normed, mine);
+  torch::Tensor attn = attention_partial(w, normed, capture).contiguous();
   Communicator& attn_tp = group(GroupKind::AttnTp);
   if (step.comm == MlpComm::ScatterReplicated && attn_tp.size() > 1) {
     // Each attention TP rank takes a slice of the tokens for the replicated MLP.
     const int n = attn_tp.size();
     std::vector<int64_t> rows(n);
-    int64_t offset = 0, mine = 0;
+    int64_t offset = 0, count = 0;
     for (int r = 0; r < n; ++r) {
       rows[r] = x.size(0) / n + (r < x.size(0) % n ? 1 : 0);
       if (r < attn_tp.rank()) offset += rows[r];
     }
-    mine = rows[attn_tp.rank()];
-    torch::Tensor h = x.narrow(0, offset, mine) + attn_tp.reduce_scatterv(attn, rows);
-    torch::Tensor normed = rmsnorm(h, w["post_attention_layernorm.weight"], config_.rms_eps);
-    return attn_tp.all_gatherv((h + mlp_partial(w, normed)).contiguous(), rows);
+    count = rows[attn_tp.rank()];
+    const torch::Tensor slice = mine.narrow(0, offset, count);
+    torch::Tensor o = attn_tp.reduce_scatterv(attn, rows);
+    torch::Tensor h = mutation_ == Mutation::MissingResidualAdd ? o : x.narrow(0, offset, count) + o;
+    torch::Tensor m = mlp_partial(w, rmsnorm(h, w["post_attention_layernorm.weight"], config_.rms_eps));
+    torch::Tensor out = attn_tp.all_gatherv((h + m).contiguous(), rows);
+    keep("o_proj", o, slice), keep("residual", h, slice), keep("mlp_out", m, slice), keep("layer_out", out, mine);
+    return out;
   }
-  if (attn_tp.size() > 1) attn_tp.all_reduce(attn);
-  torch::Tensor h = x + attn;
+  if (mutation_ == Mutation::AllReduceWrongGroup && attn_tp.size() < ctx_.world_size()) ctx_.world().all_reduce(attn);
+  else if (attn_tp.size() > 1) attn_tp.all_reduce(attn);
+  keep("o_proj", attn, mine);
+  torch::Tensor h = mutation_ == Mutation::MissingResidualAdd ? attn : x + attn;
+  keep("residual", h, mine);
+  torch::Tensor m;
   if (step.comm == MlpComm::ScatterReplicated) {  // attention TP 1: the replicated MLP on all rows
-    torch::Tensor normed = rmsnorm(h, w["post_attention_layernorm.weight"], config_.rms_eps);
-    return h + mlp_partial(w, normed);
+    m = mlp_partial(w, rmsnorm(h, w["post_attention_layernorm.weight"], config_.rms_eps));
+  } else {
+    m = mlp(step, w, h, capture);
   }
-  return h + mlp(step, w, h);
+  torch::Tensor out = h + m;
+  keep("mlp_out", m, mine), keep("layer_out", out, mine);
+  return out;
 }
 
 }  // namespace lb

@@ -6,7 +6,10 @@
 #include "kernels/attention.h"
 #include "kernels/rope.h"
 #include "layouts/layout.h"
+#include "layouts/mutations.h"
+#include "layouts/shard.h"
 #include "oracles/layer_weights.h"
+#include "oracles/op_capture.h"
 #include "oracles/reference_model.h"
 
 #include <map>
@@ -19,12 +22,14 @@ class LayoutRank {
  public:
   // Collective: every rank constructs its LayoutRank at the same point (groups are split here).
   LayoutRank(RankContext& ctx, const LayoutSpec& layout, const ParallelConfig& parallel, const ModelConfig& config,
-             const WeightSource& weights, ReferenceOptions options, const std::vector<int64_t>& seq_lens);
+             const WeightSource& weights, ReferenceOptions options, const std::vector<int64_t>& seq_lens,
+             Mutation mutation = Mutation::None);
 
   // This rank's rows of the embeddings, in its local token order.
   torch::Tensor embed(const torch::Tensor& input_ids) const;
-  // One decoder layer on this rank's rows.
-  torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x) const;
+  // One decoder layer on this rank's rows; `capture`, when given, receives this rank's piece of
+  // every capture point it computes.
+  torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, LayerCapture* capture = nullptr) const;
 
   // Original-order indices of each world rank's rows (this rank's: tokens()[ctx.rank()]).
   const std::vector<torch::Tensor>& tokens() const { return tokens_; }
@@ -34,15 +39,18 @@ class LayoutRank {
  private:
   Communicator& group(GroupKind kind) const;
   std::vector<int64_t> rows_of(GroupKind kind) const;  // this rank's group members' row counts
-  torch::Tensor mlp_partial(const LayerWeights& w, const torch::Tensor& normed) const;
-  torch::Tensor attention_partial(const LayerWeights& w, const torch::Tensor& x_normed) const;
-  torch::Tensor mlp(const MlpStep& step, const LayerWeights& w, const torch::Tensor& h) const;
+  torch::Tensor tokens_of(GroupKind kind) const;       // their token indices, in gather order
+  torch::Tensor mlp_partial(const LayerWeights& w, const torch::Tensor& normed, Routing* routing = nullptr) const;
+  torch::Tensor attention_partial(const LayerWeights& w, const torch::Tensor& x_normed, LayerCapture* capture) const;
+  torch::Tensor mlp(const MlpStep& step, const LayerWeights& w, const torch::Tensor& h, LayerCapture* capture) const;
 
   RankContext& ctx_;
   const LayoutSpec& layout_;
   ParallelConfig parallel_;
   ModelConfig config_;
   ReferenceOptions options_;
+  Mutation mutation_;
+  ShardPlan plan_;
   Rope rope_;
   std::vector<torch::Tensor> tokens_;
   TokenPlacement local_;    // this rank's queries

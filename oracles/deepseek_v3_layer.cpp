@@ -42,7 +42,10 @@ torch::Tensor deepseek_mlp(const ModelConfig& c, const LayerWeights& w, const to
   torch::Tensor logits = torch::linear(x_normed.to(torch::kFloat32), w["mlp.gate.weight"].to(torch::kFloat32));
   Routing routing = route_sigmoid_grouped(logits, w["mlp.gate.e_score_correction_bias"], c.n_group, c.topk_group,
                                           c.experts_per_token, c.norm_topk_prob, c.routed_scaling_factor);
-  if (chosen) *chosen = routing;
+  if (chosen) {
+    *chosen = routing;
+    chosen->logits = logits;
+  }
   torch::Tensor out = moe_experts(x_normed, routing, w.experts);
   if (c.n_shared_experts > 0)
     out = out + swiglu_mlp(x_normed, w["mlp.shared_experts.gate_proj.weight"], w["mlp.shared_experts.up_proj.weight"],
@@ -51,12 +54,27 @@ torch::Tensor deepseek_mlp(const ModelConfig& c, const LayerWeights& w, const to
 }
 
 torch::Tensor deepseek_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
-                             const TokenPlacement& tokens, Routing* chosen) {
-  MlaLatent m = mla_latent(c, w, rope, rmsnorm(x, w["input_layernorm.weight"], c.rms_eps), tokens.pos);
+                             const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture) {
+  const torch::Tensor all = torch::arange(x.size(0), torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
+  auto keep = [&](const char* op, const torch::Tensor& t) {
+    if (capture) capture->add(op, t, all);
+  };
+  const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
+  MlaLatent m = mla_latent(c, w, rope, normed, tokens.pos);
   auto [k, v] = mla_expand_kv(c, w, m.latent, m.k_pe);
   torch::Tensor attn = causal_attention(m.q, k, v, tokens, tokens, c.attention_scale());
-  torch::Tensor h = x + torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
-  return h + deepseek_mlp(c, w, rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps), chosen);
+  torch::Tensor o = torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
+  torch::Tensor h = x + o;
+  Routing routing;
+  torch::Tensor mlp = deepseek_mlp(c, w, rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps), &routing);
+  if (chosen) *chosen = routing;
+  torch::Tensor out = h + mlp;
+  keep("attn_norm", normed), keep("q", m.q), keep("kv", torch::cat({m.latent, m.k_pe}, 1)), keep("attn_out", attn);
+  keep("o_proj", o), keep("residual", h);
+  if (routing.experts.defined())
+    keep("router_logits", routing.logits), keep("topk_experts", routing.experts), keep("topk_weights", routing.weights);
+  keep("mlp_out", mlp), keep("layer_out", out);
+  return out;
 }
 
 }  // namespace lb

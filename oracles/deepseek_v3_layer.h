@@ -7,6 +7,7 @@
 #include "kernels/moe.h"
 #include "kernels/rope.h"
 #include "oracles/layer_weights.h"
+#include "oracles/op_capture.h"
 
 namespace lb {
 
@@ -30,6 +31,7 @@ torch::Tensor deepseek_mlp(const ModelConfig& config, const LayerWeights& w, con
                         Routing* chosen = nullptr);
 
 torch::Tensor deepseek_layer(const ModelConfig& config, const LayerWeights& w, const Rope& rope,
-                             const torch::Tensor& x, const TokenPlacement& tokens, Routing* chosen = nullptr);
+                             const torch::Tensor& x, const TokenPlacement& tokens, Routing* chosen = nullptr,
+                             LayerCapture* capture = nullptr);
 
 }  // namespace lb

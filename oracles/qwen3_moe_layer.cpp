@@ -22,16 +22,34 @@ torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch
     return swiglu_mlp(x_normed, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"]);
   torch::Tensor logits = torch::linear(x_normed, w["mlp.gate.weight"]);
   Routing routing = route_softmax_topk(logits, c.experts_per_token, c.norm_topk_prob);
-  if (chosen) *chosen = routing;
+  if (chosen) {
+    *chosen = routing;
+    chosen->logits = logits;
+  }
   return moe_experts(x_normed, routing, w.experts);
 }
 
 torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
-                          const TokenPlacement& tokens, Routing* chosen) {
-  QkvStates s = qwen3_qkv(c, w, rope, rmsnorm(x, w["input_layernorm.weight"], c.rms_eps), tokens.pos);
+                          const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture) {
+  const torch::Tensor all = torch::arange(x.size(0), torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
+  auto keep = [&](const char* op, const torch::Tensor& t) {
+    if (capture) capture->add(op, t, all);
+  };
+  const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
+  QkvStates s = qwen3_qkv(c, w, rope, normed, tokens.pos);
   torch::Tensor attn = causal_attention(s.q, s.k, s.v, tokens, tokens, c.attention_scale());
-  torch::Tensor h = x + torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
-  return h + qwen3_mlp(c, w, rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps), chosen);
+  torch::Tensor o = torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
+  torch::Tensor h = x + o;
+  Routing routing;
+  torch::Tensor mlp = qwen3_mlp(c, w, rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps), &routing);
+  if (chosen) *chosen = routing;
+  torch::Tensor out = h + mlp;
+  keep("attn_norm", normed), keep("q", s.q), keep("kv", s.k), keep("attn_out", attn), keep("o_proj", o);
+  keep("residual", h);
+  if (routing.experts.defined())
+    keep("router_logits", routing.logits), keep("topk_experts", routing.experts), keep("topk_weights", routing.weights);
+  keep("mlp_out", mlp), keep("layer_out", out);
+  return out;
 }
 
 }  // namespace lb

@@ -7,6 +7,7 @@
 #include "kernels/moe.h"
 #include "kernels/rope.h"
 #include "oracles/layer_weights.h"
+#include "oracles/op_capture.h"
 
 namespace lb {
 
@@ -22,8 +23,8 @@ QkvStates qwen3_qkv(const ModelConfig& config, const LayerWeights& w, const Rope
 torch::Tensor qwen3_mlp(const ModelConfig& config, const LayerWeights& w, const torch::Tensor& x_normed,
                         Routing* chosen = nullptr);
 
-// The whole layer on one device.
+// The whole layer on one device; `capture`, when given, receives every capture point.
 torch::Tensor qwen3_layer(const ModelConfig& config, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
-                          const TokenPlacement& tokens, Routing* chosen = nullptr);
+                          const TokenPlacement& tokens, Routing* chosen = nullptr, LayerCapture* capture = nullptr);
 
 }  // namespace lb

@@ -40,13 +40,14 @@ int64_t ReferenceModel::weight_bytes() const {
 }
 
 torch::Tensor ReferenceModel::layer_forward(int64_t layer, const torch::Tensor& x, const TokenPlacement& tokens,
-                                            Routing* chosen) const {
+                                            Routing* chosen, LayerCapture* capture) const {
   const LayerWeights& w = layers_.at(layer);
-  return config_.family == ModelFamily::Qwen3Moe ? qwen3_layer(config_, w, rope_, x, tokens, chosen)
-                                                 : deepseek_layer(config_, w, rope_, x, tokens, chosen);
+  return config_.family == ModelFamily::Qwen3Moe ? qwen3_layer(config_, w, rope_, x, tokens, chosen, capture)
+                                                 : deepseek_layer(config_, w, rope_, x, tokens, chosen, capture);
 }
 
-ReferenceRun ReferenceModel::forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens) const {
+ReferenceRun ReferenceModel::forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens,
+                                   bool capture) const {
   torch::NoGradGuard no_grad;
   int64_t total = 0;
   for (int64_t len : seq_lens) total += len;
@@ -63,7 +64,8 @@ ReferenceRun ReferenceModel::forward(const torch::Tensor& input_ids, const std::
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     const auto layer_start = std::chrono::steady_clock::now();
     Routing chosen;
-    x = layer_forward(i, x, tokens, &chosen);
+    if (capture) run.captures.emplace_back();
+    x = layer_forward(i, x, tokens, &chosen, capture ? &run.captures.back() : nullptr);
     synchronize(device);
     run.layer_ms.push_back(elapsed_ms(layer_start));
     run.layer_outputs.push_back(x);

@@ -6,6 +6,7 @@
 #include "kernels/moe.h"
 #include "kernels/rope.h"
 #include "oracles/layer_weights.h"
+#include "oracles/op_capture.h"
 
 #include <torch/torch.h>
 
@@ -24,6 +25,7 @@ struct ReferenceRun {
   std::vector<torch::Tensor> chosen_experts; // int64 [T, k] per layer; undefined on dense layers
   torch::Tensor final_norm;                  // [T, H]
   torch::Tensor logits;                      // [T, V]
+  std::vector<LayerCapture> captures;        // per decoder layer, with forward(..., capture = true)
   std::vector<double> layer_ms;              // per decoder layer, device-synchronized
   double forward_ms = 0;                     // embeddings to logits
 };
@@ -33,9 +35,10 @@ class ReferenceModel {
   // Loads all weights of config.num_layers layers now (set num_layers to run a prefix of the model).
   ReferenceModel(ModelConfig config, const WeightSource& source, ReferenceOptions options);
 
-  ReferenceRun forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens) const;
+  ReferenceRun forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens,
+                       bool capture = false) const;
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, const TokenPlacement& tokens,
-                              Routing* chosen = nullptr) const;
+                              Routing* chosen = nullptr, LayerCapture* capture = nullptr) const;
 
   const ModelConfig& config() const { return config_; }
   const ReferenceOptions& options() const { return options_; }

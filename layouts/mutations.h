@@ -1,0 +1,32 @@
+#pragma once
+// Planted layout bugs, for testing the oracle: each one is a mistake a layout author could make.
+// `check --mutation NAME` runs a layout with one of them; the mutation tests require the oracle to
+// flag every one and to locate it at the layer and capture point where it first shows.
+#include <string>
+#include <vector>
+
+namespace lb {
+
+enum class Mutation {
+  None,
+  ZigzagKeyBlocksReversed,     // CP keys placed as if the zigzag blocks were gathered in reverse order
+  RoundRobinKeysAsContiguous,  // CP keys placed in original order, not the round-robin gather order
+  RopeLocalPositions,          // RoPE on a CP rank with local instead of original positions
+  MissingResidualAdd,          // h = attention output, without x
+  ReduceScattervOffByOne,      // the MoE output's rows shifted by one before reduce_scatterv
+  AllReduceWrongGroup,         // the attention output all-reduced over the world, not attention TP
+  RouterNotRenormalized,       // top-k weights not renormalized to sum 1
+  SharedExpertTwice,           // shared experts replicated on every MoE rank, then summed
+};
+
+struct MutationSpec {
+  Mutation mutation;
+  std::string name;
+  std::string description;
+};
+
+const std::vector<MutationSpec>& all_mutations();
+// Throws InputError listing the names for an unknown one; "none" is Mutation::None.
+Mutation find_mutation(const std::string& name);
+
+}  // namespace lb

@@ -1,0 +1,51 @@
+#pragma once
+// Op-level comparison (`check --capture op`): every rank's capture pieces are gathered to rank 0
+// and compared with the reference's capture of the same layer, piece by piece, so that the first
+// divergence is named with its layer, capture point, ranks and token ranges.
+#include "harness/rank_context.h"
+#include "oracles/compare.h"
+#include "oracles/op_capture.h"
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lb {
+
+// Top-k selections may flip at near-ties without a bug: they are counted, not compared as values,
+// and the capture fails only when more than this fraction of tokens changed experts.
+// Their MLP and layer outputs are left out of those captures' comparison (they differ by design).
+constexpr double kMaxRoutingFlipFraction = 0.10;
+
+struct OpVerdict {
+  int64_t layer = 0;
+  std::string op;
+  TensorDiff diff;         // topk_experts: rel_l2 is the fraction of tokens that changed experts
+  double threshold = 0;
+  bool pass = true;
+  int64_t rows = 0;        // rows compared, over all ranks
+  int64_t flips = 0;       // tokens whose top-k expert set differs (routing captures)
+  std::vector<int> ranks;  // ranks whose piece is past the threshold
+  std::vector<std::pair<int64_t, int64_t>> token_ranges;  // original token ranges past the threshold
+};
+
+// Collective over the world. On rank 0: [capture op index][rank] pieces, on the CPU; elsewhere empty.
+std::vector<std::vector<OpPiece>> gather_capture(RankContext& ctx, const LayerCapture& capture);
+
+// Rank 0: one verdict per capture point the layer has. `thresholds` maps op -> relative L2
+// (ops missing from it use `default_threshold`).
+std::vector<OpVerdict> compare_capture(int64_t layer, const std::vector<std::vector<OpPiece>>& pieces,
+                                       const LayerCapture& reference, const std::map<std::string, double>& thresholds,
+                                       double default_threshold);
+
+// The low-precision reference against the f32 reference, per capture point: the noise floor that
+// bf16/f16 thresholds are calibrated on.
+std::map<std::string, double> capture_noise_floor(const LayerCapture& low, const LayerCapture& exact);
+
+std::string describe(const OpVerdict& v);  // "layer 3, op mlp_out, ranks 1, tokens 10-19 (rel_l2 ...)"
+nlohmann::json to_json(const OpVerdict& v);
+
+}  // namespace lb
