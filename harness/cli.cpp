@@ -2,8 +2,10 @@
 
 #include "harness/cmd_check.h"
 #include "harness/cmd_collectives.h"
+#include "harness/cmd_diff.h"
 #include "harness/cmd_groups.h"
 #include "harness/cmd_reference.h"
+#include "harness/cmd_report.h"
 #include "harness/errors.h"
 
 #include <CLI/CLI.hpp>
@@ -25,6 +27,8 @@ int layoutbench_main(const std::vector<std::string>& args) {
   add("groups", add_groups_command(app));
   add("collectives", add_collectives_command(app, args));
   add("check", add_check_command(app, args));
+  add("report", add_report_command(app, args));
+  add("diff", add_diff_command(app, args));
 
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());

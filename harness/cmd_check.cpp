@@ -77,7 +77,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
                                         : random_tokens(parse_lengths(a.lengths, "--lengths"), config.vocab, a.seed);
   const bool calibrate = dtype != torch::kFloat32 && a.max_rel_l2 <= 0;
   if (a.capture != "none" && a.capture != "op") throw InputError("--capture '" + a.capture + "': none or op");
-  const bool capture_ops = a.capture == "op";
+  const bool op_capture = a.capture == "op";
   const Mutation mutation = find_mutation(a.mutation);
   std::vector<double> thresholds(config.num_layers, a.max_rel_l2 > 0 ? a.max_rel_l2 : kFp32MaxRelL2);
 
@@ -111,6 +111,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
 
   std::vector<LayoutCheck> results;
   std::vector<double> noise_floor;
+  std::vector<std::map<std::string, double>> op_noise_floor;
   std::string device_label;
   const auto start = std::chrono::steady_clock::now();
   auto elapsed_s = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
@@ -119,24 +120,30 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
     std::vector<torch::Tensor> reference;
     std::vector<LayerCapture> reference_ops;
     OpCheckOptions op_check;
-    op_check.capture = capture_ops;
+    op_check.capture = op_capture;
     op_check.mutation = mutation;
     if (ctx.rank() == 0) {
       device_label = device_name(ctx.device());
       ReferenceRun exact;
       if (calibrate) {
         ReferenceModel model(config, *weights, {torch::kFloat32, ctx.device()});
-        exact = model.forward(batch.ids, batch.seq_lens, capture_ops);
+        exact = model.forward(batch.ids, batch.seq_lens, op_capture);
       }
       ReferenceModel model(config, *weights, options);
-      ReferenceRun run = model.forward(batch.ids, batch.seq_lens, capture_ops);
+      ReferenceRun run = model.forward(batch.ids, batch.seq_lens, op_capture);
       reference = run.layer_outputs;
       reference_ops = std::move(run.captures);
       op_check.reference = &reference_ops;
-      if (calibrate && capture_ops) {
+      if (calibrate && op_capture) {
         // Each capture point's threshold: the same factor over its own noise floor.
+        std::cout << "noise floor per capture point (" << dtype_name(dtype) << " reference vs f32 reference):\n";
         for (int64_t i = 0; i < config.num_layers; ++i) {
           std::map<std::string, double> floor = capture_noise_floor(reference_ops[i], exact.captures[i]);
+          op_noise_floor.push_back(floor);
+          std::cout << "  layer " << i << ":";
+          for (const std::string& op : capture_ops())
+            if (floor.count(op)) std::cout << " " << op << "=" << floor.at(op);
+          std::cout << "\n";
           for (auto& [op, f] : floor) f = kNoiseFloorFactor * std::max(f, kMinNoiseFloor);
           op_check.thresholds.push_back(floor);
         }
@@ -183,6 +190,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
     if (calibrate) {
       record["noise_floor"] = noise_floor;
       record["noise_floor_factor"] = kNoiseFloorFactor;
+      if (!op_noise_floor.empty()) record["op_noise_floor"] = op_noise_floor;
     }
     record["capture"] = a.capture;
     if (mutation != Mutation::None) record["mutation"] = a.mutation;

@@ -177,6 +177,13 @@ std::map<std::string, double> capture_noise_floor(const LayerCapture& low, const
       x = by_expert(ea, x).second.index({same});
       y = by_expert(eb, y).second.index({same});
     }
+    if ((op == "mlp_out" || op == "layer_out") && low.find("topk_experts") && exact.find("topk_experts")) {
+      // As in compare_capture: tokens whose experts flipped are not part of the comparison.
+      torch::Tensor same = flipped_rows(low.find("topk_experts")->rows.to(torch::kCPU),
+                                        exact.find("topk_experts")->rows.to(torch::kCPU)).logical_not();
+      x = x.index({same});
+      y = y.index({same});
+    }
     floor[op] = compare_tensors(x, y).rel_l2;
   }
   return floor;

@@ -13,10 +13,15 @@ need=()
 for tool in cmake:cmake g++:g++ make:make git:git; do
   command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
 done
-for header in CLI/CLI.hpp:libcli11-dev nlohmann/json.hpp:nlohmann-json3-dev gtest/gtest.h:libgtest-dev; do
+for header in CLI/CLI.hpp:libcli11-dev nlohmann/json.hpp:nlohmann-json3-dev gtest/gtest.h:libgtest-dev \
+              unicode/regex.h:libicu-dev; do
   [ -f "/usr/include/${header%%:*}" ] || [ -f "/usr/local/include/${header%%:*}" ] || need+=("${header##*:}")
 done
 [ -n "$torch_prefix" ] || [ -f /usr/include/torch/csrc/api/include/torch/torch.h ] || need+=(libtorch-dev)
+# The report test renders HTML in headless Chromium: scripts/test.sh asks for it (LB_WITH_CHROMIUM=1).
+if [ "${LB_WITH_CHROMIUM:-0}" = 1 ] && [ -z "$torch_prefix" ]; then
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

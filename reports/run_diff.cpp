@@ -1,0 +1,238 @@
+#include "reports/run_diff.h"
+
+#include "harness/errors.h"
+#include "harness/file_util.h"
+#include "reports/run_record.h"
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+
+namespace lb {
+
+using nlohmann::json;
+
+namespace {
+
+std::string format(double v, const char* spec) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, spec, v);
+  return buffer;
+}
+
+// NaN and inf are written to JSON as null: a number that is not there cannot be compared.
+std::optional<double> number(const json& j, const char* key) {
+  if (!j.is_object()) return std::nullopt;
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return std::nullopt;
+  return it->get<double>();
+}
+
+std::string text(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key)) return "";
+  const json& v = j.at(key);
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+bool flag(const json& j, const char* key) {
+  if (!j.is_object()) return false;
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+
+const json& array_at(const json& j, const char* key) {
+  static const json empty = json::array();
+  if (!j.is_object()) return empty;
+  auto it = j.find(key);
+  return it != j.end() && it->is_array() ? *it : empty;
+}
+
+std::string signed_percent(double old_v, double new_v) { return format(100.0 * (new_v / old_v - 1), "%+.1f%%"); }
+
+// A time (lower is better) or a rate (higher is better), judged by the fraction it got worse.
+void compare_metric(DiffResult& d, const std::string& subject, const std::string& name, std::optional<double> old_v,
+                    std::optional<double> new_v, bool higher_is_better, double max_worse, const char* spec) {
+  if (!old_v || !new_v || *old_v <= 0) return;
+  const double change = *new_v / *old_v - 1;
+  const double worse = higher_is_better ? -change : change;
+  const DiffLine line{subject, name + " " + format(*old_v, spec) + " -> " + format(*new_v, spec) + " (" +
+                                   signed_percent(*old_v, *new_v) + ")"};
+  if (worse > max_worse) d.regressions.push_back(line);
+  else if (worse < -max_worse) d.improvements.push_back(line);
+}
+
+// Entries of an array of objects by a key field ("layout", "layer"), in the array's order.
+std::vector<std::pair<std::string, const json*>> keyed(const json& array, const char* key) {
+  std::vector<std::pair<std::string, const json*>> out;
+  for (const json& e : array) out.push_back({text(e, key), &e});
+  return out;
+}
+
+const json* find_key(const std::vector<std::pair<std::string, const json*>>& entries, const std::string& key) {
+  for (const auto& [k, e] : entries)
+    if (k == key) return e;
+  return nullptr;
+}
+
+std::string rel_l2_text(const json& layer) {
+  const auto v = number(layer, "rel_l2");
+  return v ? format(*v, "%.2e") : "non-finite";
+}
+
+void diff_layer(DiffResult& d, const std::string& subject, const json& o, const json& n, const DiffThresholds& t) {
+  const bool old_pass = flag(o, "pass"), new_pass = flag(n, "pass");
+  const std::string values = "rel_l2 " + rel_l2_text(o) + " -> " + rel_l2_text(n) + ", threshold " +
+                             format(number(n, "threshold").value_or(0), "%.2e");
+  if (old_pass && !new_pass) return d.regressions.push_back({subject, "passed, now fails (" + values + ")"});
+  if (!old_pass && new_pass) return d.improvements.push_back({subject, "failed, now passes (" + values + ")"});
+  const auto old_e = number(o, "rel_l2"), new_e = number(n, "rel_l2");
+  if (!old_e || !new_e) return;
+  const std::string growth = *old_e > 0 ? " (x" + format(*new_e / *old_e, "%.2f") + ")" : "";
+  if (*new_e > t.max_rel_l2_growth * *old_e && *new_e > t.rel_l2_floor)
+    d.regressions.push_back({subject, values + growth});
+  else if (*old_e > t.max_rel_l2_growth * *new_e && *old_e > t.rel_l2_floor)
+    d.improvements.push_back({subject, values + growth});
+}
+
+void diff_layout(DiffResult& d, const std::string& name, const json& o, const json& n, const DiffThresholds& t) {
+  const std::string subject = "layout " + name;
+  if (flag(o, "pass") && !flag(n, "pass")) d.regressions.push_back({subject, "passed, now fails"});
+  if (!flag(o, "pass") && flag(n, "pass")) d.improvements.push_back({subject, "failed, now passes"});
+  const auto new_layers = keyed(array_at(n, "layers"), "layer");
+  for (const auto& [layer, old_layer] : keyed(array_at(o, "layers"), "layer")) {
+    const json* new_layer = find_key(new_layers, layer);
+    if (!new_layer) d.regressions.push_back({subject + ", layer " + layer, "checked in the old run, missing in the new"});
+    else diff_layer(d, subject + ", layer " + layer, *old_layer, *new_layer, t);
+  }
+  compare_metric(d, subject, "layout_ms", number(o, "layout_ms"), number(n, "layout_ms"), false, t.max_slowdown, "%.2f");
+}
+
+void diff_check(DiffResult& d, const json& o, const json& n, const DiffThresholds& t) {
+  const auto old_layouts = keyed(array_at(o, "layouts"), "layout");
+  const auto new_layouts = keyed(array_at(n, "layouts"), "layout");
+  for (const auto& [name, old_layout] : old_layouts) {
+    const json* new_layout = find_key(new_layouts, name);
+    if (!new_layout) d.regressions.push_back({"layout " + name, "in the old run, missing in the new"});
+    else diff_layout(d, name, *old_layout, *new_layout, t);
+  }
+  for (const auto& [name, new_layout] : new_layouts)
+    if (!find_key(old_layouts, name))
+      d.info.push_back({"layout " + name, std::string("new (") + (flag(*new_layout, "pass") ? "pass" : "FAIL") + ")"});
+}
+
+// A benchmark row is the same measurement when all of these agree. "auto:grouped" and
+// "auto:padded" are one row: auto's pick is a result of the run, not part of the question.
+std::string row_key(const json& r) {
+  std::string algo = text(r, "algo");
+  if (algo.rfind("auto:", 0) == 0) algo = "auto";
+  return text(r, "op") + (algo.empty() ? "" : " " + algo) + " " + text(r, "split") + " " + text(r, "type") + " " +
+         text(r, "bytes") + " B @" + text(r, "group");
+}
+
+void diff_collectives(DiffResult& d, const json& o, const json& n, const DiffThresholds& t) {
+  std::map<std::string, const json*> new_rows;
+  for (const json& r : array_at(n, "rows")) new_rows[row_key(r)] = &r;
+  std::map<std::string, bool> seen;
+  for (const json& r : array_at(o, "rows")) {
+    const std::string key = row_key(r);
+    seen[key] = true;
+    auto it = new_rows.find(key);
+    if (it == new_rows.end()) {
+      d.regressions.push_back({key, "in the old run, missing in the new"});
+      continue;
+    }
+    const json& m = *it->second;
+    if (text(r, "algo") != text(m, "algo"))
+      d.info.push_back({key, "algorithm " + text(r, "algo") + " -> " + text(m, "algo")});
+    const double old_wrong = number(r, "wrong").value_or(0), new_wrong = number(m, "wrong").value_or(0);
+    if (old_wrong == 0 && new_wrong != 0)
+      d.regressions.push_back({key, "wrong elements 0 -> " + format(new_wrong, "%.0f")});
+    if (old_wrong != 0 && new_wrong == 0)
+      d.improvements.push_back({key, "wrong elements " + format(old_wrong, "%.0f") + " -> 0"});
+    // time and busbw are one measurement seen two ways: one line per row, judged on either.
+    const auto old_time = number(r, "time_us"), new_time = number(m, "time_us");
+    const auto old_bw = number(r, "busbw_GBps"), new_bw = number(m, "busbw_GBps");
+    if (!old_time || !new_time || !old_bw || !new_bw || *old_time <= 0 || *old_bw <= 0) continue;
+    const double slowdown = *new_time / *old_time - 1, drop = 1 - *new_bw / *old_bw;
+    const DiffLine line{key, "time_us " + format(*old_time, "%.1f") + " -> " + format(*new_time, "%.1f") + " (" +
+                                 signed_percent(*old_time, *new_time) + "), busbw " + format(*old_bw, "%.2f") +
+                                 " -> " + format(*new_bw, "%.2f") + " GB/s (" + signed_percent(*old_bw, *new_bw) +
+                                 ")"};
+    if (slowdown > t.max_slowdown || drop > t.max_busbw_drop) d.regressions.push_back(line);
+    else if (slowdown < -t.max_slowdown || drop < -t.max_busbw_drop) d.improvements.push_back(line);
+  }
+  for (const auto& [key, r] : new_rows)
+    if (!seen.count(key)) d.info.push_back({key, "new row"});
+}
+
+void diff_reference(DiffResult& d, const json& o, const json& n, const DiffThresholds& t) {
+  const json& om = o.contains("metrics") ? o.at("metrics") : json::object();
+  const json& nm = n.contains("metrics") ? n.at("metrics") : json::object();
+  compare_metric(d, "prefill", "tokens/s", number(om, "prefill_tokens_per_s"), number(nm, "prefill_tokens_per_s"), true,
+                 t.max_slowdown, "%.0f");
+}
+
+// Both records must be of this build's schema: a field renamed between versions would otherwise
+// read as "missing" and every row would look like a regression.
+void require_comparable(const json& o, const json& n) {
+  auto schema = [](const json& r) -> std::string {
+    if (!r.is_object() || !r.contains("schema")) return "no \"schema\" field";
+    return "schema '" + text(r, "schema") + "'";
+  };
+  const std::string expected = std::string("schema '") + kRunSchema + "'";
+  if (schema(o) != expected || schema(n) != expected)
+    throw InputError("cannot compare runs: the old run has " + schema(o) + ", the new run has " + schema(n) +
+                     " (this build reads " + expected + ")");
+  if (text(o, "subcommand") != text(n, "subcommand"))
+    throw InputError("cannot compare runs of different subcommands: the old run is '" + text(o, "subcommand") +
+                     "', the new run is '" + text(n, "subcommand") + "'");
+}
+
+}  // namespace
+
+DiffResult diff_runs(const json& old_run, const json& new_run, const DiffThresholds& t) {
+  require_comparable(old_run, new_run);
+  DiffResult d;
+  // Times measured on another device or with other flags are not the same measurement; say so.
+  for (const char* key : {"command", "device"})
+    if (text(old_run, key) != text(new_run, key))
+      d.info.push_back({key, "'" + text(old_run, key) + "' -> '" + text(new_run, key) + "'"});
+  const std::string sub = text(old_run, "subcommand");
+  if (sub == "check") diff_check(d, old_run, new_run, t);
+  else if (sub == "collectives") diff_collectives(d, old_run, new_run, t);
+  else if (sub == "reference") diff_reference(d, old_run, new_run, t);
+  else d.info.push_back({"subcommand", "no comparison rules for '" + sub + "' records"});
+  return d;
+}
+
+std::string format_diff(const DiffResult& d) {
+  std::ostringstream out;
+  auto section = [&](const char* title, const std::vector<DiffLine>& lines) {
+    if (lines.empty()) return;
+    out << title << " (" << lines.size() << "):\n";
+    for (const auto& l : lines) out << "  " << l.subject << ": " << l.change << "\n";
+  };
+  section("regressions", d.regressions);
+  section("improvements", d.improvements);
+  section("info", d.info);
+  if (d.regressions.empty() && d.improvements.empty()) out << "no regressions or improvements past the thresholds\n";
+  return out.str();
+}
+
+json read_run_file(const std::string& path) {
+  if (!is_regular_file(path)) throw InputError(path + ": no such file");
+  std::ifstream in(path);
+  if (!in) throw InputError(path + ": cannot read");
+  json run;
+  try {
+    run = json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw InputError(path + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!run.is_object()) throw InputError(path + ": not a run record (a JSON object was expected)");
+  return run;
+}
+
+}  // namespace lb

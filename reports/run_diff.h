@@ -1,0 +1,47 @@
+#pragma once
+// Two run records of the same subcommand, compared: what got worse past a threshold, what got
+// better, and what only changed shape (layouts or rows added). `layoutbench diff` exits 1 on a
+// regression, so a CI job can hold a new commit's record against a committed one.
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace lb {
+
+struct DiffThresholds {
+  // rel_l2 of a layer may grow by this factor before it is a regression ...
+  double max_rel_l2_growth = 2.0;
+  // ... and only counts above this floor: fp32 layouts differ from the reference by summation
+  // order alone (~1e-7), where a factor of 2 is noise, not a change in the math.
+  double rel_l2_floor = 1e-6;
+  // Times (layout_ms, time_us, prefill) and rates (tokens/s) may be this fraction worse.
+  double max_slowdown = 0.10;
+  // busbw of a collectives row may drop by this fraction.
+  double max_busbw_drop = 0.10;
+};
+
+struct DiffLine {
+  std::string subject;  // "layout tp, layer 3", "all_reduce 1048576 B balanced", "prefill"
+  std::string change;   // "passed, now fails (rel_l2 1.2e-07 -> 4.0e-03, threshold 1.0e-05)"
+};
+
+struct DiffResult {
+  std::vector<DiffLine> regressions;
+  std::vector<DiffLine> improvements;
+  std::vector<DiffLine> info;  // changes that are neither: a new layout, a different command
+  bool regressed() const { return !regressions.empty(); }
+};
+
+// Throws InputError when the records cannot be compared: a "schema" missing, different or not
+// ours, or different subcommands.
+DiffResult diff_runs(const nlohmann::json& old_run, const nlohmann::json& new_run, const DiffThresholds& t = {});
+
+// "regressions (2):\n  subject: change\n..." then improvements and info; empty sections left out.
+std::string format_diff(const DiffResult& d);
+
+// A run record read from disk; InputError naming the file when it is missing or not a JSON object.
+// (Here because both `report` and `diff` read records; it could live beside write_json.)
+nlohmann::json read_run_file(const std::string& path);
+
+}  // namespace lb
