@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <tuple>
 
 namespace lb {
 
@@ -188,6 +189,16 @@ void require_comparable(const json& o, const json& n) {
   if (text(o, "subcommand") != text(n, "subcommand"))
     throw InputError("cannot compare runs of different subcommands: the old run is '" + text(o, "subcommand") +
                      "', the new run is '" + text(n, "subcommand") + "'");
+  // Errors of different models or precisions are not a regression of one another.
+  auto model = [](const json& r) {
+    if (r.contains("model") && r.at("model").is_object()) return text(r.at("model"), "name");
+    return text(r, r.contains("model_name") ? "model_name" : "model");
+  };
+  for (const auto& [what, a, b] : {std::tuple<std::string, std::string, std::string>{"models", model(o), model(n)},
+                                   {"dtypes", text(o, "dtype"), text(n, "dtype")}})
+    if (!a.empty() && !b.empty() && a != b)
+      throw InputError("cannot compare runs of different " + what + ": the old run has '" + a +
+                       "', the new run has '" + b + "'");
 }
 
 }  // namespace

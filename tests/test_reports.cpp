@@ -164,6 +164,19 @@ TEST(DiffRuns, SchemaMismatchNamesBothValues) {
   EXPECT_NE(e.find("'collectives'"), std::string::npos) << e;
 }
 
+TEST(DiffRuns, DifferentModelsOrDtypesAreNotCompared) {
+  const json check = fixture("check_old.json");
+  json other = check;
+  other["model"] = {{"name", "some-other-model"}};
+  std::string e = error_of(check, other);
+  EXPECT_NE(e.find("different models"), std::string::npos) << e;
+  EXPECT_NE(e.find("'some-other-model'"), std::string::npos) << e;
+  other = check;
+  other["dtype"] = "f16";
+  e = error_of(check, other);
+  EXPECT_NE(e.find("different dtypes"), std::string::npos) << e;
+}
+
 TEST(DiffRuns, CollectivesSlowerRowsWrongElementsAndMissingRows) {
   const json old_run = fixture("collectives.json");
   json new_run = old_run;
