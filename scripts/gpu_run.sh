@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures build test reference collectives mpi
-# check (default: build test, then reference on one GPU, collectives mpi check on several).
+# check capture (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git).
 set -uo pipefail
@@ -53,6 +53,13 @@ for step in "${steps[@]}"; do
       timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model deepseek-v3 --layout dp-attn-rsv,dp-attn-ar,dense-tp-attn,dense-tp1,dense-tp-full \
         --gpus "$gpus" --layers 4 --lengths 3001,2047,1500,1644 --dtype bf16 \
         --json "$OUT/check_deepseek-v3_${gpus}gpu_bf16.json" || status=1 ;;
+    capture)
+      # The cost of op-level capture with per-layer checking: the same layouts with and without it.
+      for mode in none op; do
+        timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model qwen3-30b-a3b --layout dp-attn-rsv,cp-fused-moe \
+          --gpus "$gpus" --layers 4 --lengths 3001,2047,1500,1644 --dtype bf16 --capture $mode \
+          --json "$OUT/capture_${mode}_qwen3-30b-a3b_${gpus}gpu_bf16.json" || status=1
+      done ;;
     *) echo "unknown step $step"; status=1 ;;
   esac
 done
