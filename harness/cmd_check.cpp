@@ -6,6 +6,7 @@
 #include "harness/file_util.h"
 #include "harness/launch.h"
 #include "harness/parallel_flags.h"
+#include "harness/progress.h"
 #include "layouts/layout_check.h"
 #include "reports/run_record.h"
 
@@ -13,6 +14,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 
 namespace lb {
 
@@ -161,11 +163,15 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
       }
     }
     ctx.quiesce();  // rank 0's references are done (and their memory released) before any layout
+    std::optional<Progress> progress;
+    if (ctx.rank() == 0) progress.emplace("check: layouts", int64_t(layouts.size()));
     for (size_t i = 0; i < layouts.size(); ++i) {
       LayoutCheck c = check_layout(ctx, *layouts[i], parallels[i], config, *weights, options, batch, reference,
                                    thresholds, op_check);
       ctx.quiesce();  // every rank has freed the layout before the next one's collectives
+      if (progress) progress->step(layouts[i]->name);
       if (ctx.rank() == 0) {
+        if (progress) progress->clear();
         std::cout << format_layout_check(c) << "  done at " << elapsed_s() << " s (setup included)\n" << std::flush;
         results.push_back(std::move(c));
       }

@@ -4,6 +4,7 @@
 #include "harness/device.h"
 #include "harness/errors.h"
 #include "harness/file_util.h"
+#include "harness/progress.h"
 #include "harness/safetensors.h"
 #include "oracles/reference_model.h"
 #include "reports/run_record.h"
@@ -83,14 +84,18 @@ int run_reference(const ReferenceArgs& a, const std::vector<std::string>& argv) 
             << " GiB\n";
 
   // GPU timings get one untimed warm-up run; repeats report the median.
-  if (device.is_cuda()) model.forward(batch.ids, batch.seq_lens);
+  const int passes = a.repeats + (device.is_cuda() ? 1 : 0);
+  auto progress = std::make_unique<Progress>("reference: layers", passes * config.num_layers);
+  auto on_layer = [&](int64_t) { progress->step(); };
+  if (device.is_cuda()) model.forward(batch.ids, batch.seq_lens, false, on_layer);
   reset_peak_memory(device);
   std::vector<double> forward_ms;
   ReferenceRun run;
   for (int r = 0; r < a.repeats; ++r) {
-    run = model.forward(batch.ids, batch.seq_lens);
+    run = model.forward(batch.ids, batch.seq_lens, false, on_layer);
     forward_ms.push_back(run.forward_ms);
   }
+  progress.reset();  // the summary below prints on a clean line
   const double ms = median(forward_ms);
   // Read before the summary below allocates its own temporaries.
   const int64_t peak_bytes = peak_memory_bytes(device);

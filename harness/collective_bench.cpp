@@ -1,6 +1,7 @@
 #include "harness/collective_bench.h"
 
 #include "harness/device.h"
+#include "harness/progress.h"
 #ifdef LB_HAVE_CUDA
 #include "harness/nccl_direct.h"
 #endif
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <iomanip>
 #include <numeric>
+#include <optional>
 #include <sstream>
 
 namespace lb {
@@ -216,6 +218,16 @@ std::vector<CollectiveRow> run_collective_bench(RankContext& ctx, Communicator& 
   std::vector<CollectiveRow> rows;
   const int n = comm.size(), me = comm.rank();
   comm.set_timing(false);
+  std::optional<Progress> progress;
+  if (ctx.rank() == 0) {
+    int64_t total = 0;
+    for (const std::string& op : o.ops) {
+      const bool uneven = std::find(uneven_ops().begin(), uneven_ops().end(), op) != uneven_ops().end();
+      total += int64_t(o.sizes.size()) * (uneven || op == "all_to_allv" ? o.splits.size() : 1) *
+               (uneven ? o.algos.size() : 1);
+    }
+    progress.emplace("collectives: rows", total);
+  }
   for (const std::string& op : o.ops) {
     const bool uneven = std::find(uneven_ops().begin(), uneven_ops().end(), op) != uneven_ops().end();
     const std::vector<std::string> splits =
@@ -272,6 +284,7 @@ std::vector<CollectiveRow> run_collective_bench(RankContext& ctx, Communicator& 
             row.direct_busbw = row.bytes / (row.direct_time_us * 1e3) * c.bus_factor;
           }
           rows.push_back(row);
+          if (progress) progress->step(op);
         }
   }
   comm.set_timing(true);

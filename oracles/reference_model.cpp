@@ -47,7 +47,7 @@ torch::Tensor ReferenceModel::layer_forward(int64_t layer, const torch::Tensor& 
 }
 
 ReferenceRun ReferenceModel::forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens,
-                                   bool capture) const {
+                                   bool capture, const std::function<void(int64_t layer)>& on_layer) const {
   torch::NoGradGuard no_grad;
   int64_t total = 0;
   for (int64_t len : seq_lens) total += len;
@@ -70,6 +70,7 @@ ReferenceRun ReferenceModel::forward(const torch::Tensor& input_ids, const std::
     run.layer_ms.push_back(elapsed_ms(layer_start));
     run.layer_outputs.push_back(x);
     run.chosen_experts.push_back(chosen.experts);
+    if (on_layer) on_layer(i);
   }
   run.final_norm = rmsnorm(x, final_norm_, config_.rms_eps);
   run.logits = torch::linear(run.final_norm, lm_head_);

@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <vector>
 
 namespace lb {
@@ -35,8 +36,9 @@ class ReferenceModel {
   // Loads all weights of config.num_layers layers now (set num_layers to run a prefix of the model).
   ReferenceModel(ModelConfig config, const WeightSource& source, ReferenceOptions options);
 
-  ReferenceRun forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens,
-                       bool capture = false) const;
+  // `on_layer`, when given, is called after each decoder layer (progress displays).
+  ReferenceRun forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens, bool capture = false,
+                       const std::function<void(int64_t layer)>& on_layer = {}) const;
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, const TokenPlacement& tokens,
                               Routing* chosen = nullptr, LayerCapture* capture = nullptr) const;
 
