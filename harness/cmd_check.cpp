@@ -7,6 +7,7 @@
 #include "harness/launch.h"
 #include "harness/parallel_flags.h"
 #include "harness/progress.h"
+#include "harness/safetensors.h"
 #include "layouts/layout_check.h"
 #include "reports/run_record.h"
 
@@ -35,6 +36,7 @@ struct CheckArgs {
   int timeout_s = 600;
   std::string json;
   std::string capture = "none";
+  std::string reference_dump;
   std::string mutation;
   CLI::App* sub = nullptr;
 };
@@ -63,6 +65,32 @@ std::vector<std::string> comma_list(const std::string& s) {
   return out;
 }
 
+// The reference's layer outputs from a `layoutbench reference --dump` file, after checking that
+// it was made on the same model, weights and tokens (and has every layer this check needs).
+std::vector<torch::Tensor> read_reference_dump(const std::string& path, const ModelConfig& config,
+                                               const WeightSource& weights, const TokenBatch& batch) {
+  SafetensorsFile file(path);
+  const auto& meta = file.metadata();
+  auto meta_of = [&](const char* key) { return meta.count(key) ? meta.at(key) : std::string("(not recorded)"); };
+  if (meta_of("format") != "layoutbench.reference_dump/1")
+    throw InputError("--reference-dump " + path + ": not a layoutbench reference dump (format " + meta_of("format") +
+                     ")");
+  if (meta_of("model") != config.name || meta_of("weights") != weights.describe())
+    throw InputError("--reference-dump " + path + ": made for model " + meta_of("model") + " with weights " +
+                     meta_of("weights") + ", this check runs " + config.name + " with " + weights.describe());
+  const torch::Tensor ids = file.read("input_ids", torch::kInt64);
+  const torch::Tensor lens = file.read("seq_lens", torch::kInt64);
+  const bool same_lens = lens.numel() == int64_t(batch.seq_lens.size()) &&
+                         torch::equal(lens, torch::tensor(batch.seq_lens, torch::kInt64));
+  if (!same_lens || !torch::equal(ids, batch.ids.to(torch::kInt64)))
+    throw InputError("--reference-dump " + path + ": its input_ids or seq_lens differ from this check's tokens "
+                     "(use the same --model, --seed and --tokens/--lengths as the reference run)");
+  std::vector<torch::Tensor> layers;
+  for (int64_t i = 0; i < config.num_layers; ++i)
+    layers.push_back(file.read("layers." + std::to_string(i) + ".output", torch::kFloat32));
+  return layers;
+}
+
 int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   // Every input is checked, and every layout's split and shards planned, before any rank starts.
   ModelConfig config = load_model_config(a.model);
@@ -77,6 +105,12 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
   const TokenBatch batch = a.tokens > 0 ? random_tokens({a.tokens}, config.vocab, a.seed)
                                         : random_tokens(parse_lengths(a.lengths, "--lengths"), config.vocab, a.seed);
+  const bool from_dump = !a.reference_dump.empty();
+  if (from_dump && dtype != torch::kFloat32 && a.max_rel_l2 <= 0)
+    throw InputError("--reference-dump with --dtype " + a.dtype + " needs --max-rel-l2: the noise floor is measured "
+                     "from two references computed here");
+  if (from_dump && a.capture != "none")
+    throw InputError("--reference-dump does not hold capture points: use --capture none");
   const bool calibrate = dtype != torch::kFloat32 && a.max_rel_l2 <= 0;
   if (a.capture != "none" && a.capture != "op") throw InputError("--capture '" + a.capture + "': none or op");
   const bool op_capture = a.capture == "op";
@@ -110,6 +144,8 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
     split_tokens(parallels.back(), l->split, batch.seq_lens);  // throws on a split it cannot make
   }
   std::unique_ptr<WeightSource> weights = open_weights(config, is_directory(a.model) ? a.model : "", a.seed);
+  std::vector<torch::Tensor> dumped;
+  if (from_dump) dumped = read_reference_dump(a.reference_dump, config, *weights, batch);
 
   std::vector<LayoutCheck> results;
   std::vector<double> noise_floor;
@@ -124,7 +160,10 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
     OpCheckOptions op_check;
     op_check.capture = op_capture;
     op_check.mutation = mutation;
-    if (ctx.rank() == 0) {
+    if (ctx.rank() == 0 && from_dump) {
+      device_label = device_name(ctx.device());
+      for (const torch::Tensor& t : dumped) reference.push_back(t.to(ctx.device()));
+    } else if (ctx.rank() == 0) {
       device_label = device_name(ctx.device());
       ReferenceRun exact;
       if (calibrate) {
@@ -199,6 +238,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
       if (!op_noise_floor.empty()) record["op_noise_floor"] = op_noise_floor;
     }
     record["capture"] = a.capture;
+    if (from_dump) record["reference_dump"] = a.reference_dump;
     if (mutation != Mutation::None) record["mutation"] = a.mutation;
     record["pass"] = pass;
     nlohmann::json j = nlohmann::json::array();
@@ -244,6 +284,10 @@ std::function<int()> add_check_command(CLI::App& app, const std::vector<std::str
   for (const auto& m : all_mutations()) mutations += (mutations.empty() ? "" : ", ") + m.name;
   sub->add_option("--mutation", a->mutation,
                   "Plant a known layout bug, to test the oracle (" + mutations + ")");
+  sub->add_option("--reference-dump", a->reference_dump,
+                  "Judge the layout against the layer outputs of a `layoutbench reference --dump` file (same model, "
+                  "weights, --seed and tokens; checked) instead of computing the reference here, for models whose "
+                  "reference does not fit next to the layout");
   sub->add_option("--json", a->json, "Write the per-layer verdicts and the run's command, commit and device");
   return [a, argv] { return run_check(*a, argv); };
 }

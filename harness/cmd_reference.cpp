@@ -39,7 +39,8 @@ double median(std::vector<double> v) {
 
 double rms(const torch::Tensor& x) { return x.to(torch::kFloat64).pow(2).mean().sqrt().item<double>(); }
 
-void dump_run(const std::string& path, const TokenBatch& batch, const ReferenceRun& run) {
+void dump_run(const std::string& path, const TokenBatch& batch, const ReferenceRun& run, const ModelConfig& config,
+              const WeightSource& weights, torch::ScalarType dtype) {
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   auto f32 = [](const torch::Tensor& t) { return t.to(torch::kCPU, torch::kFloat32).contiguous(); };
   tensors.push_back({"input_ids", batch.ids});
@@ -49,7 +50,10 @@ void dump_run(const std::string& path, const TokenBatch& batch, const ReferenceR
     tensors.push_back({"layers." + std::to_string(i) + ".output", f32(run.layer_outputs[i])});
   tensors.push_back({"final_norm", f32(run.final_norm)});
   tensors.push_back({"logits", f32(run.logits)});
-  write_safetensors(path, tensors, {{"format", "layoutbench.reference_dump/1"}});
+  // What `check --reference-dump` verifies before judging a layout against these outputs.
+  write_safetensors(path, tensors,
+                    {{"format", "layoutbench.reference_dump/1"}, {"model", config.name},
+                     {"weights", weights.describe()}, {"dtype", dtype_name(dtype)}});
 }
 
 int run_reference(const ReferenceArgs& a, const std::vector<std::string>& argv) {
@@ -120,7 +124,7 @@ int run_reference(const ReferenceArgs& a, const std::vector<std::string>& argv) 
             << " GiB\n";
 
   if (!a.dump.empty()) {
-    dump_run(a.dump, batch, run);
+    dump_run(a.dump, batch, run, config, *weights, dtype);
     std::cout << "dump written to " << a.dump << "\n";
   }
   if (!a.json.empty()) {

@@ -107,6 +107,39 @@ TEST(LayoutCheck, WritesTheRunRecord) {
   }
 }
 
+// A reference too big to run next to the layout comes from a dump of `layoutbench reference`;
+// the dump must have been made on the same model, weights and tokens.
+TEST(LayoutCheck, JudgesAgainstAReferenceDump) {
+  test::TempDir dir;
+  const std::string dump = dir / "reference.safetensors";
+  test::CliResult r = test::run_cli({"reference", "--model", "tiny-deepseek-v3", "--lengths", "37,9,64,18", "--layers",
+                                     "3", "--dump", dump});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const std::vector<std::string> check = {"check", "--model", "tiny-deepseek-v3", "--layout", "dp-attn-rsv,dense-tp-attn",
+                                          "--backend", "cpu", "--ranks", "4", "--reference-dump", dump};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = check;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::run_cli(args);
+  };
+  r = with({"--layers", "3", "--lengths", "37,9,64,18"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("all layouts match the reference"), std::string::npos) << r.out;
+
+  r = with({"--layers", "3", "--lengths", "37,9,64,18", "--seed", "7"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("random(seed=7)"), std::string::npos) << r.err;
+  r = with({"--layers", "3", "--lengths", "37,9,64,19"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("input_ids or seq_lens differ"), std::string::npos) << r.err;
+  r = with({"--layers", "4", "--lengths", "37,9,64,18"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("layers.3.output"), std::string::npos) << r.err;
+  r = with({"--layers", "3", "--lengths", "37,9,64,18", "--dtype", "bf16"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("needs --max-rel-l2"), std::string::npos) << r.err;
+}
+
 // The oracle must be able to say no: an impossible threshold fails every layer.
 TEST(LayoutCheck, ReportsDivergence) {
   test::CliResult r = test::run_cli({"check", "--model", "tiny-qwen3-moe", "--layout", "dp-attn-rsv", "--backend",
