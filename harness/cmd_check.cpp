@@ -94,12 +94,7 @@ std::vector<torch::Tensor> read_reference_dump(const std::string& path, const Mo
 int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   // Every input is checked, and every layout's split and shards planned, before any rank starts.
   ModelConfig config = load_model_config(a.model);
-  if (a.layers != 0) {
-    if (a.layers < 0 || a.layers > config.num_layers)
-      throw InputError("--layers " + std::to_string(a.layers) + ": the model has " +
-                       std::to_string(config.num_layers) + " layers");
-    config.num_layers = a.layers;
-  }
+  keep_first_layers(config, a.layers);
   const Backend backend = parse_backend(a.backend);
   const torch::ScalarType dtype = parse_dtype(a.dtype);
   if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
@@ -254,11 +249,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
 
 std::function<int()> add_check_command(CLI::App& app, const std::vector<std::string>& argv) {
   auto a = std::make_shared<CheckArgs>();
-#ifdef LB_HAVE_CUDA
-  a->backend = "nccl";
-#else
-  a->backend = "cpu";
-#endif
+  a->backend = to_string(default_backend());
   CLI::App* sub = app.add_subcommand("check", "Run a layout (or all) and the single-device reference on the same "
                                               "weights and tokens; compare every layer in original token order");
   a->sub = sub;

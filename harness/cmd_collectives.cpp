@@ -157,11 +157,7 @@ int run_collectives(const CollectivesArgs& a, const std::vector<std::string>& ar
 
 std::function<int()> add_collectives_command(CLI::App& app, const std::vector<std::string>& argv) {
   auto a = std::make_shared<CollectivesArgs>();
-#ifdef LB_HAVE_CUDA
-  a->backend = "nccl";
-#else
-  a->backend = "cpu";
-#endif
+  a->backend = to_string(default_backend());
   CLI::App* sub = app.add_subcommand(
       "collectives", "Benchmark every collective of the Communicator over sizes (nccl-tests columns), check every "
                      "row's result, and time the same NCCL call made directly");

@@ -59,12 +59,7 @@ void dump_run(const std::string& path, const TokenBatch& batch, const ReferenceR
 int run_reference(const ReferenceArgs& a, const std::vector<std::string>& argv) {
   // Everything the user gave is checked before any weight is made or any GPU work starts.
   ModelConfig config = load_model_config(a.model);
-  if (a.layers != 0) {
-    if (a.layers < 0 || a.layers > config.num_layers)
-      throw InputError("--layers " + std::to_string(a.layers) + ": the model has " +
-                       std::to_string(config.num_layers) + " layers");
-    config.num_layers = a.layers;
-  }
+  keep_first_layers(config, a.layers);
   const torch::Device device = parse_device(a.device);
   const torch::ScalarType dtype = parse_dtype(a.dtype);
   if (a.repeats < 1) throw InputError("--repeats must be >= 1");

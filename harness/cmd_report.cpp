@@ -2,7 +2,7 @@
 
 #include "harness/errors.h"
 #include "reports/report_html.h"
-#include "reports/run_diff.h"
+#include "reports/run_record.h"
 
 #include <fstream>
 #include <iostream>

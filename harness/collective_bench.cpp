@@ -143,23 +143,6 @@ double sum_over_world(RankContext& ctx, double value) {
   return t.item<double>();
 }
 
-// Launches per timed batch: at least o.iters, and enough for a batch to last o.min_batch_ms so
-// that launch latency and timer noise stay small next to it. Every rank must launch the same count,
-// so the estimate is the slowest rank's.
-template <typename F>
-int batch_iters(RankContext& ctx, Communicator& comm, const CollectiveBenchOptions& o, F&& launch) {
-  launch();  // the first call of a size pays for setup; it stays out of the estimate
-  comm.wait_device();
-  ctx.world().barrier();
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < std::max(o.warmup, 1); ++i) launch();
-  comm.wait_device();
-  const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() /
-                    std::max(o.warmup, 1);
-  const double slowest = max_over_world(ctx, us);
-  return std::max(o.iters, int(std::ceil(o.min_batch_ms * 1e3 / std::max(slowest, 1.0))));
-}
-
 // Mean time of one launch over a batch, on the slowest rank.
 template <typename F>
 double batch_us(RankContext& ctx, Communicator& comm, int iters, F&& launch) {
@@ -170,6 +153,16 @@ double batch_us(RankContext& ctx, Communicator& comm, int iters, F&& launch) {
   comm.wait_device();
   const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
   return max_over_world(ctx, us / iters);
+}
+
+// Launches per timed batch: at least o.iters, and enough for a batch to last o.min_batch_ms so
+// that launch latency and timer noise stay small next to it. Every rank must launch the same count,
+// so the estimate is the slowest rank's.
+template <typename F>
+int batch_iters(RankContext& ctx, Communicator& comm, const CollectiveBenchOptions& o, F&& launch) {
+  launch();  // the first call of a size pays for setup; it stays out of the estimate
+  const double slowest = batch_us(ctx, comm, std::max(o.warmup, 1), launch);
+  return std::max(o.iters, int(std::ceil(o.min_batch_ms * 1e3 / std::max(slowest, 1.0))));
 }
 
 double median(std::vector<double> v) {

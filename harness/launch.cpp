@@ -26,6 +26,14 @@ bool launched_by_mpi() {
   return false;
 }
 
+Backend default_backend() {
+#ifdef LB_HAVE_CUDA
+  return Backend::Nccl;
+#else
+  return Backend::Cpu;
+#endif
+}
+
 void run_ranks(Backend backend, int ranks, const RankFunction& fn, std::chrono::milliseconds timeout) {
   if (ranks < 1) throw InputError("the number of ranks must be >= 1 (got " + std::to_string(ranks) + ")");
   if (backend == Backend::Cpu) {

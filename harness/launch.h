@@ -11,6 +11,7 @@ namespace lb {
 enum class Backend { Cpu, Nccl };
 Backend parse_backend(const std::string& name);  // "cpu" | "nccl"
 std::string to_string(Backend backend);
+Backend default_backend();  // nccl in CUDA builds, else cpu
 
 // True when this process was started by mpirun/srun with more than one process.
 bool launched_by_mpi();

@@ -388,4 +388,12 @@ ModelConfig load_model_config(const std::string& model) {
   throw InputError("--model '" + model + "': no such checkpoint directory and not a preset (presets: " + names + ")");
 }
 
+void keep_first_layers(ModelConfig& config, int64_t layers) {
+  if (layers == 0) return;
+  if (layers < 0 || layers > config.num_layers)
+    throw InputError("--layers " + std::to_string(layers) + ": the model has " + std::to_string(config.num_layers) +
+                     " layers");
+  config.num_layers = layers;
+}
+
 }  // namespace lb

@@ -89,4 +89,7 @@ std::optional<ModelConfig> find_preset(const std::string& name);
 // `model` is a checkpoint directory (holding config.json) or a preset name.
 ModelConfig load_model_config(const std::string& model);
 
+// `--layers N`: keeps the first N decoder layers (0 keeps all); InputError when N is out of range.
+void keep_first_layers(ModelConfig& config, int64_t layers);
+
 }  // namespace lb

@@ -148,10 +148,7 @@ torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const 
                               LayerCapture* capture) const {
   // The router's view: the rows the MLP ran on, with their token indices.
   auto keep_routing = [&](const Routing& r, const torch::Tensor& tokens) {
-    if (!capture || !r.experts.defined()) return;
-    capture->add("router_logits", r.logits, tokens);
-    capture->add("topk_experts", r.experts, tokens);
-    capture->add("topk_weights", r.weights, tokens);
+    if (capture) capture->add_routing(r, tokens);
   };
   Routing routing;
   const torch::Tensor normed = rmsnorm(x, w["post_attention_layernorm.weight"], config_.rms_eps);

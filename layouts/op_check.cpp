@@ -49,7 +49,8 @@ std::vector<std::pair<int64_t, int64_t>> ranges_of(std::vector<int64_t> tokens) 
 // Per-row relative error, ||a_i - b_i|| / ||b_i|| (b_i = 0 counts as 1).
 torch::Tensor row_rel_err(const torch::Tensor& a, const torch::Tensor& b) {
   const torch::Tensor da = a.to(torch::kFloat64), db = b.to(torch::kFloat64);
-  return (da - db).norm(2, 1) / db.norm(2, 1).clamp_min(1e-300).where(db.norm(2, 1) > 0, torch::ones({1}, db.options()));
+  const torch::Tensor norm = db.norm(2, 1);
+  return (da - db).norm(2, 1) / torch::where(norm > 0, norm, torch::ones_like(norm));
 }
 
 }  // namespace

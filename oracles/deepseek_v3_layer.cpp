@@ -55,10 +55,7 @@ torch::Tensor deepseek_mlp(const ModelConfig& c, const LayerWeights& w, const to
 
 torch::Tensor deepseek_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
                              const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture) {
-  const torch::Tensor all = torch::arange(x.size(0), torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
-  auto keep = [&](const char* op, const torch::Tensor& t) {
-    if (capture) capture->add(op, t, all);
-  };
+  const InOrderCapture keep(capture, x);
   const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
   MlaLatent m = mla_latent(c, w, rope, normed, tokens.pos);
   auto [k, v] = mla_expand_kv(c, w, m.latent, m.k_pe);
@@ -71,8 +68,7 @@ torch::Tensor deepseek_layer(const ModelConfig& c, const LayerWeights& w, const 
   torch::Tensor out = h + mlp;
   keep("attn_norm", normed), keep("q", m.q), keep("kv", torch::cat({m.latent, m.k_pe}, 1)), keep("attn_out", attn);
   keep("o_proj", o), keep("residual", h);
-  if (routing.experts.defined())
-    keep("router_logits", routing.logits), keep("topk_experts", routing.experts), keep("topk_weights", routing.weights);
+  keep.routing(routing);
   keep("mlp_out", mlp), keep("layer_out", out);
   return out;
 }

@@ -21,9 +21,28 @@ void LayerCapture::add(const std::string& op, const torch::Tensor& t, const torc
   ops_[op] = {(t.dim() == 1 ? t.unsqueeze(1) : t.flatten(1)).to(torch::kFloat32), tokens.to(torch::kInt64), col_offset};
 }
 
+void LayerCapture::add_routing(const Routing& routing, const torch::Tensor& tokens) {
+  if (!routing.experts.defined()) return;
+  add("router_logits", routing.logits, tokens);
+  add("topk_experts", routing.experts, tokens);
+  add("topk_weights", routing.weights, tokens);
+}
+
 const OpPiece* LayerCapture::find(const std::string& op) const {
   auto it = ops_.find(op);
   return it == ops_.end() ? nullptr : &it->second;
+}
+
+InOrderCapture::InOrderCapture(LayerCapture* capture, const torch::Tensor& x) : capture_(capture) {
+  if (capture_) all_ = torch::arange(x.size(0), torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
+}
+
+void InOrderCapture::operator()(const std::string& op, const torch::Tensor& t) const {
+  if (capture_) capture_->add(op, t, all_);
+}
+
+void InOrderCapture::routing(const Routing& routing) const {
+  if (capture_) capture_->add_routing(routing, all_);
 }
 
 }  // namespace lb

@@ -2,6 +2,8 @@
 // Capture points inside a decoder layer (`check --capture op`): the reference and every layout
 // rank record the same named intermediate tensors, so that a divergence is located at the op
 // where it starts rather than at the layer output where it shows.
+#include "kernels/moe.h"
+
 #include <torch/torch.h>
 
 #include <map>
@@ -36,10 +38,26 @@ class LayerCapture {
  public:
   // `t` is [n, ...]; it is kept as [n, prod(...)] in float32 on its device.
   void add(const std::string& op, const torch::Tensor& t, const torch::Tensor& tokens, int64_t col_offset = 0);
+  // router_logits, topk_experts and topk_weights of the rows `tokens`; nothing on a dense layer
+  // (the routing is empty).
+  void add_routing(const Routing& routing, const torch::Tensor& tokens);
   const OpPiece* find(const std::string& op) const;
 
  private:
   std::map<std::string, OpPiece> ops_;
+};
+
+// The reference layer's view of a capture: its rows are all tokens in original order. Does
+// nothing when `capture` is null, so the layer calls it unconditionally.
+class InOrderCapture {
+ public:
+  InOrderCapture(LayerCapture* capture, const torch::Tensor& x);
+  void operator()(const std::string& op, const torch::Tensor& t) const;
+  void routing(const Routing& routing) const;
+
+ private:
+  LayerCapture* capture_;
+  torch::Tensor all_;
 };
 
 }  // namespace lb

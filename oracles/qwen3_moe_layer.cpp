@@ -31,10 +31,7 @@ torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch
 
 torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
                           const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture) {
-  const torch::Tensor all = torch::arange(x.size(0), torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
-  auto keep = [&](const char* op, const torch::Tensor& t) {
-    if (capture) capture->add(op, t, all);
-  };
+  const InOrderCapture keep(capture, x);
   const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
   QkvStates s = qwen3_qkv(c, w, rope, normed, tokens.pos);
   torch::Tensor attn = causal_attention(s.q, s.k, s.v, tokens, tokens, c.attention_scale());
@@ -46,8 +43,7 @@ torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rop
   torch::Tensor out = h + mlp;
   keep("attn_norm", normed), keep("q", s.q), keep("kv", s.k), keep("attn_out", attn), keep("o_proj", o);
   keep("residual", h);
-  if (routing.experts.defined())
-    keep("router_logits", routing.logits), keep("topk_experts", routing.experts), keep("topk_weights", routing.weights);
+  keep.routing(routing);
   keep("mlp_out", mlp), keep("layer_out", out);
   return out;
 }

@@ -1,8 +1,9 @@
 #include "reports/report_html.h"
 
+#include "reports/record_fields.h"
+
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <optional>
 #include <sstream>
 #include <utility>
@@ -32,52 +33,6 @@ namespace {
 // ---- reading records ------------------------------------------------------------------------
 // Records come from several writers (the CLI, tests, logs parsed after a failed run), so every
 // field may be absent or of another type: a report shows what is there and never throws.
-
-std::string format(double v, const char* spec) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, spec, v);
-  return buffer;
-}
-
-// NaN and inf are written to JSON as null, so "not a number" is also how a non-finite value looks.
-std::optional<double> number(const json& j, const char* key) {
-  if (!j.is_object()) return std::nullopt;
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number()) return std::nullopt;
-  return it->get<double>();
-}
-
-std::string scalar_text(const json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_float()) return format(v.get<double>(), "%.6g");
-  return v.dump();  // integers, bools, null; arrays and objects as compact JSON
-}
-
-std::string text(const json& j, const char* key) {
-  if (!j.is_object() || !j.contains(key)) return "";
-  return scalar_text(j.at(key));
-}
-
-// true only for a JSON true: a missing or odd "pass" is not a pass.
-bool flag(const json& j, const char* key) {
-  if (!j.is_object()) return false;
-  auto it = j.find(key);
-  return it != j.end() && it->is_boolean() && it->get<bool>();
-}
-
-const json& array_at(const json& j, const char* key) {
-  static const json empty = json::array();
-  if (!j.is_object()) return empty;
-  auto it = j.find(key);
-  return it != j.end() && it->is_array() ? *it : empty;
-}
-
-const json& object_at(const json& j, const char* key) {
-  static const json empty = json::object();
-  if (!j.is_object()) return empty;
-  auto it = j.find(key);
-  return it != j.end() && it->is_object() ? *it : empty;
-}
 
 std::string cell(const std::optional<double>& v, const char* spec) { return v ? format(*v, spec) : "-"; }
 

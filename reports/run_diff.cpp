@@ -1,11 +1,9 @@
 #include "reports/run_diff.h"
 
 #include "harness/errors.h"
-#include "harness/file_util.h"
+#include "reports/record_fields.h"
 #include "reports/run_record.h"
 
-#include <cstdio>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -16,39 +14,6 @@ namespace lb {
 using nlohmann::json;
 
 namespace {
-
-std::string format(double v, const char* spec) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, spec, v);
-  return buffer;
-}
-
-// NaN and inf are written to JSON as null: a number that is not there cannot be compared.
-std::optional<double> number(const json& j, const char* key) {
-  if (!j.is_object()) return std::nullopt;
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number()) return std::nullopt;
-  return it->get<double>();
-}
-
-std::string text(const json& j, const char* key) {
-  if (!j.is_object() || !j.contains(key)) return "";
-  const json& v = j.at(key);
-  return v.is_string() ? v.get<std::string>() : v.dump();
-}
-
-bool flag(const json& j, const char* key) {
-  if (!j.is_object()) return false;
-  auto it = j.find(key);
-  return it != j.end() && it->is_boolean() && it->get<bool>();
-}
-
-const json& array_at(const json& j, const char* key) {
-  static const json empty = json::array();
-  if (!j.is_object()) return empty;
-  auto it = j.find(key);
-  return it != j.end() && it->is_array() ? *it : empty;
-}
 
 std::string signed_percent(double old_v, double new_v) { return format(100.0 * (new_v / old_v - 1), "%+.1f%%"); }
 
@@ -230,20 +195,6 @@ std::string format_diff(const DiffResult& d) {
   section("info", d.info);
   if (d.regressions.empty() && d.improvements.empty()) out << "no regressions or improvements past the thresholds\n";
   return out.str();
-}
-
-json read_run_file(const std::string& path) {
-  if (!is_regular_file(path)) throw InputError(path + ": no such file");
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot read");
-  json run;
-  try {
-    run = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw InputError(path + ": not valid JSON (" + e.what() + ")");
-  }
-  if (!run.is_object()) throw InputError(path + ": not a run record (a JSON object was expected)");
-  return run;
 }
 
 }  // namespace lb

@@ -2,6 +2,8 @@
 // Two run records of the same subcommand, compared: what got worse past a threshold, what got
 // better, and what only changed shape (layouts or rows added). `layoutbench diff` exits 1 on a
 // regression, so a CI job can hold a new commit's record against a committed one.
+#include "reports/run_record.h"
+
 #include <nlohmann/json.hpp>
 
 #include <string>
@@ -40,8 +42,5 @@ DiffResult diff_runs(const nlohmann::json& old_run, const nlohmann::json& new_ru
 // "regressions (2):\n  subject: change\n..." then improvements and info; empty sections left out.
 std::string format_diff(const DiffResult& d);
 
-// A run record read from disk; InputError naming the file when it is missing or not a JSON object.
-// (Here because both `report` and `diff` read records; it could live beside write_json.)
-nlohmann::json read_run_file(const std::string& path);
 
 }  // namespace lb

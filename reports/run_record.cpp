@@ -1,6 +1,7 @@
 #include "reports/run_record.h"
 
 #include "harness/errors.h"
+#include "harness/file_util.h"
 
 #include <array>
 #include <chrono>
@@ -55,6 +56,20 @@ void write_json(const std::string& path, const nlohmann::json& record) {
   if (!out) throw InputError(path + ": cannot write");
   out << record.dump(2) << "\n";
   if (!out) throw InputError(path + ": write failed");
+}
+
+nlohmann::json read_run_file(const std::string& path) {
+  if (!is_regular_file(path)) throw InputError(path + ": no such file");
+  std::ifstream in(path);
+  if (!in) throw InputError(path + ": cannot read");
+  nlohmann::json run;
+  try {
+    run = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw InputError(path + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!run.is_object()) throw InputError(path + ": not a run record (a JSON object was expected)");
+  return run;
 }
 
 }  // namespace lb

@@ -18,5 +18,7 @@ nlohmann::json run_record(const std::string& subcommand, const std::vector<std::
                           const std::string& device);
 
 void write_json(const std::string& path, const nlohmann::json& record);
+// A run record read from disk; InputError naming the file when it is missing or not a JSON object.
+nlohmann::json read_run_file(const std::string& path);
 
 }  // namespace lb

@@ -77,10 +77,7 @@ std::vector<LayoutCase> cases() {
 
 INSTANTIATE_TEST_SUITE_P(CpuRanks, LayoutMatchesReference, testing::ValuesIn(cases()),
                          [](const testing::TestParamInfo<LayoutCase>& info) {
-                           std::string s = std::to_string(info.index) + "_" + info.param.layout;
-                           for (char& ch : s)
-                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return s;
+                           return test::param_name(info.index, info.param.layout);
                          });
 
 // The record a nightly job reads: per layout, per layer verdicts and the collectives it made; in

@@ -62,10 +62,7 @@ std::vector<MutationCase> cases() {
 
 INSTANTIATE_TEST_SUITE_P(Oracle, MutationIsCaught, testing::ValuesIn(cases()),
                          [](const testing::TestParamInfo<MutationCase>& info) {
-                           std::string s = std::to_string(info.index) + "_" + info.param.mutation;
-                           for (char& ch : s)
-                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return s;
+                           return test::param_name(info.index, info.param.mutation);
                          });
 
 TEST(MutationRegistry, EveryMutationHasACase) {

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,14 @@ struct TempDir {
   ~TempDir() { remove_tree(path); }
   std::string operator/(const std::string& name) const { return join_path(path, name); }
 };
+
+// A gtest parameter name: the case's index and label, with every other character an underscore.
+inline std::string param_name(size_t index, const std::string& label) {
+  std::string s = std::to_string(index) + "_" + label;
+  for (char& ch : s)
+    if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return s;
+}
 
 struct CliResult {
   int code = 0;
