@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
-# JSON records in $OUT (default results/latest). Steps: fixtures build test reference collectives mpi
-# check capture (default: build test, then reference on one GPU, collectives mpi check on several).
+# JSON records in $OUT (default results/latest). Steps: fixtures tokenizer build test reference
+# collectives mpi check capture (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git).
 set -uo pipefail
@@ -27,6 +27,12 @@ for step in "${steps[@]}"; do
     fixtures)
       python3 tests/fixtures/make_fixtures.py --out tests/fixtures || status=1
       tar czf "$OUT/fixtures.tgz" tests/fixtures ;;
+    tokenizer)
+      # HF tokenizers' ids for the second tokenizer fixture; GSM8K from LB_GSM8K_DIR, since ../shared
+      # does not travel to the GPU machine.
+      python3 tests/fixtures/make_tokenizer_fixtures.py gsm8k --gsm8k-dir "${LB_GSM8K_DIR:-../shared/datasets/gsm8k}" \
+        || status=1
+      tar czf "$OUT/tokenizer_fixtures.tgz" tests/fixtures/tokenizers ;;
     build)
       scripts/build.sh > "$OUT/build.log" 2>&1 || { status=1; tail -50 "$OUT/build.log"; } ;;
     test)
