@@ -13,8 +13,15 @@ need=()
 for tool in cmake:cmake g++:g++ make:make git:git; do
   command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
 done
+# ICU copied by scripts/carry_icu.sh stands in for libicu-dev where it cannot be installed.
+carried_icu=""
+if [ ! -f /usr/include/unicode/regex.h ] && [ -f .carry/icu/include/unicode/regex.h ]; then
+  carried_icu=$PWD/.carry/icu
+  export LD_LIBRARY_PATH=$carried_icu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
 for header in CLI/CLI.hpp:libcli11-dev nlohmann/json.hpp:nlohmann-json3-dev gtest/gtest.h:libgtest-dev \
               unicode/regex.h:libicu-dev; do
+  [ "${header%%/*}" = unicode ] && [ -n "$carried_icu" ] && continue
   [ -f "/usr/include/${header%%:*}" ] || [ -f "/usr/local/include/${header%%:*}" ] || need+=("${header##*:}")
 done
 [ -n "$torch_prefix" ] || [ -f /usr/include/torch/csrc/api/include/torch/torch.h ] || need+=(libtorch-dev)
@@ -31,6 +38,7 @@ fi
 
 args=(-DCMAKE_BUILD_TYPE=Release)
 [ -n "$torch_prefix" ] && args+=("-DCMAKE_PREFIX_PATH=$torch_prefix" -DCMAKE_CUDA_ARCHITECTURES=90)
+[ -n "$carried_icu" ] && args+=("-DICU_ROOT=$carried_icu")
 command -v ninja >/dev/null && args+=(-G Ninja)
 [ -f "$BUILD_DIR/CMakeCache.txt" ] || cmake -S . -B "$BUILD_DIR" "${args[@]}"
 cmake --build "$BUILD_DIR" -j "$(nproc)"

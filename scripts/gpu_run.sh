@@ -12,6 +12,12 @@ OUT=${OUT:-results/latest}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 export BUILD_DIR=${BUILD_DIR:-build-gpu}
+# ICU carried from the CI machine (scripts/carry_icu.sh) where libicu-dev is missing: its libraries
+# must be found at run time too, libicudata included (a dependency of libicuuc).
+if [ ! -f /usr/include/unicode/regex.h ] && [ -d .carry/icu/lib ]; then
+  export LD_LIBRARY_PATH=$PWD/.carry/icu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}  # mpirun -x passes it on
 steps=("$@")
 gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
 if [ ${#steps[@]} -eq 0 ]; then
@@ -49,7 +55,7 @@ for step in "${steps[@]}"; do
     mpi)
       # One process per GPU, the NCCL id over MPI; the same benchmark as the threaded one.
       mpirun --allow-run-as-root --oversubscribe -np "$gpus" \
-        -x NCCL_NVLS_ENABLE -x TORCH_SYMM_MEM_DISABLE_MULTICAST -x NVSHMEM_DISABLE_NVLS -x LB_COMMIT \
+        -x NCCL_NVLS_ENABLE -x TORCH_SYMM_MEM_DISABLE_MULTICAST -x NVSHMEM_DISABLE_NVLS -x LB_COMMIT -x LD_LIBRARY_PATH \
         $bin collectives --gpus "$gpus" --sizes 1M,4M,16M,64M,256M --splits balanced,skewed \
         --json "$OUT/collectives_${gpus}gpu_mpirun.json" || status=1 ;;
     check)
