@@ -63,6 +63,17 @@ def check_row(path, r):
             f"{note} | [{path.name}]({path.relative_to(ROOT)}) |")
 
 
+def capture_row(path, r):
+    # The op-capture run beside the same command without it: the cost of capturing every op.
+    plain = json.loads((path.parent / path.name.replace("capture_op_", "capture_none_")).read_text())
+    plain_ms = {x["layout"]: x["layout_ms"] for x in plain["layouts"]}
+    ratios = ", ".join(f"{x['layout']} {x['layout_ms']:.0f} ms / {plain_ms[x['layout']]:.0f} ms = "
+                       f"{x['layout_ms'] / plain_ms[x['layout']]:.2f}x" for x in r["layouts"])
+    return (f"| `{short_command(r)}` against `--capture none` | {r['device'].split(' (')[0]} x{r['ranks']} | "
+            f"op capture with per-layer checking, layout time (one run each): {ratios} | "
+            f"[{path.name}]({path.relative_to(ROOT)}) |")
+
+
 def rows():
     out = []
     for path in sorted((ROOT / "results").rglob("*.json")):
@@ -73,7 +84,9 @@ def rows():
             out.append(gpu_check_row(path, r))
         elif r.get("subcommand") == "collectives":
             out.append(collectives_row(path, r))
-        elif r.get("subcommand") == "check":
+        elif r.get("subcommand") == "check" and path.name.startswith("capture_op_"):
+            out.append(capture_row(path, r))
+        elif r.get("subcommand") == "check" and not path.name.startswith("capture_"):
             out.append(check_row(path, r))
     return out
 
