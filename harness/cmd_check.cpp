@@ -5,6 +5,7 @@
 #include "harness/errors.h"
 #include "harness/file_util.h"
 #include "harness/launch.h"
+#include "harness/layout_selection.h"
 #include "harness/parallel_flags.h"
 #include "harness/progress.h"
 #include "harness/safetensors.h"
@@ -51,19 +52,6 @@ constexpr double kFp32MaxRelL2 = 1e-5;
 constexpr double kNoiseFloorFactor = 3.0;
 // A capture point computed identically in both precisions (none today) still gets a usable threshold.
 constexpr double kMinNoiseFloor = 1e-6;
-
-std::vector<std::string> comma_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    const size_t end = s.find(',', start);
-    const std::string item = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (!item.empty()) out.push_back(item);
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
-  return out;
-}
 
 // The reference's layer outputs from a `layoutbench reference --dump` file, after checking that
 // it was made on the same model, weights and tokens (and has every layer this check needs).
@@ -113,30 +101,11 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   std::vector<double> thresholds(config.num_layers, a.max_rel_l2 > 0 ? a.max_rel_l2 : kFp32MaxRelL2);
 
   std::vector<const LayoutSpec*> layouts;
-  if (a.layout == "all")
-    for (const LayoutSpec& l : all_layouts()) layouts.push_back(&l);
-  else
-    for (const std::string& name : comma_list(a.layout)) layouts.push_back(&find_layout(name));
-  CLI::App* sub = a.sub;
-  auto overrides = [&](ParallelConfig& p) {
-    // A layout whose dense MLP runs on the attention TP group keeps doing so when the flags
-    // change attn_tp (through --dp or --attn-cp).
-    const bool dense_follows_attn_tp = p.moe_dense_tp && *p.moe_dense_tp == p.attn_tp() && *p.moe_dense_tp > 1;
-    if (sub->count("--dp")) p.dp = a.parallel.dp;
-    if (sub->count("--attn-cp")) p.attn_cp = a.parallel.attn_cp;
-    if (sub->count("--moe-dp")) p.moe_dp = a.parallel.moe_dp;
-    if (sub->count("--moe-ep")) p.moe_ep = a.parallel.moe_ep;
-    if (sub->count("--nnodes")) p.nnodes = a.parallel.nnodes;
-    if (sub->count("--moe-dense-tp")) p.moe_dense_tp = a.parallel.config(a.ranks).moe_dense_tp;
-    else if (dense_follows_attn_tp) p.moe_dense_tp = p.attn_tp();
-    if (sub->count("--tp") && a.parallel.tp != a.ranks)
-      throw InputError("--tp " + std::to_string(a.parallel.tp) + " must equal the rank count " +
-                       std::to_string(a.ranks));
-  };
   std::vector<ParallelConfig> parallels;
-  for (const LayoutSpec* l : layouts) {
-    parallels.push_back(layout_parallel(*l, a.ranks, config, overrides));
-    split_tokens(parallels.back(), l->split, batch.seq_lens);  // throws on a split it cannot make
+  for (const SelectedLayout& l : select_layouts(a.layout, a.ranks, config, a.parallel, *a.sub)) {
+    layouts.push_back(l.spec);
+    parallels.push_back(l.parallel);
+    split_tokens(l.parallel, l.spec->split, batch.seq_lens);  // throws on a split it cannot make
   }
   std::unique_ptr<WeightSource> weights = open_weights(config, is_directory(a.model) ? a.model : "", a.seed);
   std::vector<torch::Tensor> dumped;

@@ -4,12 +4,13 @@
 
 namespace lb {
 
-TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Device device) {
+TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Device device,
+                                const std::vector<int64_t>& past) {
   std::vector<int64_t> seq, pos;
   for (size_t s = 0; s < seq_lens.size(); ++s)
     for (int64_t p = 0; p < seq_lens[s]; ++p) {
       seq.push_back(int64_t(s));
-      pos.push_back(p);
+      pos.push_back((past.empty() ? 0 : past.at(s)) + p);
     }
   auto make = [&](const std::vector<int64_t>& v) {
     return torch::tensor(v, torch::kInt64).to(device);

@@ -12,8 +12,10 @@ struct TokenPlacement {
   torch::Tensor pos;  // int64 [T]
 };
 
-// Tokens of sequences laid end to end: sequence s has seq_lens[s] tokens at positions 0..len-1.
-TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Device device);
+// Tokens of sequences laid end to end: sequence s has seq_lens[s] tokens at positions 0..len-1,
+// or, given `past` (generation), at past[s]..past[s]+len-1, after the tokens already in its cache.
+TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Device device,
+                                const std::vector<int64_t>& past = {});
 
 // q: [Tq, Hq, D], k: [Tk, Hkv, D], v: [Tk, Hkv, Dv], Hq a multiple of Hkv (query head h uses KV
 // head h / (Hq / Hkv)). Scores in the input dtype, softmax in fp32 (as transformers' eager path).

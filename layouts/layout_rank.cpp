@@ -6,6 +6,8 @@
 #include "oracles/deepseek_v3_layer.h"
 #include "oracles/qwen3_moe_layer.h"
 
+#include <algorithm>
+#include <functional>
 #include <set>
 
 namespace lb {
@@ -23,7 +25,11 @@ std::vector<int> my_group(const std::vector<std::vector<int>>& partition, int ra
 }
 
 // Rows of a [T, ...] tensor reshaped to [T, row] for the row-based collectives, and back.
-torch::Tensor as_rows(const torch::Tensor& t) { return t.reshape({t.size(0), -1}).contiguous(); }
+torch::Tensor as_rows(const torch::Tensor& t) {
+  int64_t row = 1;
+  for (int64_t i = 1; i < t.dim(); ++i) row *= t.size(i);
+  return t.reshape({t.size(0), row}).contiguous();  // not -1: a rank may have no rows
+}
 
 }  // namespace
 
@@ -33,12 +39,8 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
     : ctx_(ctx), layout_(layout), parallel_(parallel), config_(config), options_(options), mutation_(mutation),
       plan_(shard_plan(parallel, ctx.rank())), rope_(make_rope(config)) {
   torch::NoGradGuard no_grad;
-  tokens_ = split_tokens(parallel_, layout_.split, seq_lens);
   const torch::Device device = options_.device;
-  const TokenPlacement all = packed_placement(seq_lens, device);
-  local_ = select(all, tokens_[ctx_.rank()].to(device));
-  if (mutation_ == Mutation::RopeLocalPositions && parallel_.attn_cp > 1)
-    local_.pos = torch::arange(local_.pos.size(0), local_.pos.options());
+  tokens_ = split_tokens(parallel_, layout_.split, seq_lens);
 
   // Groups are split in one fixed order on every rank (a split is collective).
   const std::set<GroupKind> kinds = {GroupKind::AttnTp, GroupKind::AttnCp, layout_.moe.gather, layout_.moe.reduce,
@@ -48,14 +50,12 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
     members_[kind] = my_group(partition, ctx_.rank());
     if (kind != GroupKind::World) groups_[kind] = ctx_.split(to_string(kind), partition);
   }
-  std::vector<torch::Tensor> key_index;
-  for (int r : members_[GroupKind::AttnCp])
-    key_index.push_back(mutation_ == Mutation::ZigzagKeyBlocksReversed ? tokens_[r].flip(0) : tokens_[r]);
-  torch::Tensor keys = torch::cat(key_index);
-  if (mutation_ == Mutation::RoundRobinKeysAsContiguous) keys = std::get<0>(keys.sort());
-  cp_keys_ = select(all, keys.to(device));
+  place_tokens(seq_lens, {});
 
-  embed_ = weights.load(tensor_spec(config_, "model.embed_tokens.weight"), options_.dtype, device);
+  auto load = [&](const std::string& name) { return weights.load(tensor_spec(config_, name), options_.dtype, device); };
+  embed_ = load("model.embed_tokens.weight");
+  final_norm_ = load("model.norm.weight");
+  lm_head_ = config_.tie_word_embeddings ? embed_ : load("lm_head.weight");
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     LayerWeights full = load_layer(config_, weights, i, options_.dtype, device);
     LayerWeights shard = shard_layer(config_, full, plan_);
@@ -66,6 +66,34 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
     layers_.push_back(std::move(shard));
   }
   if (mutation_ == Mutation::RouterNotRenormalized) config_.norm_topk_prob = false;
+}
+
+// Where this rank's queries and its CP group's keys sit, from tokens_.
+void LayoutRank::place_tokens(const std::vector<int64_t>& seq_lens, const std::vector<int64_t>& past) {
+  const torch::Device device = options_.device;
+  const TokenPlacement all = packed_placement(seq_lens, device, past);
+  local_ = select(all, tokens_[ctx_.rank()].to(device));
+  if (mutation_ == Mutation::RopeLocalPositions && parallel_.attn_cp > 1)
+    local_.pos = torch::arange(local_.pos.size(0), local_.pos.options());
+  std::vector<torch::Tensor> key_index;
+  for (int r : members_.at(GroupKind::AttnCp))
+    key_index.push_back(mutation_ == Mutation::ZigzagKeyBlocksReversed ? tokens_[r].flip(0) : tokens_[r]);
+  torch::Tensor keys = torch::cat(key_index);
+  if (mutation_ == Mutation::RoundRobinKeysAsContiguous) keys = std::get<0>(keys.sort());
+  cp_keys_ = select(all, keys.to(device));
+}
+
+bool LayoutRank::set_batch(const std::vector<int64_t>& new_lens, const std::vector<int64_t>& past) {
+  const bool decode = std::any_of(past.begin(), past.end(), [](int64_t n) { return n > 0; });
+  GenerationSplit split = split_generation_tokens(parallel_, layout_.split, new_lens, decode);
+  tokens_ = std::move(split.tokens);
+  place_tokens(new_lens, past);
+  return split.layout_split;
+}
+
+torch::Tensor LayoutRank::logits(const torch::Tensor& hidden) const {
+  torch::NoGradGuard no_grad;
+  return torch::linear(rmsnorm(hidden, final_norm_, config_.rms_eps), lm_head_).to(torch::kFloat32);
 }
 
 Communicator& LayoutRank::group(GroupKind kind) const {
@@ -102,7 +130,7 @@ torch::Tensor LayoutRank::mlp_partial(const LayerWeights& w, const torch::Tensor
 }
 
 torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::Tensor& x_normed,
-                                            LayerCapture* capture) const {
+                                            LayerCapture* capture, LayerKvCache* kv) const {
   const ModelConfig& c = config_;
   const bool cp = parallel_.attn_cp > 1;
   // A DP rank without requests still takes part in the collectives after attention.
@@ -123,7 +151,12 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
       k = cp_group->all_gatherv(as_rows(k), cp_rows).view({-1, k.size(1), k.size(2)});
       v = cp_group->all_gatherv(as_rows(v), cp_rows).view({-1, v.size(1), v.size(2)});
     }
-    attn = causal_attention(s.q, k, v, local_, cp ? cp_keys_ : local_, c.attention_scale());
+    const TokenPlacement* keys = cp ? &cp_keys_ : &local_;
+    if (kv) {
+      const auto& kept = kv->append({k, v}, *keys);
+      k = kept[0], v = kept[1], keys = &kv->tokens();
+    }
+    attn = causal_attention(s.q, k, v, local_, *keys, c.attention_scale());
   } else {
     MlaLatent m = mla_latent(c, w, rope_, x_normed, local_.pos);
     if (capture) {
@@ -137,8 +170,13 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
       latent = both.narrow(1, 0, c.kv_lora_rank);
       k_pe = both.narrow(1, c.kv_lora_rank, c.qk_rope_head_dim);
     }
+    const TokenPlacement* keys = cp ? &cp_keys_ : &local_;
+    if (kv) {
+      const auto& kept = kv->append({latent, k_pe}, *keys);
+      latent = kept[0], k_pe = kept[1], keys = &kv->tokens();
+    }
     auto [k, v] = mla_expand_kv(c, w, latent, k_pe);
-    attn = causal_attention(m.q, k, v, local_, cp ? cp_keys_ : local_, c.attention_scale());
+    attn = causal_attention(m.q, k, v, local_, *keys, c.attention_scale());
   }
   if (capture) capture->add("attn_out", attn, mine, plan_.attn_rank * attn.size(1) * attn.size(2));
   return torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
@@ -161,6 +199,13 @@ torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const 
     }
     case MlpComm::GatherReduceScatter: {
       Communicator& g = group(step.gather);
+      const std::vector<int64_t> rows = rows_of(step.gather);
+      if (std::adjacent_find(rows.begin(), rows.end(), std::not_equal_to<>()) != rows.end()) {
+        // Generation's dealt split leaves ranks a token apart: the uneven forms of the same step.
+        torch::Tensor y = mlp_partial(w, g.all_gatherv(normed.contiguous(), rows), &routing).contiguous();
+        keep_routing(routing, tokens_of(step.gather));
+        return g.reduce_scatterv(y, rows);
+      }
       torch::Tensor y = mlp_partial(w, g.all_gather(normed.contiguous()), &routing).contiguous();
       keep_routing(routing, tokens_of(step.gather));
       return g.reduce_scatter(y);
@@ -188,7 +233,8 @@ torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const 
   throw std::logic_error("unhandled MLP communication");
 }
 
-torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, LayerCapture* capture) const {
+torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, LayerCapture* capture,
+                                        LayerKvCache* kv) const {
   torch::NoGradGuard no_grad;
   const LayerWeights& w = layers_.at(layer);
   const MlpStep& step = config_.is_moe_layer(layer) ? layout_.moe : layout_.dense;
@@ -198,7 +244,7 @@ torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, L
   };
   const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], config_.rms_eps);
   keep("attn_norm", normed, mine);
-  torch::Tensor attn = attention_partial(w, normed, capture).contiguous();
+  torch::Tensor attn = attention_partial(w, normed, capture, kv).contiguous();
   Communicator& attn_tp = group(GroupKind::AttnTp);
   if (step.comm == MlpComm::ScatterReplicated && attn_tp.size() > 1) {
     // Each attention TP rank takes a slice of the tokens for the replicated MLP.

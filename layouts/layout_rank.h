@@ -25,11 +25,20 @@ class LayoutRank {
              const WeightSource& weights, ReferenceOptions options, const std::vector<int64_t>& seq_lens,
              Mutation mutation = Mutation::None);
 
+  // Generation: the next forward pass runs new_lens[s] tokens of sequence s after past[s] tokens
+  // already in the KV cache (split by split_generation_tokens). Returns whether the layout's own CP
+  // split was used (false: dealt over the CP ranks). Not collective.
+  bool set_batch(const std::vector<int64_t>& new_lens, const std::vector<int64_t>& past);
+
   // This rank's rows of the embeddings, in its local token order.
   torch::Tensor embed(const torch::Tensor& input_ids) const;
   // One decoder layer on this rank's rows; `capture`, when given, receives this rank's piece of
-  // every capture point it computes.
-  torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, LayerCapture* capture = nullptr) const;
+  // every capture point it computes; `kv`, when given (generation), keeps the keys this rank's
+  // attention saw (its CP group's), and the attention sees all it kept.
+  torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, LayerCapture* capture = nullptr,
+                              LayerKvCache* kv = nullptr) const;
+  // Final norm and lm_head (replicated on every rank): float32 logits of `hidden` [n, H].
+  torch::Tensor logits(const torch::Tensor& hidden) const;
 
   // Original-order indices of each world rank's rows (this rank's: tokens()[ctx.rank()]).
   const std::vector<torch::Tensor>& tokens() const { return tokens_; }
@@ -41,7 +50,9 @@ class LayoutRank {
   std::vector<int64_t> rows_of(GroupKind kind) const;  // this rank's group members' row counts
   torch::Tensor tokens_of(GroupKind kind) const;       // their token indices, in gather order
   torch::Tensor mlp_partial(const LayerWeights& w, const torch::Tensor& normed, Routing* routing = nullptr) const;
-  torch::Tensor attention_partial(const LayerWeights& w, const torch::Tensor& x_normed, LayerCapture* capture) const;
+  torch::Tensor attention_partial(const LayerWeights& w, const torch::Tensor& x_normed, LayerCapture* capture,
+                                  LayerKvCache* kv) const;
+  void place_tokens(const std::vector<int64_t>& seq_lens, const std::vector<int64_t>& past);
   torch::Tensor mlp(const MlpStep& step, const LayerWeights& w, const torch::Tensor& h, LayerCapture* capture) const;
 
   RankContext& ctx_;
@@ -57,7 +68,7 @@ class LayoutRank {
   TokenPlacement cp_keys_;  // the keys of the attention CP group, in gather order
   std::map<GroupKind, std::vector<int>> members_;
   std::map<GroupKind, std::shared_ptr<Communicator>> groups_;
-  torch::Tensor embed_;
+  torch::Tensor embed_, final_norm_, lm_head_;
   std::vector<LayerWeights> layers_;
 };
 

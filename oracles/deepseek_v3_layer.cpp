@@ -13,7 +13,7 @@ MlaLatent mla_latent(const ModelConfig& c, const LayerWeights& w, const Rope& ro
                                                 w["self_attn.q_a_layernorm.weight"], c.rms_eps),
                                         w["self_attn.q_b_proj.weight"])
                         : torch::linear(x_normed, w["self_attn.q_proj.weight"]);
-  q = q.view({T, -1, c.qk_head_dim()});
+  q = q.view({T, q.size(1) / c.qk_head_dim(), c.qk_head_dim()});  // not -1: T may be 0
   torch::Tensor compressed = torch::linear(x_normed, w["self_attn.kv_a_proj_with_mqa.weight"]);
   torch::Tensor latent = rmsnorm(compressed.narrow(1, 0, c.kv_lora_rank), w["self_attn.kv_a_layernorm.weight"],
                                  c.rms_eps);
@@ -27,7 +27,9 @@ MlaLatent mla_latent(const ModelConfig& c, const LayerWeights& w, const Rope& ro
 std::pair<torch::Tensor, torch::Tensor> mla_expand_kv(const ModelConfig& c, const LayerWeights& w,
                                                       const torch::Tensor& latent, const torch::Tensor& k_pe) {
   const int64_t T = latent.size(0);
-  torch::Tensor kv = torch::linear(latent, w["self_attn.kv_b_proj.weight"]).view({T, -1, c.qk_nope_head_dim + c.v_head_dim});
+  const int64_t per_head = c.qk_nope_head_dim + c.v_head_dim;
+  torch::Tensor kv = torch::linear(latent, w["self_attn.kv_b_proj.weight"]);
+  kv = kv.view({T, kv.size(1) / per_head, per_head});
   const int64_t heads = kv.size(1);
   torch::Tensor k_nope = kv.narrow(2, 0, c.qk_nope_head_dim);
   torch::Tensor v = kv.narrow(2, c.qk_nope_head_dim, c.v_head_dim);
@@ -54,12 +56,17 @@ torch::Tensor deepseek_mlp(const ModelConfig& c, const LayerWeights& w, const to
 }
 
 torch::Tensor deepseek_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
-                             const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture) {
+                             const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture, LayerKvCache* kv) {
   const InOrderCapture keep(capture, x);
   const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
   MlaLatent m = mla_latent(c, w, rope, normed, tokens.pos);
-  auto [k, v] = mla_expand_kv(c, w, m.latent, m.k_pe);
-  torch::Tensor attn = causal_attention(m.q, k, v, tokens, tokens, c.attention_scale());
+  torch::Tensor latent = m.latent, k_pe = m.k_pe;
+  if (kv) {
+    const auto& kept = kv->append({latent, k_pe}, tokens);
+    latent = kept[0], k_pe = kept[1];
+  }
+  auto [k, v] = mla_expand_kv(c, w, latent, k_pe);
+  torch::Tensor attn = causal_attention(m.q, k, v, tokens, kv ? kv->tokens() : tokens, c.attention_scale());
   torch::Tensor o = torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
   torch::Tensor h = x + o;
   Routing routing;

@@ -7,6 +7,7 @@
 #include "kernels/moe.h"
 #include "kernels/rope.h"
 #include "oracles/layer_weights.h"
+#include "oracles/kv_cache.h"
 #include "oracles/op_capture.h"
 
 namespace lb {
@@ -30,8 +31,11 @@ std::pair<torch::Tensor, torch::Tensor> mla_expand_kv(const ModelConfig& config,
 torch::Tensor deepseek_mlp(const ModelConfig& config, const LayerWeights& w, const torch::Tensor& x_normed,
                         Routing* chosen = nullptr);
 
+// `kv`, when given (generation), keeps this call's latents and rotary keys, and the attention sees
+// all it kept.
 torch::Tensor deepseek_layer(const ModelConfig& config, const LayerWeights& w, const Rope& rope,
                              const torch::Tensor& x, const TokenPlacement& tokens, Routing* chosen = nullptr,
-                             LayerCapture* capture = nullptr);
+                             LayerCapture* capture = nullptr,
+                             LayerKvCache* kv = nullptr);
 
 }  // namespace lb

@@ -8,9 +8,11 @@ namespace lb {
 QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x_normed,
                     const torch::Tensor& positions) {
   const int64_t T = x_normed.size(0), d = c.head_dim;
-  torch::Tensor q = torch::linear(x_normed, w["self_attn.q_proj.weight"]).view({T, -1, d});
-  torch::Tensor k = torch::linear(x_normed, w["self_attn.k_proj.weight"]).view({T, -1, d});
-  torch::Tensor v = torch::linear(x_normed, w["self_attn.v_proj.weight"]).view({T, -1, d});
+  // Heads from the projection's width, not -1: a rank may have no tokens (T = 0).
+  auto heads = [&](const torch::Tensor& t) { return t.view({T, t.size(1) / d, d}); };
+  torch::Tensor q = heads(torch::linear(x_normed, w["self_attn.q_proj.weight"]));
+  torch::Tensor k = heads(torch::linear(x_normed, w["self_attn.k_proj.weight"]));
+  torch::Tensor v = heads(torch::linear(x_normed, w["self_attn.v_proj.weight"]));
   q = rmsnorm(q, w["self_attn.q_norm.weight"], c.rms_eps);
   k = rmsnorm(k, w["self_attn.k_norm.weight"], c.rms_eps);
   CosSin cs = rope_cos_sin(rope, positions, x_normed.scalar_type());
@@ -30,11 +32,16 @@ torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch
 }
 
 torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
-                          const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture) {
+                          const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture, LayerKvCache* kv) {
   const InOrderCapture keep(capture, x);
   const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
   QkvStates s = qwen3_qkv(c, w, rope, normed, tokens.pos);
-  torch::Tensor attn = causal_attention(s.q, s.k, s.v, tokens, tokens, c.attention_scale());
+  torch::Tensor k = s.k, v = s.v;
+  if (kv) {
+    const auto& kept = kv->append({k, v}, tokens);
+    k = kept[0], v = kept[1];
+  }
+  torch::Tensor attn = causal_attention(s.q, k, v, tokens, kv ? kv->tokens() : tokens, c.attention_scale());
   torch::Tensor o = torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
   torch::Tensor h = x + o;
   Routing routing;

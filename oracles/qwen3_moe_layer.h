@@ -7,6 +7,7 @@
 #include "kernels/moe.h"
 #include "kernels/rope.h"
 #include "oracles/layer_weights.h"
+#include "oracles/kv_cache.h"
 #include "oracles/op_capture.h"
 
 namespace lb {
@@ -23,8 +24,10 @@ QkvStates qwen3_qkv(const ModelConfig& config, const LayerWeights& w, const Rope
 torch::Tensor qwen3_mlp(const ModelConfig& config, const LayerWeights& w, const torch::Tensor& x_normed,
                         Routing* chosen = nullptr);
 
-// The whole layer on one device; `capture`, when given, receives every capture point.
+// The whole layer on one device; `capture`, when given, receives every capture point; `kv`, when
+// given (generation), keeps this call's keys and values, and the attention sees all it kept.
 torch::Tensor qwen3_layer(const ModelConfig& config, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
-                          const TokenPlacement& tokens, Routing* chosen = nullptr, LayerCapture* capture = nullptr);
+                          const TokenPlacement& tokens, Routing* chosen = nullptr, LayerCapture* capture = nullptr,
+                             LayerKvCache* kv = nullptr);
 
 }  // namespace lb

@@ -40,10 +40,20 @@ int64_t ReferenceModel::weight_bytes() const {
 }
 
 torch::Tensor ReferenceModel::layer_forward(int64_t layer, const torch::Tensor& x, const TokenPlacement& tokens,
-                                            Routing* chosen, LayerCapture* capture) const {
+                                            Routing* chosen, LayerCapture* capture, LayerKvCache* kv) const {
   const LayerWeights& w = layers_.at(layer);
-  return config_.family == ModelFamily::Qwen3Moe ? qwen3_layer(config_, w, rope_, x, tokens, chosen, capture)
-                                                 : deepseek_layer(config_, w, rope_, x, tokens, chosen, capture);
+  return config_.family == ModelFamily::Qwen3Moe ? qwen3_layer(config_, w, rope_, x, tokens, chosen, capture, kv)
+                                                 : deepseek_layer(config_, w, rope_, x, tokens, chosen, capture, kv);
+}
+
+torch::Tensor ReferenceModel::step(const torch::Tensor& input_ids, const TokenPlacement& tokens, KvCache& cache,
+                                   const torch::Tensor& last) const {
+  torch::NoGradGuard no_grad;
+  cache.resize(config_.num_layers);
+  torch::Tensor x = embed_.index_select(0, input_ids.to(options_.device));
+  for (int64_t i = 0; i < config_.num_layers; ++i) x = layer_forward(i, x, tokens, nullptr, nullptr, &cache[i]);
+  x = x.index_select(0, last.to(options_.device));
+  return torch::linear(rmsnorm(x, final_norm_, config_.rms_eps), lm_head_).to(torch::kFloat32);
 }
 
 ReferenceRun ReferenceModel::forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens,

@@ -5,6 +5,7 @@
 #include "kernels/attention.h"
 #include "kernels/moe.h"
 #include "kernels/rope.h"
+#include "oracles/kv_cache.h"
 #include "oracles/layer_weights.h"
 #include "oracles/op_capture.h"
 
@@ -40,7 +41,14 @@ class ReferenceModel {
   ReferenceRun forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens, bool capture = false,
                        const std::function<void(int64_t layer)>& on_layer = {}) const;
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, const TokenPlacement& tokens,
-                              Routing* chosen = nullptr, LayerCapture* capture = nullptr) const;
+                              Routing* chosen = nullptr, LayerCapture* capture = nullptr,
+                              LayerKvCache* kv = nullptr) const;
+
+  // Generation: the new tokens `input_ids` (placed by `tokens`, positions continuing each
+  // sequence's cache) through every layer, extending `cache` (one entry per layer, empty at the
+  // start of a batch); returns the float32 logits of the rows `last` (int64 indices into the new tokens).
+  torch::Tensor step(const torch::Tensor& input_ids, const TokenPlacement& tokens, KvCache& cache,
+                     const torch::Tensor& last) const;
 
   const ModelConfig& config() const { return config_; }
   const ReferenceOptions& options() const { return options_; }

@@ -54,7 +54,9 @@ nlohmann::json run_record(const std::string& subcommand, const std::vector<std::
 void write_json(const std::string& path, const nlohmann::json& record) {
   std::ofstream out(path);
   if (!out) throw InputError(path + ": cannot write");
-  out << record.dump(2) << "\n";
+  // Generated text may end inside a UTF-8 character (or be bytes of a random model): such bytes
+  // are written as U+FFFD rather than failing the whole record.
+  out << record.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   if (!out) throw InputError(path + ": write failed");
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures tokenizer build test reference
-# collectives mpi check capture (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check capture gsm8k (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git).
 set -uo pipefail
@@ -34,9 +34,9 @@ for step in "${steps[@]}"; do
       python3 tests/fixtures/make_fixtures.py --out tests/fixtures || status=1
       tar czf "$OUT/fixtures.tgz" tests/fixtures ;;
     tokenizer)
-      # HF tokenizers' ids for the second tokenizer fixture; GSM8K from LB_GSM8K_DIR, since ../shared
+      # HF tokenizers' ids for the second tokenizer fixture; GSM8K from LB_SHARED_DIR, since ../shared
       # does not travel to the GPU machine.
-      python3 tests/fixtures/make_tokenizer_fixtures.py gsm8k --gsm8k-dir "${LB_GSM8K_DIR:-../shared/datasets/gsm8k}" \
+      python3 tests/fixtures/make_tokenizer_fixtures.py gsm8k --gsm8k-dir "${LB_SHARED_DIR:-../shared}/datasets/gsm8k" \
         || status=1
       tar czf "$OUT/tokenizer_fixtures.tgz" tests/fixtures/tokenizers ;;
     build)
@@ -72,6 +72,15 @@ for step in "${steps[@]}"; do
           --gpus "$gpus" --layers 4 --lengths 3001,2047,1500,1644 --dtype bf16 --capture $mode \
           --json "$OUT/capture_${mode}_qwen3-30b-a3b_${gpus}gpu_bf16.json" || status=1
       done ;;
+    gsm8k)
+      # Every layout generating from 5-shot GSM8K prompts at real shape (random weights: token
+      # agreement with the reference and tokens/s, not accuracy). ../shared does not travel to the
+      # GPU machine: LB_SHARED_DIR names a carried copy.
+      shared=${LB_SHARED_DIR:-../shared}
+      timeout "${LB_GSM8K_TIMEOUT:-600}" $bin gsm8k --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 \
+        --data "$shared/datasets/gsm8k/test.jsonl" --tokenizer "$shared/tokenizers/gsm8k-bpe-4k/tokenizer.json" \
+        --shots 5 --num-questions 50 --max-new-tokens 32 --batch-size 50 \
+        --json "$OUT/gsm8k_qwen3-30b-a3b_4L_${gpus}gpu_bf16.json" || status=1 ;;
     *) echo "unknown step $step"; status=1 ;;
   esac
 done

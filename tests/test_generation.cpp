@@ -1,0 +1,213 @@
+// Generation: the KV cache gives the logits a full forward pass gives; the sampler's choices; and
+// `layoutbench gsm8k` on CPU ranks, where every layout must generate exactly the reference's
+// tokens (fp32, tiny models, ../shared's tokenizer and GSM8K questions).
+#include "test_util.h"
+
+#include "harness/errors.h"
+#include "harness/launch.h"
+#include "harness/random_weights.h"
+#include "layouts/generation.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <set>
+
+namespace lb {
+namespace {
+
+const std::string kSharedTokenizer = join_path(LB_SHARED_DIR, "tokenizers/gsm8k-bpe-4k/tokenizer.json");
+const std::string kGsm8kTest = join_path(LB_SHARED_DIR, "datasets/gsm8k/test.jsonl");
+
+double rel_l2(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).norm().item<double>() / b.norm().item<double>();
+}
+
+// Prefill, then decode steps with one sequence finishing early: every step's logits equal the
+// logits a full forward pass over the whole sequence so far gives at the same positions.
+void expect_cache_matches_full_forward(const std::string& preset) {
+  ModelConfig config = load_model_config(preset);
+  auto weights = open_weights(config, "", 3);
+  ReferenceModel model(config, *weights, {torch::kFloat32, torch::kCPU});
+  torch::manual_seed(11);
+  std::vector<std::vector<int64_t>> seqs = {{}, {}, {}};
+  const std::vector<int64_t> prompt_lens = {13, 5, 21};
+  for (size_t s = 0; s < seqs.size(); ++s)
+    for (int64_t i = 0; i < prompt_lens[s]; ++i) seqs[s].push_back(torch::randint(config.vocab, {1}).item<int64_t>());
+
+  ReferenceStepModel step(model);
+  step.start_batch(3);
+  std::vector<std::vector<int64_t>> next = seqs;
+  for (int k = 0; k < 4; ++k) {
+    const torch::Tensor cached = step.step(next);
+    // The whole sequences so far, at once, without a cache.
+    std::vector<int64_t> ids, lens;
+    for (const auto& s : seqs) ids.insert(ids.end(), s.begin(), s.end()), lens.push_back(int64_t(s.size()));
+    const ReferenceRun full = model.forward(torch::tensor(ids, torch::kInt64), lens);
+    int64_t end = 0;
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      end += lens[s];
+      if (next[s].empty()) continue;
+      EXPECT_LT(rel_l2(cached[int64_t(s)], full.logits[end - 1]), 1e-5) << preset << " step " << k << " sequence " << s;
+    }
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      next[s].clear();
+      if (s == 1 && k >= 1) continue;  // sequence 1 finished: it gets no more tokens
+      const int64_t token = torch::randint(config.vocab, {1}).item<int64_t>();
+      seqs[s].push_back(token);
+      next[s] = {token};
+    }
+  }
+}
+
+TEST(KvCache, StepLogitsEqualFullForwardQwen) { expect_cache_matches_full_forward("tiny-qwen3-moe"); }
+TEST(KvCache, StepLogitsEqualFullForwardDeepSeek) { expect_cache_matches_full_forward("tiny-deepseek-v3"); }
+
+TEST(Sampler, GreedyTakesTheFirstMaximum) {
+  Sampler s({});
+  EXPECT_EQ(s.next(torch::tensor({0.5f, 2.0f, -1.0f, 2.0f})), 1);
+}
+
+TEST(Sampler, TopKOneAndTinyTopPAreGreedy) {
+  torch::manual_seed(5);
+  const torch::Tensor logits = torch::randn({50});
+  const int64_t best = logits.argmax().item<int64_t>();
+  Sampler k1({1.0, 1, 1.0, 7});
+  Sampler p0({1.0, 0, 1e-9, 7});
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(k1.next(logits), best);
+    EXPECT_EQ(p0.next(logits), best);
+  }
+}
+
+TEST(Sampler, SeededDrawsRepeatAndFollowTheDistribution) {
+  const torch::Tensor logits = torch::tensor({1.0f, 0.0f, -1.0f, 0.5f});
+  Sampler a({0.7, 0, 1.0, 42}), b({0.7, 0, 1.0, 42}), c({0.7, 0, 1.0, 43});
+  std::vector<int> counts(4, 0);
+  bool differs = false;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) {
+    const int64_t t = a.next(logits);
+    EXPECT_EQ(t, b.next(logits));
+    differs = differs || t != c.next(logits);
+    ++counts[t];
+  }
+  EXPECT_TRUE(differs) << "another seed drew the same sequence";
+  const torch::Tensor p = torch::softmax(logits / 0.7, 0);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(double(counts[i]) / n, p[i].item<double>(), 0.015) << "token " << i;
+}
+
+TEST(Sampler, TopPKeepsTheSmallestSetReachingTheMass) {
+  // Probabilities at temperature 1: about 0.64, 0.24, 0.09, 0.03. top_p 0.8 keeps the first two.
+  const torch::Tensor logits = torch::tensor({3.0f, 2.0f, 1.0f, 0.0f});
+  Sampler s({1.0, 0, 0.8, 1});
+  std::set<int64_t> seen;
+  for (int i = 0; i < 2000; ++i) seen.insert(s.next(logits));
+  EXPECT_EQ(seen, (std::set<int64_t>{0, 1}));
+}
+
+TEST(Sampler, RejectsOptionsOutOfRange) {
+  EXPECT_THROW(validate(SamplingOptions{-1.0, 0, 1.0, 0}), InputError);
+  EXPECT_THROW(validate(SamplingOptions{1.0, -2, 1.0, 0}), InputError);
+  EXPECT_THROW(validate(SamplingOptions{1.0, 0, 0.0, 0}), InputError);
+  EXPECT_THROW(validate(SamplingOptions{1.0, 0, 1.5, 0}), InputError);
+}
+
+// ---- `layoutbench gsm8k` on CPU ranks ----
+
+bool have_shared() { return path_exists(kSharedTokenizer) && path_exists(kGsm8kTest); }
+
+nlohmann::json read_record(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+struct Gsm8kCase {
+  std::string model;
+  int ranks;
+};
+
+class EveryLayoutGeneratesTheReferenceTokens : public testing::TestWithParam<Gsm8kCase> {};
+
+TEST_P(EveryLayoutGeneratesTheReferenceTokens, On20Questions) {
+  if (!have_shared()) GTEST_SKIP() << kSharedTokenizer << " or " << kGsm8kTest << " is absent (../shared is not beside the repo)";
+  const Gsm8kCase& c = GetParam();
+  test::TempDir dir;
+  // Batches of 8 (the last one smaller); several sequences end before the token limit in some runs.
+  const test::CliResult r = test::run_cli({"gsm8k", "--model", c.model, "--layout", "all", "--backend", "cpu",
+                                           "--ranks", std::to_string(c.ranks), "--data", kGsm8kTest, "--tokenizer",
+                                           kSharedTokenizer, "--num-questions", "20", "--shots", "2",
+                                           "--max-new-tokens", "12", "--batch-size", "8", "--json", dir / "g.json"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  std::cout << r.out;
+  const nlohmann::json record = read_record(dir / "g.json");
+  ASSERT_EQ(record["runs"].size(), all_layouts().size() + 1);
+  EXPECT_EQ(record["accuracy_meaningful"], false);
+  const nlohmann::json& reference = record["runs"][0];
+  EXPECT_EQ(reference["name"], "reference");
+  EXPECT_EQ(reference["questions"].size(), 20u);
+  for (size_t i = 1; i < record["runs"].size(); ++i) {
+    const nlohmann::json& run = record["runs"][i];
+    EXPECT_EQ(run["agreement"]["identical"], 20) << run["name"];
+    for (size_t q = 0; q < 20; ++q) EXPECT_EQ(run["questions"][q]["text"], reference["questions"][q]["text"]);
+    EXPECT_GT(run["decode_tokens_per_s"].get<double>(), 0) << run["name"];
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(CpuRanks, EveryLayoutGeneratesTheReferenceTokens,
+                         testing::Values(Gsm8kCase{"tiny-qwen3-moe", 4}, Gsm8kCase{"tiny-qwen3-moe", 2},
+                                         Gsm8kCase{"tiny-deepseek-v3", 4}),
+                         [](const testing::TestParamInfo<Gsm8kCase>& info) {
+                           return test::param_name(info.index, info.param.model + "_" + std::to_string(info.param.ranks));
+                         });
+
+// Bad inputs end the run with one message naming the problem, before any model work.
+TEST(Gsm8kCli, BadInputsAreNamed) {
+  const std::string tok = test::fixture_dir("tokenizers/tiny-bpe/tokenizer.json");
+  auto run = [&](const std::string& data, std::vector<std::string> extra = {"--max-new-tokens", "4"}) {
+    std::vector<std::string> args = {"gsm8k", "--model", "tiny-qwen3-moe", "--layout", "none", "--backend", "cpu",
+                                     "--ranks", "1", "--data", data, "--tokenizer", tok, "--shots", "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::run_cli(args);
+  };
+  const std::string fx = test::fixture_dir("gsm8k");
+  const test::CliResult empty = run(join_path(fx, "empty.jsonl"));
+  EXPECT_EQ(empty.code, 2);
+  EXPECT_NE(empty.err.find("empty.jsonl"), std::string::npos) << empty.err;
+  const test::CliResult malformed = run(join_path(fx, "malformed_json.jsonl"));
+  EXPECT_EQ(malformed.code, 2);
+  EXPECT_NE(malformed.err.find("malformed_json.jsonl:"), std::string::npos) << malformed.err;
+  const test::CliResult hashes = run(join_path(fx, "missing_hashes.jsonl"));
+  EXPECT_EQ(hashes.code, 2);
+  EXPECT_NE(hashes.err.find("####"), std::string::npos) << hashes.err;
+  const test::CliResult no_tokenizer =
+      test::run_cli({"gsm8k", "--model", "tiny-qwen3-moe", "--backend", "cpu", "--ranks", "1", "--data",
+                     join_path(fx, "good.jsonl")});
+  EXPECT_EQ(no_tokenizer.code, 2);
+  EXPECT_NE(no_tokenizer.err.find("--tokenizer"), std::string::npos) << no_tokenizer.err;
+  const test::CliResult too_long = run(join_path(fx, "good.jsonl"), {"--max-new-tokens", "5000"});
+  EXPECT_EQ(too_long.code, 2);
+  EXPECT_NE(too_long.err.find("max-new-tokens"), std::string::npos) << too_long.err;
+  const test::CliResult sampling = run(join_path(fx, "good.jsonl"), {"--top-p", "0", "--temperature", "1"});
+  EXPECT_EQ(sampling.code, 2);
+  EXPECT_NE(sampling.err.find("--top-p"), std::string::npos) << sampling.err;
+}
+
+// A damaged file with --skip-bad-lines: the good questions run, and the record lists every line
+// left out, so nothing is lost silently.
+TEST(Gsm8kCli, SkippedLinesAreRecorded) {
+  test::TempDir dir;
+  const test::CliResult r = test::run_cli(
+      {"gsm8k", "--model", "tiny-qwen3-moe", "--layout", "tp", "--backend", "cpu", "--ranks", "2", "--data",
+       test::fixture_dir("gsm8k/damaged.jsonl"), "--tokenizer", test::fixture_dir("tokenizers/tiny-bpe/tokenizer.json"),
+       "--shots", "0", "--max-new-tokens", "4", "--skip-bad-lines", "--json", dir / "g.json"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const nlohmann::json record = read_record(dir / "g.json");
+  EXPECT_EQ(record["skipped_lines"].size(), 5u) << record["skipped_lines"].dump();
+  ASSERT_EQ(record["runs"].size(), 2u);
+  EXPECT_EQ(record["runs"][0]["questions"].size(), 3u);
+  EXPECT_EQ(record["runs"][1]["agreement"]["identical"], 3);
+}
+
+}  // namespace
+}  // namespace lb
