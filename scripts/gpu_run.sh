@@ -76,8 +76,10 @@ for step in "${steps[@]}"; do
       # Every layout generating from 5-shot GSM8K prompts at real shape (random weights: token
       # agreement with the reference and tokens/s, not accuracy). ../shared does not travel to the
       # GPU machine: LB_SHARED_DIR names a carried copy.
+      # On one GPU, the reference alone.
       shared=${LB_SHARED_DIR:-../shared}
-      timeout "${LB_GSM8K_TIMEOUT:-600}" $bin gsm8k --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 \
+      layouts=all; [ "$gpus" -ge 2 ] || layouts=none
+      timeout "${LB_GSM8K_TIMEOUT:-600}" $bin gsm8k --model qwen3-30b-a3b --layout $layouts --gpus "$gpus" --layers 4 \
         --data "$shared/datasets/gsm8k/test.jsonl" --tokenizer "$shared/tokenizers/gsm8k-bpe-4k/tokenizer.json" \
         --shots 5 --num-questions 50 --max-new-tokens 32 --batch-size 50 \
         --json "$OUT/gsm8k_qwen3-30b-a3b_4L_${gpus}gpu_bf16.json" || status=1 ;;
