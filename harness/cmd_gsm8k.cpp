@@ -152,6 +152,7 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
   gen.eos = tokenizer.eos_id();
   gen.sampling = a.sampling;
   gen.batch_size = a.batch_size;
+  gen.vocab_limit = tokenizer.vocab_size();
   validate(gen.sampling);
   for (size_t i = 0; i < prompts.size(); ++i)
     if (int64_t(prompts[i].size()) + gen.max_new_tokens > config.max_position)

@@ -151,7 +151,8 @@ std::vector<Generation> generate(StepModel& model, const Tokenizer& tokenizer,
       for (const auto& t : next) tokens += int64_t(t.size());
       if (tokens == 0) break;
       const auto start = std::chrono::steady_clock::now();
-      const torch::Tensor logits = model.step(next);
+      torch::Tensor logits = model.step(next);
+      if (options.vocab_limit > 0 && options.vocab_limit < logits.size(1)) logits = logits.narrow(1, 0, options.vocab_limit);
       (prefill ? st.prefill_ms : st.decode_ms) += ms_since(start);
       (prefill ? st.prefill_tokens : st.decode_tokens) += tokens;
       if (prefill && !model.last_step_layout_split()) ++st.dealt_prefills;

@@ -23,6 +23,10 @@ struct GenerationOptions {
   std::optional<int64_t> eos;
   SamplingOptions sampling;       // sequence i draws with seed sampling.seed + i
   int64_t batch_size = 16;        // prompts prefilled together
+  // Only ids below this are chosen (0: any): a model's vocabulary is often padded past its
+  // tokenizer's (Qwen3's 151936 rows are more than its tokenizer's ids), and random weights
+  // favour no row.
+  int64_t vocab_limit = 0;
 };
 
 struct Generation {

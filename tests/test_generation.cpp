@@ -113,6 +113,38 @@ TEST(Sampler, RejectsOptionsOutOfRange) {
   EXPECT_THROW(validate(SamplingOptions{1.0, 0, 1.5, 0}), InputError);
 }
 
+// A model whose best logit is always past the tokenizer's ids, then at `token`.
+class PaddedVocabModel : public StepModel {
+ public:
+  explicit PaddedVocabModel(int64_t vocab, int64_t token) : vocab_(vocab), token_(token) {}
+  void start_batch(int64_t sequences) override { sequences_ = sequences; }
+  torch::Tensor step(const std::vector<std::vector<int64_t>>&) override {
+    torch::Tensor logits = torch::zeros({sequences_, vocab_});
+    logits.select(1, vocab_ - 1).fill_(9.0);
+    logits.select(1, token_).fill_(5.0);
+    return logits;
+  }
+
+ private:
+  int64_t vocab_, token_, sequences_ = 0;
+};
+
+TEST(Generate, ChoosesOnlyIdsTheTokenizerHas) {
+#ifndef LB_HAVE_ICU
+  GTEST_SKIP() << "built without ICU: no tokenizer";
+#endif
+  const Tokenizer tok = Tokenizer::from_file(test::fixture_dir("tokenizers/tiny-bpe/tokenizer.json"));
+  PaddedVocabModel model(tok.vocab_size() + 50, 7);
+  GenerationOptions options;
+  options.max_new_tokens = 3;
+  options.vocab_limit = tok.vocab_size();
+  const auto out = generate(model, tok, {{1, 2}, {3}}, options, 100);
+  for (const Generation& g : out) {
+    EXPECT_EQ(g.tokens, (std::vector<int64_t>{7, 7, 7}));
+    EXPECT_EQ(g.finish, "length");
+  }
+}
+
 // ---- `layoutbench gsm8k` on CPU ranks ----
 
 bool have_shared() { return path_exists(kSharedTokenizer) && path_exists(kGsm8kTest); }
