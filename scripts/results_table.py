@@ -74,6 +74,21 @@ def capture_row(path, r):
             f"[{path.name}]({path.relative_to(ROOT)}) |")
 
 
+def gsm8k_row(path, r):
+    runs = r["runs"]
+    parts = []
+    for x in runs:
+        what = f"{x['name']}: prefill {x['prefill_tokens_per_s']:.0f} tok/s, decode {x['decode_tokens_per_s']:.0f} tok/s"
+        if "agreement" in x:
+            what += f", identical to the reference {x['agreement']['identical']}/{x['agreement']['total']}"
+        parts.append(what)
+    acc = runs[0]["accuracy"]
+    note = ("random weights: accuracy means nothing" if not r["accuracy_meaningful"]
+            else f"reference accuracy {acc['correct']}/{acc['total']}")
+    return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | {'; '.join(parts)} ({note}) | "
+            f"[{path.name}]({path.relative_to(ROOT)}) |")
+
+
 def rows():
     out = []
     for path in sorted((ROOT / "results").rglob("*.json")):
@@ -82,6 +97,8 @@ def rows():
             out.append(reference_row(path, r))
         elif r.get("subcommand") == "test:GpuReference.Bf16OnGpuMatchesFp32OnCpu":
             out.append(gpu_check_row(path, r))
+        elif r.get("subcommand") == "gsm8k":
+            out.append(gsm8k_row(path, r))
         elif r.get("subcommand") == "collectives":
             out.append(collectives_row(path, r))
         elif r.get("subcommand") == "check" and path.name.startswith("capture_op_"):
