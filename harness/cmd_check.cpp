@@ -2,6 +2,7 @@
 
 #include "datasets/token_input.h"
 #include "harness/device.h"
+#include "kernels/fused_moe.h"
 #include "harness/errors.h"
 #include "harness/file_util.h"
 #include "harness/launch.h"
@@ -39,6 +40,7 @@ struct CheckArgs {
   std::string capture = "none";
   std::string reference_dump;
   std::string mutation;
+  std::string kernels = "reference";
   CLI::App* sub = nullptr;
 };
 
@@ -98,6 +100,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   if (a.capture != "none" && a.capture != "op") throw InputError("--capture '" + a.capture + "': none or op");
   const bool op_capture = a.capture == "op";
   const Mutation mutation = find_mutation(a.mutation);
+  const bool fused = parse_fused_kernels(a.kernels);
   std::vector<double> thresholds(config.num_layers, a.max_rel_l2 > 0 ? a.max_rel_l2 : kFp32MaxRelL2);
 
   std::vector<const LayoutSpec*> layouts;
@@ -119,6 +122,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   auto elapsed_s = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   run_ranks(backend, a.ranks, [&](RankContext& ctx) {
     ReferenceOptions options{dtype, ctx.device()};
+    ReferenceOptions layout_options{dtype, ctx.device(), fused};  // the reference keeps the oracle path
     std::vector<torch::Tensor> reference;
     std::vector<LayerCapture> reference_ops;
     OpCheckOptions op_check;
@@ -169,7 +173,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
     std::optional<Progress> progress;
     if (ctx.rank() == 0) progress.emplace("check: layouts", int64_t(layouts.size()));
     for (size_t i = 0; i < layouts.size(); ++i) {
-      LayoutCheck c = check_layout(ctx, *layouts[i], parallels[i], config, *weights, options, batch, reference,
+      LayoutCheck c = check_layout(ctx, *layouts[i], parallels[i], config, *weights, layout_options, batch, reference,
                                    thresholds, op_check);
       ctx.quiesce();  // every rank has freed the layout before the next one's collectives
       if (progress) progress->step(layouts[i]->name);
@@ -193,6 +197,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
     record["weights"] = weights->describe();
     record["backend"] = to_string(backend);
     record["ranks"] = a.ranks;
+    record["kernels"] = a.kernels;
     record["dtype"] = dtype_name(dtype);
     record["seq_lens"] = batch.seq_lens;
     record["thresholds"] = thresholds;
@@ -231,6 +236,8 @@ std::function<int()> add_check_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--tokens", a->tokens, "One random sequence of N tokens (instead of --lengths)");
   sub->add_option("--lengths", a->lengths, "Random sequences of these lengths, comma-separated");
   sub->add_option("--dtype", a->dtype, "f32 or bf16 (reference and layout alike)");
+  sub->add_option("--kernels", a->kernels, "The layouts' kernels: reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the "
+                  "MoE experts); the reference keeps the plain path");
   sub->add_option("--seed", a->seed, "Seed of the random weights and tokens");
   sub->add_option("--max-rel-l2", a->max_rel_l2,
                   "Verdict threshold on relative L2 per layer (default: 1e-5 in f32; in bf16/f16, 3x the measured "

@@ -3,6 +3,7 @@
 #include "datasets/gsm8k.h"
 #include "datasets/tokenizer.h"
 #include "harness/device.h"
+#include "kernels/fused_moe.h"
 #include "harness/errors.h"
 #include "harness/file_util.h"
 #include "harness/launch.h"
@@ -35,6 +36,7 @@ struct Gsm8kArgs {
   int64_t batch_size = 16;
   int64_t layers = 0;
   std::string dtype;
+  std::string kernels = "reference";
   uint64_t seed = 0;
   SamplingOptions sampling;
   bool skip_bad_lines = false;
@@ -135,6 +137,7 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
               << "\n";
     config.vocab = tokenizer.vocab_size();
   }
+  const bool fused = parse_fused_kernels(a.kernels);
   const OnBadLine on_bad = a.skip_bad_lines ? OnBadLine::Skip : OnBadLine::Throw;
   const Gsm8kData test = load_gsm8k(a.data, on_bad);
   const std::string train_path = a.train.empty() ? join_path(parent_directory(a.data), "train.jsonl") : a.train;
@@ -176,6 +179,7 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
   record["backend"] = to_string(backend);
   record["ranks"] = a.ranks;
   record["dtype"] = dtype_name(dtype);
+  record["kernels"] = a.kernels;
   record["data"] = a.data;
   record["tokenizer"] = tokenizer_path;
   record["shots"] = a.shots;
@@ -217,7 +221,7 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
         // The placeholder batch (one sequence of 2*cp tokens per DP rank) fits every split;
         // generation replaces it before each step.
         const std::vector<int64_t> placeholder(l.parallel.dp, 2 * l.parallel.attn_cp);
-        LayoutRank rank(ctx, *l.spec, l.parallel, config, *weights, {dtype, ctx.device()}, placeholder);
+        LayoutRank rank(ctx, *l.spec, l.parallel, config, *weights, {dtype, ctx.device(), fused}, placeholder);
         ctx.quiesce();
         LayoutStepModel step(ctx, rank, config.num_layers);
         std::optional<Progress> progress;
@@ -281,6 +285,8 @@ std::function<int()> add_gsm8k_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--layers", a->layers, "Run only the first N decoder layers");
   sub->add_option("--dtype", a->dtype, "f32, bf16 or f16 (default bf16 on GPUs, f32 on CPU ranks)");
   sub->add_option("--seed", a->seed, "Seed of the random weights (without a checkpoint)");
+  sub->add_option("--kernels", a->kernels, "The layouts' kernels: reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the "
+                  "MoE experts); the reference keeps the plain path");
   sub->add_option("--temperature", a->sampling.temperature, "0: greedy (default); else sampled");
   sub->add_option("--top-k", a->sampling.top_k, "With --temperature: keep the k most likely tokens (0: all)");
   sub->add_option("--top-p", a->sampling.top_p, "With --temperature: keep the most likely tokens up to this mass");

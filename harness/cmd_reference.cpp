@@ -2,6 +2,7 @@
 
 #include "datasets/token_input.h"
 #include "harness/device.h"
+#include "kernels/fused_moe.h"
 #include "harness/errors.h"
 #include "harness/file_util.h"
 #include "harness/progress.h"
@@ -20,6 +21,7 @@ namespace {
 
 struct ReferenceArgs {
   std::string model;
+  std::string kernels = "reference";
   int64_t layers = 0;
   int64_t tokens = 0;
   std::string lengths;
@@ -78,7 +80,7 @@ int run_reference(const ReferenceArgs& a, const std::vector<std::string>& argv) 
             << " layers, weights " << weights->describe() << ", " << dtype_name(dtype) << " on "
             << device_name(device) << "\n"
             << "tokens " << T << " in " << batch.seq_lens.size() << " sequence(s)\n";
-  ReferenceModel model(config, *weights, {dtype, device});
+  ReferenceModel model(config, *weights, {dtype, device, parse_fused_kernels(a.kernels)});
   std::cout << "weights loaded: " << std::fixed << std::setprecision(2) << model.weight_bytes() / double(1 << 30)
             << " GiB\n";
 
@@ -126,6 +128,7 @@ int run_reference(const ReferenceArgs& a, const std::vector<std::string>& argv) 
     nlohmann::json record = run_record("reference", argv, device_name(device));
     record["config"] = config.to_json();
     record["weights"] = weights->describe();
+    record["kernels"] = a.kernels;
     record["dtype"] = dtype_name(dtype);
     record["tokens"] = T;
     record["seq_lens"] = batch.seq_lens;
@@ -153,6 +156,7 @@ std::function<int()> add_reference_command(CLI::App& app, const std::vector<std:
   auto* input = cmd->add_option("--input", args->input, "JSON file of token ids: [ids] or [[ids], [ids], ...]");
   tokens->excludes(lengths)->excludes(input);
   lengths->excludes(input);
+  cmd->add_option("--kernels", args->kernels, "reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the MoE experts)");
   cmd->add_option("--dtype", args->dtype, "Weights and activations: f32 or bf16 (norms and routers run in fp32)")
       ->capture_default_str();
   cmd->add_option("--device", args->device, "cpu or cuda[:N]")->capture_default_str();

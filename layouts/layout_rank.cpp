@@ -58,6 +58,7 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
   lm_head_ = config_.tie_word_embeddings ? embed_ : load("lm_head.weight");
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     LayerWeights full = load_layer(config_, weights, i, options_.dtype, device);
+    full.experts.fused = options_.fused_kernels;
     LayerWeights shard = shard_layer(config_, full, plan_);
     if (mutation_ == Mutation::SharedExpertTwice)
       for (const char* name : {"mlp.shared_experts.gate_proj.weight", "mlp.shared_experts.up_proj.weight",

@@ -1,5 +1,6 @@
 #include "oracles/deepseek_v3_layer.h"
 
+#include "kernels/fused_moe.h"
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
 
@@ -48,7 +49,7 @@ torch::Tensor deepseek_mlp(const ModelConfig& c, const LayerWeights& w, const to
     *chosen = routing;
     chosen->logits = logits;
   }
-  torch::Tensor out = moe_experts(x_normed, routing, w.experts);
+  torch::Tensor out = experts_forward(x_normed, routing, w.experts);
   if (c.n_shared_experts > 0)
     out = out + swiglu_mlp(x_normed, w["mlp.shared_experts.gate_proj.weight"], w["mlp.shared_experts.up_proj.weight"],
                            w["mlp.shared_experts.down_proj.weight"]);

@@ -1,5 +1,6 @@
 #include "oracles/qwen3_moe_layer.h"
 
+#include "kernels/fused_moe.h"
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
 
@@ -28,7 +29,7 @@ torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch
     *chosen = routing;
     chosen->logits = logits;
   }
-  return moe_experts(x_normed, routing, w.experts);
+  return experts_forward(x_normed, routing, w.experts);
 }
 
 torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,

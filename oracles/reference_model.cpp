@@ -25,8 +25,10 @@ ReferenceModel::ReferenceModel(ModelConfig config, const WeightSource& source, R
     return source.load(tensor_spec(config_, name), options_.dtype, options_.device);
   };
   embed_ = load("model.embed_tokens.weight");
-  for (int64_t i = 0; i < config_.num_layers; ++i)
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
     layers_.push_back(load_layer(config_, source, i, options_.dtype, options_.device));
+    layers_.back().experts.fused = options_.fused_kernels;
+  }
   final_norm_ = load("model.norm.weight");
   lm_head_ = config_.tie_word_embeddings ? embed_ : load("lm_head.weight");
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures tokenizer build test reference
-# collectives mpi check capture gsm8k (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check capture gsm8k kernels bench-moe (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git).
 set -uo pipefail
@@ -71,6 +71,18 @@ for step in "${steps[@]}"; do
         timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model qwen3-30b-a3b --layout dp-attn-rsv,cp-fused-moe \
           --gpus "$gpus" --layers 4 --lengths 3001,2047,1500,1644 --dtype bf16 --capture $mode \
           --json "$OUT/capture_${mode}_qwen3-30b-a3b_${gpus}gpu_bf16.json" || status=1
+      done ;;
+    kernels)
+      # The GPU kernel tests alone (fused MoE and grouped GEMM against the oracle, bf16 reference).
+      (cd "$BUILD_DIR" && LB_RESULTS_DIR="$OUT" ./tests/lb_tests --gtest_filter='Gpu*:FusedMoe*:KvCache*') \
+        > "$OUT/kernels.log" 2>&1 || status=1
+      grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40 ;;
+    bench-moe)
+      $bin bench-moe --json "$OUT/bench_moe_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _).json" \
+        || status=1
+      for k in reference fused; do
+        $bin reference --model qwen3-30b-a3b --layers 48 --tokens 4096 --dtype bf16 --device cuda --repeats 3 \
+          --kernels $k --json "$OUT/reference_qwen3-30b-a3b_48L_4096tok_bf16_kernels_$k.json" || status=1
       done ;;
     gsm8k)
       # Every layout generating from 5-shot GSM8K prompts at real shape (random weights: token
