@@ -1,6 +1,7 @@
 #include "kernels/attention.h"
 
 #include <limits>
+#include <optional>
 
 namespace lb {
 
@@ -19,7 +20,15 @@ TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Dev
 }
 
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const TokenPlacement& q_tokens, const TokenPlacement& k_tokens, double scale) {
+                               const TokenPlacement& q_tokens, const TokenPlacement& k_tokens, double scale,
+                               bool fused) {
+#if TORCH_VERSION_MAJOR >= 2
+  // The same placement on both sides: each sequence's tokens in position order, so the mask is
+  // the plain causal one.
+  const bool self_causal = &q_tokens == &k_tokens;
+#else
+  (void)fused;  // no scaled_dot_product_attention in LibTorch 1.x: the plain path
+#endif
   const int64_t heads = q.size(1), kv_heads = k.size(1);
   TORCH_CHECK(heads % kv_heads == 0, "query heads ", heads, " not a multiple of kv heads ", kv_heads);
   const int64_t group = heads / kv_heads;
@@ -37,6 +46,16 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
       ks = ks.repeat_interleave(group, 0);
       vs = vs.repeat_interleave(group, 0);
     }
+#if TORCH_VERSION_MAJOR >= 2
+    if (fused) {
+      std::optional<torch::Tensor> mask;
+      if (!self_causal)  // true where the query may see the key
+        mask = k_tokens.pos.index_select(0, ki).unsqueeze(0) <= q_tokens.pos.index_select(0, qi).unsqueeze(1);
+      torch::Tensor o = torch::scaled_dot_product_attention(qs, ks, vs, mask, 0.0, self_causal, scale);
+      out.index_copy_(0, qi, o.transpose(0, 1));
+      continue;
+    }
+#endif
     torch::Tensor scores = torch::matmul(qs, ks.transpose(1, 2)) * scale;  // [Hq, nq, nk]
     torch::Tensor future = k_tokens.pos.index_select(0, ki).unsqueeze(0) > q_tokens.pos.index_select(0, qi).unsqueeze(1);
     scores = scores.masked_fill(future.unsqueeze(0), -std::numeric_limits<float>::infinity());

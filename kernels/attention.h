@@ -20,7 +20,11 @@ TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Dev
 // q: [Tq, Hq, D], k: [Tk, Hkv, D], v: [Tk, Hkv, Dv], Hq a multiple of Hkv (query head h uses KV
 // head h / (Hq / Hkv)). Scores in the input dtype, softmax in fp32 (as transformers' eager path).
 // Returns [Tq, Hq, Dv].
+// `fused` (`--kernels fused`, LibTorch 2): the product, mask and softmax in one
+// scaled_dot_product_attention call per sequence (flash attention where q_tokens and k_tokens are
+// the same object, i.e. each sequence attends to itself causally); with LibTorch 1.13, the plain path.
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const TokenPlacement& q_tokens, const TokenPlacement& k_tokens, double scale);
+                               const TokenPlacement& q_tokens, const TokenPlacement& k_tokens, double scale,
+                               bool fused = false);
 
 }  // namespace lb

@@ -29,8 +29,9 @@ torch::Tensor fused_moe_experts(const torch::Tensor& x, const Routing& routing, 
   return slots.view({tokens, k, x.size(1)}).sum(1).to(x.scalar_type());
 }
 
-torch::Tensor experts_forward(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts) {
-  return experts.fused ? fused_moe_experts(x, routing, experts) : moe_experts(x, routing, experts);
+torch::Tensor experts_forward(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts,
+                              bool fused) {
+  return fused ? fused_moe_experts(x, routing, experts) : moe_experts(x, routing, experts);
 }
 
 bool parse_fused_kernels(const std::string& text) {

@@ -10,8 +10,8 @@ namespace lb {
 // Same contract as moe_experts: the chosen experts held here (EP range, TP slice) only.
 torch::Tensor fused_moe_experts(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts);
 
-// fused_moe_experts or moe_experts, as experts.fused says.
-torch::Tensor experts_forward(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts);
+// fused_moe_experts or moe_experts.
+torch::Tensor experts_forward(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts, bool fused);
 
 // `--kernels`: "reference" (the plain LibTorch oracle path) -> false, "fused" -> true; InputError otherwise.
 bool parse_fused_kernels(const std::string& text);

@@ -26,7 +26,6 @@ struct ExpertWeights {
   torch::Tensor up;    // [E, I, H]
   torch::Tensor down;  // [E, H, I]
   int64_t first_expert = 0;
-  bool fused = false;  // computed by fused_moe_experts (`--kernels fused`) rather than moe_experts
 };
 
 // sum over the chosen experts held here of weight * down(silu(gate x) * up x), accumulated in

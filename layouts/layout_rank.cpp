@@ -58,8 +58,8 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
   lm_head_ = config_.tie_word_embeddings ? embed_ : load("lm_head.weight");
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     LayerWeights full = load_layer(config_, weights, i, options_.dtype, device);
-    full.experts.fused = options_.fused_kernels;
     LayerWeights shard = shard_layer(config_, full, plan_);
+    shard.fused_kernels = options_.fused_kernels;
     if (mutation_ == Mutation::SharedExpertTwice)
       for (const char* name : {"mlp.shared_experts.gate_proj.weight", "mlp.shared_experts.up_proj.weight",
                                "mlp.shared_experts.down_proj.weight"})
@@ -157,7 +157,7 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
       const auto& kept = kv->append({k, v}, *keys);
       k = kept[0], v = kept[1], keys = &kv->tokens();
     }
-    attn = causal_attention(s.q, k, v, local_, *keys, c.attention_scale());
+    attn = causal_attention(s.q, k, v, local_, *keys, c.attention_scale(), w.fused_kernels);
   } else {
     MlaLatent m = mla_latent(c, w, rope_, x_normed, local_.pos);
     if (capture) {
@@ -177,7 +177,7 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
       latent = kept[0], k_pe = kept[1], keys = &kv->tokens();
     }
     auto [k, v] = mla_expand_kv(c, w, latent, k_pe);
-    attn = causal_attention(m.q, k, v, local_, *keys, c.attention_scale());
+    attn = causal_attention(m.q, k, v, local_, *keys, c.attention_scale(), w.fused_kernels);
   }
   if (capture) capture->add("attn_out", attn, mine, plan_.attn_rank * attn.size(1) * attn.size(2));
   return torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);

@@ -86,7 +86,6 @@ LayerWeights shard_layer(const ModelConfig& c, const LayerWeights& full, const S
   w.experts.up = part_of(part_of(e.up, 0, s.moe_ep_rank, s.moe_ep), 1, s.moe_tp_rank, s.moe_tp);
   w.experts.down = part_of(part_of(e.down, 0, s.moe_ep_rank, s.moe_ep), 2, s.moe_tp_rank, s.moe_tp);
   w.experts.first_expert = int64_t(s.moe_ep_rank) * (e.gate.size(0) / s.moe_ep);
-  w.experts.fused = e.fused;
   if (c.n_shared_experts > 0) {
     // Shared experts are split over the whole MoE replica, so summing its partial results counts
     // them exactly once.

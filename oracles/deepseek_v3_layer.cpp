@@ -49,7 +49,7 @@ torch::Tensor deepseek_mlp(const ModelConfig& c, const LayerWeights& w, const to
     *chosen = routing;
     chosen->logits = logits;
   }
-  torch::Tensor out = experts_forward(x_normed, routing, w.experts);
+  torch::Tensor out = experts_forward(x_normed, routing, w.experts, w.fused_kernels);
   if (c.n_shared_experts > 0)
     out = out + swiglu_mlp(x_normed, w["mlp.shared_experts.gate_proj.weight"], w["mlp.shared_experts.up_proj.weight"],
                            w["mlp.shared_experts.down_proj.weight"]);
@@ -67,7 +67,8 @@ torch::Tensor deepseek_layer(const ModelConfig& c, const LayerWeights& w, const 
     latent = kept[0], k_pe = kept[1];
   }
   auto [k, v] = mla_expand_kv(c, w, latent, k_pe);
-  torch::Tensor attn = causal_attention(m.q, k, v, tokens, kv ? kv->tokens() : tokens, c.attention_scale());
+  torch::Tensor attn =
+      causal_attention(m.q, k, v, tokens, kv ? kv->tokens() : tokens, c.attention_scale(), w.fused_kernels);
   torch::Tensor o = torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
   torch::Tensor h = x + o;
   Routing routing;

@@ -15,6 +15,7 @@ struct LayerWeights {
   int64_t layer = 0;
   std::map<std::string, torch::Tensor> tensors;
   ExpertWeights experts;  // empty for dense layers
+  bool fused_kernels = false;  // `--kernels fused`: SDPA attention and fused_moe_experts
 
   const torch::Tensor& operator[](const std::string& suffix) const;
   bool has(const std::string& suffix) const { return tensors.count(suffix) > 0; }

@@ -29,7 +29,7 @@ torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch
     *chosen = routing;
     chosen->logits = logits;
   }
-  return experts_forward(x_normed, routing, w.experts);
+  return experts_forward(x_normed, routing, w.experts, w.fused_kernels);
 }
 
 torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
@@ -42,7 +42,8 @@ torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rop
     const auto& kept = kv->append({k, v}, tokens);
     k = kept[0], v = kept[1];
   }
-  torch::Tensor attn = causal_attention(s.q, k, v, tokens, kv ? kv->tokens() : tokens, c.attention_scale());
+  torch::Tensor attn =
+      causal_attention(s.q, k, v, tokens, kv ? kv->tokens() : tokens, c.attention_scale(), w.fused_kernels);
   torch::Tensor o = torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
   torch::Tensor h = x + o;
   Routing routing;

@@ -27,7 +27,7 @@ ReferenceModel::ReferenceModel(ModelConfig config, const WeightSource& source, R
   embed_ = load("model.embed_tokens.weight");
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     layers_.push_back(load_layer(config_, source, i, options_.dtype, options_.device));
-    layers_.back().experts.fused = options_.fused_kernels;
+    layers_.back().fused_kernels = options_.fused_kernels;
   }
   final_norm_ = load("model.norm.weight");
   lm_head_ = config_.tie_word_embeddings ? embed_ : load("lm_head.weight");

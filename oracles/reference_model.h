@@ -19,7 +19,7 @@ namespace lb {
 struct ReferenceOptions {
   torch::ScalarType dtype = torch::kFloat32;
   torch::Device device = torch::kCPU;
-  bool fused_kernels = false;  // `--kernels fused`: the MoE experts through fused_moe_experts
+  bool fused_kernels = false;  // `--kernels fused`: SDPA attention and fused_moe_experts
 };
 
 struct ReferenceRun {
