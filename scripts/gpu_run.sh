@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures tokenizer build test reference
-# collectives mpi check capture gsm8k kernels bench-moe (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check capture gsm8k kernels bench-moe bench-layer (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git).
 set -uo pipefail
@@ -83,6 +83,10 @@ for step in "${steps[@]}"; do
       for k in reference fused; do
         $bin reference --model qwen3-30b-a3b --layers 48 --tokens 4096 --dtype bf16 --device cuda --repeats 3 \
           --kernels $k --json "$OUT/reference_qwen3-30b-a3b_48L_4096tok_bf16_kernels_$k.json" || status=1
+      done ;;
+    bench-layer)
+      for t in 4096 64; do
+        $bin bench-layer --tokens $t --json "$OUT/bench_layer_qwen3-30b-a3b_${t}tok_bf16.json" || status=1
       done ;;
     gsm8k)
       # Every layout generating from 5-shot GSM8K prompts at real shape (random weights: token
