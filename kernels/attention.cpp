@@ -51,7 +51,11 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
       std::optional<torch::Tensor> mask;
       if (!self_causal)  // true where the query may see the key
         mask = k_tokens.pos.index_select(0, ki).unsqueeze(0) <= q_tokens.pos.index_select(0, qi).unsqueeze(1);
-      torch::Tensor o = torch::scaled_dot_product_attention(qs, ks, vs, mask, 0.0, self_causal, scale);
+      // A batch dimension of 1: the flash and memory-efficient kernels take [B, H, S, D] only.
+      torch::Tensor o =
+          torch::scaled_dot_product_attention(qs.unsqueeze(0), ks.unsqueeze(0), vs.unsqueeze(0), mask, 0.0, self_causal,
+                                              scale)
+              .squeeze(0);
       out.index_copy_(0, qi, o.transpose(0, 1));
       continue;
     }

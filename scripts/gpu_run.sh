@@ -85,8 +85,10 @@ for step in "${steps[@]}"; do
           --kernels $k --json "$OUT/reference_qwen3-30b-a3b_48L_4096tok_bf16_kernels_$k.json" || status=1
       done ;;
     bench-layer)
+      # With the transformers layer timed in the same call, for the ratio.
       for t in 4096 64; do
         $bin bench-layer --tokens $t --json "$OUT/bench_layer_qwen3-30b-a3b_${t}tok_bf16.json" || status=1
+        python3 scripts/hf_layer_time.py --tokens $t --json "$OUT/hf_layer_qwen3-30b-a3b_${t}tok_bf16.json" || status=1
       done ;;
     gsm8k)
       # Every layout generating from 5-shot GSM8K prompts at real shape (random weights: token
