@@ -89,6 +89,31 @@ def gsm8k_row(path, r):
             f"[{path.name}]({path.relative_to(ROOT)}) |")
 
 
+def bench_moe_row(path, r):
+    parts = []
+    for m in r["models"]:
+        by = {x["tokens"]: x for x in m["rows"]}
+        p8, d1, d64 = by.get(8192), by.get(1), by.get(64)
+        parts.append(f"{m['model']}: 8192 tokens {p8['fused_ms']:.2f} ms = {p8['fused_tflops']:.0f} TFLOP/s "
+                     f"({100 * p8['share_of_matmul_peak']:.0f}% of peak, {p8['speedup']:.1f}x the plain path); "
+                     f"decode 1 / 64 tokens {100 * d1['share_of_bandwidth']:.0f}% / {100 * d64['share_of_bandwidth']:.0f}% "
+                     f"of bandwidth")
+    return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} | measured peaks {r['peak_matmul_tflops']:.0f} TFLOP/s, "
+            f"{r['peak_copy_gbps']:.0f} GB/s; {'; '.join(parts)} | [{path.name}]({path.relative_to(ROOT)}) |")
+
+
+def bench_layer_row(path, r):
+    steps = {x["step"]: x["ms"] for x in r["steps"]}
+    hf_path = path.parent / path.name.replace("bench_layer_", "hf_layer_")
+    hf = json.loads(hf_path.read_text()) if hf_path.exists() else None
+    vs_hf = (f"; transformers {hf['transformers']} layer in the same call {hf['ms']:.2f} ms "
+             f"({hf['ms'] / steps['whole layer (fused)']:.2f}x slower than fused)") if hf else ""
+    return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} | one layer, {r['tokens']} tokens: plain "
+            f"{steps['whole layer (plain)']:.2f} ms, fused {steps['whole layer (fused)']:.2f} ms (attention "
+            f"{steps['attention (plain)']:.2f} -> {steps['attention (fused)']:.2f} ms, experts {steps['experts (plain)']:.2f} -> "
+            f"{steps['experts (fused)']:.2f} ms){vs_hf} | [{path.name}]({path.relative_to(ROOT)}) |")
+
+
 def rows():
     out = []
     for path in sorted((ROOT / "results").rglob("*.json")):
@@ -97,6 +122,10 @@ def rows():
             out.append(reference_row(path, r))
         elif r.get("subcommand") == "test:GpuReference.Bf16OnGpuMatchesFp32OnCpu":
             out.append(gpu_check_row(path, r))
+        elif r.get("subcommand") == "bench-moe":
+            out.append(bench_moe_row(path, r))
+        elif r.get("subcommand") == "bench-layer":
+            out.append(bench_layer_row(path, r))
         elif r.get("subcommand") == "gsm8k":
             out.append(gsm8k_row(path, r))
         elif r.get("subcommand") == "collectives":
