@@ -2,6 +2,7 @@
 
 #include "harness/cmd_check.h"
 #include "harness/cmd_gsm8k.h"
+#include "harness/cmd_bench.h"
 #include "harness/cmd_bench_layer.h"
 #include "harness/cmd_bench_moe.h"
 #include "harness/cmd_collectives.h"
@@ -31,6 +32,7 @@ int layoutbench_main(const std::vector<std::string>& args) {
   add("collectives", add_collectives_command(app, args));
   add("check", add_check_command(app, args));
   add("gsm8k", add_gsm8k_command(app, args));
+  add("bench", add_bench_command(app, args));
   add("bench-moe", add_bench_moe_command(app, args));
   add("bench-layer", add_bench_layer_command(app, args));
   add("report", add_report_command(app, args));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures tokenizer build test reference
-# collectives mpi check capture gsm8k kernels bench-moe bench-layer (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check capture gsm8k kernels bench-moe bench-layer bench (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git).
 set -uo pipefail
@@ -89,6 +89,13 @@ for step in "${steps[@]}"; do
       for t in 4096 64; do
         $bin bench-layer --tokens $t --json "$OUT/bench_layer_qwen3-30b-a3b_${t}tok_bf16.json" || status=1
         python3 scripts/hf_layer_time.py --tokens $t --json "$OUT/hf_layer_qwen3-30b-a3b_${t}tok_bf16.json" || status=1
+      done ;;
+    bench)
+      # Each layout beside its baseline, interleaved: prefill 8192 tokens, decode at 1-64 sequences.
+      for k in reference fused; do
+        $bin bench --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 --lengths 2048,2048,2048,2048 \
+          --decode-batch 1,8,64 --decode-context 1024 --kernels $k \
+          --json "$OUT/bench_qwen3-30b-a3b_4L_${gpus}gpu_bf16_$k.json" || status=1
       done ;;
     gsm8k)
       # Every layout generating from 5-shot GSM8K prompts at real shape (random weights: token
