@@ -6,6 +6,7 @@
 #include "harness/file_util.h"
 #include "harness/launch.h"
 #include "harness/layout_selection.h"
+#include "harness/timing.h"
 #include "kernels/fused_moe.h"
 #include "layouts/generation.h"
 #include "reports/run_record.h"
@@ -42,11 +43,6 @@ struct BenchArgs {
   CLI::App* sub = nullptr;
 };
 
-double median(std::vector<double> v) {
-  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-  return v[v.size() / 2];
-}
-
 // One layout's numbers (rank 0's clock; every step ends with a device wait and a barrier).
 struct LayoutBench {
   std::vector<double> prefill_ms;
@@ -54,18 +50,6 @@ struct LayoutBench {
   std::vector<CollectiveRecord> prefill_records;          // one prefill with per-call timing
   std::map<int64_t, std::vector<CollectiveRecord>> decode_records;
 };
-
-nlohmann::json collectives_json(const std::vector<CollectiveRecord>& records) {
-  nlohmann::json out = nlohmann::json::object();
-  for (const CollectiveRecord& r : records) {
-    nlohmann::json& e = out[r.op + "@" + r.group];
-    if (e.is_null()) e = {{"calls", 0}, {"bytes", int64_t{0}}, {"ms", 0.0}};
-    e["calls"] = e["calls"].get<int>() + 1;
-    e["bytes"] = e["bytes"].get<int64_t>() + r.bytes;
-    e["ms"] = e["ms"].get<double>() + r.ms;
-  }
-  return out;
-}
 
 double total_ms(const std::vector<CollectiveRecord>& records) {
   double ms = 0;
@@ -200,13 +184,13 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
       decode_of[name][b] = step;
       std::cout << "; decode b=" << b << " " << step << " ms/step";
       decode.push_back({{"batch", b}, {"step_ms", step}, {"tokens_per_s", b / (step / 1000)},
-                        {"collectives", collectives_json(r.decode_records.at(b))}});
+                        {"collectives", summarize_collectives(r.decode_records.at(b))}});
     }
     std::cout << "\n";
     out.push_back({{"layout", name}, {"replaces", layouts[i].spec->replaces},
                    {"parallel", layouts[i].parallel.to_json()}, {"prefill_ms", pms},
                    {"prefill_ms_all", r.prefill_ms}, {"prefill_tokens_per_s", tokens / (pms / 1000)},
-                   {"prefill_collectives", collectives_json(r.prefill_records)}, {"decode", decode}});
+                   {"prefill_collectives", summarize_collectives(r.prefill_records)}, {"decode", decode}});
   }
   // New against the baseline it replaced, where both ran.
   nlohmann::json ratios = nlohmann::json::array();

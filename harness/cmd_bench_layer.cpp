@@ -3,6 +3,7 @@
 #include "harness/device.h"
 #include "harness/errors.h"
 #include "harness/model_config.h"
+#include "harness/timing.h"
 #include "harness/weights.h"
 #include "kernels/fused_moe.h"
 #include "kernels/rmsnorm.h"
@@ -27,20 +28,6 @@ struct BenchLayerArgs {
   int repeats = 5;
   std::string json;
 };
-
-double median_ms(const std::function<void()>& fn, torch::Device device, int repeats) {
-  std::vector<double> ms;
-  fn();
-  for (int r = 0; r < repeats; ++r) {
-    synchronize(device);
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    synchronize(device);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
-}
 
 int run_bench_layer(const BenchLayerArgs& a, const std::vector<std::string>& argv) {
   ModelConfig config = load_model_config(a.model);

@@ -4,6 +4,7 @@
 #include "harness/errors.h"
 #include "harness/model_config.h"
 #include "harness/progress.h"
+#include "harness/timing.h"
 #include "kernels/fused_moe.h"
 #include "datasets/token_input.h"
 #include "oracles/compare.h"
@@ -34,29 +35,6 @@ struct BenchMoeArgs {
 // Targets from the issue: prefill at 8192 tokens, decode at 1-64 tokens.
 constexpr double kPrefillPeakShare = 0.5;
 constexpr double kDecodeBandwidthShare = 0.6;
-
-// Median milliseconds per call of `fn`: each timed batch repeats it until `min_batch_ms` has
-// passed (after a first call that also sizes the batch), device-synchronized around the batch.
-double median_ms(const std::function<void()>& fn, torch::Device device, int repeats, double min_batch_ms) {
-  using clock = std::chrono::steady_clock;
-  fn();
-  synchronize(device);
-  auto t0 = clock::now();
-  fn();
-  synchronize(device);
-  const double once = std::max(1e-3, std::chrono::duration<double, std::milli>(clock::now() - t0).count());
-  const int calls = std::max(1, int(std::ceil(min_batch_ms / once)));
-  std::vector<double> per_call;
-  for (int r = 0; r < repeats; ++r) {
-    synchronize(device);
-    t0 = clock::now();
-    for (int i = 0; i < calls; ++i) fn();
-    synchronize(device);
-    per_call.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count() / calls);
-  }
-  std::nth_element(per_call.begin(), per_call.begin() + per_call.size() / 2, per_call.end());
-  return per_call[per_call.size() / 2];
-}
 
 struct DevicePeaks {
   double matmul_tflops = 0;  // dense matmul in the bench dtype

@@ -8,6 +8,18 @@
 
 namespace lb {
 
+nlohmann::json summarize_collectives(const std::vector<CollectiveRecord>& records) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const CollectiveRecord& r : records) {
+    nlohmann::json& e = out[r.op + "@" + r.group];
+    if (e.is_null()) e = {{"calls", 0}, {"bytes", int64_t{0}}, {"ms", 0.0}};
+    e["calls"] = e["calls"].get<int>() + 1;
+    e["bytes"] = e["bytes"].get<int64_t>() + r.bytes;
+    e["ms"] = e["ms"].get<double>() + r.ms;
+  }
+  return out;
+}
+
 VarAlgo parse_var_algo(const std::string& name) {
   if (name == "auto") return VarAlgo::Auto;
   if (name == "grouped") return VarAlgo::Grouped;

@@ -3,6 +3,7 @@
 // bytes, time) for the reports. Backends (CPU ranks, NCCL) implement a few primitives; argument
 // checks, the padded variants of the uneven ops, and the measured pick between algorithms live
 // here once.
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <map>
@@ -33,6 +34,9 @@ struct CollectiveRecord {
   int64_t bytes = 0;  // bytes of this rank's input
   double ms = 0;      // wall time on this rank (device-synchronized before and after when timing is on)
 };
+
+// Calls, bytes and milliseconds summed per "op@group", for reports.
+nlohmann::json summarize_collectives(const std::vector<CollectiveRecord>& records);
 
 class Communicator {
  public:

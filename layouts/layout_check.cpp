@@ -127,14 +127,7 @@ nlohmann::json to_json(const LayoutCheck& c) {
                       {"threshold", v.threshold},
                       {"pass", v.pass}});
   // Collective time and bytes per (op, group), summed over the layers, rank 0.
-  nlohmann::json comm = nlohmann::json::object();
-  for (const CollectiveRecord& r : c.records) {
-    nlohmann::json& e = comm[r.op + "@" + r.group];
-    if (e.is_null()) e = {{"calls", 0}, {"bytes", int64_t{0}}, {"ms", 0.0}};
-    e["calls"] = e.value("calls", 0) + 1;
-    e["bytes"] = e.value("bytes", int64_t{0}) + r.bytes;
-    e["ms"] = e.value("ms", 0.0) + r.ms;
-  }
+  const nlohmann::json comm = summarize_collectives(c.records);
   nlohmann::json ops = nlohmann::json::array();
   for (const OpVerdict& v : c.ops) ops.push_back(to_json(v));
   const LayoutSpec& spec = find_layout(c.layout);
