@@ -1,6 +1,7 @@
 #include "oracles/qwen3_moe_layer.h"
 
 #include "kernels/fused_moe.h"
+#include "kernels/fused_norm.h"
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
 
@@ -14,9 +15,12 @@ QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const Rope& rop
   torch::Tensor q = heads(torch::linear(x_normed, w["self_attn.q_proj.weight"]));
   torch::Tensor k = heads(torch::linear(x_normed, w["self_attn.k_proj.weight"]));
   torch::Tensor v = heads(torch::linear(x_normed, w["self_attn.v_proj.weight"]));
+  CosSin cs = rope_cos_sin(rope, positions, x_normed.scalar_type());
+  if (w.fused_kernels)
+    return {qk_norm_rope_fused(q, w["self_attn.q_norm.weight"], cs, c.rms_eps),
+            qk_norm_rope_fused(k, w["self_attn.k_norm.weight"], cs, c.rms_eps), v};
   q = rmsnorm(q, w["self_attn.q_norm.weight"], c.rms_eps);
   k = rmsnorm(k, w["self_attn.k_norm.weight"], c.rms_eps);
-  CosSin cs = rope_cos_sin(rope, positions, x_normed.scalar_type());
   return {apply_rope(q, cs, false), apply_rope(k, cs, false), v};
 }
 
@@ -35,7 +39,8 @@ torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch
 torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
                           const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture, LayerKvCache* kv) {
   const InOrderCapture keep(capture, x);
-  const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
+  const torch::Tensor normed = w.fused_kernels ? rmsnorm_fused(x, w["input_layernorm.weight"], c.rms_eps)
+                                               : rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
   QkvStates s = qwen3_qkv(c, w, rope, normed, tokens.pos);
   torch::Tensor k = s.k, v = s.v;
   if (kv) {
@@ -45,9 +50,12 @@ torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rop
   torch::Tensor attn =
       causal_attention(s.q, k, v, tokens, kv ? kv->tokens() : tokens, c.attention_scale(), w.fused_kernels);
   torch::Tensor o = torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
-  torch::Tensor h = x + o;
+  // The residual add and the next norm, one kernel on the fused path.
+  auto [h, post] = w.fused_kernels ? add_rmsnorm_fused(x, o, w["post_attention_layernorm.weight"], c.rms_eps)
+                                   : std::pair<torch::Tensor, torch::Tensor>{x + o, torch::Tensor()};
+  if (!post.defined()) post = rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps);
   Routing routing;
-  torch::Tensor mlp = qwen3_mlp(c, w, rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps), &routing);
+  torch::Tensor mlp = qwen3_mlp(c, w, post, &routing);
   if (chosen) *chosen = routing;
   torch::Tensor out = h + mlp;
   keep("attn_norm", normed), keep("q", s.q), keep("kv", s.k), keep("attn_out", attn), keep("o_proj", o);

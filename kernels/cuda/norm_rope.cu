@@ -1,0 +1,127 @@
+#include "kernels/cuda/norm_rope.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace lb::cuda {
+
+namespace {
+
+template <typename T> __device__ float to_f(T v);
+template <> __device__ float to_f(float v) { return v; }
+template <> __device__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <> __device__ float to_f(__half v) { return __half2float(v); }
+template <typename T> __device__ T from_f(float v);
+template <> __device__ float from_f(float v) { return v; }
+template <> __device__ __nv_bfloat16 from_f(float v) { return __float2bfloat16(v); }
+template <> __device__ __half from_f(float v) { return __float2half(v); }
+// A value rounded to T and read back, as a LibTorch op in dtype T leaves it.
+template <typename T> __device__ float round_to(float v) { return to_f<T>(from_f<T>(v)); }
+
+// The sum of `v` over the block (blockDim.x a multiple of 32, at most 1024).
+__device__ float block_sum(float v) {
+  __shared__ float warp_sums[32];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x / 32;
+  v = lane < warps ? warp_sums[lane] : 0.0f;
+  if (warp == 0)
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  __shared__ float total;
+  if (threadIdx.x == 0) total = v;
+  __syncthreads();
+  return total;
+}
+
+template <typename T>
+__global__ void rmsnorm_kernel(const T* x, const T* residual, const T* w, T* h_out, T* y, int64_t cols, float eps) {
+  const int64_t row = blockIdx.x;
+  const T* xr = x + row * cols;
+  float sq = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    float v = to_f(xr[c]);
+    if (residual) {
+      v = round_to<T>(v + to_f(residual[row * cols + c]));
+      h_out[row * cols + c] = from_f<T>(v);
+    }
+    sq += v * v;
+  }
+  const float rstd = rsqrtf(block_sum(sq) / float(cols) + eps);
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    const float v = residual ? to_f(h_out[row * cols + c]) : to_f(xr[c]);
+    y[row * cols + c] = from_f<T>(to_f(w[c]) * round_to<T>(v * rstd));
+  }
+}
+
+// One block per (token, head) row; blockDim.x == dim rounded up to a warp multiple.
+template <typename T>
+__global__ void qk_norm_rope_kernel(const T* x, const T* w, const T* cos, const T* sin, T* y, int64_t heads,
+                                    int64_t dim, float eps) {
+  extern __shared__ float normed[];
+  const int64_t row = blockIdx.x, token = row / heads;
+  const int c = threadIdx.x;
+  const float v = c < dim ? to_f(x[row * dim + c]) : 0.0f;
+  const float rstd = rsqrtf(block_sum(v * v) / float(dim) + eps);
+  if (c < dim) normed[c] = to_f(w[c]) * round_to<T>(v * rstd);
+  __syncthreads();
+  if (c >= dim) return;
+  const int64_t half = dim / 2;
+  const float n = round_to<T>(normed[c]);
+  const float rotated = c < half ? -round_to<T>(normed[c + half]) : round_to<T>(normed[c - half]);
+  const float a = round_to<T>(n * to_f(cos[token * dim + c]));
+  const float b = round_to<T>(rotated * to_f(sin[token * dim + c]));
+  y[row * dim + c] = from_f<T>(a + b);
+}
+
+int threads_for(int64_t cols) {
+  const int64_t t = cols < 1024 ? ((cols + 31) / 32) * 32 : 1024;
+  return int(t < 32 ? 32 : t);
+}
+
+template <typename T>
+cudaError_t launch_rmsnorm(const void* x, const void* r, const void* w, void* h, void* y, int64_t rows, int64_t cols,
+                           float eps, cudaStream_t s) {
+  if (rows == 0) return cudaSuccess;
+  const int threads = threads_for(cols < 256 ? cols : 256);
+  rmsnorm_kernel<T><<<dim3(unsigned(rows)), threads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(r),
+                                                            static_cast<const T*>(w), static_cast<T*>(h),
+                                                            static_cast<T*>(y), cols, eps);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_qk(const void* x, const void* w, const void* c, const void* sn, void* y, int64_t tokens,
+                      int64_t heads, int64_t dim, float eps, cudaStream_t s) {
+  if (tokens * heads == 0) return cudaSuccess;
+  if (dim > 1024 || dim % 2) return cudaErrorInvalidValue;
+  qk_norm_rope_kernel<T><<<dim3(unsigned(tokens * heads)), threads_for(dim), dim * sizeof(float), s>>>(
+      static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(c), static_cast<const T*>(sn),
+      static_cast<T*>(y), heads, dim, eps);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t rmsnorm(Dtype dtype, const void* x, const void* residual, const void* w, void* h_out, void* y, int64_t rows,
+                    int64_t cols, float eps, cudaStream_t stream) {
+  switch (dtype) {
+    case Dtype::F32: return launch_rmsnorm<float>(x, residual, w, h_out, y, rows, cols, eps, stream);
+    case Dtype::BF16: return launch_rmsnorm<__nv_bfloat16>(x, residual, w, h_out, y, rows, cols, eps, stream);
+    case Dtype::F16: return launch_rmsnorm<__half>(x, residual, w, h_out, y, rows, cols, eps, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t qk_norm_rope(Dtype dtype, const void* x, const void* w, const void* cos, const void* sin, void* y,
+                         int64_t tokens, int64_t heads, int64_t dim, float eps, cudaStream_t stream) {
+  switch (dtype) {
+    case Dtype::F32: return launch_qk<float>(x, w, cos, sin, y, tokens, heads, dim, eps, stream);
+    case Dtype::BF16: return launch_qk<__nv_bfloat16>(x, w, cos, sin, y, tokens, heads, dim, eps, stream);
+    case Dtype::F16: return launch_qk<__half>(x, w, cos, sin, y, tokens, heads, dim, eps, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace lb::cuda

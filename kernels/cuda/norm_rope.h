@@ -1,0 +1,23 @@
+#pragma once
+// Launchers of the CUDA norm and RoPE kernels (kernels/cuda/norm_rope.cu), on raw device pointers
+// so that this header and the .cu file need no LibTorch. kernels/fused_norm.h wraps them.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace lb::cuda {
+
+enum class Dtype { F32, BF16, F16 };
+
+// y = w * round(x * rsqrt(mean(x^2) + eps)) per row of `cols`, the sum in fp32; with `residual`,
+// x is first replaced by h = round(x + residual), written to `h_out`. Rounding to the dtype
+// happens where the LibTorch reference rounds, so the two agree to the last bit or so.
+cudaError_t rmsnorm(Dtype dtype, const void* x, const void* residual, const void* w, void* h_out, void* y, int64_t rows,
+                    int64_t cols, float eps, cudaStream_t stream);
+
+// Per row of `dim` (one head of one token): Qwen3's per-head RMSNorm, then rotate_half RoPE with
+// that token's cos and sin rows ([tokens, dim], the row's token is row / heads).
+cudaError_t qk_norm_rope(Dtype dtype, const void* x, const void* w, const void* cos, const void* sin, void* y,
+                         int64_t tokens, int64_t heads, int64_t dim, float eps, cudaStream_t stream);
+
+}  // namespace lb::cuda
