@@ -2,10 +2,12 @@
 
 #include "datasets/token_input.h"
 #include "harness/device.h"
+#include "harness/device_peaks.h"
 #include "harness/errors.h"
 #include "harness/file_util.h"
 #include "harness/launch.h"
 #include "harness/layout_selection.h"
+#include "harness/model_flops.h"
 #include "harness/timing.h"
 #include "kernels/fused_moe.h"
 #include "layouts/generation.h"
@@ -80,10 +82,15 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
 
   std::vector<LayoutBench> results(layouts.size());
   std::string device_label;
+  DevicePeaks peaks;
   run_ranks(backend, a.ranks, [&](RankContext& ctx) {
     torch::NoGradGuard no_grad;
     const ReferenceOptions options{dtype, ctx.device(), fused};
-    if (ctx.rank() == 0) device_label = device_name(ctx.device());
+    if (ctx.rank() == 0) {
+      device_label = device_name(ctx.device());
+      peaks = measure_peaks(ctx.device(), dtype, 3);  // rank 0's device, before any layout loads
+    }
+    ctx.quiesce();
     std::vector<std::unique_ptr<LayoutRank>> ranks;
     for (const SelectedLayout& l : layouts) {
       const std::vector<int64_t> placeholder(l.parallel.dp, 2 * l.parallel.attn_cp);
@@ -154,6 +161,8 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   if (results.empty() || results[0].prefill_ms.empty()) return 0;  // not rank 0 of an mpirun launch
 
   const int64_t tokens = batch.ids.size(0);
+  // Achieved TFLOP/s: the prefill's arithmetic (harness/model_flops.h) over its time, per GPU.
+  const double flops = prefill_flops(config, batch.seq_lens);
   std::cout << config.name << ", " << config.num_layers << " layers, " << tokens << " prefill tokens, "
             << dtype_name(dtype) << ", kernels " << a.kernels << ", " << a.ranks << " ranks on " << device_label
             << " (medians of " << a.repeats << ", layouts interleaved)\n";
@@ -166,6 +175,9 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   record["kernels"] = a.kernels;
   record["seq_lens"] = batch.seq_lens;
   record["decode_context"] = a.decode_context;
+  record["prefill_flops"] = flops;
+  record["peak_matmul_tflops"] = peaks.matmul_tflops;
+  record["peak_copy_gbps"] = peaks.copy_gbps;
   nlohmann::json out = nlohmann::json::array();
   std::map<std::string, double> prefill_of;
   std::map<std::string, std::map<int64_t, double>> decode_of;
@@ -176,7 +188,9 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     prefill_of[name] = pms;
     std::cout << "  " << std::left << std::setw(16) << name << std::right << std::fixed << std::setprecision(2)
               << " prefill " << std::setw(9) << pms << " ms = " << std::setprecision(0) << std::setw(8)
-              << tokens / (pms / 1000) << " tok/s; collectives " << std::setprecision(2) << total_ms(r.prefill_records)
+              << tokens / (pms / 1000) << " tok/s, " << std::setprecision(1)
+              << flops / (pms * 1e-3) / a.ranks / 1e12 << " TFLOP/s per rank (" << std::setprecision(0)
+              << 100 * flops / (pms * 1e-3) / a.ranks / 1e12 / peaks.matmul_tflops << "% of peak); collectives " << std::setprecision(2) << total_ms(r.prefill_records)
               << " ms";
     nlohmann::json decode = nlohmann::json::array();
     for (const auto& [b, ms] : r.decode_step_ms) {
@@ -190,6 +204,8 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     out.push_back({{"layout", name}, {"replaces", layouts[i].spec->replaces},
                    {"parallel", layouts[i].parallel.to_json()}, {"prefill_ms", pms},
                    {"prefill_ms_all", r.prefill_ms}, {"prefill_tokens_per_s", tokens / (pms / 1000)},
+                   {"prefill_tflops_per_rank", flops / (pms * 1e-3) / a.ranks / 1e12},
+                   {"prefill_share_of_matmul_peak", flops / (pms * 1e-3) / a.ranks / 1e12 / peaks.matmul_tflops},
                    {"prefill_collectives", summarize_collectives(r.prefill_records)}, {"decode", decode}});
   }
   // New against the baseline it replaced, where both ran.

@@ -4,6 +4,7 @@
 #include "harness/errors.h"
 #include "harness/model_config.h"
 #include "harness/progress.h"
+#include "harness/device_peaks.h"
 #include "harness/timing.h"
 #include "kernels/fused_moe.h"
 #include "datasets/token_input.h"
@@ -35,24 +36,6 @@ struct BenchMoeArgs {
 // Targets from the issue: prefill at 8192 tokens, decode at 1-64 tokens.
 constexpr double kPrefillPeakShare = 0.5;
 constexpr double kDecodeBandwidthShare = 0.6;
-
-struct DevicePeaks {
-  double matmul_tflops = 0;  // dense matmul in the bench dtype
-  double copy_gbps = 0;      // device memory: bytes read plus written per second
-};
-
-DevicePeaks measure_peaks(torch::Device device, torch::ScalarType dtype, int repeats) {
-  const bool gpu = device.is_cuda();
-  const int64_t n = gpu ? 8192 : 512;
-  const auto o = torch::TensorOptions().device(device).dtype(dtype);
-  const torch::Tensor a = torch::randn({n, n}, o), b = torch::randn({n, n}, o);
-  const double mm = median_ms([&] { torch::mm(a, b); }, device, repeats, gpu ? 50 : 20);
-  const int64_t bytes = gpu ? (int64_t(1) << 30) : (int64_t(64) << 20);
-  const torch::Tensor src = torch::empty({bytes}, torch::TensorOptions().device(device).dtype(torch::kUInt8)).fill_(1);
-  torch::Tensor dst = torch::empty_like(src);
-  const double copy = median_ms([&] { dst.copy_(src); }, device, repeats, gpu ? 50 : 20);
-  return {2.0 * n * n * n / (mm * 1e-3) / 1e12, 2.0 * bytes / (copy * 1e-3) / 1e9};
-}
 
 struct MoeRow {
   int64_t tokens = 0, experts_used = 0;
