@@ -223,6 +223,21 @@ TEST(Gsm8kCli, BadInputsAreNamed) {
   const test::CliResult sampling = run(join_path(fx, "good.jsonl"), {"--top-p", "0", "--temperature", "1"});
   EXPECT_EQ(sampling.code, 2);
   EXPECT_NE(sampling.err.find("--top-p"), std::string::npos) << sampling.err;
+  // A checkpoint directory: its tokenizer.json by default, and a tokenizer with more ids than the
+  // model has rows is refused (random weights grow to fit; a checkpoint cannot).
+  const std::string ckpt = test::fixture_dir("qwen3_moe_tiny");
+  auto run_ckpt = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"gsm8k", "--model", ckpt, "--layout", "none", "--backend", "cpu", "--ranks", "1",
+                                     "--data", join_path(fx, "good.jsonl"), "--shots", "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::run_cli(args);
+  };
+  const test::CliResult no_file = run_ckpt({});
+  EXPECT_EQ(no_file.code, 2);
+  EXPECT_NE(no_file.err.find(join_path(ckpt, "tokenizer.json")), std::string::npos) << no_file.err;
+  const test::CliResult too_many = run_ckpt({"--tokenizer", tok});
+  EXPECT_EQ(too_many.code, 2);
+  EXPECT_NE(too_many.err.find("vocab_size is 97"), std::string::npos) << too_many.err;
 }
 
 // A damaged file with --skip-bad-lines: the good questions run, and the record lists every line
