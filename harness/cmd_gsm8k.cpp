@@ -100,15 +100,15 @@ nlohmann::json run_json(const Gsm8kRun& run, const Gsm8kRun* reference, const st
   return j;
 }
 
-std::string run_line(const Gsm8kRun& run, const Gsm8kRun* reference, const std::vector<Gsm8kItem>& questions) {
-  const nlohmann::json j = run_json(run, reference, questions);
+// The printed summary of a run, from its record `j` (run_json).
+std::string run_line(const Gsm8kRun& run, const nlohmann::json& j) {
   const auto& a = j["accuracy"];
   std::ostringstream out;
   out << std::left << std::setw(16) << run.name << std::right << " accuracy "
       << to_string(accuracy(a["correct"].get<int>(), a["total"].get<int>())) << std::fixed << std::setprecision(1)
       << "; prefill " << j["prefill_tokens_per_s"].get<double>() << " tok/s, decode "
       << j["decode_tokens_per_s"].get<double>() << " tok/s";
-  if (reference)
+  if (j.contains("agreement"))
     out << "; identical to the reference: " << j["agreement"]["identical"].get<int>() << "/" << run.outputs.size();
   if (run.stats.dealt_prefills) out << " (" << run.stats.dealt_prefills << " prefills dealt over CP ranks)";
   return out.str();
@@ -119,7 +119,7 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
   ModelConfig config = load_model_config(a.model);
   keep_first_layers(config, a.layers);
   const Backend backend = parse_backend(a.backend);
-  const torch::ScalarType dtype = parse_dtype(a.dtype.empty() ? (backend == Backend::Nccl ? "bf16" : "f32") : a.dtype);
+  const torch::ScalarType dtype = parse_dtype(a.dtype.empty() ? default_dtype(backend) : a.dtype);
   if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
   if (a.shots < 0) throw InputError("--shots must be >= 0");
   if (a.num_questions < 0) throw InputError("--num-questions must be >= 0 (0: every question)");
@@ -156,13 +156,9 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
   gen.sampling = a.sampling;
   gen.batch_size = a.batch_size;
   gen.vocab_limit = tokenizer.vocab_size();
-  validate(gen.sampling);
-  for (size_t i = 0; i < prompts.size(); ++i)
-    if (int64_t(prompts[i].size()) + gen.max_new_tokens > config.max_position)
-      throw InputError("question on line " + std::to_string(questions[i].line) + " of " + a.data + ": its prompt has " +
-                       std::to_string(prompts[i].size()) + " tokens, with --max-new-tokens " +
-                       std::to_string(gen.max_new_tokens) + " past the model's " + std::to_string(config.max_position) +
-                       " positions (use fewer --shots or --max-new-tokens)");
+  check_generation_inputs(prompts, gen, config.max_position, [&](size_t i) {
+    return "question on line " + std::to_string(questions[i].line) + " of " + a.data;
+  });
   const std::vector<SelectedLayout> layouts =
       a.layout == "none" ? std::vector<SelectedLayout>{}
                          : select_layouts(a.layout, a.ranks, config, a.parallel, *a.sub);
@@ -212,16 +208,13 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
         reference.outputs = generate(step, tokenizer, prompts, gen, config.max_position, &reference.stats,
                                      [&](int64_t) { progress.step(); });
         progress.clear();
-        std::cout << run_line(reference, nullptr, questions) << "\n" << std::flush;
         record["runs"].push_back(run_json(reference, nullptr, questions));
+        std::cout << run_line(reference, record["runs"].back()) << "\n" << std::flush;
         save();
       }
       ctx.quiesce();  // the reference's memory is released before any layout loads
       for (const SelectedLayout& l : layouts) {
-        // The placeholder batch (one sequence of 2*cp tokens per DP rank) fits every split;
-        // generation replaces it before each step.
-        const std::vector<int64_t> placeholder(l.parallel.dp, 2 * l.parallel.attn_cp);
-        LayoutRank rank(ctx, *l.spec, l.parallel, config, *weights, {dtype, ctx.device(), fused}, placeholder);
+        LayoutRank rank(ctx, *l.spec, l.parallel, config, *weights, {dtype, ctx.device(), fused}, {});
         ctx.quiesce();
         LayoutStepModel step(ctx, rank, config.num_layers);
         std::optional<Progress> progress;
@@ -235,8 +228,8 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
         run.name = l.spec->name;
         run.replaces = l.spec->replaces;
         run.parallel = l.parallel;
-        std::cout << run_line(run, &reference, questions) << "\n" << std::flush;
         record["runs"].push_back(run_json(run, &reference, questions));
+        std::cout << run_line(run, record["runs"].back()) << "\n" << std::flush;
         save();
         runs.push_back(std::move(run));
       }

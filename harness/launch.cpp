@@ -26,6 +26,8 @@ bool launched_by_mpi() {
   return false;
 }
 
+const char* default_dtype(Backend backend) { return backend == Backend::Nccl ? "bf16" : "f32"; }
+
 Backend default_backend() {
 #ifdef LB_HAVE_CUDA
   return Backend::Nccl;

@@ -12,6 +12,8 @@ enum class Backend { Cpu, Nccl };
 Backend parse_backend(const std::string& name);  // "cpu" | "nccl"
 std::string to_string(Backend backend);
 Backend default_backend();  // nccl in CUDA builds, else cpu
+// The dtype a run takes when none is given: "bf16" on GPUs (nccl), "f32" on CPU ranks.
+const char* default_dtype(Backend backend);
 
 // True when this process was started by mpirun/srun with more than one process.
 bool launched_by_mpi();

@@ -56,25 +56,26 @@ torch::Tensor grouped_linear_cublas(const torch::Tensor& x_in, const std::vector
   const int64_t K = x.size(1), M = w.size(1);
   torch::Tensor y = torch::empty({x.size(0), M}, x.options());
   std::vector<int> m, n, k, lda, ldb, ldc, group_size;
-  std::vector<int64_t> pointers;  // A pointers, then B, then C
-  std::vector<const void*> a, b;
-  std::vector<void*> c;
+  std::vector<int64_t> a, b, c;  // device addresses of each group's A (weight), B (input), C (output)
   const int64_t elem = x.element_size();
+  auto address = [](const torch::Tensor& t, int64_t byte_offset) {
+    return reinterpret_cast<int64_t>(t.data_ptr()) + byte_offset;
+  };
   int64_t offset = 0;
   for (size_t g = 0; g < counts.size(); ++g) {
     if (counts[g] == 0) continue;
     m.push_back(int(M)), n.push_back(int(counts[g])), k.push_back(int(K));
     lda.push_back(int(K)), ldb.push_back(int(K)), ldc.push_back(int(M)), group_size.push_back(1);
-    a.push_back(static_cast<const char*>(w.data_ptr()) + int64_t(g) * M * K * elem);
-    b.push_back(static_cast<const char*>(x.data_ptr()) + offset * K * elem);
-    c.push_back(static_cast<char*>(y.data_ptr()) + offset * M * elem);
+    a.push_back(address(w, int64_t(g) * M * K * elem));
+    b.push_back(address(x, offset * K * elem));
+    c.push_back(address(y, offset * M * elem));
     offset += counts[g];
   }
   const int groups = int(m.size());
   if (groups == 0) return y;
-  for (const void* p : a) pointers.push_back(reinterpret_cast<int64_t>(p));
-  for (const void* p : b) pointers.push_back(reinterpret_cast<int64_t>(p));
-  for (void* p : c) pointers.push_back(reinterpret_cast<int64_t>(p));
+  std::vector<int64_t> pointers = a;  // A pointers, then B, then C
+  pointers.insert(pointers.end(), b.begin(), b.end());
+  pointers.insert(pointers.end(), c.begin(), c.end());
   // The pointer arrays live in device memory; the sizes, leading dimensions and scalars on the host.
   const torch::Tensor device_pointers =
       torch::from_blob(pointers.data(), {int64_t(pointers.size())}, torch::kInt64).to(x.device());

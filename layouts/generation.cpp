@@ -91,11 +91,11 @@ torch::Tensor LayoutStepModel::step(const std::vector<std::vector<int64_t>>& new
   torch::Tensor gathered = ctx_.world().all_gatherv(rows, counts);
   torch::Tensor logits = rank_.logits(gathered).cpu();
 
-  // Gather order -> the order of p.last (the running sequences').
+  // Gather order -> the order of p.last (the running sequences', ascending token indices).
   std::vector<int64_t> to_running(order.size());
   const int64_t* last = p.last.data_ptr<int64_t>();
   for (size_t i = 0; i < order.size(); ++i)
-    to_running[std::find(last, last + p.last.numel(), order[i]) - last] = int64_t(i);
+    to_running[std::lower_bound(last, last + p.last.numel(), order[i]) - last] = int64_t(i);
   logits = logits.index_select(0, torch::tensor(to_running, torch::kInt64));
   advance(past_, p.lens);
   return by_sequence(logits, p.running, int64_t(new_tokens.size()));
@@ -118,20 +118,26 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
-std::vector<Generation> generate(StepModel& model, const Tokenizer& tokenizer,
-                                 const std::vector<std::vector<int64_t>>& prompts, const GenerationOptions& options,
-                                 int64_t max_position, GenerationStats* stats,
-                                 const std::function<void(int64_t done)>& on_done) {
+void check_generation_inputs(const std::vector<std::vector<int64_t>>& prompts, const GenerationOptions& options,
+                             int64_t max_position, const std::function<std::string(size_t)>& name) {
   validate(options.sampling);
   if (options.max_new_tokens < 1) throw InputError("--max-new-tokens must be >= 1");
   if (options.batch_size < 1) throw InputError("--batch-size must be >= 1");
   for (size_t i = 0; i < prompts.size(); ++i) {
-    if (prompts[i].empty()) throw InputError("prompt " + std::to_string(i) + " has no tokens");
+    const std::string which = name ? name(i) : "prompt " + std::to_string(i);
+    if (prompts[i].empty()) throw InputError(which + " has no tokens");
     if (int64_t(prompts[i].size()) + options.max_new_tokens > max_position)
-      throw InputError("prompt " + std::to_string(i) + " has " + std::to_string(prompts[i].size()) +
-                       " tokens; with --max-new-tokens " + std::to_string(options.max_new_tokens) +
-                       " it passes the model's max_position_embeddings " + std::to_string(max_position));
+      throw InputError(which + ": its prompt has " + std::to_string(prompts[i].size()) + " tokens, with --max-new-tokens " +
+                       std::to_string(options.max_new_tokens) + " past the model's " + std::to_string(max_position) +
+                       " positions (use a shorter prompt, fewer --shots, or fewer --max-new-tokens)");
   }
+}
+
+std::vector<Generation> generate(StepModel& model, const Tokenizer& tokenizer,
+                                 const std::vector<std::vector<int64_t>>& prompts, const GenerationOptions& options,
+                                 int64_t max_position, GenerationStats* stats,
+                                 const std::function<void(int64_t done)>& on_done) {
+  check_generation_inputs(prompts, options, max_position);
   GenerationStats local;
   GenerationStats& st = stats ? *stats : local;
   std::vector<Generation> out(prompts.size());

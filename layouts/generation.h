@@ -85,7 +85,13 @@ class LayoutStepModel : public StepModel {
   bool layout_split_ = true;
 };
 
-// InputError when a prompt is empty or prompt plus max_new_tokens exceeds `max_position`.
+// InputError on options out of range, an empty prompt, or a prompt that with max_new_tokens passes
+// `max_position`. `name(i)` says which prompt in the message ("prompt i" by default), so a command
+// can check its inputs before any model work and name their source.
+void check_generation_inputs(const std::vector<std::vector<int64_t>>& prompts, const GenerationOptions& options,
+                             int64_t max_position, const std::function<std::string(size_t)>& name = {});
+
+// Checks its inputs with check_generation_inputs first.
 std::vector<Generation> generate(StepModel& model, const Tokenizer& tokenizer,
                                  const std::vector<std::vector<int64_t>>& prompts, const GenerationOptions& options,
                                  int64_t max_position, GenerationStats* stats = nullptr,

@@ -36,7 +36,8 @@ torch::Tensor as_rows(const torch::Tensor& t) {
 LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const ParallelConfig& parallel,
                        const ModelConfig& config, const WeightSource& weights, ReferenceOptions options,
                        const std::vector<int64_t>& seq_lens, Mutation mutation)
-    : ctx_(ctx), layout_(layout), parallel_(parallel), config_(config), options_(options), mutation_(mutation),
+    : ctx_(ctx), layout_(layout), parallel_(parallel), config_(config), weights_(weights), options_(options),
+      mutation_(mutation),
       plan_(shard_plan(parallel, ctx.rank())), rope_(make_rope(config)) {
   torch::NoGradGuard no_grad;
   const torch::Device device = options_.device;
@@ -54,8 +55,6 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
 
   auto load = [&](const std::string& name) { return weights.load(tensor_spec(config_, name), options_.dtype, device); };
   embed_ = load("model.embed_tokens.weight");
-  final_norm_ = load("model.norm.weight");
-  lm_head_ = config_.tie_word_embeddings ? embed_ : load("lm_head.weight");
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     LayerWeights full = load_layer(config_, weights, i, options_.dtype, device);
     LayerWeights shard = shard_layer(config_, full, plan_);
@@ -94,6 +93,13 @@ bool LayoutRank::set_batch(const std::vector<int64_t>& new_lens, const std::vect
 
 torch::Tensor LayoutRank::logits(const torch::Tensor& hidden) const {
   torch::NoGradGuard no_grad;
+  if (!final_norm_.defined()) {  // on first use: a check never needs the head
+    auto load = [&](const std::string& name) {
+      return weights_.load(tensor_spec(config_, name), options_.dtype, options_.device);
+    };
+    final_norm_ = load("model.norm.weight");
+    lm_head_ = config_.tie_word_embeddings ? embed_ : load("lm_head.weight");
+  }
   return torch::linear(rmsnorm(hidden, final_norm_, config_.rms_eps), lm_head_).to(torch::kFloat32);
 }
 

@@ -21,6 +21,7 @@ namespace lb {
 class LayoutRank {
  public:
   // Collective: every rank constructs its LayoutRank at the same point (groups are split here).
+  // `seq_lens` is the batch of a check run; empty when set_batch gives each forward pass its own.
   LayoutRank(RankContext& ctx, const LayoutSpec& layout, const ParallelConfig& parallel, const ModelConfig& config,
              const WeightSource& weights, ReferenceOptions options, const std::vector<int64_t>& seq_lens,
              Mutation mutation = Mutation::None);
@@ -37,7 +38,8 @@ class LayoutRank {
   // attention saw (its CP group's), and the attention sees all it kept.
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, LayerCapture* capture = nullptr,
                               LayerKvCache* kv = nullptr) const;
-  // Final norm and lm_head (replicated on every rank): float32 logits of `hidden` [n, H].
+  // Final norm and lm_head (replicated on every rank, loaded on the first call): float32 logits of
+  // `hidden` [n, H]. `weights` must outlive this LayoutRank.
   torch::Tensor logits(const torch::Tensor& hidden) const;
 
   // Original-order indices of each world rank's rows (this rank's: tokens()[ctx.rank()]).
@@ -59,6 +61,7 @@ class LayoutRank {
   const LayoutSpec& layout_;
   ParallelConfig parallel_;
   ModelConfig config_;
+  const WeightSource& weights_;
   ReferenceOptions options_;
   Mutation mutation_;
   ShardPlan plan_;
@@ -68,7 +71,8 @@ class LayoutRank {
   TokenPlacement cp_keys_;  // the keys of the attention CP group, in gather order
   std::map<GroupKind, std::vector<int>> members_;
   std::map<GroupKind, std::shared_ptr<Communicator>> groups_;
-  torch::Tensor embed_, final_norm_, lm_head_;
+  torch::Tensor embed_;
+  mutable torch::Tensor final_norm_, lm_head_;  // loaded by logits(), which only generation calls
   std::vector<LayerWeights> layers_;
 };
 

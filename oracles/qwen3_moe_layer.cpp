@@ -5,6 +5,8 @@
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
 
+#include <tuple>
+
 namespace lb {
 
 QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x_normed,
@@ -51,9 +53,13 @@ torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rop
       causal_attention(s.q, k, v, tokens, kv ? kv->tokens() : tokens, c.attention_scale(), w.fused_kernels);
   torch::Tensor o = torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
   // The residual add and the next norm, one kernel on the fused path.
-  auto [h, post] = w.fused_kernels ? add_rmsnorm_fused(x, o, w["post_attention_layernorm.weight"], c.rms_eps)
-                                   : std::pair<torch::Tensor, torch::Tensor>{x + o, torch::Tensor()};
-  if (!post.defined()) post = rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps);
+  torch::Tensor h, post;
+  if (w.fused_kernels) {
+    std::tie(h, post) = add_rmsnorm_fused(x, o, w["post_attention_layernorm.weight"], c.rms_eps);
+  } else {
+    h = x + o;
+    post = rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps);
+  }
   Routing routing;
   torch::Tensor mlp = qwen3_mlp(c, w, post, &routing);
   if (chosen) *chosen = routing;
