@@ -69,8 +69,9 @@ int run_bench_moe(const BenchMoeArgs& a, const std::vector<std::string>& argv) {
   for (const ModelConfig& c : configs) {
     const int64_t E = c.num_experts, H = c.hidden, I = c.moe_intermediate, k = c.experts_per_token;
     const auto o = torch::TensorOptions().device(device).dtype(dtype);
-    const ExpertWeights w{torch::randn({E, I, H}, o) / std::sqrt(double(H)), torch::randn({E, I, H}, o) / std::sqrt(double(H)),
-                          torch::randn({E, H, I}, o) / std::sqrt(double(I)), 0};
+    const ExpertWeights w = stack_experts(torch::randn({E, I, H}, o) / std::sqrt(double(H)),
+                                          torch::randn({E, I, H}, o) / std::sqrt(double(H)),
+                                          torch::randn({E, H, I}, o) / std::sqrt(double(I)));
     std::cout << c.name << ": " << E << " experts, top " << k << ", hidden " << H << ", intermediate " << I
               << " (softmax top-k routing of random logits)\n"
               << "  tokens  experts   reference_ms   fused_ms  speedup   fused_TFLOP/s  %peak   fused_GB/s  %bw   rel_l2\n";

@@ -2,6 +2,7 @@
 
 #include "harness/errors.h"
 #include "kernels/grouped_linear.h"
+#include "kernels/moe_steps.h"
 
 #include <algorithm>
 
@@ -13,63 +14,82 @@ namespace {
 // all experts, which beats a grouped GEMM when every expert has work and counts are close, as in
 // a long prefill. Past this much padding (or with an idle expert) the grouped GEMM wins.
 constexpr double kMaxPaddingShare = 1.25;
+// Up to this many (token, expert) pairs (64 decode tokens at top 8) each expert's weights are
+// streamed once by the decode kernels: GEMMs would spend their time on a host sync and launches.
+constexpr int64_t kDecodeMaxPairs = 512;
 
-// SwiGLU experts on rows sorted by expert (counts[e] rows for expert e), each row's routing
-// weight `w` applied before the down projection (down is linear, so this equals weighting its
-// output, and keeps the combine a plain sum).
-torch::Tensor sorted_experts(const torch::Tensor& xs, const torch::Tensor& w, const std::vector<int64_t>& counts,
-                             const ExpertWeights& experts) {
-  const int64_t rows = xs.size(0), groups = int64_t(counts.size());
-  const int64_t most = counts.empty() ? 0 : *std::max_element(counts.begin(), counts.end());
+// Pairs (token * k + slot) sorted by local expert; pairs whose expert is held elsewhere get key
+// `held`, so they sort last.
+struct SortedPairs {
+  torch::Tensor order;    // pair ids in expert order
+  torch::Tensor expert;   // the key of each entry of `order`
+  torch::Tensor offsets;  // [held + 1]: expert e's pairs are order[offsets[e] .. offsets[e + 1])
+};
+
+SortedPairs sort_pairs(const Routing& routing, int64_t first_expert, int64_t held) {
+  const torch::Tensor local = (routing.experts - first_expert).reshape({-1});
+  const torch::Tensor key = torch::where((local >= 0) & (local < held), local, torch::full_like(local, held));
+  auto [sorted, order] = torch::sort(key, /*stable=*/true, /*dim=*/0, /*descending=*/false);
+  return {order, sorted, torch::searchsorted(sorted, torch::arange(held + 1, key.options()))};
+}
+
+torch::Tensor gate_up_of(const ExpertWeights& experts) {
+  return experts.gate_up.defined() ? experts.gate_up : torch::cat({experts.gate, experts.up}, 1);
+}
+
+// A decode batch: no host sync; sorted pair i's row of the result is row i of the kernels' output.
+torch::Tensor decode_experts(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts,
+                             const SortedPairs& p) {
+  const int64_t pairs = p.order.size(0), k = routing.experts.size(1), held = experts.down.size(0);
+  const torch::Tensor pair_weight = routing.weights.reshape({-1}).to(torch::kFloat32);
+  const torch::Tensor y = decode_expert_rows(x, gate_up_of(experts), experts.down, p.order, p.offsets, pair_weight, k);
+  if (!y.defined()) return {};
+  const torch::Tensor position = torch::arange(pairs, p.order.options());
+  const torch::Tensor row = torch::where(position < p.offsets.narrow(0, held, 1), position, torch::full_like(position, -1));
+  return combine_pairs(y, torch::empty_like(row).scatter_(0, p.order, row), x.size(0), k);
+}
+
+// Host-side group sizes (one sync), then the GEMMs: one strided batched GEMM over padded rows or a
+// grouped GEMM over exact ones. `slot` is each sorted pair's row in the GEMM input; padding rows
+// repeat token 0 and are never read back.
+torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts,
+                           const SortedPairs& p) {
+  const int64_t tokens = x.size(0), k = routing.experts.size(1), held = experts.down.size(0), hidden = x.size(1);
+  const torch::Tensor count_tensor = (p.offsets.narrow(0, 1, held) - p.offsets.narrow(0, 0, held)).cpu();
+  const std::vector<int64_t> counts(count_tensor.data_ptr<int64_t>(), count_tensor.data_ptr<int64_t>() + held);
+  int64_t rows = 0;
+  for (int64_t c : counts) rows += c;
+  if (rows == 0) return torch::zeros_like(x);
+
+  const int64_t most = *std::max_element(counts.begin(), counts.end());
   const bool all_busy = std::none_of(counts.begin(), counts.end(), [](int64_t c) { return c == 0; });
-  if (rows > 0 && all_busy && double(most * groups) <= kMaxPaddingShare * double(rows)) {
-    // Row i of expert e goes to padded row e * most + (i - first row of e).
-    std::vector<int64_t> slot(rows);
-    for (int64_t e = 0, r = 0; e < groups; ++e)
-      for (int64_t i = 0; i < counts[e]; ++i) slot[r++] = e * most + i;
-    const torch::Tensor at = torch::tensor(slot, torch::kInt64).to(xs.device());
-    torch::Tensor padded = torch::zeros({groups * most, xs.size(1)}, xs.options()).index_copy_(0, at, xs);
-    padded = padded.view({groups, most, xs.size(1)});
-    const torch::Tensor w_padded = torch::zeros({groups * most, 1}, w.options()).index_copy_(0, at, w);
-    const torch::Tensor h = torch::silu(torch::bmm(padded, experts.gate.transpose(1, 2))) *
-                            torch::bmm(padded, experts.up.transpose(1, 2));
-    const int64_t inter = h.size(2);
-    const torch::Tensor hw = (h.view({groups * most, inter}).to(torch::kFloat32) * w_padded).to(xs.scalar_type());
-    const torch::Tensor y = torch::bmm(hw.view({groups, most, inter}), experts.down.transpose(1, 2));
-    return y.view({groups * most, -1}).index_select(0, at);
-  }
-  const torch::Tensor h = torch::silu(grouped_linear(xs, counts, experts.gate)) * grouped_linear(xs, counts, experts.up);
-  return grouped_linear((h.to(torch::kFloat32) * w).to(xs.scalar_type()), counts, experts.down);
+  const bool padded = all_busy && double(most * held) <= kMaxPaddingShare * double(rows);
+  const torch::Tensor pairs = p.order.narrow(0, 0, rows), expert = p.expert.narrow(0, 0, rows);
+  const torch::Tensor position = torch::arange(rows, pairs.options());
+  const torch::Tensor slot = padded ? expert * most + position - p.offsets.index_select(0, expert) : position;
+  const int64_t slots = padded ? held * most : rows;
+  const torch::Tensor token = torch::div(pairs, k, "floor");
+  const torch::Tensor weight = routing.weights.reshape({-1}).index_select(0, pairs).to(torch::kFloat32);
+  const torch::Tensor slot_token = padded ? torch::zeros({slots}, token.options()).index_copy_(0, slot, token) : token;
+  const torch::Tensor slot_weight = padded ? torch::zeros({slots}, weight.options()).index_copy_(0, slot, weight) : weight;
+
+  const torch::Tensor xs = x.index_select(0, slot_token), gate_up = gate_up_of(experts);
+  const torch::Tensor h = padded ? torch::bmm(xs.view({held, most, hidden}), gate_up.transpose(1, 2)).view({slots, -1})
+                                 : grouped_linear(xs, counts, gate_up);
+  const torch::Tensor act = silu_mul_weight(h, slot_weight);
+  const torch::Tensor y = padded ? torch::bmm(act.view({held, most, -1}), experts.down.transpose(1, 2)).view({slots, hidden})
+                                 : grouped_linear(act, counts, experts.down);
+  const torch::Tensor row_of_pair = torch::full({tokens * k}, -1, pairs.options()).index_copy_(0, pairs, slot);
+  return combine_pairs(y, row_of_pair, tokens, k);
 }
 
 }  // namespace
 
 torch::Tensor fused_moe_experts(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts) {
-  const int64_t tokens = x.size(0), k = routing.experts.size(1), held = experts.gate.size(0);
-  // Pairs whose expert is held elsewhere get key `held`: they sort last and are dropped.
-  const torch::Tensor local = (routing.experts - experts.first_expert).reshape({-1});
-  const torch::Tensor key = torch::where((local >= 0) & (local < held), local, torch::full_like(local, held));
-  const torch::Tensor order = std::get<1>(torch::sort(key, /*stable=*/true, /*dim=*/0, /*descending=*/false));
-  // The one host synchronization: group sizes for the GEMMs.
-  const torch::Tensor count_tensor = torch::bincount(key, {}, held + 1).cpu();
-  std::vector<int64_t> counts(count_tensor.data_ptr<int64_t>(), count_tensor.data_ptr<int64_t>() + held);
-  int64_t rows = 0;
-  for (int64_t c : counts) rows += c;
-
-  const torch::Tensor pairs = order.narrow(0, 0, rows);
-  const torch::Tensor xs = x.index_select(0, torch::div(pairs, k, "floor"));
-  const torch::Tensor w = routing.weights.reshape({-1}).index_select(0, pairs).to(torch::kFloat32).unsqueeze(1);
-  const torch::Tensor y = sorted_experts(xs, w, counts, experts);
-  // Each (token, slot) row back in its place, then the k slots summed in fp32: no atomics, the
-  // same order every run.
-  torch::Tensor slots;
-  if (rows == tokens * k) {
-    const torch::Tensor back = torch::empty_like(pairs).scatter_(0, pairs, torch::arange(rows, pairs.options()));
-    slots = y.index_select(0, back);
-  } else {
-    slots = torch::zeros({tokens * k, x.size(1)}, y.options()).index_copy_(0, pairs, y);
-  }
-  return slots.view({tokens, k, x.size(1)}).sum(1, /*keepdim=*/false, torch::kFloat32).to(x.scalar_type());
+  const SortedPairs p = sort_pairs(routing, experts.first_expert, experts.down.size(0));
+  if (x.is_cuda() && p.order.size(0) <= kDecodeMaxPairs)
+    if (torch::Tensor y = decode_experts(x, routing, experts, p); y.defined()) return y;
+  return gemm_experts(x, routing, experts, p);
 }
 
 torch::Tensor experts_forward(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts,

@@ -9,9 +9,7 @@
 
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/norm_rope.h"
-
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
+#include "kernels/cuda_glue.h"
 #endif
 
 namespace lb {
@@ -20,21 +18,10 @@ namespace lb {
 namespace {
 
 // The kernels' dtype when they take these tensors (on one GPU, one supported dtype), else none.
-std::optional<cuda::Dtype> kernel_dtype(const torch::Tensor& x, const torch::Tensor& w) {
-  if (!x.is_cuda() || !w.is_cuda() || x.scalar_type() != w.scalar_type()) return std::nullopt;
-  switch (x.scalar_type()) {
-    case torch::kFloat32: return cuda::Dtype::F32;
-    case torch::kBFloat16: return cuda::Dtype::BF16;
-    case torch::kHalf: return cuda::Dtype::F16;
-    default: return std::nullopt;
-  }
+std::optional<cuda::Dtype> norm_dtype(const torch::Tensor& x, const torch::Tensor& w) {
+  if (!w.is_cuda() || x.scalar_type() != w.scalar_type()) return std::nullopt;
+  return kernel_dtype(x);
 }
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-
-cudaStream_t stream_of(const torch::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
 
 int64_t rows_of(const torch::Tensor& x) { return x.numel() / std::max<int64_t>(x.size(-1), 1); }
 
@@ -43,11 +30,11 @@ int64_t rows_of(const torch::Tensor& x) { return x.numel() / std::max<int64_t>(x
 
 torch::Tensor rmsnorm_fused(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
 #ifdef LB_HAVE_CUDA
-  if (const auto d = kernel_dtype(x, weight)) {
+  if (const auto d = norm_dtype(x, weight)) {
     const c10::cuda::CUDAGuard guard(x.device());
     const torch::Tensor xc = x.contiguous(), wc = weight.contiguous();
     torch::Tensor y = torch::empty_like(xc);
-    check(cuda::rmsnorm(*d, xc.data_ptr(), nullptr, wc.data_ptr(), nullptr, y.data_ptr(), rows_of(xc), x.size(-1),
+    check_launch(cuda::rmsnorm(*d, xc.data_ptr(), nullptr, wc.data_ptr(), nullptr, y.data_ptr(), rows_of(xc), x.size(-1),
                         float(eps), stream_of(x)),
           "rmsnorm kernel");
     return y;
@@ -59,12 +46,12 @@ torch::Tensor rmsnorm_fused(const torch::Tensor& x, const torch::Tensor& weight,
 std::pair<torch::Tensor, torch::Tensor> add_rmsnorm_fused(const torch::Tensor& x, const torch::Tensor& residual,
                                                           const torch::Tensor& weight, double eps) {
 #ifdef LB_HAVE_CUDA
-  const auto d = kernel_dtype(x, weight);
+  const auto d = norm_dtype(x, weight);
   if (d && residual.is_cuda() && residual.scalar_type() == x.scalar_type()) {
     const c10::cuda::CUDAGuard guard(x.device());
     const torch::Tensor xc = x.contiguous(), rc = residual.contiguous(), wc = weight.contiguous();
     torch::Tensor h = torch::empty_like(xc), y = torch::empty_like(xc);
-    check(cuda::rmsnorm(*d, xc.data_ptr(), rc.data_ptr(), wc.data_ptr(), h.data_ptr(), y.data_ptr(), rows_of(xc),
+    check_launch(cuda::rmsnorm(*d, xc.data_ptr(), rc.data_ptr(), wc.data_ptr(), h.data_ptr(), y.data_ptr(), rows_of(xc),
                         x.size(-1), float(eps), stream_of(x)),
           "residual + rmsnorm kernel");
     return {h, y};
@@ -77,12 +64,12 @@ std::pair<torch::Tensor, torch::Tensor> add_rmsnorm_fused(const torch::Tensor& x
 torch::Tensor qk_norm_rope_fused(const torch::Tensor& x, const torch::Tensor& weight, const CosSin& cs, double eps) {
 #ifdef LB_HAVE_CUDA
   const int64_t dim = x.size(-1);
-  const auto d = kernel_dtype(x, weight);
+  const auto d = norm_dtype(x, weight);
   if (d && cs.cos.scalar_type() == x.scalar_type() && dim <= 1024 && dim % 2 == 0) {
     const c10::cuda::CUDAGuard guard(x.device());
     const torch::Tensor xc = x.contiguous(), wc = weight.contiguous(), c = cs.cos.contiguous(), s = cs.sin.contiguous();
     torch::Tensor y = torch::empty_like(xc);
-    check(cuda::qk_norm_rope(*d, xc.data_ptr(), wc.data_ptr(), c.data_ptr(), s.data_ptr(), y.data_ptr(), x.size(0),
+    check_launch(cuda::qk_norm_rope(*d, xc.data_ptr(), wc.data_ptr(), c.data_ptr(), s.data_ptr(), y.data_ptr(), x.size(0),
                              x.size(1), dim, float(eps), stream_of(x)),
           "q/k norm + rope kernel");
     return y;

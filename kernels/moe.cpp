@@ -34,6 +34,13 @@ torch::Tensor swiglu_mlp(const torch::Tensor& x, const torch::Tensor& gate, cons
   return torch::linear(torch::silu(torch::linear(x, gate)) * torch::linear(x, up), down);
 }
 
+ExpertWeights stack_experts(const torch::Tensor& gate, const torch::Tensor& up, const torch::Tensor& down,
+                            int64_t first_expert) {
+  const torch::Tensor gate_up = torch::cat({gate, up}, 1);
+  const int64_t inter = gate.size(1);
+  return {gate_up.narrow(1, 0, inter), gate_up.narrow(1, inter, inter), down.contiguous(), first_expert, gate_up};
+}
+
 torch::Tensor moe_experts(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts) {
   const int64_t held = experts.gate.size(0);
   torch::Tensor out = torch::zeros({x.size(0), x.size(1)}, x.options().dtype(torch::kFloat32));

@@ -7,7 +7,7 @@ namespace lb {
 struct Routing {
   torch::Tensor experts;  // int64 [T, k]
   torch::Tensor weights;  // float32 [T, k]
-  torch::Tensor logits;   // [T, E] as the router computed them (set by the MLP, for the oracle)
+  torch::Tensor logits = {};  // [T, E] as the router computed them (set by the MLP, for the oracle)
 };
 
 // Qwen3-MoE: softmax over all experts in fp32, top-k, optionally renormalized to sum 1.
@@ -26,7 +26,14 @@ struct ExpertWeights {
   torch::Tensor up;    // [E, I, H]
   torch::Tensor down;  // [E, H, I]
   int64_t first_expert = 0;
+  // [E, 2I, H] whose halves `gate` and `up` are (stack_experts), so that the fused path reads x
+  // once for both; undefined when gate and up were made apart.
+  torch::Tensor gate_up = {};
 };
+
+// Experts whose gate and up live in one gate_up tensor (no more memory than apart).
+ExpertWeights stack_experts(const torch::Tensor& gate, const torch::Tensor& up, const torch::Tensor& down,
+                            int64_t first_expert = 0);
 
 // sum over the chosen experts held here of weight * down(silu(gate x) * up x), accumulated in
 // fp32 and returned in x's dtype. Tokens routed to experts held elsewhere contribute nothing.

@@ -82,10 +82,10 @@ LayerWeights shard_layer(const ModelConfig& c, const LayerWeights& full, const S
     return w;
   }
   const ExpertWeights& e = full.experts;
-  w.experts.gate = part_of(part_of(e.gate, 0, s.moe_ep_rank, s.moe_ep), 1, s.moe_tp_rank, s.moe_tp);
-  w.experts.up = part_of(part_of(e.up, 0, s.moe_ep_rank, s.moe_ep), 1, s.moe_tp_rank, s.moe_tp);
-  w.experts.down = part_of(part_of(e.down, 0, s.moe_ep_rank, s.moe_ep), 2, s.moe_tp_rank, s.moe_tp);
-  w.experts.first_expert = int64_t(s.moe_ep_rank) * (e.gate.size(0) / s.moe_ep);
+  w.experts = stack_experts(part_of(part_of(e.gate, 0, s.moe_ep_rank, s.moe_ep), 1, s.moe_tp_rank, s.moe_tp),
+                            part_of(part_of(e.up, 0, s.moe_ep_rank, s.moe_ep), 1, s.moe_tp_rank, s.moe_tp),
+                            part_of(part_of(e.down, 0, s.moe_ep_rank, s.moe_ep), 2, s.moe_tp_rank, s.moe_tp),
+                            int64_t(s.moe_ep_rank) * (e.gate.size(0) / s.moe_ep));
   if (c.n_shared_experts > 0) {
     // Shared experts are split over the whole MoE replica, so summing its partial results counts
     // them exactly once.

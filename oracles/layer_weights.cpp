@@ -40,11 +40,7 @@ LayerWeights load_layer(const ModelConfig& config, const WeightSource& source, i
     else if (n.find(".up_proj.") != std::string::npos) up.push_back(t);
     else down.push_back(t);
   }
-  if (!gate.empty()) {
-    w.experts.gate = torch::stack(gate);
-    w.experts.up = torch::stack(up);
-    w.experts.down = torch::stack(down);
-  }
+  if (!gate.empty()) w.experts = stack_experts(torch::stack(gate), torch::stack(up), torch::stack(down));
   return w;
 }
 

@@ -1,8 +1,10 @@
 // The fused MoE path (sorted pairs, grouped GEMMs, fixed-order combine) against the plain
 // LibTorch oracle, on fresh random inputs: in fp32 on the CPU (the sorting, shards and combine),
-// and in bf16 on a GPU (cuBLAS's grouped GEMM; skipped without one).
+// and in bf16 on a GPU (the decode kernels, cuBLAS's grouped GEMM, the padded batched GEMM and
+// the row kernels; skipped without one).
 #include "kernels/fused_moe.h"
 #include "kernels/grouped_linear.h"
+#include "kernels/moe_steps.h"
 #include "oracles/compare.h"
 
 #include <gtest/gtest.h>
@@ -14,10 +16,13 @@ struct MoeCase {
   int64_t tokens, hidden, inter, experts, k;
 };
 
+// Gate and up in one tensor, as loaded models hold them (the tests that build ExpertWeights from
+// separate tensors cover the other case).
 ExpertWeights random_experts(const MoeCase& c, torch::TensorOptions o) {
   const double s = 1.0 / std::sqrt(double(c.hidden));
-  return {torch::randn({c.experts, c.inter, c.hidden}, o) * s, torch::randn({c.experts, c.inter, c.hidden}, o) * s,
-          torch::randn({c.experts, c.hidden, c.inter}, o) / std::sqrt(double(c.inter)), 0};
+  return stack_experts(torch::randn({c.experts, c.inter, c.hidden}, o) * s,
+                       torch::randn({c.experts, c.inter, c.hidden}, o) * s,
+                       torch::randn({c.experts, c.hidden, c.inter}, o) / std::sqrt(double(c.inter)));
 }
 
 Routing random_routing(const MoeCase& c, torch::Device device) {
@@ -87,28 +92,56 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
   torch::manual_seed(3);
   const torch::Device cuda("cuda");
+  // Decode kernels (up to 512 pairs; 64 tokens on 8 experts puts ~64 pairs on each, past one
+  // chunk of pairs), grouped GEMM (600 tokens), padded batched GEMM (8192 tokens).
   for (const MoeCase& c : {MoeCase{8192, 2048, 768, 128, 8}, MoeCase{1, 2048, 768, 128, 8},
-                           MoeCase{33, 7168, 256, 64, 8}, MoeCase{600, 2048, 768, 128, 8}}) {
+                           MoeCase{33, 7168, 256, 64, 8}, MoeCase{600, 2048, 768, 128, 8},
+                           MoeCase{64, 1024, 512, 8, 8}}) {
     const ExpertWeights w32 = random_experts(c, torch::TensorOptions().device(cuda));
-    const ExpertWeights w16{w32.gate.to(torch::kBFloat16), w32.up.to(torch::kBFloat16), w32.down.to(torch::kBFloat16), 0};
+    const ExpertWeights w16 = stack_experts(w32.gate.to(torch::kBFloat16), w32.up.to(torch::kBFloat16),
+                                            w32.down.to(torch::kBFloat16));
     const torch::Tensor x = torch::randn({c.tokens, c.hidden}, torch::TensorOptions().device(cuda));
     const Routing r = random_routing(c, cuda);
-    const torch::Tensor want = moe_experts(x.to(torch::kBFloat16).to(torch::kFloat32), r,
-                                           {w16.gate.to(torch::kFloat32), w16.up.to(torch::kFloat32),
-                                            w16.down.to(torch::kFloat32), 0});
-    const torch::Tensor got = fused_moe_experts(x.to(torch::kBFloat16), r, w16);
+    const auto oracle = [&](const ExpertWeights& w) {
+      return moe_experts(x.to(torch::kBFloat16).to(torch::kFloat32), r,
+                         {w.gate.to(torch::kFloat32), w.up.to(torch::kFloat32), w.down.to(torch::kFloat32),
+                          w.first_expert});
+    };
+    const torch::Tensor want = oracle(w16), got = fused_moe_experts(x.to(torch::kBFloat16), r, w16);
     EXPECT_FALSE(got.isnan().any().item<bool>());
     EXPECT_LT(rel_l2(got, want), 1e-2) << c.tokens << " tokens";
     EXPECT_EQ((got.abs().sum(1) == 0).sum().item<int64_t>(), 0) << "rows left unwritten";
-    // The grouped GEMM alone, against one product per group.
-    const std::vector<int64_t> counts = {3, 0, 5, 1};
-    const torch::Tensor xs = torch::randn({9, 256}, torch::TensorOptions().device(cuda).dtype(torch::kBFloat16));
-    const torch::Tensor ws = torch::randn({4, 96, 256}, torch::TensorOptions().device(cuda).dtype(torch::kBFloat16));
-    const torch::Tensor ys = grouped_linear(xs, counts, ws);
-    const torch::Tensor loop = torch::cat({torch::mm(xs.narrow(0, 0, 3), ws[0].t()), torch::mm(xs.narrow(0, 3, 5), ws[2].t()),
-                                           torch::mm(xs.narrow(0, 8, 1), ws[3].t())});
-    EXPECT_LT(rel_l2(ys, loop), 1e-2);
+    // An expert-parallel shard: pairs routed elsewhere are skipped, their tokens' rows partial.
+    const int64_t held = c.experts / 4;
+    const ExpertWeights ep{w16.gate.narrow(0, held, held), w16.up.narrow(0, held, held),
+                           w16.down.narrow(0, held, held), held};
+    EXPECT_LT(rel_l2(fused_moe_experts(x.to(torch::kBFloat16), r, ep), oracle(ep)), 1e-2) << c.tokens << " tokens, EP";
   }
+}
+
+// The row kernels alone against their plain ops, and the grouped GEMM against one product per group.
+TEST(GpuFusedMoe, RowKernelsMatchPlainOps) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
+  torch::manual_seed(4);
+  const auto o = torch::TensorOptions().device(torch::Device("cuda"));
+  for (const int64_t inter : {768, 13}) {  // 16-byte packs, and one element at a time
+    const torch::Tensor h = torch::randn({37, 2 * inter}, o).to(torch::kBFloat16), w = torch::rand({37}, o);
+    const torch::Tensor hf = h.to(torch::kFloat32);
+    const torch::Tensor want = torch::silu(hf.narrow(1, 0, inter)) * hf.narrow(1, inter, inter) * w.unsqueeze(1);
+    EXPECT_LT(rel_l2(silu_mul_weight(h, w), want), 1e-2) << inter;
+    const torch::Tensor y = torch::randn({20, inter}, o).to(torch::kBFloat16);
+    const torch::Tensor rows = torch::randint(-1, 20, {6 * 4}, o.dtype(torch::kInt64));
+    const torch::Tensor yf = torch::cat({y.to(torch::kFloat32), torch::zeros({1, inter}, o)});
+    const torch::Tensor sum = yf.index_select(0, rows.masked_fill(rows < 0, 20)).view({6, 4, inter}).sum(1);
+    EXPECT_LT(rel_l2(combine_pairs(y, rows, 6, 4), sum), 1e-2) << inter;
+  }
+  const std::vector<int64_t> counts = {3, 0, 5, 1};
+  const torch::Tensor xs = torch::randn({9, 256}, o.dtype(torch::kBFloat16));
+  const torch::Tensor ws = torch::randn({4, 96, 256}, o.dtype(torch::kBFloat16));
+  const torch::Tensor ys = grouped_linear(xs, counts, ws);
+  const torch::Tensor loop = torch::cat({torch::mm(xs.narrow(0, 0, 3), ws[0].t()), torch::mm(xs.narrow(0, 3, 5), ws[2].t()),
+                                         torch::mm(xs.narrow(0, 8, 1), ws[3].t())});
+  EXPECT_LT(rel_l2(ys, loop), 1e-2);
 }
 
 }  // namespace

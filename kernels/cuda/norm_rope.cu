@@ -1,22 +1,10 @@
 #include "kernels/cuda/norm_rope.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+#include "kernels/cuda/convert.cuh"
 
 namespace lb::cuda {
 
 namespace {
-
-template <typename T> __device__ float to_f(T v);
-template <> __device__ float to_f(float v) { return v; }
-template <> __device__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <> __device__ float to_f(__half v) { return __half2float(v); }
-template <typename T> __device__ T from_f(float v);
-template <> __device__ float from_f(float v) { return v; }
-template <> __device__ __nv_bfloat16 from_f(float v) { return __float2bfloat16(v); }
-template <> __device__ __half from_f(float v) { return __float2half(v); }
-// A value rounded to T and read back, as a LibTorch op in dtype T leaves it.
-template <typename T> __device__ float round_to(float v) { return to_f<T>(from_f<T>(v)); }
 
 // The sum of `v` over the block (blockDim.x a multiple of 32, at most 1024).
 __device__ float block_sum(float v) {

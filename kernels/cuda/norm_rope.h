@@ -1,13 +1,13 @@
 #pragma once
 // Launchers of the CUDA norm and RoPE kernels (kernels/cuda/norm_rope.cu), on raw device pointers
 // so that this header and the .cu file need no LibTorch. kernels/fused_norm.h wraps them.
+#include "kernels/cuda/dtype.h"
+
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 namespace lb::cuda {
-
-enum class Dtype { F32, BF16, F16 };
 
 // y = w * round(x * rsqrt(mean(x^2) + eps)) per row of `cols`, the sum in fp32; with `residual`,
 // x is first replaced by h = round(x + residual), written to `h_out`. Rounding to the dtype

@@ -1,0 +1,104 @@
+#include "kernels/cuda/moe_rows.h"
+
+#include "kernels/cuda/convert.cuh"
+
+namespace lb::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// One thread per V consecutive outputs of a row.
+template <typename T, int V>
+__global__ void silu_mul_weight_kernel(const T* h, const float* w, T* out, int64_t rows, int64_t inter) {
+  const int64_t chunks = inter / V;
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * chunks) return;
+  const int64_t row = i / chunks, col = (i % chunks) * V;
+  const T* gate = h + row * 2 * inter + col;
+  const Pack<T, V> g = load_pack<T, V>(gate), u = load_pack<T, V>(gate + inter);
+  const float scale = w ? w[row] : 1.0f;
+  Pack<T, V> o;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const float gv = to_f(g.v[j]);
+    o.v[j] = from_f<T>(gv / (1.0f + __expf(-gv)) * to_f(u.v[j]) * scale);
+  }
+  store_pack<T, V>(out + row * inter + col, o);
+}
+
+template <typename T, int V>
+__global__ void combine_kernel(const T* y, const int64_t* row_of_pair, T* out, int64_t tokens, int64_t k,
+                               int64_t hidden) {
+  const int64_t chunks = hidden / V;
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= tokens * chunks) return;
+  const int64_t token = i / chunks, col = (i % chunks) * V;
+  float acc[V] = {};
+  for (int64_t s = 0; s < k; ++s) {
+    const int64_t row = row_of_pair[token * k + s];
+    if (row < 0) continue;
+    const Pack<T, V> p = load_pack<T, V>(y + row * hidden + col);
+#pragma unroll
+    for (int j = 0; j < V; ++j) acc[j] += to_f(p.v[j]);
+  }
+  Pack<T, V> o;
+#pragma unroll
+  for (int j = 0; j < V; ++j) o.v[j] = from_f<T>(acc[j]);
+  store_pack<T, V>(out + token * hidden + col, o);
+}
+
+unsigned blocks_for(int64_t threads) { return unsigned((threads + kThreads - 1) / kThreads); }
+
+// 16-byte packs when every row holds whole packs, else one element at a time.
+template <typename T> constexpr int kWide = 16 / sizeof(T);
+
+template <typename T>
+cudaError_t launch_silu(const void* h, const float* w, void* out, int64_t rows, int64_t inter, cudaStream_t s) {
+  if (rows * inter == 0) return cudaSuccess;
+  const T* hp = static_cast<const T*>(h);
+  T* op = static_cast<T*>(out);
+  if (inter % kWide<T> == 0)
+    silu_mul_weight_kernel<T, kWide<T>><<<blocks_for(rows * inter / kWide<T>), kThreads, 0, s>>>(hp, w, op, rows, inter);
+  else
+    silu_mul_weight_kernel<T, 1><<<blocks_for(rows * inter), kThreads, 0, s>>>(hp, w, op, rows, inter);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_combine(const void* y, const int64_t* row_of_pair, void* out, int64_t tokens, int64_t k,
+                           int64_t hidden, cudaStream_t s) {
+  if (tokens * hidden == 0) return cudaSuccess;
+  const T* yp = static_cast<const T*>(y);
+  T* op = static_cast<T*>(out);
+  if (hidden % kWide<T> == 0)
+    combine_kernel<T, kWide<T>><<<blocks_for(tokens * hidden / kWide<T>), kThreads, 0, s>>>(yp, row_of_pair, op,
+                                                                                            tokens, k, hidden);
+  else
+    combine_kernel<T, 1><<<blocks_for(tokens * hidden), kThreads, 0, s>>>(yp, row_of_pair, op, tokens, k, hidden);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t silu_mul_weight(Dtype dtype, const void* h, const float* w, void* out, int64_t rows, int64_t inter,
+                            cudaStream_t stream) {
+  switch (dtype) {
+    case Dtype::F32: return launch_silu<float>(h, w, out, rows, inter, stream);
+    case Dtype::BF16: return launch_silu<__nv_bfloat16>(h, w, out, rows, inter, stream);
+    case Dtype::F16: return launch_silu<__half>(h, w, out, rows, inter, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t combine_pairs(Dtype dtype, const void* y, const int64_t* row_of_pair, void* out, int64_t tokens, int64_t k,
+                          int64_t hidden, cudaStream_t stream) {
+  switch (dtype) {
+    case Dtype::F32: return launch_combine<float>(y, row_of_pair, out, tokens, k, hidden, stream);
+    case Dtype::BF16: return launch_combine<__nv_bfloat16>(y, row_of_pair, out, tokens, k, hidden, stream);
+    case Dtype::F16: return launch_combine<__half>(y, row_of_pair, out, tokens, k, hidden, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace lb::cuda

@@ -1,0 +1,89 @@
+#include "kernels/moe_steps.h"
+
+#include <cstdint>
+
+#ifdef LB_HAVE_CUDA
+#include "kernels/cuda/moe_decode.h"
+#include "kernels/cuda/moe_rows.h"
+#include "kernels/cuda_glue.h"
+#endif
+
+namespace lb {
+
+#ifdef LB_HAVE_CUDA
+namespace {
+
+bool aligned16(const torch::Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16 == 0; }
+
+}  // namespace
+#endif
+
+torch::Tensor silu_mul_weight(const torch::Tensor& h, const torch::Tensor& w) {
+  const int64_t inter = h.size(1) / 2;
+#ifdef LB_HAVE_CUDA
+  if (const auto d = kernel_dtype(h); d && w.is_cuda() && w.scalar_type() == torch::kFloat32) {
+    const c10::cuda::CUDAGuard guard(h.device());
+    const torch::Tensor hc = h.contiguous(), wc = w.contiguous();
+    torch::Tensor out = torch::empty({h.size(0), inter}, h.options());
+    if (aligned16(hc)) {
+      check_launch(cuda::silu_mul_weight(*d, hc.data_ptr(), wc.data_ptr<float>(), out.data_ptr(), h.size(0), inter,
+                                         stream_of(h)),
+                   "silu * up * weight kernel");
+      return out;
+    }
+  }
+#endif
+  const torch::Tensor hf = h.to(torch::kFloat32);
+  return (torch::silu(hf.narrow(1, 0, inter)) * hf.narrow(1, inter, inter) * w.reshape({-1, 1}))
+      .to(h.scalar_type());
+}
+
+torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k) {
+  const int64_t hidden = y.size(1);
+#ifdef LB_HAVE_CUDA
+  if (const auto d = kernel_dtype(y); d && row_of_pair.is_cuda()) {
+    const c10::cuda::CUDAGuard guard(y.device());
+    const torch::Tensor yc = y.contiguous(), rc = row_of_pair.contiguous();
+    torch::Tensor out = torch::empty({tokens, hidden}, y.options());
+    if (aligned16(yc)) {
+      check_launch(cuda::combine_pairs(*d, yc.data_ptr(), rc.data_ptr<int64_t>(), out.data_ptr(), tokens, k, hidden,
+                                       stream_of(y)),
+                   "MoE combine kernel");
+      return out;
+    }
+  }
+#endif
+  // A zero row at the end stands in for the slots held elsewhere.
+  const torch::Tensor padded = torch::cat({y, torch::zeros({1, hidden}, y.options())});
+  const torch::Tensor rows = row_of_pair.masked_fill(row_of_pair < 0, y.size(0));
+  return padded.index_select(0, rows).view({tokens, k, hidden}).sum(1, false, torch::kFloat32).to(y.scalar_type());
+}
+
+torch::Tensor decode_expert_rows(const torch::Tensor& x, const torch::Tensor& gate_up, const torch::Tensor& down,
+                                 const torch::Tensor& order, const torch::Tensor& offsets,
+                                 const torch::Tensor& pair_weight, int64_t k) {
+#ifdef LB_HAVE_CUDA
+  const auto d = kernel_dtype(x);
+  const int64_t experts = gate_up.size(0), hidden = x.size(1), inter = down.size(2);
+  if (!d || !gate_up.is_cuda() || gate_up.scalar_type() != x.scalar_type() || down.scalar_type() != x.scalar_type() ||
+      hidden % cuda::moe_decode_alignment(*d) != 0 || inter % cuda::moe_decode_alignment(*d) != 0 || experts > 65535)
+    return {};
+  const c10::cuda::CUDAGuard guard(x.device());
+  const torch::Tensor xc = x.contiguous(), gu = gate_up.contiguous(), dn = down.contiguous();
+  if (!aligned16(xc) || !aligned16(gu) || !aligned16(dn)) return {};
+  const torch::Tensor oc = order.contiguous(), fc = offsets.contiguous(), wc = pair_weight.contiguous();
+  torch::Tensor act = torch::empty({order.size(0), inter}, x.options());
+  torch::Tensor y = torch::empty({order.size(0), hidden}, x.options());
+  check_launch(cuda::moe_decode_gate_up(*d, xc.data_ptr(), gu.data_ptr(), oc.data_ptr<int64_t>(), fc.data_ptr<int64_t>(),
+                                        wc.data_ptr<float>(), act.data_ptr(), experts, inter, hidden, k, stream_of(x)),
+               "MoE decode gate/up kernel");
+  check_launch(cuda::moe_decode_down(*d, act.data_ptr(), dn.data_ptr(), fc.data_ptr<int64_t>(), y.data_ptr(), experts,
+                                     hidden, inter, stream_of(x)),
+               "MoE decode down kernel");
+  return y;
+#else
+  return {};
+#endif
+}
+
+}  // namespace lb

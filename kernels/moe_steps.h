@@ -1,0 +1,27 @@
+#pragma once
+// The steps of the fused MoE around its GEMMs: SiLU(gate) * up times the routing weight, the
+// fixed-order combine of each token's k rows, and the few-pair experts of a decode batch. Each is
+// one CUDA kernel on a GPU (kernels/cuda/moe_rows.cu, kernels/cuda/moe_decode.cu); on the CPU the
+// plain ops that compute the same.
+#include <torch/torch.h>
+
+namespace lb {
+
+// h [N, 2I], gate columns first: silu(gate) * up * w row by row in fp32, rounded once to h's dtype.
+// w: fp32 [N].
+torch::Tensor silu_mul_weight(const torch::Tensor& h, const torch::Tensor& w);
+
+// Token t's output: the fp32 sum, slot 0 first, of rows y[row_of_pair[t * k + s]] over its k slots
+// (-1: that slot's expert is held elsewhere), in y's dtype. row_of_pair: int64 [tokens * k].
+torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k);
+
+// Sorted pairs (token * k + slot; order[offsets[e] .. offsets[e + 1]) routed to expert e) through
+// their experts with no host synchronization: row i of the result [order.size(0), H] is sorted pair
+// i's down(silu(gate x) * up x * pair_weight) (rows of pairs held elsewhere are left unwritten).
+// gate_up [E, 2I, H], down [E, H, I], pair_weight fp32 [tokens * k]. An undefined tensor when the
+// kernels cannot take these inputs (not on a GPU, or sizes not multiples of the load width).
+torch::Tensor decode_expert_rows(const torch::Tensor& x, const torch::Tensor& gate_up, const torch::Tensor& down,
+                                 const torch::Tensor& order, const torch::Tensor& offsets,
+                                 const torch::Tensor& pair_weight, int64_t k);
+
+}  // namespace lb
