@@ -37,18 +37,6 @@ torch::Tensor gate_up_of(const ExpertWeights& experts) {
   return experts.gate_up.defined() ? experts.gate_up : torch::cat({experts.gate, experts.up}, 1);
 }
 
-// A decode batch: no host sync; sorted pair i's row of the result is row i of the kernels' output.
-torch::Tensor decode_experts(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts,
-                             const SortedPairs& p) {
-  const int64_t pairs = p.order.size(0), k = routing.experts.size(1), held = experts.down.size(0);
-  const torch::Tensor pair_weight = routing.weights.reshape({-1}).to(torch::kFloat32);
-  const torch::Tensor y = decode_expert_rows(x, gate_up_of(experts), experts.down, p.order, p.offsets, pair_weight, k);
-  if (!y.defined()) return {};
-  const torch::Tensor position = torch::arange(pairs, p.order.options());
-  const torch::Tensor row = torch::where(position < p.offsets.narrow(0, held, 1), position, torch::full_like(position, -1));
-  return combine_pairs(y, torch::empty_like(row).scatter_(0, p.order, row), x.size(0), k);
-}
-
 // Host-side group sizes (one sync), then the GEMMs: one strided batched GEMM over padded rows or a
 // grouped GEMM over exact ones. `slot` is each sorted pair's row in the GEMM input; padding rows
 // repeat token 0 and are never read back.
@@ -86,10 +74,12 @@ torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const
 }  // namespace
 
 torch::Tensor fused_moe_experts(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts) {
-  const SortedPairs p = sort_pairs(routing, experts.first_expert, experts.down.size(0));
-  if (x.is_cuda() && p.order.size(0) <= kDecodeMaxPairs)
-    if (torch::Tensor y = decode_experts(x, routing, experts, p); y.defined()) return y;
-  return gemm_experts(x, routing, experts, p);
+  if (x.is_cuda() && routing.experts.numel() <= kDecodeMaxPairs) {
+    const torch::Tensor y = decode_moe(x, routing.experts, routing.weights, gate_up_of(experts), experts.down,
+                                       experts.first_expert);
+    if (y.defined()) return y;
+  }
+  return gemm_experts(x, routing, experts, sort_pairs(routing, experts.first_expert, experts.down.size(0)));
 }
 
 torch::Tensor experts_forward(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts,

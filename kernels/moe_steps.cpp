@@ -59,28 +59,37 @@ torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_
   return padded.index_select(0, rows).view({tokens, k, hidden}).sum(1, false, torch::kFloat32).to(y.scalar_type());
 }
 
-torch::Tensor decode_expert_rows(const torch::Tensor& x, const torch::Tensor& gate_up, const torch::Tensor& down,
-                                 const torch::Tensor& order, const torch::Tensor& offsets,
-                                 const torch::Tensor& pair_weight, int64_t k) {
+torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, const torch::Tensor& weights,
+                         const torch::Tensor& gate_up, const torch::Tensor& down, int64_t first_expert) {
 #ifdef LB_HAVE_CUDA
   const auto d = kernel_dtype(x);
-  const int64_t experts = gate_up.size(0), hidden = x.size(1), inter = down.size(2);
-  if (!d || !gate_up.is_cuda() || gate_up.scalar_type() != x.scalar_type() || down.scalar_type() != x.scalar_type() ||
-      hidden % cuda::moe_decode_alignment(*d) != 0 || inter % cuda::moe_decode_alignment(*d) != 0 || experts > 65535)
+  const int64_t held = gate_up.size(0), hidden = x.size(1), inter = down.size(2), pairs = experts.numel();
+  const int64_t k = experts.size(1), tokens = x.size(0);
+  if (!d || !gate_up.is_cuda() || !experts.is_cuda() || gate_up.scalar_type() != x.scalar_type() ||
+      down.scalar_type() != x.scalar_type() || hidden % cuda::moe_decode_alignment(*d) != 0 ||
+      inter % cuda::moe_decode_alignment(*d) != 0 || held > 65535 || held > cuda::kMaxSortExperts ||
+      pairs > cuda::kMaxSortPairs)
     return {};
   const c10::cuda::CUDAGuard guard(x.device());
   const torch::Tensor xc = x.contiguous(), gu = gate_up.contiguous(), dn = down.contiguous();
   if (!aligned16(xc) || !aligned16(gu) || !aligned16(dn)) return {};
-  const torch::Tensor oc = order.contiguous(), fc = offsets.contiguous(), wc = pair_weight.contiguous();
-  torch::Tensor act = torch::empty({order.size(0), inter}, x.options());
-  torch::Tensor y = torch::empty({order.size(0), hidden}, x.options());
-  check_launch(cuda::moe_decode_gate_up(*d, xc.data_ptr(), gu.data_ptr(), oc.data_ptr<int64_t>(), fc.data_ptr<int64_t>(),
-                                        wc.data_ptr<float>(), act.data_ptr(), experts, inter, hidden, k, stream_of(x)),
+  const torch::Tensor ec = experts.to(torch::kInt64).contiguous(), wc = weights.to(torch::kFloat32).contiguous();
+  const cudaStream_t stream = stream_of(x);
+  const auto index = ec.options();
+  torch::Tensor order = torch::empty({pairs}, index), offsets = torch::empty({held + 1}, index);
+  torch::Tensor row_of_pair = torch::empty({pairs}, index);
+  check_launch(cuda::moe_sort_pairs(ec.data_ptr<int64_t>(), pairs, first_expert, held, order.data_ptr<int64_t>(),
+                                    offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream),
+               "MoE pair sort kernel");
+  torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
+  check_launch(cuda::moe_decode_gate_up(*d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
+                                        offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held, inter,
+                                        hidden, k, stream),
                "MoE decode gate/up kernel");
-  check_launch(cuda::moe_decode_down(*d, act.data_ptr(), dn.data_ptr(), fc.data_ptr<int64_t>(), y.data_ptr(), experts,
-                                     hidden, inter, stream_of(x)),
+  check_launch(cuda::moe_decode_down(*d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(), held,
+                                     hidden, inter, stream),
                "MoE decode down kernel");
-  return y;
+  return combine_pairs(y, row_of_pair, tokens, k);
 #else
   return {};
 #endif

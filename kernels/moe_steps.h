@@ -15,13 +15,13 @@ torch::Tensor silu_mul_weight(const torch::Tensor& h, const torch::Tensor& w);
 // (-1: that slot's expert is held elsewhere), in y's dtype. row_of_pair: int64 [tokens * k].
 torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k);
 
-// Sorted pairs (token * k + slot; order[offsets[e] .. offsets[e + 1]) routed to expert e) through
-// their experts with no host synchronization: row i of the result [order.size(0), H] is sorted pair
-// i's down(silu(gate x) * up x * pair_weight) (rows of pairs held elsewhere are left unwritten).
-// gate_up [E, 2I, H], down [E, H, I], pair_weight fp32 [tokens * k]. An undefined tensor when the
-// kernels cannot take these inputs (not on a GPU, or sizes not multiples of the load width).
-torch::Tensor decode_expert_rows(const torch::Tensor& x, const torch::Tensor& gate_up, const torch::Tensor& down,
-                                 const torch::Tensor& order, const torch::Tensor& offsets,
-                                 const torch::Tensor& pair_weight, int64_t k);
+// A decode batch's experts with no host synchronization, in four kernels: the (token, expert)
+// pairs sorted by expert in one block, gate/up and down with each expert's weight rows streamed
+// once for all its pairs, then combine_pairs. The same contract as fused_moe_experts (experts from
+// first_expert on held here; gate_up [E, 2I, H], down [E, H, I]). An undefined tensor when the
+// kernels cannot take these inputs: not on a GPU, too many pairs, or sizes that are not multiples
+// of the load width.
+torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, const torch::Tensor& weights,
+                         const torch::Tensor& gate_up, const torch::Tensor& down, int64_t first_expert);
 
 }  // namespace lb

@@ -6,28 +6,73 @@ namespace lb::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;  // output rows per block, one per warp
-constexpr int kChunk = 8;  // pairs accumulated against one pass over the weight row
+constexpr int kWarps = 4;  // warps per block
+constexpr int kRows = 4;   // output rows per warp: each input value loaded serves kRows weight rows
+// Pairs accumulated against one pass over the weight rows: 8 for down, 4 for gate and up, so that
+// the accumulators stay in registers with enough warps resident to keep loads in flight.
+constexpr int kChunkRows = 8;
 
 __device__ inline float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
 
-// Block (row tile, expert). With kGateUp the warp reads gate row `row` and up row `inter + row`
-// and writes act; otherwise down row `row` and writes y. Inputs are token rows of x (kGateUp,
-// pair id / k) or rows of act (the sorted position).
+// One block: counting sort of the pairs by local expert (stable, so pair order within an expert
+// is pair id order), in shared memory; pairs of experts held elsewhere get key `held` and go last.
+__global__ void sort_pairs_kernel(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held,
+                                  int64_t* order, int64_t* offsets, int64_t* row_of_pair) {
+  extern __shared__ int shared[];
+  int* start = shared;              // [held + 2]: counts, then exclusive sums
+  int* key = shared + held + 2;     // [pairs]
+  for (int64_t e = threadIdx.x; e < held + 2; e += blockDim.x) start[e] = 0;
+  __syncthreads();
+  for (int64_t p = threadIdx.x; p < pairs; p += blockDim.x) {
+    const int64_t local = experts[p] - first_expert;
+    key[p] = int(local >= 0 && local < held ? local : held);
+    atomicAdd(&start[key[p]], 1);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int sum = 0;
+    for (int64_t e = 0; e <= held; ++e) {
+      const int c = start[e];
+      start[e] = sum;
+      offsets[e] = sum;
+      sum += c;
+    }
+  }
+  __syncthreads();
+  for (int64_t p = threadIdx.x; p < pairs; p += blockDim.x) {
+    int rank = 0;
+    for (int64_t q = 0; q < p; ++q) rank += key[q] == key[p];
+    const int64_t position = start[key[p]] + rank;
+    order[position] = p;
+    row_of_pair[p] = key[p] < held ? position : -1;
+  }
+}
+
+// Block (row tile, expert); warp w handles output rows row0 .. row0 + kRows. With kGateUp it
+// reads gate rows and the matching up rows and writes act; otherwise down rows and writes y.
+// Inputs are token rows of x (kGateUp: pair id / k) or rows of act (the sorted position).
 template <typename T, bool kGateUp>
 __global__ void decode_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
                               const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
   constexpr int V = 16 / sizeof(T);
+  constexpr int kMats = kGateUp ? 2 : 1;
+  constexpr int kChunk = kChunkRows / kMats;
   const int64_t e = blockIdx.y, begin = offsets[e], end = offsets[e + 1];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t row = int64_t(blockIdx.x) * kWarps + warp;
-  if (begin == end || row >= out_cols) return;
-  const int64_t rows_per_expert = kGateUp ? 2 * out_cols : out_cols;
-  const T* w0 = weight + (e * rows_per_expert + row) * K;
-  const T* w1 = w0 + out_cols * K;  // the up row (kGateUp only)
+  const int64_t row0 = (int64_t(blockIdx.x) * kWarps + warp) * kRows;
+  if (begin == end || row0 >= out_cols) return;
+  const int64_t rows_per_expert = kMats * out_cols;
+  const T* w[kMats][kRows];
+#pragma unroll
+  for (int m = 0; m < kMats; ++m)
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const int64_t row = row0 + r < out_cols ? row0 + r : row0;  // past the end: recompute row0, never stored
+      w[m][r] = weight + (e * rows_per_expert + m * out_cols + row) * K;
+    }
   for (int64_t first = begin; first < end; first += kChunk) {
     const int n = int(end - first < kChunk ? end - first : kChunk);
     const T* x[kChunk];
@@ -36,12 +81,13 @@ __global__ void decode_kernel(const T* in, const T* weight, const int64_t* order
       const int64_t i = first + (p < n ? p : 0);
       x[p] = in + (kGateUp ? order[i] / k : i) * K;
     }
-    float a0[kChunk] = {}, a1[kChunk] = {};
-#pragma unroll 2
+    float acc[kChunk][kMats][kRows] = {};
     for (int64_t c = int64_t(lane) * V; c < K; c += 32 * V) {
-      const Pack<T, V> g = load_pack<T, V>(w0 + c);
-      Pack<T, V> u;
-      if (kGateUp) u = load_pack<T, V>(w1 + c);
+      Pack<T, V> wp[kMats][kRows];
+#pragma unroll
+      for (int m = 0; m < kMats; ++m)
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) wp[m][r] = load_pack<T, V>(w[m][r] + c);
 #pragma unroll
       for (int p = 0; p < kChunk; ++p) {
         if (p >= n) break;
@@ -49,21 +95,24 @@ __global__ void decode_kernel(const T* in, const T* weight, const int64_t* order
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const float xf = to_f(xv.v[j]);
-          a0[p] += to_f(g.v[j]) * xf;
-          if (kGateUp) a1[p] += to_f(u.v[j]) * xf;
+#pragma unroll
+          for (int m = 0; m < kMats; ++m)
+#pragma unroll
+            for (int r = 0; r < kRows; ++r) acc[p][m][r] += to_f(wp[m][r].v[j]) * xf;
         }
       }
     }
 #pragma unroll
     for (int p = 0; p < kChunk; ++p) {
       if (p >= n) break;  // n is the same across the warp: the shuffles stay converged
-      const float gate = warp_sum(a0[p]);
-      const float up = kGateUp ? warp_sum(a1[p]) : 0.0f;
-      if (lane != p) continue;
-      if (kGateUp)
-        out[(first + p) * out_cols + row] = from_f<T>(gate / (1.0f + __expf(-gate)) * up * pair_weight[order[first + p]]);
-      else
-        out[(first + p) * out_cols + row] = from_f<T>(gate);
+      const float scale = kGateUp ? pair_weight[order[first + p]] : 1.0f;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        const float a = warp_sum(acc[p][0][r]);
+        const float b = kGateUp ? warp_sum(acc[p][kMats - 1][r]) : 0.0f;
+        if (lane != (p * kRows + r) % 32 || row0 + r >= out_cols) continue;
+        out[(first + p) * out_cols + row0 + r] = from_f<T>(kGateUp ? a / (1.0f + __expf(-a)) * b * scale : a);
+      }
     }
   }
 }
@@ -74,7 +123,7 @@ cudaError_t launch(const void* in, const void* weight, const int64_t* order, con
                    cudaStream_t s) {
   if (experts == 0 || out_cols == 0) return cudaSuccess;
   if (K % (16 / sizeof(T)) != 0 || experts > 65535) return cudaErrorInvalidValue;
-  const dim3 grid(unsigned((out_cols + kWarps - 1) / kWarps), unsigned(experts));
+  const dim3 grid(unsigned((out_cols + kWarps * kRows - 1) / (kWarps * kRows)), unsigned(experts));
   decode_kernel<T, kGateUp><<<grid, kWarps * 32, 0, s>>>(static_cast<const T*>(in), static_cast<const T*>(weight),
                                                          order, offsets, pair_weight, static_cast<T*>(out), out_cols,
                                                          K, k);
@@ -109,5 +158,13 @@ cudaError_t moe_decode_down(Dtype dtype, const void* act, const void* down, cons
 }
 
 int moe_decode_alignment(Dtype dtype) { return dtype == Dtype::F32 ? 4 : 8; }
+
+cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
+                           int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream) {
+  if (pairs > kMaxSortPairs || held > kMaxSortExperts) return cudaErrorInvalidValue;
+  const size_t shared = size_t(held + 2 + pairs) * sizeof(int);
+  sort_pairs_kernel<<<1, 512, shared, stream>>>(experts, pairs, first_expert, held, order, offsets, row_of_pair);
+  return cudaGetLastError();
+}
 
 }  // namespace lb::cuda

@@ -11,6 +11,14 @@
 
 namespace lb::cuda {
 
+// Pairs (token * k + slot) of routing.experts [pairs] sorted by local expert (expert - first_expert
+// in [0, held); others last) in one block: order [pairs], offsets [held + 1] (expert e's pairs are
+// order[offsets[e] .. offsets[e + 1])), row_of_pair [pairs] (each pair's position in order, -1 for
+// experts held elsewhere). Up to kMaxSortPairs pairs and kMaxSortExperts experts.
+constexpr int64_t kMaxSortPairs = 4096, kMaxSortExperts = 4096;
+cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
+                           int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream);
+
 // Pairs (token * k + slot) sorted by expert: order[offsets[e] .. offsets[e + 1]) are expert e's,
 // offsets in device memory. Row i of `act` [*, inter] is sorted pair i's
 //   silu(gate_e x) * (up_e x) * pair_weight[order[i]], x = x[order[i] / k] [hidden],
