@@ -40,9 +40,9 @@ torch::Tensor gate_up_of(const ExpertWeights& experts) {
 // Host-side group sizes (one sync), then the GEMMs: one strided batched GEMM over padded rows or a
 // grouped GEMM over exact ones. `slot` is each sorted pair's row in the GEMM input; padding rows
 // repeat token 0 and are never read back.
-torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts,
-                           const SortedPairs& p) {
-  const int64_t tokens = x.size(0), k = routing.experts.size(1), held = experts.down.size(0), hidden = x.size(1);
+torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const torch::Tensor& gate_up,
+                           const torch::Tensor& down, const SortedPairs& p) {
+  const int64_t tokens = x.size(0), k = routing.experts.size(1), held = down.size(0), hidden = x.size(1);
   const torch::Tensor count_tensor = (p.offsets.narrow(0, 1, held) - p.offsets.narrow(0, 0, held)).cpu();
   const std::vector<int64_t> counts(count_tensor.data_ptr<int64_t>(), count_tensor.data_ptr<int64_t>() + held);
   int64_t rows = 0;
@@ -61,12 +61,12 @@ torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const
   const torch::Tensor slot_token = padded ? torch::zeros({slots}, token.options()).index_copy_(0, slot, token) : token;
   const torch::Tensor slot_weight = padded ? torch::zeros({slots}, weight.options()).index_copy_(0, slot, weight) : weight;
 
-  const torch::Tensor xs = x.index_select(0, slot_token), gate_up = gate_up_of(experts);
+  const torch::Tensor xs = x.index_select(0, slot_token);
   const torch::Tensor h = padded ? torch::bmm(xs.view({held, most, hidden}), gate_up.transpose(1, 2)).view({slots, -1})
                                  : grouped_linear(xs, counts, gate_up);
   const torch::Tensor act = silu_mul_weight(h, slot_weight);
-  const torch::Tensor y = padded ? torch::bmm(act.view({held, most, -1}), experts.down.transpose(1, 2)).view({slots, hidden})
-                                 : grouped_linear(act, counts, experts.down);
+  const torch::Tensor y = padded ? torch::bmm(act.view({held, most, -1}), down.transpose(1, 2)).view({slots, hidden})
+                                 : grouped_linear(act, counts, down);
   const torch::Tensor row_of_pair = torch::full({tokens * k}, -1, pairs.options()).index_copy_(0, pairs, slot);
   return combine_pairs(y, row_of_pair, tokens, k);
 }
@@ -74,12 +74,12 @@ torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const
 }  // namespace
 
 torch::Tensor fused_moe_experts(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts) {
+  const torch::Tensor gate_up = gate_up_of(experts);
   if (x.is_cuda() && routing.experts.numel() <= kDecodeMaxPairs) {
-    const torch::Tensor y = decode_moe(x, routing.experts, routing.weights, gate_up_of(experts), experts.down,
-                                       experts.first_expert);
+    const torch::Tensor y = decode_moe(x, routing.experts, routing.weights, gate_up, experts.down, experts.first_expert);
     if (y.defined()) return y;
   }
-  return gemm_experts(x, routing, experts, sort_pairs(routing, experts.first_expert, experts.down.size(0)));
+  return gemm_experts(x, routing, gate_up, experts.down, sort_pairs(routing, experts.first_expert, experts.down.size(0)));
 }
 
 torch::Tensor experts_forward(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts,

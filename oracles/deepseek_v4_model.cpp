@@ -2,6 +2,7 @@
 
 #include "harness/errors.h"
 #include "harness/model_config.h"
+#include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 
 #include <nlohmann/json.hpp>
@@ -53,10 +54,6 @@ const torch::Tensor& weight(const std::map<std::string, torch::Tensor>& w, const
 }
 
 torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w) { return torch::matmul(x, w.t()); }
-
-torch::Tensor rmsnorm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
-  return w * (x * torch::rsqrt(x.pow(2).mean(-1, true) + eps));
-}
 
 torch::Tensor unweighted_rmsnorm(const torch::Tensor& x, double eps) {
   return x * torch::rsqrt(x.square().mean(-1, true) + eps);
