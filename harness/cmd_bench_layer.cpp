@@ -6,6 +6,7 @@
 #include "harness/timing.h"
 #include "harness/weights.h"
 #include "kernels/fused_moe.h"
+#include "kernels/fused_routing.h"
 #include "kernels/rmsnorm.h"
 #include "oracles/qwen3_moe_layer.h"
 #include "reports/run_record.h"
@@ -61,8 +62,12 @@ int run_bench_layer(const BenchLayerArgs& a, const std::vector<std::string>& arg
        [&] { causal_attention(s.q, s.k, s.v, tokens, tokens, config.attention_scale(), /*fused=*/true); }},
       {"o_proj", [&] { torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]); }},
       {"post_attention_layernorm", [&] { rmsnorm(h, w["post_attention_layernorm.weight"], config.rms_eps); }},
-      {"router + top-k", [&] {
+      {"router + top-k (plain)", [&] {
          route_softmax_topk(torch::linear(post, w["mlp.gate.weight"]), config.experts_per_token, config.norm_topk_prob);
+       }},
+      {"router + top-k (fused)", [&] {
+         fused_route_softmax_topk(torch::linear(post, w["mlp.gate.weight"]), config.experts_per_token,
+                                  config.norm_topk_prob);
        }},
       {"experts (plain)", [&] { moe_experts(post, routing, w.experts); }},
       {"experts (fused)", [&] { fused_moe_experts(post, routing, w.experts); }},

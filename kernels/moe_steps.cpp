@@ -4,6 +4,7 @@
 
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/moe_decode.h"
+#include "kernels/cuda/moe_pairs.h"
 #include "kernels/cuda/moe_rows.h"
 #include "kernels/cuda_glue.h"
 #endif
@@ -14,6 +15,11 @@ namespace lb {
 namespace {
 
 bool aligned16(const torch::Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16 == 0; }
+
+// Up to this many (token, expert) pairs (two decode tokens at top 8) each pair gets its own blocks:
+// sorting would cost a launch, and few experts are chosen twice. Measured on an H200, Qwen3 and
+// DeepSeek-V3 shapes: faster than the sorted kernels at 1 and 2 tokens, not at 8 or more.
+constexpr int64_t kPairPathMaxPairs = 16;
 
 }  // namespace
 #endif
@@ -41,18 +47,20 @@ torch::Tensor silu_mul_weight(const torch::Tensor& h, const torch::Tensor& w) {
 torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k) {
   const int64_t hidden = y.size(1);
 #ifdef LB_HAVE_CUDA
-  if (const auto d = kernel_dtype(y); d && row_of_pair.is_cuda()) {
+  if (const auto d = kernel_dtype(y); d && (!row_of_pair.defined() || row_of_pair.is_cuda())) {
     const c10::cuda::CUDAGuard guard(y.device());
-    const torch::Tensor yc = y.contiguous(), rc = row_of_pair.contiguous();
+    const torch::Tensor yc = y.contiguous(), rc = row_of_pair.defined() ? row_of_pair.contiguous() : row_of_pair;
     torch::Tensor out = torch::empty({tokens, hidden}, y.options());
     if (aligned16(yc)) {
-      check_launch(cuda::combine_pairs(*d, yc.data_ptr(), rc.data_ptr<int64_t>(), out.data_ptr(), tokens, k, hidden,
-                                       stream_of(y)),
+      check_launch(cuda::combine_pairs(*d, yc.data_ptr(), rc.defined() ? rc.data_ptr<int64_t>() : nullptr,
+                                       out.data_ptr(), tokens, k, hidden, stream_of(y)),
                    "MoE combine kernel");
       return out;
     }
   }
 #endif
+  if (!row_of_pair.defined())
+    return y.narrow(0, 0, tokens * k).view({tokens, k, hidden}).sum(1, false, torch::kFloat32).to(y.scalar_type());
   // A zero row at the end stands in for the slots held elsewhere.
   const torch::Tensor padded = torch::cat({y, torch::zeros({1, hidden}, y.options())});
   const torch::Tensor rows = row_of_pair.masked_fill(row_of_pair < 0, y.size(0));
@@ -75,6 +83,16 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   if (!aligned16(xc) || !aligned16(gu) || !aligned16(dn)) return {};
   const torch::Tensor ec = experts.to(torch::kInt64).contiguous(), wc = weights.to(torch::kFloat32).contiguous();
   const cudaStream_t stream = stream_of(x);
+  if (pairs <= kPairPathMaxPairs && cuda::moe_pair_rows_fit(*d, hidden, inter)) {
+    torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
+    check_launch(cuda::moe_pair_gate_up(*d, xc.data_ptr(), gu.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
+                                        wc.data_ptr<float>(), act.data_ptr(), pairs, inter, hidden, k, stream),
+                 "MoE per-pair gate/up kernel");
+    check_launch(cuda::moe_pair_down(*d, act.data_ptr(), dn.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
+                                     y.data_ptr(), pairs, hidden, inter, stream),
+                 "MoE per-pair down kernel");
+    return combine_pairs(y, {}, tokens, k);
+  }
   const auto index = ec.options();
   torch::Tensor order = torch::empty({pairs}, index), offsets = torch::empty({held + 1}, index);
   torch::Tensor row_of_pair = torch::empty({pairs}, index);

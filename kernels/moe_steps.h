@@ -12,12 +12,14 @@ namespace lb {
 torch::Tensor silu_mul_weight(const torch::Tensor& h, const torch::Tensor& w);
 
 // Token t's output: the fp32 sum, slot 0 first, of rows y[row_of_pair[t * k + s]] over its k slots
-// (-1: that slot's expert is held elsewhere), in y's dtype. row_of_pair: int64 [tokens * k].
+// (-1: that slot's expert is held elsewhere), in y's dtype. row_of_pair: int64 [tokens * k], or
+// undefined for rows in pair order (row t * k + s).
 torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k);
 
 // A decode batch's experts with no host synchronization, in four kernels: the (token, expert)
 // pairs sorted by expert in one block, gate/up and down with each expert's weight rows streamed
-// once for all its pairs, then combine_pairs. The same contract as fused_moe_experts (experts from
+// once for all its pairs, then combine_pairs. Up to two tokens' pairs skip the sort: gate/up and
+// down run one block per pair (kernels/cuda/moe_pairs.cu). The same contract as fused_moe_experts (experts from
 // first_expert on held here; gate_up [E, 2I, H], down [E, H, I]). An undefined tensor when the
 // kernels cannot take these inputs: not on a GPU, too many pairs, or sizes that are not multiples
 // of the load width.

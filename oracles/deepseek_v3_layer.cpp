@@ -1,6 +1,7 @@
 #include "oracles/deepseek_v3_layer.h"
 
 #include "kernels/fused_moe.h"
+#include "kernels/fused_routing.h"
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
 
@@ -43,8 +44,9 @@ torch::Tensor deepseek_mlp(const ModelConfig& c, const LayerWeights& w, const to
     return swiglu_mlp(x_normed, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"]);
   // The router runs in fp32 whatever the activation dtype (as transformers).
   torch::Tensor logits = torch::linear(x_normed.to(torch::kFloat32), w["mlp.gate.weight"].to(torch::kFloat32));
-  Routing routing = route_sigmoid_grouped(logits, w["mlp.gate.e_score_correction_bias"], c.n_group, c.topk_group,
-                                          c.experts_per_token, c.norm_topk_prob, c.routed_scaling_factor);
+  const auto route = w.fused_kernels ? fused_route_sigmoid_grouped : route_sigmoid_grouped;
+  Routing routing = route(logits, w["mlp.gate.e_score_correction_bias"], c.n_group, c.topk_group, c.experts_per_token,
+                          c.norm_topk_prob, c.routed_scaling_factor);
   if (chosen) {
     *chosen = routing;
     chosen->logits = logits;

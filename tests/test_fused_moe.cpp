@@ -3,6 +3,7 @@
 // and in bf16 on a GPU (the decode kernels, cuBLAS's grouped GEMM, the padded batched GEMM and
 // the row kernels; skipped without one).
 #include "kernels/fused_moe.h"
+#include "kernels/fused_routing.h"
 #include "kernels/grouped_linear.h"
 #include "kernels/moe_steps.h"
 #include "oracles/compare.h"
@@ -94,9 +95,10 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   const torch::Device cuda("cuda");
   // Decode kernels (up to 512 pairs; 64 tokens on 8 experts puts ~64 pairs on each, past one
   // chunk of pairs), grouped GEMM (600 tokens), padded batched GEMM (8192 tokens).
+  // Per-pair kernels (one or two tokens; 8 of 8 experts: both tokens share every expert).
   for (const MoeCase& c : {MoeCase{8192, 2048, 768, 128, 8}, MoeCase{1, 2048, 768, 128, 8},
                            MoeCase{33, 7168, 256, 64, 8}, MoeCase{600, 2048, 768, 128, 8},
-                           MoeCase{64, 1024, 512, 8, 8}}) {
+                           MoeCase{64, 1024, 512, 8, 8}, MoeCase{2, 7168, 256, 64, 8}, MoeCase{2, 1024, 512, 8, 8}}) {
     const ExpertWeights w32 = random_experts(c, torch::TensorOptions().device(cuda));
     const ExpertWeights w16 = stack_experts(w32.gate.to(torch::kBFloat16), w32.up.to(torch::kBFloat16),
                                             w32.down.to(torch::kBFloat16));
@@ -142,6 +144,46 @@ TEST(GpuFusedMoe, RowKernelsMatchPlainOps) {
   const torch::Tensor loop = torch::cat({torch::mm(xs.narrow(0, 0, 3), ws[0].t()), torch::mm(xs.narrow(0, 3, 5), ws[2].t()),
                                          torch::mm(xs.narrow(0, 8, 1), ws[3].t())});
   EXPECT_LT(rel_l2(ys, loop), 1e-2);
+}
+
+// The routing kernels choose the oracle's experts with its weights (compared per expert id, since
+// the oracle's grouped top-k is unordered), in descending order of score.
+TEST(GpuFusedMoe, RoutingKernelsMatchOracle) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
+  torch::manual_seed(5);
+  const auto o = torch::TensorOptions().device(torch::Device("cuda"));
+  const auto by_expert = [](const Routing& r) {
+    auto [experts, order] = r.experts.sort(1);
+    return std::make_pair(experts, r.weights.gather(1, order));
+  };
+  const auto expect_same = [&](const Routing& got, const Routing& want, const std::string& what) {
+    ASSERT_EQ(got.experts.sizes(), want.experts.sizes()) << what;
+    const auto [ge, gw] = by_expert(got);
+    const auto [we, ww] = by_expert(want);
+    EXPECT_TRUE(torch::equal(ge, we)) << what << ": different experts";
+    EXPECT_LT((gw - ww).abs().max().item<float>(), 1e-5) << what;
+    EXPECT_TRUE((got.weights.narrow(1, 0, got.weights.size(1) - 1) >= got.weights.narrow(1, 1, got.weights.size(1) - 1))
+                    .all()
+                    .item<bool>())
+        << what << ": not descending";
+  };
+  for (const int64_t tokens : {1, 7, 1000}) {
+    for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+      const torch::Tensor logits = torch::randn({tokens, 128}, o).to(dtype);
+      for (const bool renormalize : {true, false})
+        expect_same(fused_route_softmax_topk(logits, 8, renormalize), route_softmax_topk(logits, 8, renormalize),
+                    "softmax, " + std::to_string(tokens) + " tokens, renormalize " + std::to_string(renormalize));
+    }
+    // DeepSeek-V3's groups (8 of 32, 4 kept) and a small layout (4 groups of 4, 2 kept).
+    for (const auto& [experts, groups, kept, k] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{256, 8, 4, 8},
+                                                   std::tuple<int64_t, int64_t, int64_t, int64_t>{16, 4, 2, 3}}) {
+      const torch::Tensor logits = torch::randn({tokens, experts}, o), bias = 0.1 * torch::randn({experts}, o);
+      // Ties between sigmoid scores would make either choice right; random logits have none.
+      expect_same(fused_route_sigmoid_grouped(logits, bias, groups, kept, k, true, 2.5),
+                  route_sigmoid_grouped(logits, bias, groups, kept, k, true, 2.5),
+                  "sigmoid grouped, " + std::to_string(experts) + " experts, " + std::to_string(tokens) + " tokens");
+    }
+  }
 }
 
 }  // namespace

@@ -36,7 +36,7 @@ __global__ void combine_kernel(const T* y, const int64_t* row_of_pair, T* out, i
   const int64_t token = i / chunks, col = (i % chunks) * V;
   float acc[V] = {};
   for (int64_t s = 0; s < k; ++s) {
-    const int64_t row = row_of_pair[token * k + s];
+    const int64_t row = row_of_pair != nullptr ? row_of_pair[token * k + s] : token * k + s;
     if (row < 0) continue;
     const Pack<T, V> p = load_pack<T, V>(y + row * hidden + col);
 #pragma unroll

@@ -15,7 +15,7 @@ cudaError_t silu_mul_weight(Dtype dtype, const void* h, const float* w, void* ou
                             cudaStream_t stream);
 
 // out[t] = round(sum over s < k, in order, of y[row_of_pair[t * k + s]]) in fp32, skipping -1 rows;
-// y [*, hidden], out [tokens, hidden].
+// y [*, hidden], out [tokens, hidden]. A null row_of_pair reads row t * k + s.
 cudaError_t combine_pairs(Dtype dtype, const void* y, const int64_t* row_of_pair, void* out, int64_t tokens, int64_t k,
                           int64_t hidden, cudaStream_t stream);
 

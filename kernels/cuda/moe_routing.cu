@@ -1,0 +1,179 @@
+#include "kernels/cuda/moe_routing.h"
+
+#include "kernels/cuda/convert.cuh"
+
+namespace lb::cuda {
+
+namespace {
+
+constexpr int kWarps = 4;  // tokens per block
+
+// The largest of row[0 .. n) over the warp, and the lowest index holding it; every lane gets both.
+// `at` stays n when every entry is -inf.
+__device__ inline void warp_argmax(const float* row, int n, float& best, int& at) {
+  best = -INFINITY;
+  at = n;
+  for (int i = threadIdx.x % 32; i < n; i += 32)
+    if (row[i] > best) best = row[i], at = i;
+  for (int o = 16; o > 0; o >>= 1) {
+    const float other = __shfl_xor_sync(0xffffffffu, best, o);
+    const int other_at = __shfl_xor_sync(0xffffffffu, at, o);
+    if (other > best || (other == best && other_at < at)) best = other, at = other_at;
+  }
+}
+
+__device__ inline float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+__device__ inline float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <typename T>
+__global__ void softmax_topk_kernel(const T* logits, int64_t tokens, int E, int k, bool renormalize, int64_t* experts,
+                                    float* weights) {
+  __shared__ float rows[kWarps][kMaxRoutingExperts];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t t = int64_t(blockIdx.x) * kWarps + warp;
+  if (t >= tokens) return;  // a whole warp: no block-wide barrier follows
+  float* row = rows[warp];
+  float top = -INFINITY;
+  for (int i = lane; i < E; i += 32) {
+    row[i] = to_f(logits[t * E + i]);
+    top = fmaxf(top, row[i]);
+  }
+  top = warp_max(top);
+  float total = 0;
+  for (int i = lane; i < E; i += 32) total += expf(row[i] - top);
+  total = warp_sum(total);
+  __syncwarp();
+  float mine = 0, picked = 0;  // lane j keeps slot j's probability
+  for (int j = 0; j < k; ++j) {
+    float best;
+    int at;
+    warp_argmax(row, E, best, at);
+    const float p = expf(best - top) / total;
+    picked += p;
+    if (lane == j) {
+      mine = p;
+      experts[t * k + j] = at;
+    }
+    if (lane == at % 32) row[at] = -INFINITY;
+    __syncwarp();
+  }
+  if (lane < k) weights[t * k + lane] = renormalize ? mine / picked : mine;
+}
+
+template <typename T>
+__global__ void sigmoid_grouped_kernel(const T* logits, const float* bias, int64_t tokens, int E, int n_group,
+                                       int topk_group, int k, bool renormalize, float scale, int64_t* experts,
+                                       float* weights) {
+  __shared__ float rows[kWarps][kMaxRoutingExperts];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t t = int64_t(blockIdx.x) * kWarps + warp;
+  if (t >= tokens) return;
+  float* row = rows[warp];  // biased scores; the unchosen become -inf
+  for (int i = lane; i < E; i += 32) row[i] = 1.0f / (1.0f + expf(-to_f(logits[t * E + i]))) + bias[i];
+  __syncwarp();
+  // Lane g scores group g by its two best; the topk_group best lanes are the chosen groups.
+  const int size = E / n_group;
+  float group = -INFINITY;
+  if (lane < n_group) {
+    float first = -INFINITY, second = -INFINITY;
+    for (int i = lane * size; i < (lane + 1) * size; ++i) {
+      if (row[i] > first) second = first, first = row[i];
+      else if (row[i] > second) second = row[i];
+    }
+    group = first + second;
+  }
+  bool chosen = false;
+  for (int j = 0; j < topk_group; ++j) {
+    float best = group;
+    int at = lane < n_group ? lane : 32;
+    for (int o = 16; o > 0; o >>= 1) {
+      const float other = __shfl_xor_sync(0xffffffffu, best, o);
+      const int other_at = __shfl_xor_sync(0xffffffffu, at, o);
+      if (other > best || (other == best && other_at < at)) best = other, at = other_at;
+    }
+    if (lane == at) chosen = true, group = -INFINITY;
+  }
+  const unsigned groups = __ballot_sync(0xffffffffu, chosen);
+  for (int i = lane; i < E; i += 32)
+    if (!(groups >> (i / size) & 1u)) row[i] = -INFINITY;
+  __syncwarp();
+  float mine = 0, picked = 0;
+  for (int j = 0; j < k; ++j) {
+    float best;
+    int at;
+    warp_argmax(row, E, best, at);
+    const float score = 1.0f / (1.0f + expf(-to_f(logits[t * E + at])));
+    picked += score;
+    if (lane == j) {
+      mine = score;
+      experts[t * k + j] = at;
+    }
+    if (lane == at % 32) row[at] = -INFINITY;
+    __syncwarp();
+  }
+  if (lane < k) weights[t * k + lane] = (renormalize ? mine / (picked + 1e-20f) : mine) * scale;
+}
+
+bool fits(int64_t E, int64_t k) { return E >= 1 && E <= kMaxRoutingExperts && k >= 1 && k <= kMaxRoutingSlots && k <= E; }
+
+unsigned blocks(int64_t tokens) { return unsigned((tokens + kWarps - 1) / kWarps); }
+
+}  // namespace
+
+cudaError_t route_softmax_topk(Dtype dtype, const void* logits, int64_t tokens, int64_t num_experts, int64_t k,
+                               bool renormalize, int64_t* experts, float* weights, cudaStream_t stream) {
+  if (!fits(num_experts, k)) return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  const int E = int(num_experts), K = int(k);
+  switch (dtype) {
+    case Dtype::F32:
+      softmax_topk_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const float*>(logits), tokens, E, K,
+                                                                      renormalize, experts, weights);
+      break;
+    case Dtype::BF16:
+      softmax_topk_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const __nv_bfloat16*>(logits), tokens,
+                                                                      E, K, renormalize, experts, weights);
+      break;
+    case Dtype::F16:
+      softmax_topk_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const __half*>(logits), tokens, E, K,
+                                                                      renormalize, experts, weights);
+      break;
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t route_sigmoid_grouped(Dtype dtype, const void* logits, const float* bias, int64_t tokens,
+                                  int64_t num_experts, int64_t n_group, int64_t topk_group, int64_t k, bool renormalize,
+                                  float scale, int64_t* experts, float* weights, cudaStream_t stream) {
+  if (!fits(num_experts, k) || n_group < 1 || n_group > kMaxRoutingGroups || num_experts % n_group != 0 ||
+      num_experts / n_group < 2 || topk_group < 1 || topk_group > n_group || k > topk_group * (num_experts / n_group))
+    return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  const int E = int(num_experts), G = int(n_group), TG = int(topk_group), K = int(k);
+  switch (dtype) {
+    case Dtype::F32:
+      sigmoid_grouped_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const float*>(logits), bias, tokens,
+                                                                         E, G, TG, K, renormalize, scale, experts, weights);
+      break;
+    case Dtype::BF16:
+      sigmoid_grouped_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const __nv_bfloat16*>(logits), bias,
+                                                                         tokens, E, G, TG, K, renormalize, scale, experts,
+                                                                         weights);
+      break;
+    case Dtype::F16:
+      sigmoid_grouped_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const __half*>(logits), bias,
+                                                                         tokens, E, G, TG, K, renormalize, scale, experts,
+                                                                         weights);
+      break;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace lb::cuda

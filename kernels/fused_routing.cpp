@@ -1,0 +1,65 @@
+#include "kernels/fused_routing.h"
+
+#ifdef LB_HAVE_CUDA
+#include "kernels/cuda/moe_routing.h"
+#include "kernels/cuda_glue.h"
+#endif
+
+namespace lb {
+
+#ifdef LB_HAVE_CUDA
+namespace {
+
+struct RoutingOut {
+  torch::Tensor experts, weights;
+};
+
+RoutingOut routing_outputs(const torch::Tensor& logits, int64_t k) {
+  const auto o = logits.options();
+  return {torch::empty({logits.size(0), k}, o.dtype(torch::kInt64)), torch::empty({logits.size(0), k}, o.dtype(torch::kFloat32))};
+}
+
+bool kernel_takes(const torch::Tensor& logits, int64_t k) {
+  return kernel_dtype(logits) && logits.dim() == 2 && logits.size(1) <= cuda::kMaxRoutingExperts &&
+         k <= cuda::kMaxRoutingSlots && k >= 1 && k <= logits.size(1);
+}
+
+}  // namespace
+#endif
+
+Routing fused_route_softmax_topk(const torch::Tensor& logits, int64_t k, bool renormalize) {
+#ifdef LB_HAVE_CUDA
+  if (kernel_takes(logits, k)) {
+    const c10::cuda::CUDAGuard guard(logits.device());
+    const torch::Tensor lc = logits.contiguous();
+    RoutingOut r = routing_outputs(lc, k);
+    check_launch(cuda::route_softmax_topk(*kernel_dtype(lc), lc.data_ptr(), lc.size(0), lc.size(1), k, renormalize,
+                                          r.experts.data_ptr<int64_t>(), r.weights.data_ptr<float>(), stream_of(lc)),
+                 "softmax top-k routing kernel");
+    return {r.experts, r.weights};
+  }
+#endif
+  return route_softmax_topk(logits, k, renormalize);
+}
+
+Routing fused_route_sigmoid_grouped(const torch::Tensor& logits, const torch::Tensor& correction_bias, int64_t n_group,
+                                    int64_t topk_group, int64_t k, bool renormalize, double scale) {
+#ifdef LB_HAVE_CUDA
+  const int64_t E = logits.dim() == 2 ? logits.size(1) : 0;
+  if (kernel_takes(logits, k) && correction_bias.is_cuda() && correction_bias.numel() == E && n_group >= 1 &&
+      n_group <= cuda::kMaxRoutingGroups && E % n_group == 0 && E / n_group >= 2 && topk_group >= 1 &&
+      topk_group <= n_group && k <= topk_group * (E / n_group)) {
+    const c10::cuda::CUDAGuard guard(logits.device());
+    const torch::Tensor lc = logits.contiguous(), bias = correction_bias.to(torch::kFloat32).contiguous();
+    RoutingOut r = routing_outputs(lc, k);
+    check_launch(cuda::route_sigmoid_grouped(*kernel_dtype(lc), lc.data_ptr(), bias.data_ptr<float>(), lc.size(0), E,
+                                             n_group, topk_group, k, renormalize, float(scale),
+                                             r.experts.data_ptr<int64_t>(), r.weights.data_ptr<float>(), stream_of(lc)),
+                 "sigmoid grouped routing kernel");
+    return {r.experts, r.weights};
+  }
+#endif
+  return route_sigmoid_grouped(logits, correction_bias, n_group, topk_group, k, renormalize, scale);
+}
+
+}  // namespace lb
