@@ -1,7 +1,8 @@
 #pragma once
 // The MoE routers of the `--kernels fused` path: one CUDA kernel each (kernels/cuda/moe_routing.cu)
 // on a GPU within its limits, else the plain LibTorch routers of kernels/moe.h, which are also the
-// oracle they are tested against. The experts come in descending order of score.
+// oracle they are tested against. The experts come in descending order of the score that chose
+// them (for sigmoid grouped, the biased score).
 #include "kernels/moe.h"
 
 namespace lb {

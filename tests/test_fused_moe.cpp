@@ -147,7 +147,7 @@ TEST(GpuFusedMoe, RowKernelsMatchPlainOps) {
 }
 
 // The routing kernels choose the oracle's experts with its weights (compared per expert id, since
-// the oracle's grouped top-k is unordered), in descending order of score.
+// the oracle's grouped top-k is unordered), in descending order of the score that chose them.
 TEST(GpuFusedMoe, RoutingKernelsMatchOracle) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
   torch::manual_seed(5);
@@ -156,31 +156,33 @@ TEST(GpuFusedMoe, RoutingKernelsMatchOracle) {
     auto [experts, order] = r.experts.sort(1);
     return std::make_pair(experts, r.weights.gather(1, order));
   };
-  const auto expect_same = [&](const Routing& got, const Routing& want, const std::string& what) {
+  // `choice`: each expert's selection score [T, E].
+  const auto expect_same = [&](const Routing& got, const Routing& want, const torch::Tensor& choice,
+                               const std::string& what) {
     ASSERT_EQ(got.experts.sizes(), want.experts.sizes()) << what;
     const auto [ge, gw] = by_expert(got);
     const auto [we, ww] = by_expert(want);
     EXPECT_TRUE(torch::equal(ge, we)) << what << ": different experts";
     EXPECT_LT((gw - ww).abs().max().item<float>(), 1e-5) << what;
-    EXPECT_TRUE((got.weights.narrow(1, 0, got.weights.size(1) - 1) >= got.weights.narrow(1, 1, got.weights.size(1) - 1))
-                    .all()
-                    .item<bool>())
-        << what << ": not descending";
+    const torch::Tensor chosen = choice.gather(1, got.experts);
+    const int64_t k = chosen.size(1);
+    EXPECT_TRUE((chosen.narrow(1, 0, k - 1) >= chosen.narrow(1, 1, k - 1)).all().item<bool>()) << what << ": not descending";
   };
   for (const int64_t tokens : {1, 7, 1000}) {
     for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
       const torch::Tensor logits = torch::randn({tokens, 128}, o).to(dtype);
       for (const bool renormalize : {true, false})
         expect_same(fused_route_softmax_topk(logits, 8, renormalize), route_softmax_topk(logits, 8, renormalize),
+                    logits.to(torch::kFloat32),
                     "softmax, " + std::to_string(tokens) + " tokens, renormalize " + std::to_string(renormalize));
     }
-    // DeepSeek-V3's groups (8 of 32, 4 kept) and a small layout (4 groups of 4, 2 kept).
+    // DeepSeek-V3's groups (8 of 32, 4 kept) and a small layout (4 groups of 4, 2 kept); the
+    // experts are chosen by the biased score, weighted by the unbiased one.
     for (const auto& [experts, groups, kept, k] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{256, 8, 4, 8},
                                                    std::tuple<int64_t, int64_t, int64_t, int64_t>{16, 4, 2, 3}}) {
       const torch::Tensor logits = torch::randn({tokens, experts}, o), bias = 0.1 * torch::randn({experts}, o);
-      // Ties between sigmoid scores would make either choice right; random logits have none.
       expect_same(fused_route_sigmoid_grouped(logits, bias, groups, kept, k, true, 2.5),
-                  route_sigmoid_grouped(logits, bias, groups, kept, k, true, 2.5),
+                  route_sigmoid_grouped(logits, bias, groups, kept, k, true, 2.5), logits.sigmoid() + bias,
                   "sigmoid grouped, " + std::to_string(experts) + " experts, " + std::to_string(tokens) + " tokens");
     }
   }
