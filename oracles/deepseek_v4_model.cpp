@@ -4,6 +4,7 @@
 #include "harness/model_config.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
+#include "oracles/deepseek_v4_parts.h"
 
 #include <nlohmann/json.hpp>
 
@@ -82,21 +83,55 @@ torch::Tensor rope_tail(const torch::Tensor& x, const torch::Tensor& cos, const 
   return torch::cat({nope, torch::stack({ra, rb}, -1).flatten(-2)}, -1);
 }
 
-// Entries of the compressed KV: a softmax over each window's slots per channel (the gate plus a
-// learned per-slot bias) weighting the projected tokens, then RMSNorm and RoPE at the window's
-// first position. `overlap` (CSA): each window also pools the first half of the channels of the
+std::string layer_prefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
+
+const V4Rope& layer_rope(const DeepseekV4Config& c, int64_t layer) {
+  return c.attention[size_t(layer)] == V4Attention::Sliding ? c.main_rope : c.compress_rope;
+}
+
+struct Span {
+  int64_t start = 0, size = 0;
+};
+
+// The shard's rows of a dimension of `total` (the caller has checked that the shares are equal).
+Span share_of(int64_t total, v4::V4Shard shard) {
+  const int64_t size = total / shard.count;
+  return {shard.index * size, size};
+}
+
+// The projections a layer's key sources come from, in their packed order: the K=V head, then on
+// compressed layers the compressor's kv and gate, then on CSA layers the indexer compressor's.
+std::vector<std::string> key_projections(const DeepseekV4Config& c, int64_t layer) {
+  const std::string p = layer_prefix(layer) + "self_attn.";
+  const V4Attention kind = c.attention[size_t(layer)];
+  std::vector<std::string> names = {p + "kv_proj.weight"};
+  if (kind != V4Attention::Sliding) {
+    names.push_back(p + "compressor.kv_proj.weight");
+    names.push_back(p + "compressor.gate_proj.weight");
+  }
+  if (kind == V4Attention::CompressedSparse) {
+    names.push_back(p + "compressor.indexer.kv_proj.weight");
+    names.push_back(p + "compressor.indexer.gate_proj.weight");
+  }
+  return names;
+}
+
+// Entries of the compressed KV from every token's kv and gate projections: a softmax over each
+// window's slots per channel (the gate plus a learned per-slot bias) weighting the projected
+// tokens, then RMSNorm and RoPE at the window's first position. Tokens after the last whole window
+// are not used yet. `overlap` (CSA): each window also pools the first half of the channels of the
 // previous window's tokens, its own tokens use the second half.
-torch::Tensor compress(const std::map<std::string, torch::Tensor>& w, const std::string& p, const torch::Tensor& x,
-                       int64_t rate, int64_t width, bool overlap, const V4Rope& rope, double eps) {
-  const int64_t n = x.size(0) / rate;
-  if (n == 0) return torch::zeros({0, width}, x.options());
-  const torch::Tensor kv = project(x.narrow(0, 0, n * rate), weight(w, p + "kv_proj.weight")).view({n, rate, -1});
-  const torch::Tensor gate =
-      project(x.narrow(0, 0, n * rate), weight(w, p + "gate_proj.weight")).view({n, rate, -1}) + weight(w, p + "position_bias");
+torch::Tensor compress(const std::map<std::string, torch::Tensor>& w, const std::string& p, const torch::Tensor& kv_rows,
+                       const torch::Tensor& gate_rows, int64_t rate, int64_t width, bool overlap, const V4Rope& rope,
+                       double eps) {
+  const int64_t n = kv_rows.size(0) / rate;
+  if (n == 0) return torch::zeros({0, width}, kv_rows.options());
+  const torch::Tensor kv = kv_rows.narrow(0, 0, n * rate).reshape({n, rate, -1});
+  const torch::Tensor gate = gate_rows.narrow(0, 0, n * rate).reshape({n, rate, -1}) + weight(w, p + "position_bias");
   torch::Tensor slots_kv = kv, slots_gate = gate;
   if (overlap) {
-    slots_kv = torch::zeros({n, 2 * rate, width}, x.options());
-    slots_gate = torch::full({n, 2 * rate, width}, -std::numeric_limits<float>::infinity(), x.options());
+    slots_kv = torch::zeros({n, 2 * rate, width}, kv.options());
+    slots_gate = torch::full({n, 2 * rate, width}, -std::numeric_limits<float>::infinity(), kv.options());
     slots_kv.narrow(1, rate, rate).copy_(kv.narrow(2, width, width));
     slots_gate.narrow(1, rate, rate).copy_(gate.narrow(2, width, width));
     if (n > 1) {
@@ -115,13 +150,13 @@ torch::Tensor future_entries(const torch::Tensor& positions, int64_t entries, in
   return torch::arange(entries, torch::kInt64).unsqueeze(0) >= torch::div(positions + 1, rate, "floor").unsqueeze(1);
 }
 
-// The lightning indexer's pick of compressed entries per query: [T, k], -1 where it picked one
-// not yet visible.
+// The lightning indexer's pick of compressed entries (`keys`, the indexer's own) per query:
+// [T, k], -1 where it picked one not yet visible.
 torch::Tensor indexer_topk(const DeepseekV4Config& c, const std::map<std::string, torch::Tensor>& w,
                            const std::string& p, const torch::Tensor& x, const torch::Tensor& q_residual,
-                           const torch::Tensor& positions) {
-  const torch::Tensor keys = compress(w, p, x, c.csa_rate, c.index_head_dim, true, c.compress_rope, c.rms_eps);
+                           const torch::Tensor& positions, const torch::Tensor& keys) {
   const int64_t T = x.size(0), entries = keys.size(0);
+  if (entries == 0) return torch::zeros({T, 0}, torch::kInt64);
   const CosSinHalf cs = cos_sin(c.compress_rope, positions);
   const torch::Tensor q = rope_tail(project(q_residual, weight(w, p + "q_b_proj.weight")).view({T, c.index_heads, -1}),
                                     cs.cos.unsqueeze(1), cs.sin.unsqueeze(1));
@@ -130,7 +165,6 @@ torch::Tensor indexer_topk(const DeepseekV4Config& c, const std::map<std::string
       project(x, weight(w, p + "scorer.weights_proj.weight")) * std::pow(double(c.index_heads), -0.5);
   torch::Tensor score = (scores * head_weights.unsqueeze(-1)).sum(1);  // [T, entries]
   const int64_t k = std::min(c.index_topk, entries);
-  if (entries == 0) return torch::zeros({T, 0}, torch::kInt64);
   const torch::Tensor hidden = future_entries(positions, entries, c.csa_rate);
   score = score.masked_fill(hidden, -std::numeric_limits<float>::infinity());
   const torch::Tensor picks = std::get<1>(score.topk(k, -1));
@@ -138,101 +172,13 @@ torch::Tensor indexer_topk(const DeepseekV4Config& c, const std::map<std::string
   return torch::where(picks >= threshold, torch::full_like(picks, -1), picks);
 }
 
-torch::Tensor attention(const DeepseekV4Config& c, const std::map<std::string, torch::Tensor>& w, int64_t layer,
-                        const torch::Tensor& x, const torch::Tensor& positions) {
-  const std::string p = "model.layers." + std::to_string(layer) + ".self_attn.";
-  const V4Attention kind = c.attention[size_t(layer)];
-  const V4Rope& rope = kind == V4Attention::Sliding ? c.main_rope : c.compress_rope;
-  const CosSinHalf cs = cos_sin(rope, positions);
-  const int64_t T = x.size(0), H = c.num_heads, D = c.head_dim;
-
-  const torch::Tensor q_residual = rmsnorm(project(x, weight(w, p + "q_a_proj.weight")), weight(w, p + "q_a_norm.weight"), c.rms_eps);
-  torch::Tensor q = unweighted_rmsnorm(project(q_residual, weight(w, p + "q_b_proj.weight")).view({T, H, D}), c.rms_eps);
-  q = rope_tail(q, cs.cos.unsqueeze(1), cs.sin.unsqueeze(1));
-  torch::Tensor keys = rope_tail(rmsnorm(project(x, weight(w, p + "kv_proj.weight")), weight(w, p + "kv_norm.weight"), c.rms_eps),
-                                 cs.cos, cs.sin);
-  // Sliding window over the sequence itself: j <= i and j > i - window.
-  const torch::Tensor i = positions.unsqueeze(1), j = positions.unsqueeze(0);
-  const float inf = std::numeric_limits<float>::infinity();
-  torch::Tensor mask = torch::zeros({T, T}).masked_fill((j > i) | (j <= i - c.sliding_window), -inf);
-
-  if (kind != V4Attention::Sliding) {
-    const bool sparse = kind == V4Attention::CompressedSparse;
-    const std::string cp = p + "compressor.";
-    const torch::Tensor entries =
-        compress(w, cp, x, sparse ? c.csa_rate : c.hca_rate, D, sparse, c.compress_rope, c.rms_eps);
-    torch::Tensor bias;
-    if (sparse) {
-      // Only the indexer's valid picks are visible.
-      const torch::Tensor picks = indexer_topk(c, w, cp + "indexer.", x, q_residual, positions);
-      const torch::Tensor safe = torch::where(picks >= 0, picks, torch::full_like(picks, entries.size(0)));
-      bias = torch::full({T, entries.size(0) + 1}, -inf).scatter_(1, safe, 0.0).narrow(1, 0, entries.size(0));
-    } else {
-      bias = torch::zeros({T, entries.size(0)}).masked_fill(future_entries(positions, entries.size(0), c.hca_rate), -inf);
-    }
-    keys = torch::cat({keys, entries});
-    mask = torch::cat({mask, bias}, 1);
-  }
-  // Every head reads the one K=V head; each head's sink logit joins the softmax and is dropped.
-  const torch::Tensor logits = torch::matmul(q.transpose(0, 1), keys.t()) * std::pow(double(D), -0.5) + mask;  // [H,T,K]
-  const torch::Tensor sinks = weight(w, p + "sinks").view({H, 1, 1}).expand({H, T, 1});
-  torch::Tensor combined = torch::cat({logits, sinks}, -1);
-  combined = combined - std::get<0>(combined.max(-1, true));
-  const torch::Tensor probs = torch::softmax(combined, -1).narrow(-1, 0, keys.size(0));
-  torch::Tensor out = torch::matmul(probs, keys).transpose(0, 1);  // [T, H, D]
-  out = rope_tail(out, cs.cos.unsqueeze(1), -cs.sin.unsqueeze(1));
-
-  // Grouped output projection: heads in o_groups groups, each projected by its own block of rows.
-  const int64_t G = c.o_groups;
-  const torch::Tensor grouped = out.reshape({T, G, -1}).transpose(0, 1);                  // [G, T, in]
-  const torch::Tensor blocks = weight(w, p + "o_a_proj.weight").view({G, c.o_lora_rank, -1});  // [G, R, in]
-  const torch::Tensor projected = torch::bmm(grouped, blocks.transpose(1, 2)).transpose(0, 1).reshape({T, -1});
-  return project(projected, weight(w, p + "o_b_proj.weight"));
-}
-
 torch::Tensor clamped_swiglu(const torch::Tensor& gate, const torch::Tensor& up, double limit) {
   return torch::silu(gate.clamp_max(limit)) * up.clamp(-limit, limit);
 }
 
-torch::Tensor moe(const DeepseekV4Config& c, const std::map<std::string, torch::Tensor>& w, int64_t layer,
-                  const torch::Tensor& x, const torch::Tensor& input_ids) {
-  const std::string p = "model.layers." + std::to_string(layer) + ".mlp.";
-  const torch::Tensor scores = torch::sqrt(torch::softplus(project(x, weight(w, p + "gate.weight"))));
-  const torch::Tensor experts =
-      c.hash_routed[size_t(layer)]
-          ? weight(w, p + "gate.tid2eid").index_select(0, input_ids).to(torch::kInt64)
-          : std::get<1>((scores + weight(w, p + "gate.e_score_correction_bias")).topk(c.experts_per_token, -1, true, false));
-  torch::Tensor weights = scores.gather(1, experts);
-  weights = weights / (weights.sum(-1, true) + 1e-20) * c.routed_scaling;
-
-  const torch::Tensor gate_up = weight(w, p + "experts.gate_up_proj"), down = weight(w, p + "experts.down_proj");
-  const int64_t I = c.moe_intermediate;
-  torch::Tensor routed = torch::zeros_like(x);
-  for (int64_t e = 0; e < c.num_experts; ++e) {  // ascending, as transformers accumulates
-    const torch::Tensor hit = (experts == e).nonzero();
-    if (hit.size(0) == 0) continue;
-    const torch::Tensor token = hit.select(1, 0), slot = hit.select(1, 1);
-    const torch::Tensor gu = project(x.index_select(0, token), gate_up[e]);
-    const torch::Tensor h = clamped_swiglu(gu.narrow(1, 0, I), gu.narrow(1, I, I), c.swiglu_limit);
-    const torch::Tensor y = project(h, down[e]) * weights.index({token, slot}).unsqueeze(1);
-    routed.index_add_(0, token, y);
-  }
-  const std::string s = p + "shared_experts.";
-  const torch::Tensor shared = project(clamped_swiglu(project(x, weight(w, s + "gate_proj.weight")),
-                                                     project(x, weight(w, s + "up_proj.weight")), c.swiglu_limit),
-                                      weight(w, s + "down_proj.weight"));
-  return routed + shared;
-}
-
-struct StreamMix {
-  torch::Tensor post;       // [T, N]: how much of the sublayer output each stream gets
-  torch::Tensor comb;       // [T, N, N]: doubly stochastic stream mixing
-  torch::Tensor collapsed;  // [T, D]: the sublayer's input
-};
-
 // One hyper-connection site: pre/post/comb from the normalized, flattened streams.
-StreamMix hyper_connection(const DeepseekV4Config& c, const std::map<std::string, torch::Tensor>& w,
-                           const std::string& p, const torch::Tensor& h) {
+v4::StreamMix hyper_connection(const DeepseekV4Config& c, const std::map<std::string, torch::Tensor>& w,
+                               const std::string& p, const torch::Tensor& h) {
   const int64_t T = h.size(0), N = c.hc_mult;
   const torch::Tensor mix = project(unweighted_rmsnorm(h.reshape({T, -1}), c.rms_eps), weight(w, p + "fn"));
   const torch::Tensor base = weight(w, p + "base"), scale = weight(w, p + "scale");
@@ -250,12 +196,165 @@ StreamMix hyper_connection(const DeepseekV4Config& c, const std::map<std::string
   return {post, comb, (pre.unsqueeze(-1) * h).sum(1)};
 }
 
-// Stream n of the new state: post[n] * out + sum over j of comb[j][n] * h[j].
+v4::SublayerInput sublayer_input(const DeepseekV4Config& c, const std::map<std::string, torch::Tensor>& w,
+                                 const std::string& hc_prefix, const std::string& norm, const torch::Tensor& h) {
+  const v4::StreamMix mix = hyper_connection(c, w, hc_prefix, h);
+  return {mix, rmsnorm(mix.collapsed, weight(w, norm), c.rms_eps)};
+}
+
+}  // namespace
+
+namespace v4 {
+
+torch::Tensor embed_streams(const DeepseekV4Config& c, const Weights& w, const torch::Tensor& input_ids) {
+  const torch::Tensor embedded = weight(w, "model.embed_tokens.weight").index_select(0, input_ids);
+  return embedded.unsqueeze(1).expand({input_ids.size(0), c.hc_mult, c.hidden}).contiguous();
+}
+
+SublayerInput attention_input(const DeepseekV4Config& c, const Weights& w, int64_t layer, const torch::Tensor& h) {
+  const std::string p = layer_prefix(layer);
+  return sublayer_input(c, w, p + "attn_hc.", p + "input_layernorm.weight", h);
+}
+
+SublayerInput moe_input(const DeepseekV4Config& c, const Weights& w, int64_t layer, const torch::Tensor& h) {
+  const std::string p = layer_prefix(layer);
+  return sublayer_input(c, w, p + "ffn_hc.", p + "post_attention_layernorm.weight", h);
+}
+
 torch::Tensor remix(const StreamMix& m, const torch::Tensor& out, const torch::Tensor& h) {
   return m.post.unsqueeze(-1) * out.unsqueeze(1) + torch::matmul(m.comb.transpose(-1, -2), h);
 }
 
-}  // namespace
+torch::Tensor key_sources(const DeepseekV4Config& c, const Weights& w, int64_t layer, const torch::Tensor& x,
+                          const torch::Tensor& positions) {
+  const std::vector<std::string> names = key_projections(c, layer);
+  const CosSinHalf cs = cos_sin(layer_rope(c, layer), positions);
+  const torch::Tensor kv_norm = weight(w, layer_prefix(layer) + "self_attn.kv_norm.weight");
+  std::vector<torch::Tensor> parts = {rope_tail(rmsnorm(project(x, weight(w, names[0])), kv_norm, c.rms_eps), cs.cos, cs.sin)};
+  for (size_t k = 1; k < names.size(); ++k) parts.push_back(project(x, weight(w, names[k])));
+  return torch::cat(parts, 1);
+}
+
+V4Keys build_keys(const DeepseekV4Config& c, const Weights& w, int64_t layer, const torch::Tensor& sources) {
+  std::vector<torch::Tensor> parts;
+  int64_t offset = 0;
+  for (const std::string& name : key_projections(c, layer)) {
+    const int64_t width = weight(w, name).size(0);
+    parts.push_back(sources.narrow(1, offset, width));
+    offset += width;
+  }
+  const std::string p = layer_prefix(layer) + "self_attn.compressor.";
+  const V4Attention kind = c.attention[size_t(layer)];
+  const bool sparse = kind == V4Attention::CompressedSparse;
+  V4Keys keys;
+  keys.kv = parts[0];
+  if (kind != V4Attention::Sliding)
+    keys.entries = compress(w, p, parts[1], parts[2], sparse ? c.csa_rate : c.hca_rate, c.head_dim, sparse,
+                            c.compress_rope, c.rms_eps);
+  if (sparse)
+    keys.index_keys = compress(w, p + "indexer.", parts[3], parts[4], c.csa_rate, c.index_head_dim, true,
+                               c.compress_rope, c.rms_eps);
+  return keys;
+}
+
+torch::Tensor attention(const DeepseekV4Config& c, const Weights& w, int64_t layer, const torch::Tensor& x,
+                        const torch::Tensor& positions, const V4Keys& keys, V4Shard shard) {
+  const std::string p = layer_prefix(layer) + "self_attn.";
+  const V4Attention kind = c.attention[size_t(layer)];
+  const CosSinHalf cs = cos_sin(layer_rope(c, layer), positions);
+  const Span heads = share_of(c.num_heads, shard), groups = share_of(c.o_groups, shard);
+  const int64_t T = x.size(0), H = heads.size, D = c.head_dim;
+
+  const torch::Tensor q_residual = rmsnorm(project(x, weight(w, p + "q_a_proj.weight")), weight(w, p + "q_a_norm.weight"), c.rms_eps);
+  const torch::Tensor q_b = weight(w, p + "q_b_proj.weight").narrow(0, heads.start * D, H * D);
+  torch::Tensor q = unweighted_rmsnorm(project(q_residual, q_b).view({T, H, D}), c.rms_eps);
+  q = rope_tail(q, cs.cos.unsqueeze(1), cs.sin.unsqueeze(1));
+  // Sliding window over the sequence itself: key j is visible to the query at position i when
+  // j <= i and j > i - window.
+  const torch::Tensor i = positions.unsqueeze(1), j = torch::arange(keys.kv.size(0), torch::kInt64).unsqueeze(0);
+  const float inf = std::numeric_limits<float>::infinity();
+  torch::Tensor mask = torch::zeros({T, keys.kv.size(0)}).masked_fill((j > i) | (j <= i - c.sliding_window), -inf);
+  torch::Tensor all_keys = keys.kv;
+
+  if (kind != V4Attention::Sliding) {
+    const int64_t entries = keys.entries.size(0);
+    torch::Tensor bias;
+    if (kind == V4Attention::CompressedSparse) {
+      // Only the indexer's valid picks are visible.
+      const torch::Tensor picks =
+          indexer_topk(c, w, p + "compressor.indexer.", x, q_residual, positions, keys.index_keys);
+      const torch::Tensor safe = torch::where(picks >= 0, picks, torch::full_like(picks, entries));
+      bias = torch::full({T, entries + 1}, -inf).scatter_(1, safe, 0.0).narrow(1, 0, entries);
+    } else {
+      bias = torch::zeros({T, entries}).masked_fill(future_entries(positions, entries, c.hca_rate), -inf);
+    }
+    all_keys = torch::cat({all_keys, keys.entries});
+    mask = torch::cat({mask, bias}, 1);
+  }
+  // Every head reads the one K=V head; each head's sink logit joins the softmax and is dropped.
+  const torch::Tensor logits = torch::matmul(q.transpose(0, 1), all_keys.t()) * std::pow(double(D), -0.5) + mask;  // [H,T,K]
+  const torch::Tensor sinks = weight(w, p + "sinks").narrow(0, heads.start, H).view({H, 1, 1}).expand({H, T, 1});
+  torch::Tensor combined = torch::cat({logits, sinks}, -1);
+  combined = combined - std::get<0>(combined.max(-1, true));
+  const torch::Tensor probs = torch::softmax(combined, -1).narrow(-1, 0, all_keys.size(0));
+  torch::Tensor out = torch::matmul(probs, all_keys).transpose(0, 1);  // [T, H, D]
+  out = rope_tail(out, cs.cos.unsqueeze(1), -cs.sin.unsqueeze(1));
+
+  // Grouped output projection: heads in o_groups groups, each projected by its own block of rows
+  // of o_a_proj; a shard holds whole groups, so its part of o_b_proj is the groups' columns.
+  const int64_t G = groups.size, R = c.o_lora_rank;
+  const torch::Tensor grouped = out.reshape({T, G, -1}).transpose(0, 1);                                     // [G, T, in]
+  const torch::Tensor blocks = weight(w, p + "o_a_proj.weight").view({c.o_groups, R, -1}).narrow(0, groups.start, G);  // [G, R, in]
+  const torch::Tensor projected = torch::bmm(grouped, blocks.transpose(1, 2)).transpose(0, 1).reshape({T, -1});
+  return project(projected, weight(w, p + "o_b_proj.weight").narrow(1, groups.start * R, G * R));
+}
+
+torch::Tensor moe(const DeepseekV4Config& c, const Weights& w, int64_t layer, const torch::Tensor& x,
+                  const torch::Tensor& input_ids, V4Shard shard) {
+  const std::string p = layer_prefix(layer) + "mlp.";
+  const torch::Tensor scores = torch::sqrt(torch::softplus(project(x, weight(w, p + "gate.weight"))));
+  const torch::Tensor experts =
+      c.hash_routed[size_t(layer)]
+          ? weight(w, p + "gate.tid2eid").index_select(0, input_ids).to(torch::kInt64)
+          : std::get<1>((scores + weight(w, p + "gate.e_score_correction_bias")).topk(c.experts_per_token, -1, true, false));
+  torch::Tensor weights = scores.gather(1, experts);
+  weights = weights / (weights.sum(-1, true) + 1e-20) * c.routed_scaling;
+
+  // Clamped SwiGLU is elementwise over the intermediate dimension, so a slice of it (gate and up
+  // rows, down columns) gives this shard's exact part of the sum.
+  const torch::Tensor gate_up = weight(w, p + "experts.gate_up_proj"), down = weight(w, p + "experts.down_proj");
+  const int64_t I = c.moe_intermediate;
+  const Span inner = share_of(I, shard);
+  torch::Tensor routed = torch::zeros_like(x);
+  for (int64_t e = 0; e < c.num_experts; ++e) {  // ascending, as transformers accumulates
+    const torch::Tensor hit = (experts == e).nonzero();
+    if (hit.size(0) == 0) continue;
+    const torch::Tensor token = hit.select(1, 0), slot = hit.select(1, 1);
+    const torch::Tensor xe = x.index_select(0, token);
+    const torch::Tensor h = clamped_swiglu(project(xe, gate_up[e].narrow(0, inner.start, inner.size)),
+                                           project(xe, gate_up[e].narrow(0, I + inner.start, inner.size)), c.swiglu_limit);
+    const torch::Tensor y = project(h, down[e].narrow(1, inner.start, inner.size)) * weights.index({token, slot}).unsqueeze(1);
+    routed.index_add_(0, token, y);
+  }
+  const std::string s = p + "shared_experts.";
+  const Span shared_inner = share_of(weight(w, s + "gate_proj.weight").size(0), shard);
+  auto rows = [&](const std::string& name) { return weight(w, s + name).narrow(0, shared_inner.start, shared_inner.size); };
+  const torch::Tensor shared =
+      project(clamped_swiglu(project(x, rows("gate_proj.weight")), project(x, rows("up_proj.weight")), c.swiglu_limit),
+              weight(w, s + "down_proj.weight").narrow(1, shared_inner.start, shared_inner.size));
+  return routed + shared;
+}
+
+V4Head output_head(const DeepseekV4Config& c, const Weights& w, const torch::Tensor& h) {
+  // The streams collapse once more before the final norm, with weights of their own.
+  const int64_t T = h.size(0);
+  const torch::Tensor mixes = project(unweighted_rmsnorm(h.reshape({T, -1}), c.rms_eps), weight(w, "model.hc_head.hc_fn"));
+  const torch::Tensor pre = torch::sigmoid(mixes * weight(w, "model.hc_head.hc_scale") + weight(w, "model.hc_head.hc_base")) + c.hc_eps;
+  const torch::Tensor final_norm = rmsnorm((pre.unsqueeze(-1) * h).sum(1), weight(w, "model.norm.weight"), c.rms_eps);
+  return {final_norm, project(final_norm, weight(w, "lm_head.weight"))};
+}
+
+}  // namespace v4
 
 DeepseekV4Config read_deepseek_v4_config(const std::string& path) {
   std::ifstream in(path);
@@ -318,24 +417,21 @@ DeepseekV4Config read_deepseek_v4_config(const std::string& path) {
 
 DeepseekV4Output deepseek_v4_forward(const DeepseekV4Config& c, const std::map<std::string, torch::Tensor>& w,
                                      const torch::Tensor& input_ids) {
-  const int64_t T = input_ids.size(0);
-  const torch::Tensor positions = torch::arange(T, torch::kInt64);
-  const torch::Tensor embedded = weight(w, "model.embed_tokens.weight").index_select(0, input_ids);
-  torch::Tensor h = embedded.unsqueeze(1).expand({T, c.hc_mult, c.hidden}).contiguous();
+  using namespace v4;
+  const torch::Tensor positions = torch::arange(input_ids.size(0), torch::kInt64);
+  torch::Tensor h = embed_streams(c, w, input_ids);
   DeepseekV4Output out;
   for (int64_t l = 0; l < c.num_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    const StreamMix a = hyper_connection(c, w, p + "attn_hc.", h);
-    h = remix(a, attention(c, w, l, rmsnorm(a.collapsed, weight(w, p + "input_layernorm.weight"), c.rms_eps), positions), h);
-    const StreamMix f = hyper_connection(c, w, p + "ffn_hc.", h);
-    h = remix(f, moe(c, w, l, rmsnorm(f.collapsed, weight(w, p + "post_attention_layernorm.weight"), c.rms_eps), input_ids), h);
+    const SublayerInput a = attention_input(c, w, l, h);
+    const V4Keys keys = build_keys(c, w, l, key_sources(c, w, l, a.normed, positions));
+    h = remix(a.mix, attention(c, w, l, a.normed, positions, keys), h);
+    const SublayerInput f = moe_input(c, w, l, h);
+    h = remix(f.mix, moe(c, w, l, f.normed, input_ids), h);
     out.layers.push_back(h);
   }
-  // The streams collapse once more before the final norm, with weights of their own.
-  const torch::Tensor mixes = project(unweighted_rmsnorm(h.reshape({T, -1}), c.rms_eps), weight(w, "model.hc_head.hc_fn"));
-  const torch::Tensor pre = torch::sigmoid(mixes * weight(w, "model.hc_head.hc_scale") + weight(w, "model.hc_head.hc_base")) + c.hc_eps;
-  out.final_norm = rmsnorm((pre.unsqueeze(-1) * h).sum(1), weight(w, "model.norm.weight"), c.rms_eps);
-  out.logits = project(out.final_norm, weight(w, "lm_head.weight"));
+  const V4Head head = output_head(c, w, h);
+  out.final_norm = head.final_norm;
+  out.logits = head.logits;
   return out;
 }
 

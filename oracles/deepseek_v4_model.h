@@ -5,8 +5,10 @@
 // the lightning indexer; HCA: disjoint windows), attention sinks, interleaved partial RoPE undone on
 // the output, grouped output projection, and MoE with sqrt(softplus) scores, hash routing on the
 // first layers and clamped SwiGLU experts. Checked against fixtures transformers computed
-// (tests/fixtures/deepseek_v4_tiny). Not covered: the KV/compressor caches (chunked prefill and
-// decode), FP8 checkpoints, and layouts on top of it.
+// (tests/fixtures/deepseek_v4_tiny). Its steps (oracles/deepseek_v4_parts.h) also run the "tp"
+// baseline and layout A on CPU ranks (layouts/deepseek_v4_layouts.h, one sequence, prefill, fp32).
+// Not covered: the KV/compressor caches (chunked prefill and decode), FP8 checkpoints, the GPU
+// kernels, and V4 in the generic layout runner (layoutbench check/bench).
 #include <torch/torch.h>
 
 #include <map>
