@@ -28,4 +28,18 @@ template <typename T, int V> __device__ inline void store_pack(T* p, const Pack<
   *reinterpret_cast<Pack<T, V>*>(p) = x;
 }
 
+// acc[m][r] += w[m][r] . x over the V elements of one pack, in fp32: M x R weight packs applied to
+// one input pack, so that each input value loaded serves every row.
+template <typename T, int V, int M, int R>
+__device__ inline void dot_packs(float (&acc)[M][R], const Pack<T, V> (&w)[M][R], const Pack<T, V>& x) {
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const float xf = to_f(x.v[j]);
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+#pragma unroll
+      for (int r = 0; r < R; ++r) acc[m][r] += to_f(w[m][r].v[j]) * xf;
+  }
+}
+
 }  // namespace lb::cuda

@@ -91,15 +91,7 @@ __global__ void decode_kernel(const T* in, const T* weight, const int64_t* order
 #pragma unroll
       for (int p = 0; p < kChunk; ++p) {
         if (p >= n) break;
-        const Pack<T, V> xv = load_pack<T, V>(x[p] + c);
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const float xf = to_f(xv.v[j]);
-#pragma unroll
-          for (int m = 0; m < kMats; ++m)
-#pragma unroll
-            for (int r = 0; r < kRows; ++r) acc[p][m][r] += to_f(wp[m][r].v[j]) * xf;
-        }
+        dot_packs(acc[p], wp, load_pack<T, V>(x[p] + c));
       }
     }
 #pragma unroll

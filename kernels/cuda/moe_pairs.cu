@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kMaxThreads, 3) pair_rows_kernel(const T* in, 
     }
     return;
   }
-  Pack<T, V> w[kMats][kRows][kPpt];
+  Pack<T, V> w[kPpt][kMats][kRows];
 #pragma unroll
   for (int m = 0; m < kMats; ++m)
 #pragma unroll
@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(kMaxThreads, 3) pair_rows_kernel(const T* in, 
 #pragma unroll
       for (int i = 0; i < kPpt; ++i) {
         const int64_t c = (int64_t(threadIdx.x) + int64_t(i) * blockDim.x) * V;
-        w[m][r][i] = c < K ? load_pack<T, V>(base + c) : Pack<T, V>{};
+        w[i][m][r] = c < K ? load_pack<T, V>(base + c) : Pack<T, V>{};
       }
     }
   if (kMats == 1) {
@@ -81,15 +81,7 @@ __global__ void __launch_bounds__(kMaxThreads, 3) pair_rows_kernel(const T* in, 
   for (int i = 0; i < kPpt; ++i) {
     const int64_t c = (int64_t(threadIdx.x) + int64_t(i) * blockDim.x) * V;
     if (c >= K) break;
-    const Pack<T, V> xv = load_pack<T, V>(x + c);
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-      const float xf = to_f(xv.v[j]);
-#pragma unroll
-      for (int m = 0; m < kMats; ++m)
-#pragma unroll
-        for (int r = 0; r < kRows; ++r) acc[m][r] += to_f(w[m][r][i].v[j]) * xf;
-    }
+    dot_packs(acc, w[i], load_pack<T, V>(x + c));
   }
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll

@@ -32,6 +32,30 @@ __device__ inline float warp_sum(float v) {
   return v;
 }
 
+// Takes the k largest entries of row[0 .. n) in descending order (setting each to -inf),
+// writes their ids to experts[0 .. k) and returns on lane j the weight_of(score, id) of pick j;
+// `sum` gets the sum of the k weights on every lane.
+template <typename WeightOf>
+__device__ inline float take_top_k(float* row, int n, int k, int64_t* experts, WeightOf weight_of, float& sum) {
+  const int lane = threadIdx.x % 32;
+  float mine = 0;
+  sum = 0;
+  for (int j = 0; j < k; ++j) {
+    float best;
+    int at;
+    warp_argmax(row, n, best, at);
+    const float w = weight_of(best, at);
+    sum += w;
+    if (lane == j) {
+      mine = w;
+      experts[j] = at;
+    }
+    if (lane == at % 32) row[at] = -INFINITY;
+    __syncwarp();
+  }
+  return mine;
+}
+
 template <typename T>
 __global__ void softmax_topk_kernel(const T* logits, int64_t tokens, int E, int k, bool renormalize, int64_t* experts,
                                     float* weights) {
@@ -50,20 +74,9 @@ __global__ void softmax_topk_kernel(const T* logits, int64_t tokens, int E, int 
   for (int i = lane; i < E; i += 32) total += expf(row[i] - top);
   total = warp_sum(total);
   __syncwarp();
-  float mine = 0, picked = 0;  // lane j keeps slot j's probability
-  for (int j = 0; j < k; ++j) {
-    float best;
-    int at;
-    warp_argmax(row, E, best, at);
-    const float p = expf(best - top) / total;
-    picked += p;
-    if (lane == j) {
-      mine = p;
-      experts[t * k + j] = at;
-    }
-    if (lane == at % 32) row[at] = -INFINITY;
-    __syncwarp();
-  }
+  float picked;  // lane j keeps slot j's probability
+  const float mine =
+      take_top_k(row, E, k, experts + t * k, [&](float logit, int) { return expf(logit - top) / total; }, picked);
   if (lane < k) weights[t * k + lane] = renormalize ? mine / picked : mine;
 }
 
@@ -104,20 +117,10 @@ __global__ void sigmoid_grouped_kernel(const T* logits, const float* bias, int64
   for (int i = lane; i < E; i += 32)
     if (!(groups >> (i / size) & 1u)) row[i] = -INFINITY;
   __syncwarp();
-  float mine = 0, picked = 0;
-  for (int j = 0; j < k; ++j) {
-    float best;
-    int at;
-    warp_argmax(row, E, best, at);
-    const float score = 1.0f / (1.0f + expf(-to_f(logits[t * E + at])));
-    picked += score;
-    if (lane == j) {
-      mine = score;
-      experts[t * k + j] = at;
-    }
-    if (lane == at % 32) row[at] = -INFINITY;
-    __syncwarp();
-  }
+  // Chosen by the biased score, weighted by the unbiased one.
+  float picked;
+  const float mine = take_top_k(
+      row, E, k, experts + t * k, [&](float, int at) { return 1.0f / (1.0f + expf(-to_f(logits[t * E + at]))); }, picked);
   if (lane < k) weights[t * k + lane] = (renormalize ? mine / (picked + 1e-20f) : mine) * scale;
 }
 
