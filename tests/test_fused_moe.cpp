@@ -95,10 +95,10 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   const torch::Device cuda("cuda");
   // Decode kernels (up to 512 pairs; 64 tokens on 8 experts puts ~64 pairs on each, past one
   // chunk of pairs), grouped GEMM (600 tokens), padded batched GEMM (8192 tokens).
-  // Per-pair kernels (one or two tokens; 8 of 8 experts: both tokens share every expert).
+  // Per-pair kernels (up to four tokens; 8 of 8 experts: every token shares every expert).
   for (const MoeCase& c : {MoeCase{8192, 2048, 768, 128, 8}, MoeCase{1, 2048, 768, 128, 8},
                            MoeCase{33, 7168, 256, 64, 8}, MoeCase{600, 2048, 768, 128, 8},
-                           MoeCase{64, 1024, 512, 8, 8}, MoeCase{2, 7168, 256, 64, 8}, MoeCase{2, 1024, 512, 8, 8}}) {
+                           MoeCase{64, 1024, 512, 8, 8}, MoeCase{2, 7168, 256, 64, 8}, MoeCase{4, 1024, 512, 8, 8}}) {
     const ExpertWeights w32 = random_experts(c, torch::TensorOptions().device(cuda));
     const ExpertWeights w16 = stack_experts(w32.gate.to(torch::kBFloat16), w32.up.to(torch::kBFloat16),
                                             w32.down.to(torch::kBFloat16));

@@ -1,6 +1,6 @@
 #pragma once
 // Launchers of the one-block-per-pair MoE experts (kernels/cuda/moe_pairs.cu), for the smallest
-// decode batches (one or two tokens), where sorting the pairs would cost a launch and nearly every
+// decode batches (up to four tokens), where sorting the pairs would cost a launch and nearly every
 // expert serves one pair anyway: an expert chosen twice is read twice. A block keeps a few weight
 // rows of its pair's expert in registers, split along their length over its threads, and sums the
 // partial dot products over the block in a fixed order. On sm_90 the down kernel loads its weights
