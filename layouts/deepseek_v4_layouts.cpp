@@ -30,7 +30,7 @@ DeepseekV4LayoutOutput with_head(const DeepseekV4Config& c, const v4::Weights& w
 DeepseekV4LayoutOutput tensor_parallel(const DeepseekV4Config& c, const v4::Weights& w, const torch::Tensor& input_ids,
                                        Communicator& tp) {
   const v4::V4Shard shard{tp.rank(), tp.size()};
-  const torch::Tensor positions = torch::arange(input_ids.size(0), torch::kInt64);
+  const torch::Tensor positions = torch::arange(input_ids.size(0), input_ids.options().dtype(torch::kInt64));
   DeepseekV4LayoutOutput out;
   out.tokens = positions;
   torch::Tensor h = v4::embed_streams(c, w, input_ids);
@@ -55,7 +55,7 @@ DeepseekV4LayoutOutput context_parallel_fused_moe(const DeepseekV4Config& c, con
   DeepseekV4LayoutOutput out;
   // Round-robin split: each rank's tokens spread over the whole sequence, so causal attention
   // costs about the same on every rank. Positions stay the original ones (RoPE, masks).
-  out.tokens = torch::arange(cp.rank(), input_ids.size(0), cp.size(), torch::kInt64);
+  out.tokens = torch::arange(cp.rank(), input_ids.size(0), cp.size(), input_ids.options().dtype(torch::kInt64));
   const torch::Tensor& positions = out.tokens;
   const torch::Tensor local_ids = input_ids.index_select(0, positions);
   // Hash routing needs the ids of every token the MoE sees: they travel with the hidden as one

@@ -65,7 +65,8 @@ struct CosSinHalf {
 };
 
 CosSinHalf cos_sin(const V4Rope& rope, const torch::Tensor& positions) {
-  const torch::Tensor angles = positions.to(torch::kFloat32).unsqueeze(1) * rope.inv_freq.unsqueeze(0);
+  const torch::Tensor angles =
+      positions.to(torch::kFloat32).unsqueeze(1) * rope.inv_freq.to(positions.device()).unsqueeze(0);
   return {angles.cos() * rope.attention_factor, angles.sin() * rope.attention_factor};
 }
 
@@ -141,13 +142,13 @@ torch::Tensor compress(const std::map<std::string, torch::Tensor>& w, const std:
   }
   torch::Tensor entries = (slots_kv * torch::softmax(slots_gate, 1)).sum(1);
   entries = rmsnorm(entries, weight(w, p + "kv_norm.weight"), eps);
-  const CosSinHalf cs = cos_sin(rope, torch::arange(n, torch::kInt64) * rate);
+  const CosSinHalf cs = cos_sin(rope, torch::arange(n, kv_rows.options().dtype(torch::kInt64)) * rate);
   return rope_tail(entries, cs.cos, cs.sin);
 }
 
 // Entry e is visible to the token at position t once its window has closed: e < (t + 1) / rate.
 torch::Tensor future_entries(const torch::Tensor& positions, int64_t entries, int64_t rate) {
-  return torch::arange(entries, torch::kInt64).unsqueeze(0) >= torch::div(positions + 1, rate, "floor").unsqueeze(1);
+  return torch::arange(entries, positions.options()).unsqueeze(0) >= torch::div(positions + 1, rate, "floor").unsqueeze(1);
 }
 
 // The lightning indexer's pick of compressed entries (`keys`, the indexer's own) per query:
@@ -156,7 +157,7 @@ torch::Tensor indexer_topk(const DeepseekV4Config& c, const std::map<std::string
                            const std::string& p, const torch::Tensor& x, const torch::Tensor& q_residual,
                            const torch::Tensor& positions, const torch::Tensor& keys) {
   const int64_t T = x.size(0), entries = keys.size(0);
-  if (entries == 0) return torch::zeros({T, 0}, torch::kInt64);
+  if (entries == 0) return torch::zeros({T, 0}, positions.options());
   const CosSinHalf cs = cos_sin(c.compress_rope, positions);
   const torch::Tensor q = rope_tail(project(q_residual, weight(w, p + "q_b_proj.weight")).view({T, c.index_heads, -1}),
                                     cs.cos.unsqueeze(1), cs.sin.unsqueeze(1));
@@ -271,9 +272,10 @@ torch::Tensor attention(const DeepseekV4Config& c, const Weights& w, int64_t lay
   q = rope_tail(q, cs.cos.unsqueeze(1), cs.sin.unsqueeze(1));
   // Sliding window over the sequence itself: key j is visible to the query at position i when
   // j <= i and j > i - window.
-  const torch::Tensor i = positions.unsqueeze(1), j = torch::arange(keys.kv.size(0), torch::kInt64).unsqueeze(0);
+  const torch::Tensor i = positions.unsqueeze(1), j = torch::arange(keys.kv.size(0), positions.options()).unsqueeze(0);
   const float inf = std::numeric_limits<float>::infinity();
-  torch::Tensor mask = torch::zeros({T, keys.kv.size(0)}).masked_fill((j > i) | (j <= i - c.sliding_window), -inf);
+  const auto real = keys.kv.options();
+  torch::Tensor mask = torch::zeros({T, keys.kv.size(0)}, real).masked_fill((j > i) | (j <= i - c.sliding_window), -inf);
   torch::Tensor all_keys = keys.kv;
 
   if (kind != V4Attention::Sliding) {
@@ -284,9 +286,9 @@ torch::Tensor attention(const DeepseekV4Config& c, const Weights& w, int64_t lay
       const torch::Tensor picks =
           indexer_topk(c, w, p + "compressor.indexer.", x, q_residual, positions, keys.index_keys);
       const torch::Tensor safe = torch::where(picks >= 0, picks, torch::full_like(picks, entries));
-      bias = torch::full({T, entries + 1}, -inf).scatter_(1, safe, 0.0).narrow(1, 0, entries);
+      bias = torch::full({T, entries + 1}, -inf, real).scatter_(1, safe, 0.0).narrow(1, 0, entries);
     } else {
-      bias = torch::zeros({T, entries}).masked_fill(future_entries(positions, entries, c.hca_rate), -inf);
+      bias = torch::zeros({T, entries}, real).masked_fill(future_entries(positions, entries, c.hca_rate), -inf);
     }
     all_keys = torch::cat({all_keys, keys.entries});
     mask = torch::cat({mask, bias}, 1);
@@ -418,7 +420,7 @@ DeepseekV4Config read_deepseek_v4_config(const std::string& path) {
 DeepseekV4Output deepseek_v4_forward(const DeepseekV4Config& c, const std::map<std::string, torch::Tensor>& w,
                                      const torch::Tensor& input_ids) {
   using namespace v4;
-  const torch::Tensor positions = torch::arange(input_ids.size(0), torch::kInt64);
+  const torch::Tensor positions = torch::arange(input_ids.size(0), input_ids.options().dtype(torch::kInt64));
   torch::Tensor h = embed_streams(c, w, input_ids);
   DeepseekV4Output out;
   for (int64_t l = 0; l < c.num_layers; ++l) {

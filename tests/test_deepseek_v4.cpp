@@ -65,6 +65,21 @@ TEST(DeepseekV4Fixture, EveryLayerAndLogitsMatch) {
   EXPECT_LT(worst_error(f, out, true), kMaxRelL2);
 }
 
+// The same model on a GPU, fp32 (LibTorch leaves TF32 off for fp32 matmuls): the fixture matches
+// as on the CPU.
+TEST(GpuDeepseekV4, Fp32OnGpuMatchesFixture) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
+  const V4Fixture f = load_fixture();
+  const torch::Device cuda("cuda");
+  std::map<std::string, torch::Tensor> on_gpu;
+  for (const auto& [name, t] : f.weights) on_gpu[name] = t.to(cuda);
+  const DeepseekV4Output gpu = deepseek_v4_forward(f.config, on_gpu, f.expected.at("input_ids").to(cuda));
+  EXPECT_TRUE(gpu.logits.is_cuda());
+  DeepseekV4Output back{{}, gpu.final_norm.cpu(), gpu.logits.cpu()};
+  for (const torch::Tensor& layer : gpu.layers) back.layers.push_back(layer.cpu());
+  EXPECT_LT(worst_error(f, back, true), kMaxRelL2);
+}
+
 // The check must be able to fail: perturbing any one of these moves some output past the bound
 // (the indexer's query is flipped, since a small change seldom changes which entries it picks).
 TEST(DeepseekV4Fixture, PerturbedPartsFail) {
