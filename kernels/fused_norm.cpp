@@ -34,9 +34,9 @@ torch::Tensor rmsnorm_fused(const torch::Tensor& x, const torch::Tensor& weight,
     const c10::cuda::CUDAGuard guard(x.device());
     const torch::Tensor xc = x.contiguous(), wc = weight.contiguous();
     torch::Tensor y = torch::empty_like(xc);
-    check_launch(cuda::rmsnorm(*d, xc.data_ptr(), nullptr, wc.data_ptr(), nullptr, y.data_ptr(), rows_of(xc), x.size(-1),
-                        float(eps), stream_of(x)),
-          "rmsnorm kernel");
+    check_launch(cuda::rmsnorm(*d, xc.data_ptr(), nullptr, wc.data_ptr(), nullptr, y.data_ptr(), rows_of(xc),
+                               x.size(-1), float(eps), stream_of(x)),
+                 "rmsnorm kernel");
     return y;
   }
 #endif
@@ -51,9 +51,9 @@ std::pair<torch::Tensor, torch::Tensor> add_rmsnorm_fused(const torch::Tensor& x
     const c10::cuda::CUDAGuard guard(x.device());
     const torch::Tensor xc = x.contiguous(), rc = residual.contiguous(), wc = weight.contiguous();
     torch::Tensor h = torch::empty_like(xc), y = torch::empty_like(xc);
-    check_launch(cuda::rmsnorm(*d, xc.data_ptr(), rc.data_ptr(), wc.data_ptr(), h.data_ptr(), y.data_ptr(), rows_of(xc),
-                        x.size(-1), float(eps), stream_of(x)),
-          "residual + rmsnorm kernel");
+    check_launch(cuda::rmsnorm(*d, xc.data_ptr(), rc.data_ptr(), wc.data_ptr(), h.data_ptr(), y.data_ptr(),
+                               rows_of(xc), x.size(-1), float(eps), stream_of(x)),
+                 "residual + rmsnorm kernel");
     return {h, y};
   }
 #endif
@@ -69,9 +69,9 @@ torch::Tensor qk_norm_rope_fused(const torch::Tensor& x, const torch::Tensor& we
     const c10::cuda::CUDAGuard guard(x.device());
     const torch::Tensor xc = x.contiguous(), wc = weight.contiguous(), c = cs.cos.contiguous(), s = cs.sin.contiguous();
     torch::Tensor y = torch::empty_like(xc);
-    check_launch(cuda::qk_norm_rope(*d, xc.data_ptr(), wc.data_ptr(), c.data_ptr(), s.data_ptr(), y.data_ptr(), x.size(0),
-                             x.size(1), dim, float(eps), stream_of(x)),
-          "q/k norm + rope kernel");
+    check_launch(cuda::qk_norm_rope(*d, xc.data_ptr(), wc.data_ptr(), c.data_ptr(), s.data_ptr(), y.data_ptr(),
+                                    x.size(0), x.size(1), dim, float(eps), stream_of(x)),
+                 "q/k norm + rope kernel");
     return y;
   }
 #endif

@@ -84,8 +84,8 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   if (!aligned16(xc) || !aligned16(gu) || !aligned16(dn)) return {};
   const torch::Tensor ec = experts.to(torch::kInt64).contiguous(), wc = weights.to(torch::kFloat32).contiguous();
   const cudaStream_t stream = stream_of(x);
+  torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
   if (pairs <= kPairPathMaxPairs && cuda::moe_pair_rows_fit(*d, hidden, inter)) {
-    torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
     check_launch(cuda::moe_pair_gate_up(*d, xc.data_ptr(), gu.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
                                         wc.data_ptr<float>(), act.data_ptr(), pairs, inter, hidden, k, stream),
                  "MoE per-pair gate/up kernel");
@@ -100,7 +100,6 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   check_launch(cuda::moe_sort_pairs(ec.data_ptr<int64_t>(), pairs, first_expert, held, order.data_ptr<int64_t>(),
                                     offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream),
                "MoE pair sort kernel");
-  torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
   check_launch(cuda::moe_decode_gate_up(*d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
                                         offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held, inter,
                                         hidden, k, stream),

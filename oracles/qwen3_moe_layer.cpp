@@ -1,8 +1,8 @@
 #include "oracles/qwen3_moe_layer.h"
 
 #include "kernels/fused_moe.h"
-#include "kernels/fused_routing.h"
 #include "kernels/fused_norm.h"
+#include "kernels/fused_routing.h"
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
 
@@ -31,8 +31,8 @@ torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch
   if (!c.is_moe_layer(w.layer))
     return swiglu_mlp(x_normed, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"]);
   torch::Tensor logits = torch::linear(x_normed, w["mlp.gate.weight"]);
-  Routing routing = w.fused_kernels ? fused_route_softmax_topk(logits, c.experts_per_token, c.norm_topk_prob)
-                                    : route_softmax_topk(logits, c.experts_per_token, c.norm_topk_prob);
+  const auto route = w.fused_kernels ? fused_route_softmax_topk : route_softmax_topk;
+  Routing routing = route(logits, c.experts_per_token, c.norm_topk_prob);
   if (chosen) {
     *chosen = routing;
     chosen->logits = logits;

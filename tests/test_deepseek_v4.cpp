@@ -3,7 +3,6 @@
 // machine, fp32 on CPU): each layer's residual streams, the final norm and the logits.
 #include "harness/errors.h"
 #include "harness/file_util.h"
-#include "harness/safetensors.h"
 #include "oracles/compare.h"
 #include "oracles/deepseek_v4_model.h"
 #include "test_util.h"
@@ -18,13 +17,6 @@ namespace {
 
 constexpr double kMaxRelL2 = 1e-5;
 
-std::map<std::string, torch::Tensor> read_all(const SafetensorsFile& file) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& [name, info] : file.tensors())
-    out[name] = file.read(name, info.dtype == StDtype::I64 ? torch::kInt64 : torch::kFloat32);
-  return out;
-}
-
 struct V4Fixture {
   DeepseekV4Config config;
   std::map<std::string, torch::Tensor> weights;
@@ -34,8 +26,8 @@ struct V4Fixture {
 V4Fixture load_fixture() {
   const std::string dir = test::fixture_dir("deepseek_v4_tiny");
   V4Fixture f{read_deepseek_v4_config(join_path(dir, "config.json")),
-              read_all(SafetensorsFile(join_path(dir, "model.safetensors"))),
-              read_all(SafetensorsFile(join_path(dir, "expected.safetensors")))};
+              test::read_all_tensors(join_path(dir, "model.safetensors")),
+              test::read_all_tensors(join_path(dir, "expected.safetensors"))};
   return f;
 }
 

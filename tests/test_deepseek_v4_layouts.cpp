@@ -27,18 +27,11 @@ struct V4Model {
   torch::Tensor fixture_ids;  // the 40 tokens transformers ran
 };
 
-std::map<std::string, torch::Tensor> read_all(const SafetensorsFile& file) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& [name, info] : file.tensors())
-    out[name] = file.read(name, info.dtype == StDtype::I64 ? torch::kInt64 : torch::kFloat32);
-  return out;
-}
-
 const V4Model& fixture_model() {
   static const V4Model model = [] {
     const std::string dir = test::fixture_dir("deepseek_v4_tiny");
     return V4Model{read_deepseek_v4_config(join_path(dir, "config.json")),
-                   read_all(SafetensorsFile(join_path(dir, "model.safetensors"))),
+                   test::read_all_tensors(join_path(dir, "model.safetensors")),
                    SafetensorsFile(join_path(dir, "expected.safetensors")).read("input_ids", torch::kInt64)};
   }();
   return model;

@@ -3,10 +3,12 @@
 // in-process with its output captured. No std::filesystem (see harness/file_util.h).
 #include "harness/cli.h"
 #include "harness/file_util.h"
+#include "harness/safetensors.h"
 
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,15 @@ inline std::string param_name(size_t index, const std::string& label) {
   for (char& ch : s)
     if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
   return s;
+}
+
+// Every tensor of a safetensors file by name: integers as int64, the rest as float32.
+inline std::map<std::string, torch::Tensor> read_all_tensors(const std::string& path) {
+  const SafetensorsFile file(path);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [name, info] : file.tensors())
+    out[name] = file.read(name, info.dtype == StDtype::I64 ? torch::kInt64 : torch::kFloat32);
+  return out;
 }
 
 struct CliResult {

@@ -1,6 +1,6 @@
 #pragma once
-// Device-side conversions shared by the kernels: every kernel computes in fp32 and rounds to the
-// tensor's dtype where the LibTorch op it replaces would.
+// Device-side helpers shared by the kernels: conversions (every kernel computes in fp32 and rounds
+// to the tensor's dtype where the LibTorch op it replaces would), packed loads and warp sums.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -26,6 +26,16 @@ template <typename T, int V> __device__ inline Pack<T, V> load_pack(const T* p) 
 }
 template <typename T, int V> __device__ inline void store_pack(T* p, const Pack<T, V>& x) {
   *reinterpret_cast<Pack<T, V>*>(p) = x;
+}
+
+// The sum (max) of v over the 32 lanes of a warp, on every lane, in one fixed order.
+__device__ inline float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ inline float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
 }
 
 // acc[m][r] += w[m][r] . x over the V elements of one pack, in fp32: M x R weight packs applied to

@@ -12,11 +12,6 @@ constexpr int kRows = 4;   // output rows per warp: each input value loaded serv
 // the accumulators stay in registers with enough warps resident to keep loads in flight.
 constexpr int kChunkRows = 8;
 
-__device__ inline float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
 // One block: counting sort of the pairs by local expert (stable, so pair order within an expert
 // is pair id order), in shared memory; pairs of experts held elsewhere get key `held` and go last.
 __global__ void sort_pairs_kernel(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held,

@@ -11,11 +11,6 @@ constexpr int kMaxThreads = 256;
 // few enough registers for three blocks per SM (measured best on an H200 among 4-16).
 constexpr int kPacksPerThread = 8;
 
-__device__ inline float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
 // Programmatic dependent launch: the next kernel in the stream may start once every block of this
 // one has called allow_next_kernel, and must wait_for_previous_kernel before it reads what this one
 // writes. No-ops before sm_90.

@@ -8,13 +8,8 @@ namespace {
 
 constexpr int kWarps = 4;  // tokens per block
 
-// The largest of row[0 .. n) over the warp, and the lowest index holding it; every lane gets both.
-// `at` stays n when every entry is -inf.
-__device__ inline void warp_argmax(const float* row, int n, float& best, int& at) {
-  best = -INFINITY;
-  at = n;
-  for (int i = threadIdx.x % 32; i < n; i += 32)
-    if (row[i] > best) best = row[i], at = i;
+// Each lane's (best, at) becomes the warp's largest best, with the lowest `at` among equals.
+__device__ inline void warp_argmax_reduce(float& best, int& at) {
   for (int o = 16; o > 0; o >>= 1) {
     const float other = __shfl_xor_sync(0xffffffffu, best, o);
     const int other_at = __shfl_xor_sync(0xffffffffu, at, o);
@@ -22,14 +17,14 @@ __device__ inline void warp_argmax(const float* row, int n, float& best, int& at
   }
 }
 
-__device__ inline float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
-__device__ inline float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
+// The largest of row[0 .. n) over the warp, and the lowest index holding it; every lane gets both.
+// `at` stays n when every entry is -inf.
+__device__ inline void warp_argmax(const float* row, int n, float& best, int& at) {
+  best = -INFINITY;
+  at = n;
+  for (int i = threadIdx.x % 32; i < n; i += 32)
+    if (row[i] > best) best = row[i], at = i;
+  warp_argmax_reduce(best, at);
 }
 
 // Takes the k largest entries of row[0 .. n) in descending order (setting each to -inf),
@@ -106,11 +101,7 @@ __global__ void sigmoid_grouped_kernel(const T* logits, const float* bias, int64
   for (int j = 0; j < topk_group; ++j) {
     float best = group;
     int at = lane < n_group ? lane : 32;
-    for (int o = 16; o > 0; o >>= 1) {
-      const float other = __shfl_xor_sync(0xffffffffu, best, o);
-      const int other_at = __shfl_xor_sync(0xffffffffu, at, o);
-      if (other > best || (other == best && other_at < at)) best = other, at = other_at;
-    }
+    warp_argmax_reduce(best, at);
     if (lane == at) chosen = true, group = -INFINITY;
   }
   const unsigned groups = __ballot_sync(0xffffffffu, chosen);

@@ -9,14 +9,13 @@ namespace {
 // The sum of `v` over the block (blockDim.x a multiple of 32, at most 1024).
 __device__ float block_sum(float v) {
   __shared__ float warp_sums[32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  v = warp_sum(v);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) warp_sums[warp] = v;
   __syncthreads();
   const int warps = blockDim.x / 32;
   v = lane < warps ? warp_sums[lane] : 0.0f;
-  if (warp == 0)
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (warp == 0) v = warp_sum(v);
   __shared__ float total;
   if (threadIdx.x == 0) total = v;
   __syncthreads();
