@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
-# JSON records in $OUT (default results/latest). Steps: fixtures tokenizer build test reference
+# JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
 # collectives mpi check capture gsm8k kernels bench-moe bench-layer bench (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git).
@@ -33,6 +33,9 @@ for step in "${steps[@]}"; do
     fixtures)
       python3 tests/fixtures/make_fixtures.py --out tests/fixtures || status=1
       tar czf "$OUT/fixtures.tgz" tests/fixtures ;;
+    fixtures-v4)
+      python3 tests/fixtures/make_v4_fixtures.py --out tests/fixtures || status=1
+      tar czf "$OUT/fixtures_v4.tgz" tests/fixtures/deepseek_v4_tiny ;;
     tokenizer)
       # HF tokenizers' ids for the second tokenizer fixture; GSM8K from LB_SHARED_DIR, since ../shared
       # does not travel to the GPU machine.

@@ -1,6 +1,7 @@
 #include "kernels/cuda/moe_decode.h"
 
 #include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/dispatch.cuh"
 
 namespace lb::cuda {
 
@@ -122,26 +123,16 @@ cudaError_t launch(const void* in, const void* weight, const int64_t* order, con
 cudaError_t moe_decode_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                                const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
                                int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream) {
-  switch (dtype) {
-    case Dtype::F32:
-      return launch<float, true>(x, gate_up, order, offsets, pair_weight, act, experts, inter, hidden, k, stream);
-    case Dtype::BF16:
-      return launch<__nv_bfloat16, true>(x, gate_up, order, offsets, pair_weight, act, experts, inter, hidden, k, stream);
-    case Dtype::F16:
-      return launch<__half, true>(x, gate_up, order, offsets, pair_weight, act, experts, inter, hidden, k, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_element_type(dtype, [&](auto e) {
+    return launch<typename decltype(e)::type, true>(x, gate_up, order, offsets, pair_weight, act, experts, inter, hidden, k, stream);
+  });
 }
 
 cudaError_t moe_decode_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
                             int64_t experts, int64_t hidden, int64_t inter, cudaStream_t stream) {
-  switch (dtype) {
-    case Dtype::F32: return launch<float, false>(act, down, nullptr, offsets, nullptr, y, experts, hidden, inter, 1, stream);
-    case Dtype::BF16:
-      return launch<__nv_bfloat16, false>(act, down, nullptr, offsets, nullptr, y, experts, hidden, inter, 1, stream);
-    case Dtype::F16: return launch<__half, false>(act, down, nullptr, offsets, nullptr, y, experts, hidden, inter, 1, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_element_type(dtype, [&](auto e) {
+    return launch<typename decltype(e)::type, false>(act, down, nullptr, offsets, nullptr, y, experts, hidden, inter, 1, stream);
+  });
 }
 
 int moe_decode_alignment(Dtype dtype) { return dtype == Dtype::F32 ? 4 : 8; }

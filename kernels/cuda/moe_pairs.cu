@@ -1,6 +1,7 @@
 #include "kernels/cuda/moe_pairs.h"
 
 #include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/dispatch.cuh"
 
 namespace lb::cuda {
 
@@ -141,16 +142,9 @@ template <int kMats>
 cudaError_t launch_dtype(Dtype dtype, const void* in, const void* weight, void* out, const int64_t* experts,
                          int64_t first_expert, int64_t held, const float* pair_weight, int64_t pairs, int64_t out_cols,
                          int64_t K, int64_t k, cudaStream_t s) {
-  switch (dtype) {
-    case Dtype::F32:
-      return launch<float, kMats>(in, weight, out, experts, first_expert, held, pair_weight, pairs, out_cols, K, k, s);
-    case Dtype::BF16:
-      return launch<__nv_bfloat16, kMats>(in, weight, out, experts, first_expert, held, pair_weight, pairs, out_cols, K,
-                                          k, s);
-    case Dtype::F16:
-      return launch<__half, kMats>(in, weight, out, experts, first_expert, held, pair_weight, pairs, out_cols, K, k, s);
-  }
-  return cudaErrorInvalidValue;
+  return with_element_type(dtype, [&](auto e) {
+    return launch<typename decltype(e)::type, kMats>(in, weight, out, experts, first_expert, held, pair_weight, pairs, out_cols, K, k, s);
+  });
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "kernels/cuda/moe_routing.h"
 
 #include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/dispatch.cuh"
 
 namespace lb::cuda {
 
@@ -126,21 +127,12 @@ cudaError_t route_softmax_topk(Dtype dtype, const void* logits, int64_t tokens, 
   if (!fits(num_experts, k)) return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   const int E = int(num_experts), K = int(k);
-  switch (dtype) {
-    case Dtype::F32:
-      softmax_topk_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const float*>(logits), tokens, E, K,
-                                                                      renormalize, experts, weights);
-      break;
-    case Dtype::BF16:
-      softmax_topk_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const __nv_bfloat16*>(logits), tokens,
-                                                                      E, K, renormalize, experts, weights);
-      break;
-    case Dtype::F16:
-      softmax_topk_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const __half*>(logits), tokens, E, K,
-                                                                      renormalize, experts, weights);
-      break;
-  }
-  return cudaGetLastError();
+  return with_element_type(dtype, [&](auto e) {
+    using T = typename decltype(e)::type;
+    softmax_topk_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const T*>(logits), tokens, E, K,
+                                                                    renormalize, experts, weights);
+    return cudaGetLastError();
+  });
 }
 
 cudaError_t route_sigmoid_grouped(Dtype dtype, const void* logits, const float* bias, int64_t tokens,
@@ -151,23 +143,12 @@ cudaError_t route_sigmoid_grouped(Dtype dtype, const void* logits, const float* 
     return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   const int E = int(num_experts), G = int(n_group), TG = int(topk_group), K = int(k);
-  switch (dtype) {
-    case Dtype::F32:
-      sigmoid_grouped_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const float*>(logits), bias, tokens,
-                                                                         E, G, TG, K, renormalize, scale, experts, weights);
-      break;
-    case Dtype::BF16:
-      sigmoid_grouped_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const __nv_bfloat16*>(logits), bias,
-                                                                         tokens, E, G, TG, K, renormalize, scale, experts,
-                                                                         weights);
-      break;
-    case Dtype::F16:
-      sigmoid_grouped_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const __half*>(logits), bias,
-                                                                         tokens, E, G, TG, K, renormalize, scale, experts,
-                                                                         weights);
-      break;
-  }
-  return cudaGetLastError();
+  return with_element_type(dtype, [&](auto e) {
+    using T = typename decltype(e)::type;
+    sigmoid_grouped_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const T*>(logits), bias, tokens, E, G,
+                                                                       TG, K, renormalize, scale, experts, weights);
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace lb::cuda

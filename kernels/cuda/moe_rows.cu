@@ -1,6 +1,7 @@
 #include "kernels/cuda/moe_rows.h"
 
 #include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/dispatch.cuh"
 
 namespace lb::cuda {
 
@@ -83,22 +84,13 @@ cudaError_t launch_combine(const void* y, const int64_t* row_of_pair, void* out,
 
 cudaError_t silu_mul_weight(Dtype dtype, const void* h, const float* w, void* out, int64_t rows, int64_t inter,
                             cudaStream_t stream) {
-  switch (dtype) {
-    case Dtype::F32: return launch_silu<float>(h, w, out, rows, inter, stream);
-    case Dtype::BF16: return launch_silu<__nv_bfloat16>(h, w, out, rows, inter, stream);
-    case Dtype::F16: return launch_silu<__half>(h, w, out, rows, inter, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_element_type(dtype, [&](auto e) { return launch_silu<typename decltype(e)::type>(h, w, out, rows, inter, stream); });
 }
 
 cudaError_t combine_pairs(Dtype dtype, const void* y, const int64_t* row_of_pair, void* out, int64_t tokens, int64_t k,
                           int64_t hidden, cudaStream_t stream) {
-  switch (dtype) {
-    case Dtype::F32: return launch_combine<float>(y, row_of_pair, out, tokens, k, hidden, stream);
-    case Dtype::BF16: return launch_combine<__nv_bfloat16>(y, row_of_pair, out, tokens, k, hidden, stream);
-    case Dtype::F16: return launch_combine<__half>(y, row_of_pair, out, tokens, k, hidden, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_element_type(
+      dtype, [&](auto e) { return launch_combine<typename decltype(e)::type>(y, row_of_pair, out, tokens, k, hidden, stream); });
 }
 
 }  // namespace lb::cuda

@@ -1,6 +1,7 @@
 #include "kernels/cuda/norm_rope.h"
 
 #include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/dispatch.cuh"
 
 namespace lb::cuda {
 
@@ -93,22 +94,14 @@ cudaError_t launch_qk(const void* x, const void* w, const void* c, const void* s
 
 cudaError_t rmsnorm(Dtype dtype, const void* x, const void* residual, const void* w, void* h_out, void* y, int64_t rows,
                     int64_t cols, float eps, cudaStream_t stream) {
-  switch (dtype) {
-    case Dtype::F32: return launch_rmsnorm<float>(x, residual, w, h_out, y, rows, cols, eps, stream);
-    case Dtype::BF16: return launch_rmsnorm<__nv_bfloat16>(x, residual, w, h_out, y, rows, cols, eps, stream);
-    case Dtype::F16: return launch_rmsnorm<__half>(x, residual, w, h_out, y, rows, cols, eps, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_element_type(
+      dtype, [&](auto e) { return launch_rmsnorm<typename decltype(e)::type>(x, residual, w, h_out, y, rows, cols, eps, stream); });
 }
 
 cudaError_t qk_norm_rope(Dtype dtype, const void* x, const void* w, const void* cos, const void* sin, void* y,
                          int64_t tokens, int64_t heads, int64_t dim, float eps, cudaStream_t stream) {
-  switch (dtype) {
-    case Dtype::F32: return launch_qk<float>(x, w, cos, sin, y, tokens, heads, dim, eps, stream);
-    case Dtype::BF16: return launch_qk<__nv_bfloat16>(x, w, cos, sin, y, tokens, heads, dim, eps, stream);
-    case Dtype::F16: return launch_qk<__half>(x, w, cos, sin, y, tokens, heads, dim, eps, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_element_type(
+      dtype, [&](auto e) { return launch_qk<typename decltype(e)::type>(x, w, cos, sin, y, tokens, heads, dim, eps, stream); });
 }
 
 }  // namespace lb::cuda
