@@ -101,11 +101,11 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
                                     offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream),
                "MoE pair sort kernel");
   check_launch(cuda::moe_decode_gate_up(*d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
-                                        offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held, inter,
-                                        hidden, k, stream),
+                                        offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held, pairs,
+                                        inter, hidden, k, stream),
                "MoE decode gate/up kernel");
   check_launch(cuda::moe_decode_down(*d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(), held,
-                                     hidden, inter, stream),
+                                     pairs, hidden, inter, stream),
                "MoE decode down kernel");
   return combine_pairs(y, row_of_pair, tokens, k);
 #else

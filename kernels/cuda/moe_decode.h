@@ -1,8 +1,9 @@
 #pragma once
 // Launchers of the few-pair MoE experts (kernels/cuda/moe_decode.cu): for decode batches, where a
 // grouped GEMM's host-side sizes would cost a synchronization and most of the time. Each warp
-// streams one weight row of one expert once and applies it to every pair routed to that expert;
-// experts with no pairs exit at once. kernels/moe_steps.h wraps them.
+// streams weight rows of one expert once and applies them to every pair routed to that expert (on
+// tensor cores, eight pairs at a time, when experts average two pairs or more); experts with no
+// pairs exit at once. kernels/moe_steps.h wraps them.
 #include "kernels/cuda/dtype.h"
 
 #include <cuda_runtime.h>
@@ -20,16 +21,17 @@ cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_
                            int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream);
 
 // Pairs (token * k + slot) sorted by expert: order[offsets[e] .. offsets[e + 1]) are expert e's,
-// offsets in device memory. Row i of `act` [*, inter] is sorted pair i's
+// offsets in device memory; `pairs` is their total count (it picks the kernel: tensor cores for
+// 16-bit types from two pairs per expert on). Row i of `act` [*, inter] is sorted pair i's
 //   silu(gate_e x) * (up_e x) * pair_weight[order[i]], x = x[order[i] / k] [hidden],
 // with gate_up [experts, 2 * inter, hidden] (gate rows first), sums in fp32.
 cudaError_t moe_decode_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                                const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
-                               int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream);
+                               int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream);
 
 // Row i of y [*, hidden] = down_e act[i] for the expert e of sorted pair i; down [experts, hidden, inter].
 cudaError_t moe_decode_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
-                            int64_t experts, int64_t hidden, int64_t inter, cudaStream_t stream);
+                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream);
 
 // The widths these kernels read at once: hidden and inter must be multiples of it.
 int moe_decode_alignment(Dtype dtype);
