@@ -107,15 +107,18 @@ __global__ void decode_kernel(const T* in, const T* weight, const int64_t* order
 
 // Tensor-core kernel for 16-bit types (mma.sync m16n8k16, fp32 accumulators), for when experts
 // average two or more pairs. Block (row tile, expert); each warp computes 16 output rows (of each
-// matrix) against 8 sorted pairs per pass over the weights. Since a dot product does not depend on
-// the order of its terms, lane (g, q) = (lane / 4, lane % 4) reads K columns 8q .. 8q + 8 of each
-// 32-column slab of weight rows g and g + 8 and of input row g: one 16-byte load each, holding
-// exactly the A and B fragment registers of the slab's two k16 steps (the same K permutation on
-// both operands). Measured on an H200 against 1, 2 and 4 tiles of 8 pairs, 2 and 8 slabs in flight
-// and 2 and 8 warps: Qwen3 at 64 tokens 76% of copy bandwidth, against 49% with the kernel above.
+// matrix) against 8 * kTiles sorted pairs per pass over the weights. Since a dot product does not
+// depend on the order of its terms, lane (g, q) = (lane / 4, lane % 4) reads K columns 8q .. 8q + 8
+// of each 32-column slab of weight rows g and g + 8 and of input row g: one 16-byte load each,
+// holding exactly the A and B fragment registers of the slab's two k16 steps (the same K
+// permutation on both operands). Measured on an H200 with 1, 2 and 4 tiles, 2, 4 and 8 slabs in
+// flight and 2, 4 and 8 warps: this one was fastest, Qwen3 at 64 tokens 76% of copy bandwidth
+// against 49% with the kernel above. A version without the tile loop was compiled to hold fewer
+// loads in flight (72 registers against 142) and reached only 61%.
 constexpr int kMmaWarps = 4;
 constexpr int kSlab = 32;   // K columns per 16-byte load of each lane
 constexpr int kUnroll = 4;  // slabs whose loads are in flight at once
+constexpr int kTiles = 1;   // 8-pair tiles per pass over the weights
 // Below this many pairs per held expert the kernel above is as fast or faster (H200: DeepSeek-V3 at
 // 32 tokens, one pair per expert, 92% of copy bandwidth against 84%).
 constexpr int64_t kMmaMinPairsPerExpert = 2;
@@ -133,37 +136,43 @@ __device__ inline void mma_16x8x16<__half>(float (&c)[4], const uint32_t (&a)[4]
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
-
 // Weights are read once per pass: keep them out of L1.
 __device__ inline uint4 load_streaming(const uint4* p) {
   uint4 v;
   asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
   return v;
 }
-
-// acc[m] += (rows g, g + 8 of matrix m) x (the 8 input rows) over slabs s .. s + kU.
+// acc[t][m] += (rows g, g + 8 of matrix m) x (input rows of tile t) over slabs s .. s + kU.
 template <typename T, int kMats, int kU>
-__device__ inline void mma_slabs(float (&acc)[kMats][4], const uint4* const (&w)[kMats][2], const uint4* x, int64_t s) {
+__device__ inline void mma_slabs(float (&acc)[kTiles][kMats][4], const uint4* const (&w)[kMats][2],
+                                 const uint4* const (&x)[kTiles], int64_t s, int tiles) {
   constexpr int kPacks = kSlab * sizeof(T) / 16;  // 16-byte packs per slab of one row
-  uint4 a[kU][kMats][2], b[kU];
+  // Every load is issued before the first mma, so that kU slabs of weights are in flight.
+  uint4 a[kU][kMats][2], b[kU][kTiles];
 #pragma unroll
-  for (int u = 0; u < kU; ++u) {
+  for (int u = 0; u < kU; ++u)
 #pragma unroll
     for (int m = 0; m < kMats; ++m)
 #pragma unroll
       for (int h = 0; h < 2; ++h) a[u][m][h] = load_streaming(w[m][h] + (s + u) * kPacks);
-    b[u] = __ldg(x + (s + u) * kPacks);
-  }
 #pragma unroll
   for (int u = 0; u < kU; ++u)
 #pragma unroll
-    for (int m = 0; m < kMats; ++m) {
-      const uint4 lo = a[u][m][0], hi = a[u][m][1];
-      mma_16x8x16<T>(acc[m], {lo.x, hi.x, lo.y, hi.y}, b[u].x, b[u].y);
-      mma_16x8x16<T>(acc[m], {lo.z, hi.z, lo.w, hi.w}, b[u].z, b[u].w);
+    for (int t = 0; t < kTiles; ++t)
+      if (t < tiles) b[u][t] = __ldg(x[t] + (s + u) * kPacks);
+#pragma unroll
+  for (int u = 0; u < kU; ++u)
+#pragma unroll
+    for (int t = 0; t < kTiles; ++t) {
+      if (t >= tiles) break;  // warp-uniform
+#pragma unroll
+      for (int m = 0; m < kMats; ++m) {
+        const uint4 lo = a[u][m][0], hi = a[u][m][1];
+        mma_16x8x16<T>(acc[t][m], {lo.x, hi.x, lo.y, hi.y}, b[u][t].x, b[u][t].y);
+        mma_16x8x16<T>(acc[t][m], {lo.z, hi.z, lo.w, hi.w}, b[u][t].z, b[u][t].w);
+      }
     }
 }
-
 template <typename T, bool kGateUp>
 __global__ void __launch_bounds__(kMmaWarps * 32)
     mma_decode_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
@@ -182,24 +191,31 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
       w[m][h] = reinterpret_cast<const uint4*>(weight + ((e * kMats + m) * out_cols + row) * K + 8 * q);
     }
   const int64_t slabs = K / kSlab;
-  for (int64_t first = begin; first < end; first += 8) {
-    const int n = int(end - first < 8 ? end - first : 8);
-    const int64_t i = g < n ? first + g : first;  // columns past n repeat the first pair, never stored
-    const uint4* x = reinterpret_cast<const uint4*>(in + (kGateUp ? order[i] / k : i) * K + 8 * q);
-    float acc[kMats][4] = {};
-    int64_t s = 0;
-    for (; s + kUnroll <= slabs; s += kUnroll) mma_slabs<T, kMats, kUnroll>(acc, w, x, s);
-    for (; s < slabs; ++s) mma_slabs<T, kMats, 1>(acc, w, x, s);
-    // acc[m][r] is row g + 8 * (r / 2) for pair 2q + r % 2.
+  for (int64_t first = begin; first < end; first += 8 * kTiles) {
+    const int n = int(end - first < 8 * kTiles ? end - first : 8 * kTiles);
+    const int tiles = (n + 7) / 8;
+    const uint4* x[kTiles];
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int p = 2 * q + r % 2;
-      const int64_t row = row0 + g + 8 * (r / 2);
-      if (p >= n || row >= out_cols) continue;
-      const float a = acc[0][r];
-      const float v = kGateUp ? a / (1.0f + __expf(-a)) * acc[kMats - 1][r] * pair_weight[order[first + p]] : a;
-      out[(first + p) * out_cols + row] = from_f<T>(v);
+    for (int t = 0; t < kTiles; ++t) {
+      const int64_t i = t * 8 + g < n ? first + t * 8 + g : first;  // columns past n repeat the first pair
+      x[t] = reinterpret_cast<const uint4*>(in + (kGateUp ? order[i] / k : i) * K + 8 * q);
     }
+    float acc[kTiles][kMats][4] = {};
+    int64_t s = 0;
+    for (; s + kUnroll <= slabs; s += kUnroll) mma_slabs<T, kMats, kUnroll>(acc, w, x, s, tiles);
+    for (; s < slabs; ++s) mma_slabs<T, kMats, 1>(acc, w, x, s, tiles);
+    // acc[t][m][r] is row g + 8 * (r / 2) for pair t * 8 + 2q + r % 2.
+#pragma unroll
+    for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int p = t * 8 + 2 * q + r % 2;
+        const int64_t row = row0 + g + 8 * (r / 2);
+        if (p >= n || row >= out_cols) continue;
+        const float a = acc[t][0][r];
+        const float v = kGateUp ? a / (1.0f + __expf(-a)) * acc[t][kMats - 1][r] * pair_weight[order[first + p]] : a;
+        out[(first + p) * out_cols + row] = from_f<T>(v);
+      }
   }
 }
 
