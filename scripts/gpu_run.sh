@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check capture gsm8k kernels bench-moe bench-layer bench (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a capture gsm8k kernels bench-moe bench-layer bench bench-v3a (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git).
 set -uo pipefail
@@ -68,6 +68,14 @@ for step in "${steps[@]}"; do
       timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model deepseek-v3 --layout dp-attn-rsv,dp-attn-ar,dense-tp-attn,dense-tp1,dense-tp-full \
         --gpus "$gpus" --layers 4 --lengths 3001,2047,1500,1644 --dtype bf16 \
         --json "$OUT/check_deepseek-v3_${gpus}gpu_bf16.json" || status=1 ;;
+    check-v3a)
+      # DeepSeek-V3 (MLA) under layout A against its TP baseline, real shape, 4 layers.
+      timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model deepseek-v3 --layout tp,cp-fused-moe --gpus "$gpus" --layers 4 \
+        --lengths 3001,2047,1500,1644 --dtype bf16 --json "$OUT/check_deepseek-v3_layoutA_${gpus}gpu_bf16.json" || status=1 ;;
+    bench-v3a)
+      timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model deepseek-v3 --layout cp-fused-moe --gpus "$gpus" --layers 4 \
+        --lengths 2048,2048,2048,2048 --decode-batch 1,8,64 --decode-context 1024 --kernels fused \
+        --json "$OUT/bench_deepseek-v3_layoutA_4L_${gpus}gpu_bf16_fused.json" || status=1 ;;
     capture)
       # The cost of op-level capture with per-layer checking: the same layouts with and without it.
       for mode in none op; do
@@ -95,7 +103,7 @@ for step in "${steps[@]}"; do
       done ;;
     bench)
       # Each layout beside its baseline, interleaved: prefill 8192 tokens, decode at 1-64 sequences.
-      for k in reference fused; do
+      for k in fused reference; do
         $bin bench --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 --lengths 2048,2048,2048,2048 \
           --decode-batch 1,8,64 --decode-context 1024 --kernels $k \
           --json "$OUT/bench_qwen3-30b-a3b_4L_${gpus}gpu_bf16_$k.json" || status=1
