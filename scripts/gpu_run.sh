@@ -73,7 +73,7 @@ for step in "${steps[@]}"; do
       timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model deepseek-v3 --layout tp,cp-fused-moe --gpus "$gpus" --layers 4 \
         --lengths 3001,2047,1500,1644 --dtype bf16 --json "$OUT/check_deepseek-v3_layoutA_${gpus}gpu_bf16.json" || status=1 ;;
     bench-v3a)
-      timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model deepseek-v3 --layout cp-fused-moe --gpus "$gpus" --layers 4 \
+      timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model deepseek-v3 --layout tp,cp-fused-moe --gpus "$gpus" --layers 4 \
         --lengths 2048,2048,2048,2048 --decode-batch 1,8,64 --decode-context 1024 --kernels fused \
         --json "$OUT/bench_deepseek-v3_layoutA_4L_${gpus}gpu_bf16_fused.json" || status=1 ;;
     capture)
