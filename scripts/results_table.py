@@ -93,11 +93,12 @@ def bench_moe_row(path, r):
     parts = []
     for m in r["models"]:
         by = {x["tokens"]: x for x in m["rows"]}
-        p8, d1, d64 = by.get(8192), by.get(1), by.get(64)
+        p8 = by.get(8192)
+        decode = [by[t] for t in (1, 2, 4, 8, 16, 32, 64) if t in by]
         parts.append(f"{m['model']}: 8192 tokens {p8['fused_ms']:.2f} ms = {p8['fused_tflops']:.0f} TFLOP/s "
                      f"({100 * p8['share_of_matmul_peak']:.0f}% of peak, {p8['speedup']:.1f}x the plain path); "
-                     f"decode 1 / 64 tokens {100 * d1['share_of_bandwidth']:.0f}% / {100 * d64['share_of_bandwidth']:.0f}% "
-                     f"of bandwidth")
+                     f"decode {'/'.join(str(x['tokens']) for x in decode)} tokens "
+                     f"{'/'.join(format(100 * x['share_of_bandwidth'], '.0f') for x in decode)}% of bandwidth")
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} | measured peaks {r['peak_matmul_tflops']:.0f} TFLOP/s, "
             f"{r['peak_copy_gbps']:.0f} GB/s; {'; '.join(parts)} | [{path.name}]({path.relative_to(ROOT)}) |")
 
@@ -114,6 +115,21 @@ def bench_layer_row(path, r):
             f"{steps['experts (fused)']:.2f} ms){vs_hf} | [{path.name}]({path.relative_to(ROOT)}) |")
 
 
+def bench_row(path, r):
+    # Each layout against the baseline it replaced, run interleaved in one process, and the time
+    # of each one's prefill collectives (their changed step).
+    by = {x["layout"]: x for x in r["layouts"]}
+    comm = lambda name: sum(c["ms"] for c in by[name]["prefill_collectives"].values())
+    parts = []
+    for x in r["ratios"]:
+        decode = ", ".join(f"b={k.rsplit('b', 1)[1]} {v:.2f}x" for k, v in x.items() if k.startswith("decode_speedup_b"))
+        parts.append(f"{x['layout']} vs {x['baseline']}: prefill {x['prefill_speedup']:.2f}x "
+                     f"({by[x['layout']]['prefill_ms']:.1f} / {by[x['baseline']]['prefill_ms']:.1f} ms, collectives "
+                     f"{comm(x['layout']):.2f} / {comm(x['baseline']):.2f} ms), decode {decode}")
+    return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | kernels {r['kernels']}; "
+            f"{'; '.join(parts)} | [{path.name}]({path.relative_to(ROOT)}) |")
+
+
 def rows():
     out = []
     for path in sorted((ROOT / "results").rglob("*.json")):
@@ -126,6 +142,8 @@ def rows():
             out.append(bench_moe_row(path, r))
         elif r.get("subcommand") == "bench-layer":
             out.append(bench_layer_row(path, r))
+        elif r.get("subcommand") == "bench":
+            out.append(bench_row(path, r))
         elif r.get("subcommand") == "gsm8k":
             out.append(gsm8k_row(path, r))
         elif r.get("subcommand") == "collectives":
