@@ -1,7 +1,9 @@
 #include "kernels/attention.h"
 
+#include <algorithm>
 #include <limits>
 #include <optional>
+#include <vector>
 
 namespace lb {
 
@@ -19,6 +21,53 @@ TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Dev
   return {make(seq), make(pos)};
 }
 
+namespace {
+
+// The rows of each sequence: `order` lists row ids grouped by sequence (ascending sequence id,
+// row order kept within one), and sequence ids[i]'s rows are order[begin[i] .. begin[i + 1]).
+// Built on the host from one device-to-host copy, however many sequences: the loop over
+// sequences then slices views instead of searching (and synchronizing) once per sequence.
+struct SequenceRows {
+  torch::Tensor order;  // undefined when the rows are already grouped (order = identity)
+  std::vector<int64_t> ids, begin;
+  // Position of sequence id `s` in ids, or -1.
+  int64_t find(int64_t s) const {
+    const auto it = std::lower_bound(ids.begin(), ids.end(), s);
+    return it != ids.end() && *it == s ? int64_t(it - ids.begin()) : -1;
+  }
+  int64_t count(size_t i) const { return begin[i + 1] - begin[i]; }
+  torch::Tensor gather(const torch::Tensor& t) const { return order.defined() ? t.index_select(0, order) : t; }
+};
+
+SequenceRows group_by_sequence(const torch::Tensor& seq) {
+  const torch::Tensor host = seq.to(torch::kCPU, torch::kInt64).contiguous();
+  const int64_t* id = host.data_ptr<int64_t>();
+  const int64_t n = host.numel();
+  SequenceRows rows;
+  if (std::is_sorted(id, id + n)) {  // packed sequences, as a prefill has them
+    for (int64_t i = 0; i < n; ++i)
+      if (i == 0 || id[i] != id[i - 1]) rows.ids.push_back(id[i]), rows.begin.push_back(i);
+    rows.begin.push_back(n);
+    return rows;
+  }
+  // A KV cache: each step's rows after the previous ones. A stable counting sort by sequence id.
+  const int64_t lowest = *std::min_element(id, id + n), highest = *std::max_element(id, id + n);
+  TORCH_CHECK(lowest >= 0 && highest - lowest < (int64_t(1) << 24), "attention: sequence ids ", lowest, "..", highest,
+              " out of range");
+  std::vector<int64_t> start(size_t(highest - lowest + 2), 0);
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ++start[size_t(id[i] - lowest + 1)];
+  for (size_t c = 1; c < start.size(); ++c) start[c] += start[c - 1];
+  for (size_t c = 0; c + 1 < start.size(); ++c)
+    if (start[c + 1] > start[c]) rows.ids.push_back(lowest + int64_t(c)), rows.begin.push_back(start[c]);
+  rows.begin.push_back(n);
+  for (int64_t i = 0; i < n; ++i) order[size_t(start[size_t(id[i] - lowest)]++)] = i;
+  rows.order = torch::from_blob(order.data(), {n}, torch::kInt64).to(seq.device(), /*non_blocking=*/false, /*copy=*/true);
+  return rows;
+}
+
+}  // namespace
+
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const TokenPlacement& q_tokens, const TokenPlacement& k_tokens, double scale,
                                bool fused) {
@@ -32,41 +81,48 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   const int64_t heads = q.size(1), kv_heads = k.size(1);
   TORCH_CHECK(heads % kv_heads == 0, "query heads ", heads, " not a multiple of kv heads ", kv_heads);
   const int64_t group = heads / kv_heads;
-  torch::Tensor out = torch::zeros({q.size(0), heads, v.size(2)}, q.options());
-  torch::Tensor sequences = std::get<0>(torch::_unique(q_tokens.seq.cpu()));
-  auto seq_ids = sequences.accessor<int64_t, 1>();
-  for (int64_t i = 0; i < sequences.size(0); ++i) {
-    const int64_t s = seq_ids[i];
-    torch::Tensor qi = (q_tokens.seq == s).nonzero().squeeze(1);
-    torch::Tensor ki = (k_tokens.seq == s).nonzero().squeeze(1);
-    torch::Tensor qs = q.index_select(0, qi).transpose(0, 1);  // [Hq, nq, D]
-    torch::Tensor ks = k.index_select(0, ki).transpose(0, 1);  // [Hkv, nk, D]
-    torch::Tensor vs = v.index_select(0, ki).transpose(0, 1);
+  if (q.size(0) == 0) return torch::zeros({0, heads, v.size(2)}, q.options());
+  // Rows regrouped by sequence once; each sequence is then a slice.
+  const SequenceRows q_rows = group_by_sequence(q_tokens.seq);
+  const SequenceRows k_rows = &q_tokens == &k_tokens ? q_rows : group_by_sequence(k_tokens.seq);
+  const torch::Tensor q_all = q_rows.gather(q), q_pos = q_rows.gather(q_tokens.pos);
+  const torch::Tensor k_all = k_rows.gather(k), v_all = k_rows.gather(v), k_pos = k_rows.gather(k_tokens.pos);
+  torch::Tensor grouped_out = torch::zeros({q.size(0), heads, v.size(2)}, q.options());
+  for (size_t i = 0; i < q_rows.ids.size(); ++i) {
+    const int64_t first_q = q_rows.begin[i], nq = q_rows.count(i);
+    const int64_t j = k_rows.find(q_rows.ids[i]);
+    if (j < 0) continue;  // no keys: nothing to attend to (the rows stay zero)
+    const int64_t first_k = k_rows.begin[size_t(j)], nk = k_rows.count(size_t(j));
+    torch::Tensor qs = q_all.narrow(0, first_q, nq).transpose(0, 1);  // [Hq, nq, D]
+    torch::Tensor ks = k_all.narrow(0, first_k, nk).transpose(0, 1);  // [Hkv, nk, D]
+    torch::Tensor vs = v_all.narrow(0, first_k, nk).transpose(0, 1);
+    const torch::Tensor qp = q_pos.narrow(0, first_q, nq), kp = k_pos.narrow(0, first_k, nk);
     if (group > 1) {
       ks = ks.repeat_interleave(group, 0);
       vs = vs.repeat_interleave(group, 0);
     }
+    torch::Tensor o;  // [Hq, nq, Dv]
 #if TORCH_VERSION_MAJOR >= 2
     if (fused) {
       std::optional<torch::Tensor> mask;
-      if (!self_causal)  // true where the query may see the key
-        mask = k_tokens.pos.index_select(0, ki).unsqueeze(0) <= q_tokens.pos.index_select(0, qi).unsqueeze(1);
+      if (!self_causal) mask = kp.unsqueeze(0) <= qp.unsqueeze(1);  // true where the query may see the key
       // A batch dimension of 1: the flash and memory-efficient kernels take [B, H, S, D] only.
-      torch::Tensor o =
-          torch::scaled_dot_product_attention(qs.unsqueeze(0), ks.unsqueeze(0), vs.unsqueeze(0), mask, 0.0, self_causal,
+      o = torch::scaled_dot_product_attention(qs.unsqueeze(0), ks.unsqueeze(0), vs.unsqueeze(0), mask, 0.0, self_causal,
                                               scale)
               .squeeze(0);
-      out.index_copy_(0, qi, o.transpose(0, 1));
-      continue;
     }
 #endif
-    torch::Tensor scores = torch::matmul(qs, ks.transpose(1, 2)) * scale;  // [Hq, nq, nk]
-    torch::Tensor future = k_tokens.pos.index_select(0, ki).unsqueeze(0) > q_tokens.pos.index_select(0, qi).unsqueeze(1);
-    scores = scores.masked_fill(future.unsqueeze(0), -std::numeric_limits<float>::infinity());
-    torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
-    out.index_copy_(0, qi, torch::matmul(probs, vs).transpose(0, 1));
+    if (!o.defined()) {
+      torch::Tensor scores = torch::matmul(qs, ks.transpose(1, 2)) * scale;  // [Hq, nq, nk]
+      const torch::Tensor future = kp.unsqueeze(0) > qp.unsqueeze(1);
+      scores = scores.masked_fill(future.unsqueeze(0), -std::numeric_limits<float>::infinity());
+      const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+      o = torch::matmul(probs, vs);
+    }
+    grouped_out.narrow(0, first_q, nq).copy_(o.transpose(0, 1));
   }
-  return out;
+  if (!q_rows.order.defined()) return grouped_out;
+  return torch::empty_like(grouped_out).index_copy_(0, q_rows.order, grouped_out);  // order covers every row
 }
 
 }  // namespace lb
