@@ -111,16 +111,17 @@ __global__ void decode_kernel(const T* in, const T* weight, const int64_t* order
 // depend on the order of its terms, lane (g, q) = (lane / 4, lane % 4) reads K columns 8q .. 8q + 8
 // of each 32-column slab of weight rows g and g + 8 and of input row g: one 16-byte load each,
 // holding exactly the A and B fragment registers of the slab's two k16 steps (the same K
-// permutation on both operands). Measured on an H200 with 1, 2 and 4 tiles, 2, 4 and 8 slabs in
-// flight and 2, 4 and 8 warps: this one was fastest, Qwen3 at 64 tokens 76% of copy bandwidth
-// against 49% with the kernel above. A version without the tile loop was compiled to hold fewer
-// loads in flight (72 registers against 142) and reached only 61%.
+// permutation on both operands). A microbenchmark on an H200 tried 1, 2 and 4 tiles, 2 and 4
+// slabs in flight and 2, 4 and 8 warps: this one was fastest, Qwen3 at 64 tokens 76% of copy
+// bandwidth against 49% with the kernel above (bench-moe: 83%). A version without the tile loop
+// was compiled to hold fewer loads in flight (72 registers against 142) and reached only 61%.
 constexpr int kMmaWarps = 4;
 constexpr int kSlab = 32;   // K columns per 16-byte load of each lane
 constexpr int kUnroll = 4;  // slabs whose loads are in flight at once
 constexpr int kTiles = 1;   // 8-pair tiles per pass over the weights
 // Below this many pairs per held expert the kernel above is as fast or faster (H200: DeepSeek-V3 at
-// 32 tokens, one pair per expert, 92% of copy bandwidth against 84%).
+// 32 tokens, one pair per expert, 92% of copy bandwidth against 84%). `pairs` counts those of
+// experts held elsewhere too, so an expert-parallel shard overestimates its own average.
 constexpr int64_t kMmaMinPairsPerExpert = 2;
 
 template <typename T> __device__ inline void mma_16x8x16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
@@ -130,18 +131,21 @@ __device__ inline void mma_16x8x16<__nv_bfloat16>(float (&c)[4], const uint32_t 
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+
 template <>
 __device__ inline void mma_16x8x16<__half>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+
 // Weights are read once per pass: keep them out of L1.
 __device__ inline uint4 load_streaming(const uint4* p) {
   uint4 v;
   asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
   return v;
 }
+
 // acc[t][m] += (rows g, g + 8 of matrix m) x (input rows of tile t) over slabs s .. s + kU.
 template <typename T, int kMats, int kU>
 __device__ inline void mma_slabs(float (&acc)[kTiles][kMats][4], const uint4* const (&w)[kMats][2],
@@ -173,6 +177,7 @@ __device__ inline void mma_slabs(float (&acc)[kTiles][kMats][4], const uint4* co
       }
     }
 }
+
 template <typename T, bool kGateUp>
 __global__ void __launch_bounds__(kMmaWarps * 32)
     mma_decode_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
