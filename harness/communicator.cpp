@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 
@@ -225,17 +226,21 @@ VarAlgo Communicator::pick_var_algo(const std::string& op, const torch::Tensor& 
   torch::Tensor in = gather ? torch::ones(with_rows(like, rows[rank_]), like.options())
                             : torch::ones(with_rows(like, total), like.options());
   torch::Tensor out = torch::empty(with_rows(like, gather ? total : rows[rank_]), like.options());
-  double seconds[2] = {0, 0};
+  // Rounds alternate the two algorithms and each keeps its fastest batch: one batch of each, timed
+  // once, let host jitter decide small sizes (on 2 H200s at b7dd790 the slower padded algorithm
+  // was picked twice at 1-16 MB).
+  double seconds[2] = {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity()};
   const VarAlgo algos[2] = {VarAlgo::Grouped, VarAlgo::Padded};
-  constexpr int kWarmup = 1, kRepeats = 3;
-  for (int a = 0; a < 2; ++a) {
-    for (int i = 0; i < kWarmup; ++i) run_var(op, algos[a], in, out, rows);
-    synchronize();
-    const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < kRepeats; ++i) run_var(op, algos[a], in, out, rows);
-    synchronize();
-    seconds[a] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
+  constexpr int kRounds = 5, kRepeats = 3;
+  for (int a = 0; a < 2; ++a) run_var(op, algos[a], in, out, rows);  // warm-up
+  for (int round = 0; round < kRounds; ++round)
+    for (int a = 0; a < 2; ++a) {
+      synchronize();
+      const auto start = std::chrono::steady_clock::now();
+      for (int i = 0; i < kRepeats; ++i) run_var(op, algos[a], in, out, rows);
+      synchronize();
+      seconds[a] = std::min(seconds[a], std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
   torch::Tensor votes = torch::tensor({seconds[0], seconds[1]}, torch::kFloat32).to(like.device());
   do_all_reduce(votes);
   votes = votes.to(torch::kCPU);
