@@ -19,17 +19,15 @@ RoutingOut routing_outputs(const torch::Tensor& logits, int64_t k) {
   return {torch::empty({logits.size(0), k}, o.dtype(torch::kInt64)), torch::empty({logits.size(0), k}, o.dtype(torch::kFloat32))};
 }
 
-bool kernel_takes(const torch::Tensor& logits, int64_t k) {
-  return kernel_dtype(logits) && logits.dim() == 2 && logits.size(1) <= cuda::kMaxRoutingExperts &&
-         k <= cuda::kMaxRoutingSlots && k >= 1 && k <= logits.size(1);
-}
+// A 2-D CUDA tensor of a dtype the kernels take; the sizes are checked by the kernels' own rules.
+bool kernel_takes(const torch::Tensor& logits) { return kernel_dtype(logits) && logits.dim() == 2; }
 
 }  // namespace
 #endif
 
 Routing fused_route_softmax_topk(const torch::Tensor& logits, int64_t k, bool renormalize) {
 #ifdef LB_HAVE_CUDA
-  if (kernel_takes(logits, k)) {
+  if (kernel_takes(logits) && cuda::softmax_topk_fits(logits.size(1), k)) {
     const c10::cuda::CUDAGuard guard(logits.device());
     const torch::Tensor lc = logits.contiguous();
     RoutingOut r = routing_outputs(lc, k);
@@ -46,9 +44,8 @@ Routing fused_route_sigmoid_grouped(const torch::Tensor& logits, const torch::Te
                                     int64_t topk_group, int64_t k, bool renormalize, double scale) {
 #ifdef LB_HAVE_CUDA
   const int64_t E = logits.dim() == 2 ? logits.size(1) : 0;
-  if (kernel_takes(logits, k) && correction_bias.is_cuda() && correction_bias.numel() == E && n_group >= 1 &&
-      n_group <= cuda::kMaxRoutingGroups && E % n_group == 0 && E / n_group >= 2 && topk_group >= 1 &&
-      topk_group <= n_group && k <= topk_group * (E / n_group)) {
+  if (kernel_takes(logits) && correction_bias.is_cuda() && correction_bias.numel() == E &&
+      cuda::sigmoid_grouped_fits(E, n_group, topk_group, k)) {
     const c10::cuda::CUDAGuard guard(logits.device());
     const torch::Tensor lc = logits.contiguous(), bias = correction_bias.to(torch::kFloat32).contiguous();
     RoutingOut r = routing_outputs(lc, k);

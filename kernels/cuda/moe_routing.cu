@@ -116,15 +116,23 @@ __global__ void sigmoid_grouped_kernel(const T* logits, const float* bias, int64
   if (lane < k) weights[t * k + lane] = (renormalize ? mine / (picked + 1e-20f) : mine) * scale;
 }
 
-bool fits(int64_t E, int64_t k) { return E >= 1 && E <= kMaxRoutingExperts && k >= 1 && k <= kMaxRoutingSlots && k <= E; }
-
 unsigned blocks(int64_t tokens) { return unsigned((tokens + kWarps - 1) / kWarps); }
 
 }  // namespace
 
+bool softmax_topk_fits(int64_t num_experts, int64_t k) {
+  return num_experts >= 1 && num_experts <= kMaxRoutingExperts && k >= 1 && k <= kMaxRoutingSlots && k <= num_experts;
+}
+
+bool sigmoid_grouped_fits(int64_t num_experts, int64_t n_group, int64_t topk_group, int64_t k) {
+  return softmax_topk_fits(num_experts, k) && n_group >= 1 && n_group <= kMaxRoutingGroups &&
+         num_experts % n_group == 0 && num_experts / n_group >= 2 && topk_group >= 1 && topk_group <= n_group &&
+         k <= topk_group * (num_experts / n_group);
+}
+
 cudaError_t route_softmax_topk(Dtype dtype, const void* logits, int64_t tokens, int64_t num_experts, int64_t k,
                                bool renormalize, int64_t* experts, float* weights, cudaStream_t stream) {
-  if (!fits(num_experts, k)) return cudaErrorInvalidValue;
+  if (!softmax_topk_fits(num_experts, k)) return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   const int E = int(num_experts), K = int(k);
   return with_element_type(dtype, [&](auto e) {
@@ -138,9 +146,7 @@ cudaError_t route_softmax_topk(Dtype dtype, const void* logits, int64_t tokens, 
 cudaError_t route_sigmoid_grouped(Dtype dtype, const void* logits, const float* bias, int64_t tokens,
                                   int64_t num_experts, int64_t n_group, int64_t topk_group, int64_t k, bool renormalize,
                                   float scale, int64_t* experts, float* weights, cudaStream_t stream) {
-  if (!fits(num_experts, k) || n_group < 1 || n_group > kMaxRoutingGroups || num_experts % n_group != 0 ||
-      num_experts / n_group < 2 || topk_group < 1 || topk_group > n_group || k > topk_group * (num_experts / n_group))
-    return cudaErrorInvalidValue;
+  if (!sigmoid_grouped_fits(num_experts, n_group, topk_group, k)) return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   const int E = int(num_experts), G = int(n_group), TG = int(topk_group), K = int(k);
   return with_element_type(dtype, [&](auto e) {

@@ -13,6 +13,10 @@ namespace lb::cuda {
 // Limits of one warp per token: the row lives in shared memory, a lane holds a slot or a group.
 constexpr int64_t kMaxRoutingExperts = 1024, kMaxRoutingSlots = 32, kMaxRoutingGroups = 32;
 
+// Whether the kernels below take these sizes (the launchers return cudaErrorInvalidValue otherwise).
+bool softmax_topk_fits(int64_t num_experts, int64_t k);
+bool sigmoid_grouped_fits(int64_t num_experts, int64_t n_group, int64_t topk_group, int64_t k);
+
 // Qwen3-MoE: softmax of logits [tokens, E] in fp32, the k largest (descending; the lower expert id
 // first among equals), weights the probabilities, renormalized to sum 1 when asked.
 cudaError_t route_softmax_topk(Dtype dtype, const void* logits, int64_t tokens, int64_t num_experts, int64_t k,
