@@ -19,6 +19,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <stdexcept>
 
 namespace lb {
 
@@ -57,6 +58,39 @@ double total_ms(const std::vector<CollectiveRecord>& records) {
   double ms = 0;
   for (const auto& r : records) ms += r.ms;
   return ms;
+}
+
+// Call by call, the median time over repeats of the same run (every repeat makes the same calls).
+std::vector<CollectiveRecord> median_records(const std::vector<std::vector<CollectiveRecord>>& repeats) {
+  std::vector<CollectiveRecord> out = repeats.at(0);
+  for (size_t i = 0; i < out.size(); ++i) {
+    std::vector<double> ms;
+    for (const auto& r : repeats) {
+      if (r.size() != out.size() || r[i].op != out[i].op || r[i].group != out[i].group)
+        throw std::logic_error("bench: the repeats made different collective calls");
+      ms.push_back(r[i].ms);
+    }
+    out[i].ms = median(ms);
+  }
+  return out;
+}
+
+// The collectives ("op@group") that only one of the two layouts runs: the communication a new
+// layout changed against its baseline, and the time of each side.
+nlohmann::json changed_collectives(const nlohmann::json& layout, const nlohmann::json& baseline) {
+  auto only_in = [](const nlohmann::json& a, const nlohmann::json& b) {
+    nlohmann::json ops = nlohmann::json::array();
+    double ms = 0;
+    for (const auto& [key, v] : a.items())
+      if (!b.contains(key)) ops.push_back(key), ms += v["ms"].get<double>();
+    return std::make_pair(ops, ms);
+  };
+  const auto [new_ops, new_ms] = only_in(layout, baseline);
+  const auto [old_ops, old_ms] = only_in(baseline, layout);
+  nlohmann::json j = {{"layout_ops", new_ops}, {"layout_ms", new_ms}, {"baseline_ops", old_ops},
+                      {"baseline_ms", old_ms}};
+  if (new_ms > 0 && old_ms > 0) j["speedup"] = old_ms / new_ms;
+  return j;
 }
 
 int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
@@ -143,11 +177,17 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
         const double ms = timed([&] { prefill(*ranks[i]); });
         if (ctx.rank() == 0) results[i].prefill_ms.push_back(ms);
       }
-    for (size_t i = 0; i < layouts.size(); ++i) {  // per-collective times: one more prefill, each call timed
-      set_timing(*ranks[i], true);
-      prefill(*ranks[i]);
-      if (ctx.rank() == 0) results[i].prefill_records = records(*ranks[i]);
-    }
+    // Per-collective times: more prefills with each call timed on its own (barrier, device waits),
+    // the median per call.
+    std::vector<std::vector<std::vector<CollectiveRecord>>> timed_calls(layouts.size());
+    for (int rep = 0; rep < a.repeats; ++rep)
+      for (size_t i = 0; i < layouts.size(); ++i) {
+        set_timing(*ranks[i], true);
+        prefill(*ranks[i]);
+        timed_calls[i].push_back(records(*ranks[i]));
+      }
+    if (ctx.rank() == 0)
+      for (size_t i = 0; i < layouts.size(); ++i) results[i].prefill_records = median_records(timed_calls[i]);
     for (int64_t b : decode_batches)
       for (size_t i = 0; i < layouts.size(); ++i) {
         set_timing(*ranks[i], false);
@@ -182,12 +222,14 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   record["peak_copy_gbps"] = peaks.copy_gbps;
   nlohmann::json out = nlohmann::json::array();
   std::map<std::string, double> prefill_of;
+  std::map<std::string, nlohmann::json> collectives_of;
   std::map<std::string, std::map<int64_t, double>> decode_of;
   for (size_t i = 0; i < layouts.size(); ++i) {
     const LayoutBench& r = results[i];
     const std::string& name = layouts[i].spec->name;
     const double pms = median(r.prefill_ms);
     prefill_of[name] = pms;
+    collectives_of[name] = summarize_collectives(r.prefill_records);
     std::cout << "  " << std::left << std::setw(16) << name << std::right << std::fixed << std::setprecision(2)
               << " prefill " << std::setw(9) << pms << " ms = " << std::setprecision(0) << std::setw(8)
               << tokens / (pms / 1000) << " tok/s, " << std::setprecision(1)
@@ -208,7 +250,7 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
                    {"prefill_ms_all", r.prefill_ms}, {"prefill_tokens_per_s", tokens / (pms / 1000)},
                    {"prefill_tflops_per_rank", flops / (pms * 1e-3) / a.ranks / 1e12},
                    {"prefill_share_of_matmul_peak", flops / (pms * 1e-3) / a.ranks / 1e12 / peaks.matmul_tflops},
-                   {"prefill_collectives", summarize_collectives(r.prefill_records)}, {"decode", decode}});
+                   {"prefill_collectives", collectives_of[name]}, {"decode", decode}});
   }
   // New against the baseline it replaced, where both ran.
   nlohmann::json ratios = nlohmann::json::array();
@@ -219,6 +261,11 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
                         {"prefill_speedup", prefill_of[base] / prefill_of[l.spec->name]}};
     std::cout << "  " << l.spec->name << " vs " << base << ": prefill " << std::setprecision(3)
               << prefill_of[base] / prefill_of[l.spec->name] << "x";
+    j["changed_collectives"] = changed_collectives(collectives_of[l.spec->name], collectives_of[base]);
+    if (j["changed_collectives"].contains("speedup"))
+      std::cout << ", changed collectives " << j["changed_collectives"]["speedup"].get<double>() << "x ("
+                << j["changed_collectives"]["layout_ms"].get<double>() << " against "
+                << j["changed_collectives"]["baseline_ms"].get<double>() << " ms)";
     for (const auto& [b, ms] : decode_of[l.spec->name]) {
       const double speedup = decode_of[base][b] / ms;
       j["decode_speedup_b" + std::to_string(b)] = speedup;
@@ -258,7 +305,8 @@ std::function<int()> add_bench_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--decode-steps", a->decode_steps, "Timed decode steps per batch size");
   sub->add_option("--dtype", a->dtype, "f32, bf16 or f16 (default bf16 on GPUs, f32 on CPU ranks)");
   sub->add_option("--kernels", a->kernels, "reference (plain LibTorch) or fused");
-  sub->add_option("--repeats", a->repeats, "Timed prefills per layout (the median is reported)");
+  sub->add_option("--repeats", a->repeats,
+                  "Timed prefills per layout, and again with each collective timed (medians are reported)");
   sub->add_option("--seed", a->seed, "Seed of the random weights and tokens");
   sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
   sub->add_option("--json", a->json, "Write the record");

@@ -210,6 +210,7 @@ std::vector<CollectiveRow> run_collective_bench(RankContext& ctx, Communicator& 
                                                 const CollectiveBenchOptions& o) {
   std::vector<CollectiveRow> rows;
   const int n = comm.size(), me = comm.rank();
+  const bool was_timing = comm.timing();
   comm.set_timing(false);
   std::optional<Progress> progress;
   if (ctx.rank() == 0) {
@@ -280,7 +281,7 @@ std::vector<CollectiveRow> run_collective_bench(RankContext& ctx, Communicator& 
           if (progress) progress->step(op);
         }
   }
-  comm.set_timing(true);
+  comm.set_timing(was_timing);
   return rows;
 }
 

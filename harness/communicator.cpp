@@ -52,6 +52,10 @@ void Communicator::recorded(const std::string& op, int64_t bytes, F&& body) {
     records_.push_back({op, name_, bytes, 0.0});
     return;
   }
+  // Every member enters together, so the time is the collective's own and not the wait for a
+  // member still computing (a layout's ranks reach a collective at different times).
+  synchronize();
+  if (size_ > 1) do_barrier();
   synchronize();
   const auto start = std::chrono::steady_clock::now();
   body();

@@ -32,7 +32,7 @@ struct CollectiveRecord {
   std::string op;     // e.g. "all_reduce", "reduce_scatterv/padded"
   std::string group;  // the communicator's name
   int64_t bytes = 0;  // bytes of this rank's input
-  double ms = 0;      // wall time on this rank (device-synchronized before and after when timing is on)
+  double ms = 0;      // wall time on this rank (after a barrier of the group, device-synchronized, when timing is on)
 };
 
 // Calls, bytes and milliseconds summed per "op@group", for reports.
@@ -69,9 +69,11 @@ class Communicator {
   // if it has not been measured. Collective: every rank must call it with the same arguments.
   VarAlgo pick_var_algo(const std::string& op, const torch::Tensor& like, const std::vector<int64_t>& rows);
 
-  // Records time per call with a device wait before and after (on by default); benchmarks turn it
-  // off and time whole loops instead.
+  // Off (the default): calls are only counted, so a run's own speed is untouched. On: each call
+  // is timed by itself, after a barrier of the group and with device waits before and after,
+  // so the time is the collective's and not a wait for a member still computing.
   void set_timing(bool on) { timing_ = on; }
+  bool timing() const { return timing_; }
   // Waits until this rank's queued device work is done.
   void wait_device() { synchronize(); }
   const std::vector<CollectiveRecord>& records() const { return records_; }
@@ -108,7 +110,7 @@ class Communicator {
   int rank_;
   int size_;
   VarAlgo var_algo_ = VarAlgo::Auto;
-  bool timing_ = true;
+  bool timing_ = false;
   std::vector<CollectiveRecord> records_;
   // (op, log2 of bytes, imbalance class) -> the measured pick.
   std::map<std::tuple<std::string, int, int>, VarAlgo> picks_;

@@ -29,6 +29,7 @@ namespace {
 // sequences then slices views instead of searching (and synchronizing) once per sequence.
 struct SequenceRows {
   torch::Tensor order;  // undefined when the rows are already grouped (order = identity)
+  std::vector<int64_t> host_order;  // the same on the host (empty for the identity)
   std::vector<int64_t> ids, begin;
   // Position of sequence id `s` in ids, or -1.
   int64_t find(int64_t s) const {
@@ -36,6 +37,7 @@ struct SequenceRows {
     return it != ids.end() && *it == s ? int64_t(it - ids.begin()) : -1;
   }
   int64_t count(size_t i) const { return begin[i + 1] - begin[i]; }
+  int64_t row(int64_t grouped) const { return host_order.empty() ? grouped : host_order[size_t(grouped)]; }
   torch::Tensor gather(const torch::Tensor& t) const { return order.defined() ? t.index_select(0, order) : t; }
 };
 
@@ -63,7 +65,82 @@ SequenceRows group_by_sequence(const torch::Tensor& seq) {
   rows.begin.push_back(n);
   for (int64_t i = 0; i < n; ++i) order[size_t(start[size_t(id[i] - lowest)]++)] = i;
   rows.order = torch::from_blob(order.data(), {n}, torch::kInt64).to(seq.device(), /*non_blocking=*/false, /*copy=*/true);
+  rows.host_order = std::move(order);
   return rows;
+}
+
+// Decode-shaped calls (a few queries in each of many sequences) go to batched_attention: one
+// launch sequence for the whole batch instead of one per sequence, which is what a decode step's
+// time was made of. Prefill keeps the per-sequence loop (flash attention, no padding).
+constexpr int64_t kBatchedMaxQueries = 16;
+
+// Every sequence that has keys, padded to the longest one's keys (and queries) and attended in
+// one batched product. Query heads are grouped on their KV head, so keys and values are read once
+// rather than repeated per query head. The math is the plain path's (scores in the input dtype,
+// fp32 softmax); padded keys are masked, padded queries dropped. Returns undefined when the
+// padding would more than double the keys (sequences of very different lengths).
+torch::Tensor batched_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                const TokenPlacement& q_tokens, const TokenPlacement& k_tokens,
+                                const SequenceRows& q_rows, const SequenceRows& k_rows, double scale) {
+  std::vector<std::pair<size_t, size_t>> pairs;  // (query group, key group) of each sequence with keys
+  int64_t max_q = 0, max_k = 0, keys = 0;
+  for (size_t i = 0; i < q_rows.ids.size(); ++i) {
+    const int64_t j = k_rows.find(q_rows.ids[i]);
+    if (j < 0) continue;
+    pairs.emplace_back(i, size_t(j));
+    max_q = std::max(max_q, q_rows.count(i));
+    max_k = std::max(max_k, k_rows.count(size_t(j)));
+    keys += k_rows.count(size_t(j));
+  }
+  const int64_t S = int64_t(pairs.size());
+  if (S == 0 || max_q > kBatchedMaxQueries || S * max_k > 2 * keys) return {};
+  // Row -> padded slot maps, built on the host and copied once: [q rows | q slots | k rows | k slots].
+  std::vector<int64_t> maps;
+  std::vector<int64_t> k_maps;
+  for (int64_t b = 0; b < S; ++b) {
+    const auto [i, j] = pairs[size_t(b)];
+    for (int64_t t = 0; t < q_rows.count(i); ++t) maps.push_back(q_rows.row(q_rows.begin[i] + t));
+    for (int64_t t = 0; t < k_rows.count(j); ++t) k_maps.push_back(k_rows.row(k_rows.begin[j] + t));
+  }
+  const int64_t nq = int64_t(maps.size()), nk = int64_t(k_maps.size());
+  for (int64_t b = 0; b < S; ++b)
+    for (int64_t t = 0; t < q_rows.count(pairs[size_t(b)].first); ++t) maps.push_back(b * max_q + t);
+  maps.insert(maps.end(), k_maps.begin(), k_maps.end());
+  for (int64_t b = 0; b < S; ++b)
+    for (int64_t t = 0; t < k_rows.count(pairs[size_t(b)].second); ++t) maps.push_back(b * max_k + t);
+  const torch::Tensor all = torch::from_blob(maps.data(), {int64_t(maps.size())}, torch::kInt64)
+                                .to(q.device(), /*non_blocking=*/false, /*copy=*/true);
+  const torch::Tensor q_row = all.narrow(0, 0, nq), q_slot = all.narrow(0, nq, nq);
+  const torch::Tensor k_row = all.narrow(0, 2 * nq, nk), k_slot = all.narrow(0, 2 * nq + nk, nk);
+
+  const int64_t heads = q.size(1), kv_heads = k.size(1), group = heads / kv_heads, dv = v.size(2);
+  auto padded = [](const torch::Tensor& t, const torch::Tensor& rows, const torch::Tensor& slots, int64_t n) {
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[0] = n;
+    return torch::zeros(shape, t.options()).index_copy_(0, slots, t.index_select(0, rows));
+  };
+  // A padded query sits after every key and a padded key after every query: masked either way.
+  const int64_t never = std::numeric_limits<int64_t>::max();
+  auto padded_pos = [&](const torch::Tensor& pos, const torch::Tensor& rows, const torch::Tensor& slots, int64_t n) {
+    return torch::full({n}, never, pos.options()).index_copy_(0, slots, pos.index_select(0, rows));
+  };
+  const torch::Tensor qp = padded_pos(q_tokens.pos, q_row, q_slot, S * max_q).view({S, 1, 1, max_q, 1});
+  const torch::Tensor kp = padded_pos(k_tokens.pos, k_row, k_slot, S * max_k).view({S, 1, 1, 1, max_k});
+  // [S, Hkv, group * Lq, D] against [S, Hkv, D, Lk]: query head h uses KV head h / group.
+  const torch::Tensor qs = padded(q, q_row, q_slot, S * max_q)
+                               .view({S, max_q, kv_heads, group, q.size(2)})
+                               .permute({0, 2, 3, 1, 4})
+                               .reshape({S, kv_heads, group * max_q, q.size(2)});
+  const torch::Tensor ks = padded(k, k_row, k_slot, S * max_k).view({S, max_k, kv_heads, k.size(2)}).permute({0, 2, 3, 1});
+  const torch::Tensor vs = padded(v, k_row, k_slot, S * max_k).view({S, max_k, kv_heads, dv}).permute({0, 2, 1, 3});
+  torch::Tensor scores = (torch::matmul(qs, ks) * scale).view({S, kv_heads, group, max_q, max_k});
+  scores = scores.masked_fill(kp > qp, -std::numeric_limits<float>::infinity());
+  const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+  const torch::Tensor o = torch::matmul(probs.view({S, kv_heads, group * max_q, max_k}), vs)  // [S, Hkv, g * Lq, Dv]
+                              .view({S, kv_heads, group, max_q, dv})
+                              .permute({0, 3, 1, 2, 4})
+                              .reshape({S * max_q, heads, dv});
+  return torch::zeros({q.size(0), heads, dv}, q.options()).index_copy_(0, q_row, o.index_select(0, q_slot));
 }
 
 }  // namespace
@@ -85,6 +162,10 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   // Rows regrouped by sequence once; each sequence is then a slice.
   const SequenceRows q_rows = group_by_sequence(q_tokens.seq);
   const SequenceRows k_rows = &q_tokens == &k_tokens ? q_rows : group_by_sequence(k_tokens.seq);
+  if (&q_tokens != &k_tokens && q_rows.ids.size() > 1) {
+    torch::Tensor out = batched_attention(q, k, v, q_tokens, k_tokens, q_rows, k_rows, scale);
+    if (out.defined()) return out;
+  }
   const torch::Tensor q_all = q_rows.gather(q), q_pos = q_rows.gather(q_tokens.pos);
   const torch::Tensor k_all = k_rows.gather(k), v_all = k_rows.gather(v), k_pos = k_rows.gather(k_tokens.pos);
   torch::Tensor grouped_out = torch::zeros({q.size(0), heads, v.size(2)}, q.options());

@@ -35,7 +35,7 @@ LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const Paral
   LayoutRank rank(ctx, layout, parallel, config, weights, options, batch.seq_lens, op_check.mutation);
   ctx.quiesce();  // every rank's weights and groups are set up before any collective runs
   for (const auto& t : rank.tokens()) result.rank_tokens.push_back(t.size(0));
-  for (Communicator* c : rank.communicators()) c->clear_records();
+  for (Communicator* c : rank.communicators()) c->set_timing(true), c->clear_records();
 
   // The layers run first, timed, with their outputs kept; the oracle's gathers come after, so
   // they count in neither the time nor the records.

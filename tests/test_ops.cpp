@@ -417,10 +417,11 @@ TEST(Ops, CausalAttentionPackedGqaMatchesNaive) {
   EXPECT_GT(max_abs_err(got, naive_attention(flat(q), flat(k), flat(v), p, p, Hq, Hkv, D, Dv, 2 * scale)), 1e-2);
 }
 
-TEST(Ops, CausalAttentionContextParallelSubsetEqualsFullRows) {
+void expect_context_parallel_subset_equals_full_rows(const std::vector<int64_t>& lens) {
   torch::manual_seed(606);
-  const std::vector<int64_t> lens = {5, 1, 9};
-  const int64_t T = 15, Hq = 6, Hkv = 2, D = 8, Dv = 5;
+  int64_t T = 0;
+  for (int64_t l : lens) T += l;
+  const int64_t Hq = 6, Hkv = 2, D = 8, Dv = 5;
   const double scale = 0.3;
   torch::Tensor q = torch::randn({T, Hq, D}), k = torch::randn({T, Hkv, D}), v = torch::randn({T, Hkv, Dv});
   TokenPlacement full = packed_placement(lens, torch::kCPU);
@@ -447,6 +448,46 @@ TEST(Ops, CausalAttentionContextParallelSubsetEqualsFullRows) {
   torch::Tensor wrong =
       causal_attention(q.index_select(0, qi), k.index_select(0, ki), v.index_select(0, ki), qt, full, scale);
   EXPECT_GT(max_abs_err(flat(wrong), want_rows), 1e-2);
+}
+
+// {5, 1, 9}: few queries per sequence, the batched path; {40, 1, 2}: 20 queries in one sequence,
+// the per-sequence loop.
+TEST(Ops, CausalAttentionContextParallelSubsetEqualsFullRows) {
+  for (const std::vector<int64_t>& lens : {std::vector<int64_t>{5, 1, 9}, std::vector<int64_t>{40, 1, 2}}) {
+    SCOPED_TRACE(lens[0]);
+    expect_context_parallel_subset_equals_full_rows(lens);
+  }
+}
+
+// A decode step: the new tokens of several sequences (one each, two for one of them, and one
+// sequence with nothing in the cache) against a KV cache whose rows interleave the sequences step
+// after step, as appending makes them. The batched path: its padding must change nothing.
+TEST(Ops, CausalAttentionDecodeStepOnInterleavedCacheMatchesNaive) {
+  torch::manual_seed(707);
+  const int64_t Hq = 6, Hkv = 2, D = 8, Dv = 5;
+  const double scale = 0.4;
+  const std::vector<int64_t> lens = {7, 3, 5, 6, 4};  // prefilled; then two decode steps appended
+  Placement kp, qp;
+  for (int64_t s = 0; s < 5; ++s)
+    for (int64_t p = 0; p < lens[size_t(s)]; ++p) kp.seq.push_back(s), kp.pos.push_back(p);
+  for (int64_t step = 0; step < 2; ++step)
+    for (int64_t s = 0; s < 5; ++s) kp.seq.push_back(s), kp.pos.push_back(lens[size_t(s)] + step);
+  for (int64_t s : {3, 0, 2, 5, 1, 4}) qp.seq.push_back(s), qp.pos.push_back(s == 5 ? 0 : lens[size_t(s)] + 1);
+  qp.seq.push_back(2), qp.pos.push_back(lens[2]);  // sequence 2 runs two new tokens
+  const int64_t Tq = int64_t(qp.seq.size()), Tk = int64_t(kp.seq.size());
+  torch::Tensor q = torch::randn({Tq, Hq, D}), k = torch::randn({Tk, Hkv, D}), v = torch::randn({Tk, Hkv, Dv});
+  const TokenPlacement qt{i64(qp.seq), i64(qp.pos)}, kt{i64(kp.seq), i64(kp.pos)};
+  torch::Tensor out = causal_attention(q, k, v, qt, kt, scale);
+  ASSERT_EQ(out.sizes(), (std::vector<int64_t>{Tq, Hq, Dv}));
+  EXPECT_FALSE(out.isnan().any().item<bool>());
+  EXPECT_TRUE(torch::equal(out[3], torch::zeros({Hq, Dv})));  // sequence 5 has no keys
+  EXPECT_LT(max_abs_err(flat(out), naive_attention(flat(q), flat(k), flat(v), qp, kp, Hq, Hkv, D, Dv, scale)), 1e-5);
+  // Negatives: keys one position later (each query loses its own key), the wrong GQA head map.
+  Placement later = kp;
+  for (auto& p : later.pos) ++p;
+  EXPECT_GT(max_abs_err(flat(out), naive_attention(flat(q), flat(k), flat(v), qp, later, Hq, Hkv, D, Dv, scale)), 1e-2);
+  EXPECT_GT(max_abs_err(flat(out), naive_attention(flat(q), flat(k), flat(v), qp, kp, Hq, Hkv, D, Dv, scale, true)),
+            1e-2);
 }
 
 // ---------------------------------------------------------------------------------------------
