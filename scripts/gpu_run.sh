@@ -3,7 +3,8 @@
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
 # collectives mpi check check-v3a capture gsm8k kernels bench-moe bench-layer bench bench-v3a (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
-# LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git).
+# LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
+# LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # NVLink multicast stays off on shared multi-GPU hosts.
@@ -103,7 +104,7 @@ for step in "${steps[@]}"; do
       done ;;
     bench)
       # Each layout beside its baseline, interleaved: prefill 8192 tokens, decode at 1-64 sequences.
-      for k in fused reference; do
+      for k in ${LB_BENCH_KERNELS:-fused reference}; do
         $bin bench --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 --lengths 2048,2048,2048,2048 \
           --decode-batch 1,8,64 --decode-context 1024 --kernels $k \
           --json "$OUT/bench_qwen3-30b-a3b_4L_${gpus}gpu_bf16_$k.json" || status=1
