@@ -69,9 +69,11 @@ SequenceRows group_by_sequence(const torch::Tensor& seq) {
   return rows;
 }
 
-// Decode-shaped calls (a few queries in each of many sequences) go to batched_attention: one
-// launch sequence for the whole batch instead of one per sequence, which is what a decode step's
-// time was made of. Prefill keeps the per-sequence loop (flash attention, no padding).
+// Decode-shaped calls (a few queries in each sequence) go to batched_attention: one launch
+// sequence for the whole batch instead of one per sequence, which is what a decode step's time was
+// made of; and no masked scaled_dot_product_attention, whose cuDNN backend (LibTorch 2.11) builds
+// a new graph for every key count, i.e. every decode step (16.8 ms a call on an H200). Prefill
+// keeps the per-sequence loop (flash attention, no padding).
 constexpr int64_t kBatchedMaxQueries = 16;
 
 // Every sequence that has keys, padded to the longest one's keys (and queries) and attended in
@@ -162,7 +164,7 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   // Rows regrouped by sequence once; each sequence is then a slice.
   const SequenceRows q_rows = group_by_sequence(q_tokens.seq);
   const SequenceRows k_rows = &q_tokens == &k_tokens ? q_rows : group_by_sequence(k_tokens.seq);
-  if (&q_tokens != &k_tokens && q_rows.ids.size() > 1) {
+  if (&q_tokens != &k_tokens) {
     torch::Tensor out = batched_attention(q, k, v, q_tokens, k_tokens, q_rows, k_rows, scale);
     if (out.defined()) return out;
   }

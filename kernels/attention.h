@@ -23,9 +23,10 @@ TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Dev
 // `fused` (`--kernels fused`, LibTorch 2): the product, mask and softmax in one
 // scaled_dot_product_attention call per sequence (flash attention where q_tokens and k_tokens are
 // the same object, i.e. each sequence attends to itself causally); with LibTorch 1.13, the plain path.
-// Decode-shaped calls (separate query and key placements, several sequences, at most 16 queries
-// each, and key counts within 2x of each other) take one batched plain product over all sequences
-// instead, fused or not: there the per-sequence launches, not the arithmetic, were the cost.
+// Decode-shaped calls (separate query and key placements, at most 16 queries per sequence, key
+// counts within 2x of each other) take one batched plain product over all sequences instead, fused
+// or not: there the per-sequence launches (and cuDNN's per-shape setup), not the arithmetic, were
+// the cost.
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const TokenPlacement& q_tokens, const TokenPlacement& k_tokens, double scale,
                                bool fused = false);

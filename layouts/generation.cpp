@@ -33,10 +33,17 @@ PackedStep pack(const std::vector<std::vector<int64_t>>& new_tokens) {
   return p;
 }
 
-// Rows of the running sequences' logits placed at their sequence index.
+// Rows of the running sequences' logits placed at their sequence index, on the host. A large
+// batch's full-vocabulary rows are tens of MB: they are placed on the device and copied once into
+// pinned memory, since a pageable copy of them took longer than the decode step's layers.
 torch::Tensor by_sequence(const torch::Tensor& logits, const std::vector<int64_t>& running, int64_t sequences) {
-  torch::Tensor out = torch::zeros({sequences, logits.size(1)}, torch::kFloat32);
-  return out.index_copy_(0, torch::tensor(running, torch::kInt64), logits.cpu());
+  torch::Tensor placed = logits.to(torch::kFloat32);
+  if (int64_t(running.size()) != sequences)  // `running` ascends, so all running is the identity
+    placed = torch::zeros({sequences, logits.size(1)}, placed.options())
+                 .index_copy_(0, torch::tensor(running, torch::kInt64).to(logits.device()), placed);
+  if (!placed.is_cuda()) return placed.contiguous();
+  torch::Tensor host = torch::empty(placed.sizes(), placed.options().device(torch::kCPU).pinned_memory(true));
+  return host.copy_(placed);
 }
 
 void advance(std::vector<int64_t>& past, const std::vector<int64_t>& lens) {
@@ -89,14 +96,14 @@ torch::Tensor LayoutStepModel::step(const std::vector<std::vector<int64_t>>& new
   }
   torch::Tensor rows = x.index_select(0, torch::tensor(mine, torch::kInt64).to(x.device())).contiguous();
   torch::Tensor gathered = ctx_.world().all_gatherv(rows, counts);
-  torch::Tensor logits = rank_.logits(gathered).cpu();
+  torch::Tensor logits = rank_.logits(gathered);
 
   // Gather order -> the order of p.last (the running sequences', ascending token indices).
   std::vector<int64_t> to_running(order.size());
   const int64_t* last = p.last.data_ptr<int64_t>();
   for (size_t i = 0; i < order.size(); ++i)
     to_running[std::lower_bound(last, last + p.last.numel(), order[i]) - last] = int64_t(i);
-  logits = logits.index_select(0, torch::tensor(to_running, torch::kInt64));
+  logits = logits.index_select(0, torch::tensor(to_running, torch::kInt64).to(logits.device()));
   advance(past_, p.lens);
   return by_sequence(logits, p.running, int64_t(new_tokens.size()));
 }

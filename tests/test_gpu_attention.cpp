@@ -1,8 +1,8 @@
 // The fused attention path (one scaled_dot_product_attention call per sequence, LibTorch 2)
 // against the plain path in fp32, on the GPU in bf16: packed causal sequences with GQA, queries
 // that see a gathered set of keys through a mask (context parallel, a KV cache), and MLA's value
-// size differing from the key size; a decode step's batched attention against one sequence at a
-// time. Skips without a GPU.
+// size differing from the key size; a decode step's padded batch against one sequence at a time.
+// Skips without a GPU.
 #include "kernels/attention.h"
 #include "oracles/compare.h"
 
@@ -44,8 +44,8 @@ void expect_fused_matches(int64_t heads, int64_t kv_heads, int64_t dk, int64_t d
 }
 
 // A decode step at Qwen's shape: one new token in each of 32 sequences against a KV cache of
-// 400-700 rows each whose rows interleave the sequences. The whole step takes the batched path;
-// each sequence alone takes the per-sequence one (scaled_dot_product_attention when fused).
+// 400-700 rows each whose rows interleave the sequences, in one batched call against one call per
+// sequence (no padding, no other sequence's keys to mask).
 void expect_decode_batch_matches_per_sequence() {
   const torch::Device cuda("cuda");
   const auto o = torch::TensorOptions().device(cuda);
