@@ -58,10 +58,9 @@ void Communicator::recorded(const std::string& op, int64_t bytes, F&& body) {
   if (size_ > 1) do_barrier();
   synchronize();
   const auto start = std::chrono::steady_clock::now();
-  body();
-  synchronize();
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  records_.push_back({op, name_, bytes, ms});
+  const double on_device = device_ms(body);
+  const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  records_.push_back({op, name_, bytes, on_device >= 0 ? on_device : wall});
 }
 
 void Communicator::check_tensor(const char* op, const torch::Tensor& t) const {

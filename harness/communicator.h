@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -32,7 +33,7 @@ struct CollectiveRecord {
   std::string op;     // e.g. "all_reduce", "reduce_scatterv/padded"
   std::string group;  // the communicator's name
   int64_t bytes = 0;  // bytes of this rank's input
-  double ms = 0;      // wall time on this rank (after a barrier of the group, device-synchronized, when timing is on)
+  double ms = 0;      // with timing on: the call's time on the device (GPU events) or its wall time (CPU ranks)
 };
 
 // Calls, bytes and milliseconds summed per "op@group", for reports.
@@ -70,8 +71,8 @@ class Communicator {
   VarAlgo pick_var_algo(const std::string& op, const torch::Tensor& like, const std::vector<int64_t>& rows);
 
   // Off (the default): calls are only counted, so a run's own speed is untouched. On: each call
-  // is timed by itself, after a barrier of the group and with device waits before and after,
-  // so the time is the collective's and not a wait for a member still computing.
+  // is timed by itself, on the device where there is one, after a barrier of the group, so the
+  // time is the collective's and not a wait for a member still computing or for the host's poll.
   void set_timing(bool on) { timing_ = on; }
   bool timing() const { return timing_; }
   // Waits until this rank's queued device work is done.
@@ -95,6 +96,13 @@ class Communicator {
   virtual void do_barrier() = 0;
   // Waits until this rank's queued device work is done (a no-op on CPU).
   virtual void synchronize() = 0;
+  // Runs `body`, waits for it, and returns its time on the device in ms; negative where the
+  // backend has no device clock (CPU ranks), and the caller keeps the wall time instead.
+  virtual double device_ms(const std::function<void()>& body) {
+    body();
+    synchronize();
+    return -1;
+  }
 
  private:
   template <typename F>

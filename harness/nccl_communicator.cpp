@@ -70,6 +70,11 @@ NcclCommunicator::NcclCommunicator(std::string name, int rank, int size, ncclCom
       abort_(std::move(abort)) {}
 
 NcclCommunicator::~NcclCommunicator() {
+  if (timing_start_) {  // a destructor cannot throw: a failure to destroy an event is left unreported
+    c10::cuda::CUDAGuard guard(device_);
+    cudaEventDestroy(timing_start_);
+    cudaEventDestroy(timing_end_);
+  }
   if (!comm_) return;
   // A communicator that saw an error or timeout was aborted already (wait_comm_ready).
   if (aborted_) return;
@@ -201,6 +206,21 @@ void NcclCommunicator::do_barrier() {
   torch::Tensor one = torch::ones({1}, torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCUDA, device_));
   do_all_reduce(one);
   synchronize();
+}
+
+double NcclCommunicator::device_ms(const std::function<void()>& body) {
+  c10::cuda::CUDAGuard guard(device_);
+  if (!timing_start_) {
+    check_cuda(cudaEventCreate(&timing_start_), name() + " timing event");
+    check_cuda(cudaEventCreate(&timing_end_), name() + " timing event");
+  }
+  check_cuda(cudaEventRecord(timing_start_, stream()), name() + " timing event");
+  body();
+  check_cuda(cudaEventRecord(timing_end_, stream()), name() + " timing event");
+  synchronize();
+  float ms = 0;
+  check_cuda(cudaEventElapsedTime(&ms, timing_start_, timing_end_), name() + " timing event");
+  return ms;
 }
 
 void NcclCommunicator::synchronize() {

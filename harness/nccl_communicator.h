@@ -56,6 +56,8 @@ class NcclCommunicator : public Communicator {
   void do_broadcast(torch::Tensor& t, int root) override;
   void do_barrier() override;
   void synchronize() override;
+  // Between two events on the stream around `body`.
+  double device_ms(const std::function<void()>& body) override;
 
  private:
   ncclComm_t comm_;
@@ -63,6 +65,7 @@ class NcclCommunicator : public Communicator {
   std::chrono::milliseconds timeout_;
   std::shared_ptr<AbortSignal> abort_;
   mutable bool aborted_ = false;
+  cudaEvent_t timing_start_ = nullptr, timing_end_ = nullptr;  // created on first timed call
 };
 
 ncclDataType_t nccl_dtype(torch::ScalarType t);
