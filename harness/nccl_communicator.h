@@ -56,7 +56,7 @@ class NcclCommunicator : public Communicator {
   void do_broadcast(torch::Tensor& t, int root) override;
   void do_barrier() override;
   void synchronize() override;
-  // Between two events on the stream around `body`.
+  // Between two events on the stream around `body`, the first after a device-side alignment.
   double device_ms(const std::function<void()>& body) override;
 
  private:
