@@ -1,5 +1,6 @@
 #include "harness/nccl_communicator.h"
 
+#include <ATen/cuda/Sleep.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <algorithm>
@@ -208,15 +209,22 @@ void NcclCommunicator::do_barrier() {
   synchronize();
 }
 
+namespace {
+// About 1 ms at an H100's or H200's clock: far more than enqueueing one collective takes.
+constexpr int64_t kTimingSpinCycles = 2'000'000;
+}  // namespace
+
 double NcclCommunicator::device_ms(const std::function<void()>& body) {
   c10::cuda::CUDAGuard guard(device_);
   if (!timing_start_) {
     check_cuda(cudaEventCreate(&timing_start_), name() + " timing event");
     check_cuda(cudaEventCreate(&timing_end_), name() + " timing event");
   }
-  // A one-element all-reduce first lines the members up on the device: the start event fires when
-  // every member has arrived, so the host threads' skew after the barrier (tens of µs) is not timed.
+  // The device spins first, long enough for the host to enqueue everything below, so the time
+  // holds no host work (allocations, NCCL's enqueue); then a one-element all-reduce lines the
+  // members up on the device, so the start event fires when every member has arrived.
   torch::Tensor one = torch::ones({1}, torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCUDA, device_));
+  at::cuda::sleep(kTimingSpinCycles);
   if (size() > 1) do_all_reduce(one);
   check_cuda(cudaEventRecord(timing_start_, stream()), name() + " timing event");
   body();
