@@ -4,7 +4,10 @@ weights, one sequence, SDPA attention), for bench-layer's side-by-side compariso
     scripts/hf_layer_time.py --tokens 4096 --json out.json
 """
 import argparse
+import datetime
 import json
+import os
+import sys
 import time
 
 import torch
@@ -42,8 +45,12 @@ def main():
     print(f"transformers {transformers.__version__} Qwen3MoeDecoderLayer, {a.tokens} tokens: {ms:.3f} ms (median)")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"subcommand": "hf-layer", "transformers": transformers.__version__, "tokens": a.tokens,
-                       "ms": ms, "device": torch.cuda.get_device_name()}, f, indent=2)
+            json.dump({"subcommand": "hf-layer", "command": " ".join([sys.argv[0]] + sys.argv[1:]),
+                       "commit": os.environ.get("LB_COMMIT"),
+                       "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                       "transformers": transformers.__version__, "torch": torch.__version__, "tokens": a.tokens,
+                       "repeats": a.repeats, "ms": ms, "ms_all": times, "device": torch.cuda.get_device_name()},
+                      f, indent=2)
 
 
 if __name__ == "__main__":

@@ -122,11 +122,17 @@ def bench_row(path, r):
     comm = lambda name: sum(c["ms"] for c in by[name]["prefill_collectives"].values())
     parts = []
     for x in r["ratios"]:
-        decode = ", ".join(f"b={k.rsplit('b', 1)[1]} {v:.2f}x" for k, v in x.items() if k.startswith("decode_speedup_b"))
+        decode = ", ".join(f"b={b} {x[f'decode_speedup_b{b}']:.2f}x" for b in
+                           sorted(int(k.rsplit("b", 1)[1]) for k in x if k.startswith("decode_speedup_b")))
+        changed = x.get("changed_collectives", {})
+        changed = (f", changed collectives {changed['speedup']:.2f}x ({' + '.join(changed['layout_ops'])} "
+                   f"{changed['layout_ms']:.2f} ms against {' + '.join(changed['baseline_ops'])} "
+                   f"{changed['baseline_ms']:.2f} ms)") if "speedup" in changed else ""
         parts.append(f"{x['layout']} vs {x['baseline']}: prefill {x['prefill_speedup']:.2f}x "
                      f"({by[x['layout']]['prefill_ms']:.1f} / {by[x['baseline']]['prefill_ms']:.1f} ms, collectives "
-                     f"{comm(x['layout']):.2f} / {comm(x['baseline']):.2f} ms), decode {decode}")
-    return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | kernels {r['kernels']}; "
+                     f"{comm(x['layout']):.2f} / {comm(x['baseline']):.2f} ms){changed}, decode {decode}")
+    return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | kernels {r['kernels']}, at "
+            f"{r.get('commit')}; "
             f"{'; '.join(parts)} | [{path.name}]({path.relative_to(ROOT)}) |")
 
 
