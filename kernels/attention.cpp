@@ -28,8 +28,8 @@ namespace {
 // Built on the host from one device-to-host copy, however many sequences: the loop over
 // sequences then slices views instead of searching (and synchronizing) once per sequence.
 struct SequenceRows {
-  torch::Tensor order;  // undefined when the rows are already grouped (order = identity)
-  std::vector<int64_t> host_order;  // the same on the host (empty for the identity)
+  std::vector<int64_t> order;  // empty when the rows are already grouped (order = identity)
+  torch::Tensor device_order;  // `order` on the device, set by upload() (the per-sequence path's)
   std::vector<int64_t> ids, begin;
   // Position of sequence id `s` in ids, or -1.
   int64_t find(int64_t s) const {
@@ -37,8 +37,15 @@ struct SequenceRows {
     return it != ids.end() && *it == s ? int64_t(it - ids.begin()) : -1;
   }
   int64_t count(size_t i) const { return begin[i + 1] - begin[i]; }
-  int64_t row(int64_t grouped) const { return host_order.empty() ? grouped : host_order[size_t(grouped)]; }
-  torch::Tensor gather(const torch::Tensor& t) const { return order.defined() ? t.index_select(0, order) : t; }
+  int64_t row(int64_t grouped) const { return order.empty() ? grouped : order[size_t(grouped)]; }
+  void upload(torch::Device device) {
+    if (!order.empty() && !device_order.defined())
+      device_order = torch::from_blob(order.data(), {int64_t(order.size())}, torch::kInt64)
+                         .to(device, /*non_blocking=*/false, /*copy=*/true);
+  }
+  torch::Tensor gather(const torch::Tensor& t) const {
+    return device_order.defined() ? t.index_select(0, device_order) : t;
+  }
 };
 
 SequenceRows group_by_sequence(const torch::Tensor& seq) {
@@ -64,8 +71,7 @@ SequenceRows group_by_sequence(const torch::Tensor& seq) {
     if (start[c + 1] > start[c]) rows.ids.push_back(lowest + int64_t(c)), rows.begin.push_back(start[c]);
   rows.begin.push_back(n);
   for (int64_t i = 0; i < n; ++i) order[size_t(start[size_t(id[i] - lowest)]++)] = i;
-  rows.order = torch::from_blob(order.data(), {n}, torch::kInt64).to(seq.device(), /*non_blocking=*/false, /*copy=*/true);
-  rows.host_order = std::move(order);
+  rows.order = std::move(order);
   return rows;
 }
 
@@ -162,12 +168,13 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   const int64_t group = heads / kv_heads;
   if (q.size(0) == 0) return torch::zeros({0, heads, v.size(2)}, q.options());
   // Rows regrouped by sequence once; each sequence is then a slice.
-  const SequenceRows q_rows = group_by_sequence(q_tokens.seq);
-  const SequenceRows k_rows = &q_tokens == &k_tokens ? q_rows : group_by_sequence(k_tokens.seq);
+  SequenceRows q_rows = group_by_sequence(q_tokens.seq);
+  SequenceRows k_rows = &q_tokens == &k_tokens ? q_rows : group_by_sequence(k_tokens.seq);
   if (&q_tokens != &k_tokens) {
     torch::Tensor out = batched_attention(q, k, v, q_tokens, k_tokens, q_rows, k_rows, scale);
     if (out.defined()) return out;
   }
+  q_rows.upload(q.device()), k_rows.upload(k.device());
   const torch::Tensor q_all = q_rows.gather(q), q_pos = q_rows.gather(q_tokens.pos);
   const torch::Tensor k_all = k_rows.gather(k), v_all = k_rows.gather(v), k_pos = k_rows.gather(k_tokens.pos);
   torch::Tensor grouped_out = torch::zeros({q.size(0), heads, v.size(2)}, q.options());
@@ -204,8 +211,8 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
     }
     grouped_out.narrow(0, first_q, nq).copy_(o.transpose(0, 1));
   }
-  if (!q_rows.order.defined()) return grouped_out;
-  return torch::empty_like(grouped_out).index_copy_(0, q_rows.order, grouped_out);  // order covers every row
+  if (!q_rows.device_order.defined()) return grouped_out;
+  return torch::empty_like(grouped_out).index_copy_(0, q_rows.device_order, grouped_out);  // order covers every row
 }
 
 }  // namespace lb
