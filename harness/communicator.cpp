@@ -55,8 +55,7 @@ void Communicator::recorded(const std::string& op, int64_t bytes, F&& body) {
   // Every member enters together, so the time is the collective's own and not the wait for a
   // member still computing (a layout's ranks reach a collective at different times).
   synchronize();
-  if (size_ > 1) do_barrier();
-  synchronize();
+  if (size_ > 1) do_barrier();  // ends with this rank's device idle (do_barrier's contract)
   const auto start = std::chrono::steady_clock::now();
   const double on_device = device_ms(body);
   const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

@@ -93,6 +93,7 @@ class Communicator {
   virtual void do_all_to_allv(const torch::Tensor& in, torch::Tensor& out, const std::vector<int64_t>& send_rows,
                               const std::vector<int64_t>& recv_rows) = 0;
   virtual void do_broadcast(torch::Tensor& t, int root) = 0;
+  // Returns once every member has arrived, with this rank's queued device work done.
   virtual void do_barrier() = 0;
   // Waits until this rank's queued device work is done (a no-op on CPU).
   virtual void synchronize() = 0;

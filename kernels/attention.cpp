@@ -169,12 +169,14 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   if (q.size(0) == 0) return torch::zeros({0, heads, v.size(2)}, q.options());
   // Rows regrouped by sequence once; each sequence is then a slice.
   SequenceRows q_rows = group_by_sequence(q_tokens.seq);
-  SequenceRows k_rows = &q_tokens == &k_tokens ? q_rows : group_by_sequence(k_tokens.seq);
+  std::optional<SequenceRows> own_k_rows;  // only when the keys are placed apart from the queries
+  if (&q_tokens != &k_tokens) own_k_rows = group_by_sequence(k_tokens.seq);
+  SequenceRows& k_rows = own_k_rows ? *own_k_rows : q_rows;
   if (&q_tokens != &k_tokens) {
     torch::Tensor out = batched_attention(q, k, v, q_tokens, k_tokens, q_rows, k_rows, scale);
     if (out.defined()) return out;
   }
-  q_rows.upload(q.device()), k_rows.upload(k.device());
+  q_rows.upload(q.device()), k_rows.upload(k.device());  // once when k_rows is q_rows
   const torch::Tensor q_all = q_rows.gather(q), q_pos = q_rows.gather(q_tokens.pos);
   const torch::Tensor k_all = k_rows.gather(k), v_all = k_rows.gather(v), k_pos = k_rows.gather(k_tokens.pos);
   torch::Tensor grouped_out = torch::zeros({q.size(0), heads, v.size(2)}, q.options());
