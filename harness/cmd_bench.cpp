@@ -1,5 +1,7 @@
 #include "harness/cmd_bench.h"
 
+#include "harness/bench_collectives.h"
+#include "harness/deepseek_v4_run.h"
 #include "datasets/token_input.h"
 #include "harness/device.h"
 #include "harness/device_peaks.h"
@@ -54,46 +56,17 @@ struct LayoutBench {
   std::map<int64_t, std::vector<CollectiveRecord>> decode_records;
 };
 
-double total_ms(const std::vector<CollectiveRecord>& records) {
-  double ms = 0;
-  for (const auto& r : records) ms += r.ms;
-  return ms;
-}
-
-// Call by call, the median time over repeats of the same run (every repeat makes the same calls).
-std::vector<CollectiveRecord> median_records(const std::vector<std::vector<CollectiveRecord>>& repeats) {
-  std::vector<CollectiveRecord> out = repeats.at(0);
-  for (size_t i = 0; i < out.size(); ++i) {
-    std::vector<double> ms;
-    for (const auto& r : repeats) {
-      if (r.size() != out.size() || r[i].op != out[i].op || r[i].group != out[i].group)
-        throw std::logic_error("bench: the repeats made different collective calls");
-      ms.push_back(r[i].ms);
-    }
-    out[i].ms = median(ms);
-  }
-  return out;
-}
-
-// The collectives ("op@group") that only one of the two layouts runs: the communication a new
-// layout changed against its baseline, and the time of each side.
-nlohmann::json changed_collectives(const nlohmann::json& layout, const nlohmann::json& baseline) {
-  auto only_in = [](const nlohmann::json& a, const nlohmann::json& b) {
-    nlohmann::json ops = nlohmann::json::array();
-    double ms = 0;
-    for (const auto& [key, v] : a.items())
-      if (!b.contains(key)) ops.push_back(key), ms += v["ms"].get<double>();
-    return std::make_pair(ops, ms);
-  };
-  const auto [new_ops, new_ms] = only_in(layout, baseline);
-  const auto [old_ops, old_ms] = only_in(baseline, layout);
-  nlohmann::json j = {{"layout_ops", new_ops}, {"layout_ms", new_ms}, {"baseline_ops", old_ops},
-                      {"baseline_ms", old_ms}};
-  if (new_ms > 0 && old_ms > 0) j["speedup"] = old_ms / new_ms;
-  return j;
-}
-
 int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
+  if (is_deepseek_v4_model(a.model)) {
+    V4RunArgs v4;
+    v4.model = a.model, v4.layout = a.layout, v4.backend = a.backend, v4.ranks = a.ranks;
+    v4.layers = a.layers, v4.tokens = a.tokens, v4.seed = a.seed;
+    v4.repeats = a.repeats;
+    v4.timeout_s = a.timeout_s;
+    v4.json = a.json;
+    apply_v4_flags(*a.sub, a.lengths, v4);
+    return run_bench_deepseek_v4(v4, argv);
+  }
   ModelConfig config = load_model_config(a.model);
   keep_first_layers(config, a.layers);
   const Backend backend = parse_backend(a.backend);
@@ -291,7 +264,7 @@ std::function<int()> add_bench_command(CLI::App& app, const std::vector<std::str
   CLI::App* sub = app.add_subcommand("bench", "Layouts side by side (interleaved, one process): prefill tokens/s, "
                                               "decode step latency, time and bytes per collective, new/baseline ratios");
   a->sub = sub;
-  sub->add_option("--model", a->model, "Checkpoint directory or preset")->required();
+  sub->add_option("--model", a->model, "Checkpoint directory or preset; DeepSeek-V4 (deepseek-v4-flash, tiny-deepseek-v4, a deepseek_v4 checkpoint) runs its own layouts tp and cp-fused-moe, prefill of one sequence in f32")->required();
   sub->add_option("--layout", a->layout, "Layout names, comma-separated (a layout and its baseline give a ratio), or all")
       ->required();
   sub->add_option("--backend", a->backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");

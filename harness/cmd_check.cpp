@@ -1,6 +1,7 @@
 #include "harness/cmd_check.h"
 
 #include "datasets/token_input.h"
+#include "harness/deepseek_v4_run.h"
 #include "harness/device.h"
 #include "kernels/fused_moe.h"
 #include "harness/errors.h"
@@ -82,6 +83,16 @@ std::vector<torch::Tensor> read_reference_dump(const std::string& path, const Mo
 }
 
 int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
+  if (is_deepseek_v4_model(a.model)) {
+    V4RunArgs v4;
+    v4.model = a.model, v4.layout = a.layout, v4.backend = a.backend, v4.ranks = a.ranks;
+    v4.layers = a.layers, v4.tokens = a.tokens, v4.seed = a.seed, v4.max_rel_l2 = a.max_rel_l2;
+    v4.timeout_s = a.timeout_s;
+    v4.json = a.json;
+    v4.mutation = a.mutation;
+    apply_v4_flags(*a.sub, a.lengths, v4);
+    return run_check_deepseek_v4(v4, argv);
+  }
   // Every input is checked, and every layout's split and shards planned, before any rank starts.
   ModelConfig config = load_model_config(a.model);
   keep_first_layers(config, a.layers);
@@ -227,7 +238,7 @@ std::function<int()> add_check_command(CLI::App& app, const std::vector<std::str
   CLI::App* sub = app.add_subcommand("check", "Run a layout (or all) and the single-device reference on the same "
                                               "weights and tokens; compare every layer in original token order");
   a->sub = sub;
-  sub->add_option("--model", a->model, "Checkpoint directory or preset")->required();
+  sub->add_option("--model", a->model, "Checkpoint directory or preset; DeepSeek-V4 (deepseek-v4-flash, tiny-deepseek-v4, a deepseek_v4 checkpoint) runs its own layouts tp and cp-fused-moe on one sequence in f32")->required();
   sub->add_option("--layout", a->layout, "Layout names (comma-separated), or all (every layout and baseline)");
   sub->add_option("--backend", a->backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
   sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required();

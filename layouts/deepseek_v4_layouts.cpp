@@ -20,7 +20,9 @@ torch::Tensor round_robin_to_original(const torch::Tensor& gathered, int64_t cp)
   return gathered.view({cp, n, -1}).transpose(0, 1).reshape({cp * n, -1});
 }
 
-DeepseekV4LayoutOutput with_head(const DeepseekV4Config& c, const v4::Weights& w, DeepseekV4LayoutOutput out) {
+DeepseekV4LayoutOutput with_head(const DeepseekV4Config& c, const v4::Weights& w, DeepseekV4LayoutOutput out,
+                                 bool head_too) {
+  if (!head_too) return out;
   const v4::V4Head head = v4::output_head(c, w, out.layers.back());
   out.final_norm = head.final_norm;
   out.logits = head.logits;
@@ -28,7 +30,7 @@ DeepseekV4LayoutOutput with_head(const DeepseekV4Config& c, const v4::Weights& w
 }
 
 DeepseekV4LayoutOutput tensor_parallel(const DeepseekV4Config& c, const v4::Weights& w, const torch::Tensor& input_ids,
-                                       Communicator& tp) {
+                                       Communicator& tp, bool head_too) {
   const v4::V4Shard shard{tp.rank(), tp.size()};
   const torch::Tensor positions = torch::arange(input_ids.size(0), input_ids.options().dtype(torch::kInt64));
   DeepseekV4LayoutOutput out;
@@ -46,11 +48,12 @@ DeepseekV4LayoutOutput tensor_parallel(const DeepseekV4Config& c, const v4::Weig
     h = v4::remix(f.mix, experts, h);
     out.layers.push_back(h);
   }
-  return with_head(c, w, std::move(out));
+  return with_head(c, w, std::move(out), head_too);
 }
 
 DeepseekV4LayoutOutput context_parallel_fused_moe(const DeepseekV4Config& c, const v4::Weights& w,
-                                                  const torch::Tensor& input_ids, Communicator& cp, Mutation mutation) {
+                                                  const torch::Tensor& input_ids, Communicator& cp, Mutation mutation,
+                                                  bool head_too) {
   const v4::V4Shard shard{cp.rank(), cp.size()};
   DeepseekV4LayoutOutput out;
   // Round-robin split: each rank's tokens spread over the whole sequence, so causal attention
@@ -80,7 +83,7 @@ DeepseekV4LayoutOutput context_parallel_fused_moe(const DeepseekV4Config& c, con
     h = v4::remix(f.mix, cp.reduce_scatter(experts.contiguous()), h);
     out.layers.push_back(h);
   }
-  return with_head(c, w, std::move(out));
+  return with_head(c, w, std::move(out), head_too);
 }
 
 }  // namespace
@@ -108,8 +111,17 @@ DeepseekV4LayoutOutput deepseek_v4_forward_layout(const DeepseekV4Config& config
                                                   Mutation mutation) {
   Communicator& world = ctx.world();
   check_deepseek_v4_layout(config, layout, world.size(), input_ids.size(0));
-  if (layout == V4Layout::TensorParallel) return tensor_parallel(config, weights, input_ids, world);
-  return context_parallel_fused_moe(config, weights, input_ids, world, mutation);
+  if (layout == V4Layout::TensorParallel) return tensor_parallel(config, weights, input_ids, world, true);
+  return context_parallel_fused_moe(config, weights, input_ids, world, mutation, true);
+}
+
+DeepseekV4LayoutOutput deepseek_v4_layers_layout(const DeepseekV4Config& config,
+                                                 const std::map<std::string, torch::Tensor>& weights,
+                                                 const torch::Tensor& input_ids, RankContext& ctx, V4Layout layout) {
+  Communicator& world = ctx.world();
+  check_deepseek_v4_layout(config, layout, world.size(), input_ids.size(0));
+  if (layout == V4Layout::TensorParallel) return tensor_parallel(config, weights, input_ids, world, false);
+  return context_parallel_fused_moe(config, weights, input_ids, world, Mutation::None, false);
 }
 
 }  // namespace lb

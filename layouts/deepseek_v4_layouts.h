@@ -49,4 +49,10 @@ DeepseekV4LayoutOutput deepseek_v4_forward_layout(const DeepseekV4Config& config
                                                   const torch::Tensor& input_ids, RankContext& ctx, V4Layout layout,
                                                   Mutation mutation = Mutation::None);
 
+// The decoder layers alone (final_norm and logits left empty): the prefill that `bench` times, as it
+// does the other layouts' (the head is replicated under both layouts here, not vocabulary-parallel).
+DeepseekV4LayoutOutput deepseek_v4_layers_layout(const DeepseekV4Config& config,
+                                                 const std::map<std::string, torch::Tensor>& weights,
+                                                 const torch::Tensor& input_ids, RankContext& ctx, V4Layout layout);
+
 }  // namespace lb

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 
@@ -83,6 +84,9 @@ torch::Tensor rope_tail(const torch::Tensor& x, const torch::Tensor& cos, const 
   const torch::Tensor ra = a * cos + (-b) * sin, rb = b * cos + a * sin;
   return torch::cat({nope, torch::stack({ra, rb}, -1).flatten(-2)}, -1);
 }
+
+// The most attention logits (floats) one chunk of heads may hold.
+constexpr int64_t kMaxLogits = int64_t(1) << 28;
 
 std::string layer_prefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
 
@@ -294,12 +298,22 @@ torch::Tensor attention(const DeepseekV4Config& c, const Weights& w, int64_t lay
     mask = torch::cat({mask, bias}, 1);
   }
   // Every head reads the one K=V head; each head's sink logit joins the softmax and is dropped.
-  const torch::Tensor logits = torch::matmul(q.transpose(0, 1), all_keys.t()) * std::pow(double(D), -0.5) + mask;  // [H,T,K]
-  const torch::Tensor sinks = weight(w, p + "sinks").narrow(0, heads.start, H).view({H, 1, 1}).expand({H, T, 1});
-  torch::Tensor combined = torch::cat({logits, sinks}, -1);
-  combined = combined - std::get<0>(combined.max(-1, true));
-  const torch::Tensor probs = torch::softmax(combined, -1).narrow(-1, 0, all_keys.size(0));
-  torch::Tensor out = torch::matmul(probs, all_keys).transpose(0, 1);  // [T, H, D]
+  // The logits of all heads at once would take H x T x K floats (5 GB at V4-Flash's 64 heads and
+  // 4096 tokens), so the heads go in chunks of at most kMaxLogits of them.
+  const int64_t K = all_keys.size(0);
+  const int64_t chunk = std::max<int64_t>(1, kMaxLogits / std::max<int64_t>(1, T * K));
+  const torch::Tensor sinks = weight(w, p + "sinks").narrow(0, heads.start, H);
+  std::vector<torch::Tensor> head_outputs;
+  for (int64_t h0 = 0; h0 < H; h0 += chunk) {
+    const int64_t n = std::min(chunk, H - h0);
+    const torch::Tensor logits =
+        torch::matmul(q.narrow(1, h0, n).transpose(0, 1), all_keys.t()) * std::pow(double(D), -0.5) + mask;  // [n,T,K]
+    torch::Tensor combined = torch::cat({logits, sinks.narrow(0, h0, n).view({n, 1, 1}).expand({n, T, 1})}, -1);
+    combined = combined - std::get<0>(combined.max(-1, true));
+    const torch::Tensor probs = torch::softmax(combined, -1).narrow(-1, 0, K);
+    head_outputs.push_back(torch::matmul(probs, all_keys));  // [n, T, D]
+  }
+  torch::Tensor out = torch::cat(head_outputs, 0).transpose(0, 1);  // [T, H, D]
   out = rope_tail(out, cs.cos.unsqueeze(1), -cs.sin.unsqueeze(1));
 
   // Grouped output projection: heads in o_groups groups, each projected by its own block of rows
@@ -367,6 +381,10 @@ DeepseekV4Config read_deepseek_v4_config(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     throw InputError(path + ": not JSON (" + e.what() + ")");
   }
+  return deepseek_v4_config_from_json(j, path);
+}
+
+DeepseekV4Config deepseek_v4_config_from_json(const nlohmann::json& j, const std::string& path) {
   if (j.value("model_type", std::string()) != "deepseek_v4")
     throw InputError(path + ": model_type '" + j.value("model_type", std::string()) + "' is not deepseek_v4");
   DeepseekV4Config c;
@@ -388,6 +406,7 @@ DeepseekV4Config read_deepseek_v4_config(const std::string& path) {
   c.num_experts = get_int(j, "n_routed_experts");
   c.experts_per_token = get_int(j, "num_experts_per_tok");
   c.moe_intermediate = get_int(j, "moe_intermediate_size");
+  c.shared_intermediate = c.moe_intermediate * get_int(j, "n_shared_experts");
   c.rms_eps = get_double(j, "rms_norm_eps");
   c.hc_eps = get_double(j, "hc_eps");
   c.routed_scaling = get_double(j, "routed_scaling_factor");

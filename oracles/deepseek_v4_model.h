@@ -7,8 +7,9 @@
 // first layers and clamped SwiGLU experts. Checked against fixtures transformers computed
 // (tests/fixtures/deepseek_v4_tiny). Its steps (oracles/deepseek_v4_parts.h) also run the "tp"
 // baseline and layout A on CPU ranks (layouts/deepseek_v4_layouts.h, one sequence, prefill, fp32).
-// Not covered: the KV/compressor caches (chunked prefill and decode), FP8 checkpoints, the GPU
-// kernels, and V4 in the generic layout runner (layoutbench check/bench).
+// Not covered: the KV/compressor caches (chunked prefill and decode), FP8 checkpoints and the GPU
+// kernels. `layoutbench check/bench` run it through harness/deepseek_v4_commands.h.
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <map>
@@ -29,7 +30,7 @@ struct DeepseekV4Config {
   int64_t sliding_window = 0, csa_rate = 0, hca_rate = 0;
   int64_t o_groups = 0, o_lora_rank = 0, index_heads = 0, index_head_dim = 0, index_topk = 0;
   int64_t hc_mult = 0, hc_sinkhorn_iters = 0;
-  int64_t num_experts = 0, experts_per_token = 0, moe_intermediate = 0;
+  int64_t num_experts = 0, experts_per_token = 0, moe_intermediate = 0, shared_intermediate = 0;
   double rms_eps = 1e-6, hc_eps = 1e-6, routed_scaling = 1.0, swiglu_limit = 0.0;
   std::vector<V4Attention> attention;  // per layer
   std::vector<bool> hash_routed;       // per layer: experts from tid2eid[token id]
@@ -38,6 +39,8 @@ struct DeepseekV4Config {
 
 // transformers' config.json of a deepseek_v4 model; InputError naming the field on a bad one.
 DeepseekV4Config read_deepseek_v4_config(const std::string& path);
+// The same from its parsed JSON; `source` names it in errors.
+DeepseekV4Config deepseek_v4_config_from_json(const nlohmann::json& j, const std::string& source);
 
 struct DeepseekV4Output {
   std::vector<torch::Tensor> layers;  // each layer's residual streams [T, hc_mult, hidden]

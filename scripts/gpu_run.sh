@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a capture gsm8k kernels bench-moe bench-layer bench bench-v3a (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 capture gsm8k kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -77,6 +77,15 @@ for step in "${steps[@]}"; do
       timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model deepseek-v3 --layout tp,cp-fused-moe --gpus "$gpus" --layers 4 \
         --lengths 2048,2048,2048,2048 --decode-batch 1,8,64 --decode-context 1024 --kernels fused \
         --json "$OUT/bench_deepseek-v3_layoutA_4L_${gpus}gpu_bf16_fused.json" || status=1 ;;
+    check-v4)
+      # DeepSeek-V4-Flash real shape (random weights), 4 layers (sliding, sliding, CSA, HCA; hash
+      # routing on the first 3), tp and layout A against the reference, f32 (every GPU holds all
+      # 110 GB of weights). 4096 tokens: the indexer picks 512 of up to 1024 compressed entries.
+      timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model deepseek-v4-flash --layout tp,cp-fused-moe --gpus "$gpus" \
+        --layers 4 --tokens 4096 --json "$OUT/check_deepseek-v4-flash_4L_${gpus}gpu_f32.json" || status=1 ;;
+    bench-v4)
+      timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model deepseek-v4-flash --layout tp,cp-fused-moe --gpus "$gpus" \
+        --layers 4 --tokens 4096 --repeats 5 --json "$OUT/bench_deepseek-v4-flash_4L_${gpus}gpu_f32.json" || status=1 ;;
     capture)
       # The cost of op-level capture with per-layer checking: the same layouts with and without it.
       for mode in none op; do

@@ -1,0 +1,46 @@
+#include "harness/bench_collectives.h"
+
+#include "harness/timing.h"
+
+#include <stdexcept>
+#include <utility>
+
+namespace lb {
+
+double total_ms(const std::vector<CollectiveRecord>& records) {
+  double ms = 0;
+  for (const auto& r : records) ms += r.ms;
+  return ms;
+}
+
+std::vector<CollectiveRecord> median_records(const std::vector<std::vector<CollectiveRecord>>& repeats) {
+  std::vector<CollectiveRecord> out = repeats.at(0);
+  for (size_t i = 0; i < out.size(); ++i) {
+    std::vector<double> ms;
+    for (const auto& r : repeats) {
+      if (r.size() != out.size() || r[i].op != out[i].op || r[i].group != out[i].group)
+        throw std::logic_error("bench: the repeats made different collective calls");
+      ms.push_back(r[i].ms);
+    }
+    out[i].ms = median(ms);
+  }
+  return out;
+}
+
+nlohmann::json changed_collectives(const nlohmann::json& layout, const nlohmann::json& baseline) {
+  auto only_in = [](const nlohmann::json& a, const nlohmann::json& b) {
+    nlohmann::json ops = nlohmann::json::array();
+    double ms = 0;
+    for (const auto& [key, v] : a.items())
+      if (!b.contains(key)) ops.push_back(key), ms += v["ms"].get<double>();
+    return std::make_pair(ops, ms);
+  };
+  const auto [new_ops, new_ms] = only_in(layout, baseline);
+  const auto [old_ops, old_ms] = only_in(baseline, layout);
+  nlohmann::json j = {{"layout_ops", new_ops}, {"layout_ms", new_ms}, {"baseline_ops", old_ops},
+                      {"baseline_ms", old_ms}};
+  if (new_ms > 0 && old_ms > 0) j["speedup"] = old_ms / new_ms;
+  return j;
+}
+
+}  // namespace lb

@@ -1,0 +1,210 @@
+// `layoutbench check` on DeepSeek-V4 (harness/deepseek_v4_run.h): each layout against the
+// single-rank reference on the same weights and tokens, every layer's residual streams, the final
+// norm and the logits, over every rank's rows at their original positions.
+#include "datasets/token_input.h"
+#include "harness/deepseek_v4_run.h"
+#include "harness/device.h"
+#include "harness/errors.h"
+#include "harness/file_util.h"
+#include "harness/launch.h"
+#include "reports/run_record.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+namespace lb {
+
+namespace {
+
+// fp32 layouts differ from the reference by summation order only.
+constexpr double kFp32MaxRelL2 = 1e-5;
+
+// What one rank's rows contribute to the distance between a layout output and the reference:
+// sums over its elements, so that rank 0 can combine every rank's into one verdict per output.
+constexpr int64_t kSums = 6;  // sum d^2, sum b^2, sum a*b, sum a^2, max |d|, non-finite count
+
+// Rows at a time, in float64: V4-Flash's logits of 4096 tokens are 4 GB in float64 whole.
+torch::Tensor partial_sums(const torch::Tensor& actual, const torch::Tensor& reference) {
+  const int64_t rows = actual.size(0), row = std::max<int64_t>(1, actual.numel() / std::max<int64_t>(1, rows));
+  const int64_t block = std::max<int64_t>(1, (int64_t(1) << 24) / row);
+  torch::Tensor sums = torch::zeros({kSums}, actual.options().dtype(torch::kFloat64));
+  for (int64_t r = 0; r < rows; r += block) {
+    const int64_t n = std::min(block, rows - r);
+    const torch::Tensor a = actual.narrow(0, r, n).to(torch::kFloat64), b = reference.narrow(0, r, n).to(torch::kFloat64);
+    const torch::Tensor d = a - b;
+    const torch::Tensor bad = (~torch::isfinite(a)).sum() + (~torch::isfinite(b)).sum();
+    const torch::Tensor part = torch::stack({d.square().sum(), b.square().sum(), (a * b).sum(), a.square().sum(),
+                                             d.abs().max(), bad.to(torch::kFloat64)});
+    sums.narrow(0, 0, 4) += part.narrow(0, 0, 4);
+    sums[4] = torch::maximum(sums[4], part[4]);
+    sums[5] += part[5];
+  }
+  return sums;
+}
+
+struct OutputVerdict {
+  std::string output;  // "layer 3", "final_norm", "logits"
+  double max_abs = 0, rel_l2 = 0, cosine = 0;
+  bool finite = true, pass = false;
+};
+
+OutputVerdict combine(const std::string& output, const torch::Tensor& per_rank, double threshold) {
+  // per_rank: [ranks, kSums] of one output.
+  const torch::Tensor s = per_rank.cpu();
+  auto total = [&](int64_t k) { return s.select(1, k).sum().item<double>(); };
+  OutputVerdict v;
+  v.output = output;
+  v.rel_l2 = std::sqrt(total(0) / std::max(total(1), 1e-300));
+  v.cosine = total(2) / std::sqrt(std::max(total(1) * total(3), 1e-300));
+  v.max_abs = s.select(1, 4).max().item<double>();
+  v.finite = total(5) == 0;
+  v.pass = v.finite && v.rel_l2 < threshold;
+  return v;
+}
+
+struct V4LayoutCheck {
+  V4LayoutChoice layout;
+  std::vector<OutputVerdict> outputs;
+  bool pass = false;
+  double layout_ms = 0;
+  std::vector<CollectiveRecord> records;  // rank 0's
+  int64_t rows_per_rank = 0;
+};
+
+std::string format(const V4LayoutCheck& c, double threshold) {
+  std::ostringstream out;
+  out << "layout " << c.layout.name << (c.layout.replaces.empty() ? "" : " (replaces " + c.layout.replaces + ")")
+      << ": deepseek_v4 " << to_string(c.layout.layout) << ", " << c.rows_per_rank << " rows per rank\n"
+      << "  output          max_abs      rel_l2      cosine   threshold  verdict\n";
+  for (const OutputVerdict& v : c.outputs)
+    out << "  " << std::left << std::setw(11) << v.output << std::right << std::scientific << std::setprecision(3)
+        << std::setw(12) << v.max_abs << std::setw(12) << v.rel_l2 << std::fixed << std::setprecision(7)
+        << std::setw(12) << v.cosine << std::scientific << std::setprecision(2) << std::setw(12) << threshold << "  "
+        << (v.pass ? "ok" : (v.finite ? "DIVERGES" : "NOT FINITE")) << "\n";
+  for (const OutputVerdict& v : c.outputs)
+    if (!v.pass) {
+      out << "  first divergence: " << v.output << "\n";
+      break;
+    }
+  out << std::fixed << std::setprecision(2) << "  layers and head took " << c.layout_ms << " ms on rank 0 (each "
+      << "collective timed), " << c.records.size() << " collectives\n";
+  return out.str();
+}
+
+nlohmann::json to_json(const V4LayoutCheck& c, double threshold) {
+  nlohmann::json outputs = nlohmann::json::array();
+  for (const OutputVerdict& v : c.outputs)
+    outputs.push_back({{"output", v.output}, {"max_abs", v.max_abs}, {"rel_l2", v.rel_l2}, {"cosine", v.cosine},
+                       {"finite", v.finite}, {"threshold", threshold}, {"pass", v.pass}});
+  return {{"layout", c.layout.name}, {"v4_layout", to_string(c.layout.layout)}, {"replaces", c.layout.replaces},
+          {"rows_per_rank", c.rows_per_rank}, {"pass", c.pass}, {"outputs", outputs}, {"layout_ms", c.layout_ms},
+          {"collectives", summarize_collectives(c.records)}};
+}
+
+}  // namespace
+
+int run_check_deepseek_v4(const V4RunArgs& a, const std::vector<std::string>& argv) {
+  // Every input is checked before any rank starts.
+  const V4Model model = open_deepseek_v4_model(a.model, a.layers, a.seed);
+  const DeepseekV4Config& config = model.config;
+  const Backend backend = parse_backend(a.backend);
+  if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
+  const int64_t tokens = a.tokens > 0 ? a.tokens : kDefaultV4Tokens;
+  const Mutation mutation = find_mutation(a.mutation);
+  const std::vector<V4LayoutChoice> layouts = select_v4_layouts(a.layout);
+  for (const V4LayoutChoice& l : layouts) check_deepseek_v4_layout(config, l.layout, a.ranks, tokens);
+  const double threshold = a.max_rel_l2 > 0 ? a.max_rel_l2 : kFp32MaxRelL2;
+  const TokenBatch batch = random_tokens({tokens}, config.vocab, a.seed);
+  std::vector<std::string> output_names;
+  for (int64_t l = 0; l < config.num_layers; ++l) output_names.push_back("layer " + std::to_string(l));
+  output_names.push_back("final_norm");
+  output_names.push_back("logits");
+
+  std::vector<V4LayoutCheck> results;
+  std::string device_label;
+  double reference_ms = 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed_s = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  run_ranks(backend, a.ranks, [&](RankContext& ctx) {
+    torch::NoGradGuard no_grad;
+    const std::map<std::string, torch::Tensor> weights = model.weights(ctx.device());
+    const torch::Tensor ids = batch.ids.to(ctx.device());
+    // Every rank holds all the weights, so each computes the reference for its own rows' comparison.
+    ctx.quiesce();
+    const auto t_ref = std::chrono::steady_clock::now();
+    const DeepseekV4Output reference = deepseek_v4_forward(config, weights, ids);
+    synchronize(ctx.device());
+    if (ctx.rank() == 0) {
+      device_label = device_name(ctx.device());
+      reference_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_ref).count();
+      std::cout << "weights and reference ready at " << std::fixed << std::setprecision(1) << elapsed_s() << " s\n"
+                << std::flush;
+    }
+    ctx.quiesce();
+    Communicator& world = ctx.world();
+    for (const V4LayoutChoice& l : layouts) {
+      world.barrier();
+      world.clear_records();
+      world.set_timing(true);
+      const auto t0 = std::chrono::steady_clock::now();
+      const DeepseekV4LayoutOutput out = deepseek_v4_forward_layout(config, weights, ids, ctx, l.layout, mutation);
+      synchronize(ctx.device());
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      world.set_timing(false);
+      const std::vector<CollectiveRecord> records = world.records();
+
+      std::vector<torch::Tensor> sums;
+      for (int64_t i = 0; i < config.num_layers; ++i)
+        sums.push_back(partial_sums(out.layers[size_t(i)], reference.layers[size_t(i)].index_select(0, out.tokens)));
+      sums.push_back(partial_sums(out.final_norm, reference.final_norm.index_select(0, out.tokens)));
+      sums.push_back(partial_sums(out.logits, reference.logits.index_select(0, out.tokens)));
+      // all_gather copies bytes, so the float64 sums travel exactly as pairs of float32.
+      const torch::Tensor mine = torch::stack(sums).contiguous().view(torch::kFloat32);
+      const torch::Tensor all = world.all_gather(mine.unsqueeze(0)).contiguous().view(torch::kFloat64);
+      if (ctx.rank() == 0) {
+        const torch::Tensor per_rank = all.view({ctx.world_size(), int64_t(output_names.size()), kSums});
+        V4LayoutCheck c{l, {}, true, ms, records, out.tokens.size(0)};
+        for (size_t k = 0; k < output_names.size(); ++k) {
+          c.outputs.push_back(combine(output_names[k], per_rank.select(1, int64_t(k)), threshold));
+          c.pass = c.pass && c.outputs.back().pass;
+        }
+        std::cout << format(c, threshold) << "  done at " << std::fixed << std::setprecision(1) << elapsed_s()
+                  << " s\n" << std::flush;
+        results.push_back(std::move(c));
+      }
+      ctx.quiesce();
+    }
+  }, std::chrono::seconds(a.timeout_s));
+  if (results.empty()) return 0;  // not rank 0 of an mpirun launch
+
+  bool pass = true;
+  for (const auto& r : results) pass = pass && r.pass;
+  std::cout << (pass ? "all layouts match the reference" : "DIVERGENCE: see the rows marked above") << " ("
+            << results.size() << " layout(s), deepseek_v4, " << config.num_layers << " layers, " << tokens
+            << " tokens, f32)\n";
+  if (!a.json.empty()) {
+    nlohmann::json record = run_record("check", argv, device_label);
+    record["model"] = model.to_json();
+    record["weights"] = model.describe_weights();
+    record["backend"] = to_string(backend);
+    record["ranks"] = a.ranks;
+    record["dtype"] = "f32";
+    record["seq_lens"] = {tokens};
+    record["threshold"] = threshold;
+    record["reference_ms"] = reference_ms;
+    if (mutation != Mutation::None) record["mutation"] = a.mutation;
+    record["pass"] = pass;
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& r : results) j.push_back(to_json(r, threshold));
+    record["layouts"] = j;
+    write_json(a.json, record);
+    std::cout << "record written to " << a.json << "\n";
+  }
+  return pass ? 0 : 1;
+}
+
+}  // namespace lb
