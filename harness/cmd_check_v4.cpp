@@ -24,45 +24,65 @@ namespace {
 constexpr double kFp32MaxRelL2 = 1e-5;
 
 // What one rank's rows contribute to the distance between a layout output and the reference:
-// sums over its elements, so that rank 0 can combine every rank's into one verdict per output.
-constexpr int64_t kSums = 6;  // sum d^2, sum b^2, sum a*b, sum a^2, max |d|, non-finite count
+// sums over its elements, so that rank 0 can combine every rank's into one verdict per output, and
+// the rows past the threshold on their own (a wrong layout moves most rows; a top-k pick that
+// flips on a near-tie moves a few).
+enum Sum : int64_t { kDiff2, kRef2, kDot, kAct2, kMaxAbs, kNonFinite, kRowsPast, kWorstRow, kWorstRowPosition, kSums };
 
 // Rows at a time, in float64: V4-Flash's logits of 4096 tokens are 4 GB in float64 whole.
-torch::Tensor partial_sums(const torch::Tensor& actual, const torch::Tensor& reference) {
+torch::Tensor partial_sums(const torch::Tensor& actual, const torch::Tensor& reference, const torch::Tensor& positions,
+                           double threshold) {
   const int64_t rows = actual.size(0), row = std::max<int64_t>(1, actual.numel() / std::max<int64_t>(1, rows));
   const int64_t block = std::max<int64_t>(1, (int64_t(1) << 24) / row);
-  torch::Tensor sums = torch::zeros({kSums}, actual.options().dtype(torch::kFloat64));
+  std::vector<double> s(kSums, 0.0);
+  s[kWorstRowPosition] = -1;
   for (int64_t r = 0; r < rows; r += block) {
     const int64_t n = std::min(block, rows - r);
-    const torch::Tensor a = actual.narrow(0, r, n).to(torch::kFloat64), b = reference.narrow(0, r, n).to(torch::kFloat64);
+    const torch::Tensor a = actual.narrow(0, r, n).reshape({n, -1}).to(torch::kFloat64);
+    const torch::Tensor b = reference.narrow(0, r, n).reshape({n, -1}).to(torch::kFloat64);
     const torch::Tensor d = a - b;
-    const torch::Tensor bad = (~torch::isfinite(a)).sum() + (~torch::isfinite(b)).sum();
-    const torch::Tensor part = torch::stack({d.square().sum(), b.square().sum(), (a * b).sum(), a.square().sum(),
-                                             d.abs().max(), bad.to(torch::kFloat64)});
-    sums.narrow(0, 0, 4) += part.narrow(0, 0, 4);
-    sums[4] = torch::maximum(sums[4], part[4]);
-    sums[5] += part[5];
+    const torch::Tensor row_rel = (d.square().sum(1) / b.square().sum(1).clamp_min(1e-300)).sqrt().cpu();
+    s[kDiff2] += d.square().sum().item<double>();
+    s[kRef2] += b.square().sum().item<double>();
+    s[kDot] += (a * b).sum().item<double>();
+    s[kAct2] += a.square().sum().item<double>();
+    s[kMaxAbs] = std::max(s[kMaxAbs], d.abs().max().item<double>());
+    s[kNonFinite] += ((~torch::isfinite(a)).sum() + (~torch::isfinite(b)).sum()).item<double>();
+    s[kRowsPast] += (row_rel >= threshold).sum().item<double>();
+    const auto worst = row_rel.max(0);
+    if (std::get<0>(worst).item<double>() > s[kWorstRow]) {
+      s[kWorstRow] = std::get<0>(worst).item<double>();
+      s[kWorstRowPosition] = double(positions[r + std::get<1>(worst).item<int64_t>()].item<int64_t>());
+    }
   }
-  return sums;
+  return torch::tensor(s, torch::kFloat64).to(actual.device());
 }
 
 struct OutputVerdict {
   std::string output;  // "layer 3", "final_norm", "logits"
   double max_abs = 0, rel_l2 = 0, cosine = 0;
   bool finite = true, pass = false;
+  int64_t rows = 0, rows_past = 0;  // over every rank's rows; rows past the threshold on their own
+  double worst_row = 0;             // the largest relative L2 of one row
+  int64_t worst_row_position = -1;  // its token's position in the sequence
 };
 
-OutputVerdict combine(const std::string& output, const torch::Tensor& per_rank, double threshold) {
+OutputVerdict combine(const std::string& output, const torch::Tensor& per_rank, int64_t rows, double threshold) {
   // per_rank: [ranks, kSums] of one output.
   const torch::Tensor s = per_rank.cpu();
   auto total = [&](int64_t k) { return s.select(1, k).sum().item<double>(); };
   OutputVerdict v;
   v.output = output;
-  v.rel_l2 = std::sqrt(total(0) / std::max(total(1), 1e-300));
-  v.cosine = total(2) / std::sqrt(std::max(total(1) * total(3), 1e-300));
-  v.max_abs = s.select(1, 4).max().item<double>();
-  v.finite = total(5) == 0;
+  v.rel_l2 = std::sqrt(total(kDiff2) / std::max(total(kRef2), 1e-300));
+  v.cosine = total(kDot) / std::sqrt(std::max(total(kRef2) * total(kAct2), 1e-300));
+  v.max_abs = s.select(1, kMaxAbs).max().item<double>();
+  v.finite = total(kNonFinite) == 0;
   v.pass = v.finite && v.rel_l2 < threshold;
+  v.rows = rows;
+  v.rows_past = int64_t(total(kRowsPast));
+  const int64_t worst_rank = s.select(1, kWorstRow).argmax().item<int64_t>();
+  v.worst_row = s[worst_rank][kWorstRow].item<double>();
+  v.worst_row_position = int64_t(s[worst_rank][kWorstRowPosition].item<double>());
   return v;
 }
 
@@ -79,12 +99,14 @@ std::string format(const V4LayoutCheck& c, double threshold) {
   std::ostringstream out;
   out << "layout " << c.layout.name << (c.layout.replaces.empty() ? "" : " (replaces " + c.layout.replaces + ")")
       << ": deepseek_v4 " << to_string(c.layout.layout) << ", " << c.rows_per_rank << " rows per rank\n"
-      << "  output          max_abs      rel_l2      cosine   threshold  verdict\n";
+      << "  output          max_abs      rel_l2      cosine   threshold  verdict     rows past  worst row (position)\n";
   for (const OutputVerdict& v : c.outputs)
     out << "  " << std::left << std::setw(11) << v.output << std::right << std::scientific << std::setprecision(3)
         << std::setw(12) << v.max_abs << std::setw(12) << v.rel_l2 << std::fixed << std::setprecision(7)
         << std::setw(12) << v.cosine << std::scientific << std::setprecision(2) << std::setw(12) << threshold << "  "
-        << (v.pass ? "ok" : (v.finite ? "DIVERGES" : "NOT FINITE")) << "\n";
+        << std::left << std::setw(10) << (v.pass ? "ok" : (v.finite ? "DIVERGES" : "NOT FINITE")) << std::right
+        << std::setw(7) << v.rows_past << "/" << std::left << std::setw(6) << v.rows << std::right << std::setw(10)
+        << std::setprecision(2) << v.worst_row << " (" << v.worst_row_position << ")\n";
   for (const OutputVerdict& v : c.outputs)
     if (!v.pass) {
       out << "  first divergence: " << v.output << "\n";
@@ -99,7 +121,9 @@ nlohmann::json to_json(const V4LayoutCheck& c, double threshold) {
   nlohmann::json outputs = nlohmann::json::array();
   for (const OutputVerdict& v : c.outputs)
     outputs.push_back({{"output", v.output}, {"max_abs", v.max_abs}, {"rel_l2", v.rel_l2}, {"cosine", v.cosine},
-                       {"finite", v.finite}, {"threshold", threshold}, {"pass", v.pass}});
+                       {"finite", v.finite}, {"threshold", threshold}, {"pass", v.pass}, {"rows", v.rows},
+                       {"rows_past_threshold", v.rows_past}, {"worst_row_rel_l2", v.worst_row},
+                       {"worst_row_position", v.worst_row_position}});
   return {{"layout", c.layout.name}, {"v4_layout", to_string(c.layout.layout)}, {"replaces", c.layout.replaces},
           {"rows_per_rank", c.rows_per_rank}, {"pass", c.pass}, {"outputs", outputs}, {"layout_ms", c.layout_ms},
           {"collectives", summarize_collectives(c.records)}};
@@ -158,10 +182,13 @@ int run_check_deepseek_v4(const V4RunArgs& a, const std::vector<std::string>& ar
       const std::vector<CollectiveRecord> records = world.records();
 
       std::vector<torch::Tensor> sums;
-      for (int64_t i = 0; i < config.num_layers; ++i)
-        sums.push_back(partial_sums(out.layers[size_t(i)], reference.layers[size_t(i)].index_select(0, out.tokens)));
-      sums.push_back(partial_sums(out.final_norm, reference.final_norm.index_select(0, out.tokens)));
-      sums.push_back(partial_sums(out.logits, reference.logits.index_select(0, out.tokens)));
+      const torch::Tensor positions = out.tokens.cpu();
+      auto sums_of = [&](const torch::Tensor& actual, const torch::Tensor& ref) {
+        return partial_sums(actual, ref.index_select(0, out.tokens), positions, threshold);
+      };
+      for (int64_t i = 0; i < config.num_layers; ++i) sums.push_back(sums_of(out.layers[size_t(i)], reference.layers[size_t(i)]));
+      sums.push_back(sums_of(out.final_norm, reference.final_norm));
+      sums.push_back(sums_of(out.logits, reference.logits));
       // all_gather copies bytes, so the float64 sums travel exactly as pairs of float32.
       const torch::Tensor mine = torch::stack(sums).contiguous().view(torch::kFloat32);
       const torch::Tensor all = world.all_gather(mine.unsqueeze(0)).contiguous().view(torch::kFloat64);
@@ -169,7 +196,8 @@ int run_check_deepseek_v4(const V4RunArgs& a, const std::vector<std::string>& ar
         const torch::Tensor per_rank = all.view({ctx.world_size(), int64_t(output_names.size()), kSums});
         V4LayoutCheck c{l, {}, true, ms, records, out.tokens.size(0)};
         for (size_t k = 0; k < output_names.size(); ++k) {
-          c.outputs.push_back(combine(output_names[k], per_rank.select(1, int64_t(k)), threshold));
+          c.outputs.push_back(
+              combine(output_names[k], per_rank.select(1, int64_t(k)), out.tokens.size(0) * ctx.world_size(), threshold));
           c.pass = c.pass && c.outputs.back().pass;
         }
         std::cout << format(c, threshold) << "  done at " << std::fixed << std::setprecision(1) << elapsed_s()
