@@ -29,8 +29,15 @@ DeepseekV4LayoutOutput with_head(const DeepseekV4Config& c, const v4::Weights& w
   return out;
 }
 
+// Layer l's given choice for the rows at `positions` (none when nothing is given).
+v4::Choice given_rows(const DeepseekV4Choices* given, const std::vector<torch::Tensor> DeepseekV4Choices::*which,
+                      int64_t layer, const torch::Tensor& positions) {
+  if (given == nullptr || !(given->*which)[size_t(layer)].defined()) return {};
+  return {(given->*which)[size_t(layer)].index_select(0, positions)};
+}
+
 DeepseekV4LayoutOutput tensor_parallel(const DeepseekV4Config& c, const v4::Weights& w, const torch::Tensor& input_ids,
-                                       Communicator& tp, bool head_too) {
+                                       Communicator& tp, bool head_too, const DeepseekV4Choices* given) {
   const v4::V4Shard shard{tp.rank(), tp.size()};
   const torch::Tensor positions = torch::arange(input_ids.size(0), input_ids.options().dtype(torch::kInt64));
   DeepseekV4LayoutOutput out;
@@ -39,11 +46,15 @@ DeepseekV4LayoutOutput tensor_parallel(const DeepseekV4Config& c, const v4::Weig
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const v4::SublayerInput a = v4::attention_input(c, w, l, h);
     const v4::V4Keys keys = v4::build_keys(c, w, l, v4::key_sources(c, w, l, a.normed, positions));
-    torch::Tensor attn = v4::attention(c, w, l, a.normed, positions, keys, shard).contiguous();
+    torch::Tensor attn =
+        v4::attention(c, w, l, a.normed, positions, keys, shard, given_rows(given, &DeepseekV4Choices::index_picks, l, positions))
+            .contiguous();
     tp.all_reduce(attn);
     h = v4::remix(a.mix, attn, h);
     const v4::SublayerInput f = v4::moe_input(c, w, l, h);
-    torch::Tensor experts = v4::moe(c, w, l, f.normed, input_ids, shard).contiguous();
+    torch::Tensor experts =
+        v4::moe(c, w, l, f.normed, input_ids, shard, given_rows(given, &DeepseekV4Choices::experts, l, positions))
+            .contiguous();
     tp.all_reduce(experts);
     h = v4::remix(f.mix, experts, h);
     out.layers.push_back(h);
@@ -53,7 +64,7 @@ DeepseekV4LayoutOutput tensor_parallel(const DeepseekV4Config& c, const v4::Weig
 
 DeepseekV4LayoutOutput context_parallel_fused_moe(const DeepseekV4Config& c, const v4::Weights& w,
                                                   const torch::Tensor& input_ids, Communicator& cp, Mutation mutation,
-                                                  bool head_too) {
+                                                  bool head_too, const DeepseekV4Choices* given) {
   const v4::V4Shard shard{cp.rank(), cp.size()};
   DeepseekV4LayoutOutput out;
   // Round-robin split: each rank's tokens spread over the whole sequence, so causal attention
@@ -64,6 +75,9 @@ DeepseekV4LayoutOutput context_parallel_fused_moe(const DeepseekV4Config& c, con
   // Hash routing needs the ids of every token the MoE sees: they travel with the hidden as one
   // more float column (exact below 2^24, checked).
   const torch::Tensor id_column = local_ids.to(torch::kFloat32).unsqueeze(1);
+  // The positions of the gathered rows, rank by rank: where given experts are read for the MoE.
+  const int64_t T = input_ids.size(0);
+  const torch::Tensor gathered_positions = torch::arange(T, positions.options()).view({-1, cp.size()}).t().reshape({T});
   torch::Tensor h = v4::embed_streams(c, w, local_ids);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const v4::SublayerInput a = v4::attention_input(c, w, l, h);
@@ -72,13 +86,17 @@ DeepseekV4LayoutOutput context_parallel_fused_moe(const DeepseekV4Config& c, con
     torch::Tensor sources = cp.all_gather(v4::key_sources(c, w, l, a.normed, positions).contiguous());
     if (mutation != Mutation::RoundRobinKeysAsContiguous) sources = round_robin_to_original(sources, cp.size());
     const v4::V4Keys keys = v4::build_keys(c, w, l, sources);
-    h = v4::remix(a.mix, v4::attention(c, w, l, a.normed, positions, keys), h);
+    h = v4::remix(a.mix,
+                  v4::attention(c, w, l, a.normed, positions, keys, {},
+                                given_rows(given, &DeepseekV4Choices::index_picks, l, positions)),
+                  h);
 
     const v4::SublayerInput f = v4::moe_input(c, w, l, h);
     // Gathered rank by rank, so the reduce_scatter hands every rank back its own rows.
     const torch::Tensor gathered = cp.all_gather(torch::cat({f.normed, id_column}, 1));
     torch::Tensor experts = v4::moe(c, w, l, gathered.narrow(1, 0, c.hidden),
-                                    gathered.select(1, c.hidden).to(torch::kInt64), shard);
+                                    gathered.select(1, c.hidden).to(torch::kInt64), shard,
+                                    given_rows(given, &DeepseekV4Choices::experts, l, gathered_positions));
     if (mutation == Mutation::ReduceScattervOffByOne) experts = experts.roll(1, 0);
     h = v4::remix(f.mix, cp.reduce_scatter(experts.contiguous()), h);
     out.layers.push_back(h);
@@ -108,11 +126,11 @@ void check_deepseek_v4_layout(const DeepseekV4Config& c, V4Layout layout, int ra
 DeepseekV4LayoutOutput deepseek_v4_forward_layout(const DeepseekV4Config& config,
                                                   const std::map<std::string, torch::Tensor>& weights,
                                                   const torch::Tensor& input_ids, RankContext& ctx, V4Layout layout,
-                                                  Mutation mutation) {
+                                                  Mutation mutation, const DeepseekV4Choices* given) {
   Communicator& world = ctx.world();
   check_deepseek_v4_layout(config, layout, world.size(), input_ids.size(0));
-  if (layout == V4Layout::TensorParallel) return tensor_parallel(config, weights, input_ids, world, true);
-  return context_parallel_fused_moe(config, weights, input_ids, world, mutation, true);
+  if (layout == V4Layout::TensorParallel) return tensor_parallel(config, weights, input_ids, world, true, given);
+  return context_parallel_fused_moe(config, weights, input_ids, world, mutation, true, given);
 }
 
 DeepseekV4LayoutOutput deepseek_v4_layers_layout(const DeepseekV4Config& config,
@@ -120,8 +138,8 @@ DeepseekV4LayoutOutput deepseek_v4_layers_layout(const DeepseekV4Config& config,
                                                  const torch::Tensor& input_ids, RankContext& ctx, V4Layout layout) {
   Communicator& world = ctx.world();
   check_deepseek_v4_layout(config, layout, world.size(), input_ids.size(0));
-  if (layout == V4Layout::TensorParallel) return tensor_parallel(config, weights, input_ids, world, false);
-  return context_parallel_fused_moe(config, weights, input_ids, world, Mutation::None, false);
+  if (layout == V4Layout::TensorParallel) return tensor_parallel(config, weights, input_ids, world, false, nullptr);
+  return context_parallel_fused_moe(config, weights, input_ids, world, Mutation::None, false, nullptr);
 }
 
 }  // namespace lb

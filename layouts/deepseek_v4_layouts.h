@@ -43,11 +43,13 @@ void check_deepseek_v4_layout(const DeepseekV4Config& config, V4Layout layout, i
 // Collective over ctx.world(): every rank calls it with the same arguments. `input_ids`: int64
 // [T], the whole sequence. `mutation` plants a bug for the tests that prove the check can fail
 // (RoundRobinKeysAsContiguous, ReduceScattervOffByOne under ContextParallelFusedMoe; others are
-// ignored).
+// ignored). `given`: the indexer's picks and the experts are taken from it (the reference's, in
+// original token order) instead of chosen here.
 DeepseekV4LayoutOutput deepseek_v4_forward_layout(const DeepseekV4Config& config,
                                                   const std::map<std::string, torch::Tensor>& weights,
                                                   const torch::Tensor& input_ids, RankContext& ctx, V4Layout layout,
-                                                  Mutation mutation = Mutation::None);
+                                                  Mutation mutation = Mutation::None,
+                                                  const DeepseekV4Choices* given = nullptr);
 
 // The decoder layers alone (final_norm and logits left empty): the prefill that `bench` times, as it
 // does the other layouts' (the head is replicated under both layouts here, not vocabulary-parallel).

@@ -263,7 +263,7 @@ V4Keys build_keys(const DeepseekV4Config& c, const Weights& w, int64_t layer, co
 }
 
 torch::Tensor attention(const DeepseekV4Config& c, const Weights& w, int64_t layer, const torch::Tensor& x,
-                        const torch::Tensor& positions, const V4Keys& keys, V4Shard shard) {
+                        const torch::Tensor& positions, const V4Keys& keys, V4Shard shard, Choice chosen) {
   const std::string p = layer_prefix(layer) + "self_attn.";
   const V4Attention kind = c.attention[size_t(layer)];
   const CosSinHalf cs = cos_sin(layer_rope(c, layer), positions);
@@ -288,7 +288,9 @@ torch::Tensor attention(const DeepseekV4Config& c, const Weights& w, int64_t lay
     if (kind == V4Attention::CompressedSparse) {
       // Only the indexer's valid picks are visible.
       const torch::Tensor picks =
-          indexer_topk(c, w, p + "compressor.indexer.", x, q_residual, positions, keys.index_keys);
+          chosen.given.defined() ? chosen.given
+                                 : indexer_topk(c, w, p + "compressor.indexer.", x, q_residual, positions, keys.index_keys);
+      if (chosen.made) *chosen.made = picks;
       const torch::Tensor safe = torch::where(picks >= 0, picks, torch::full_like(picks, entries));
       bias = torch::full({T, entries + 1}, -inf, real).scatter_(1, safe, 0.0).narrow(1, 0, entries);
     } else {
@@ -326,13 +328,15 @@ torch::Tensor attention(const DeepseekV4Config& c, const Weights& w, int64_t lay
 }
 
 torch::Tensor moe(const DeepseekV4Config& c, const Weights& w, int64_t layer, const torch::Tensor& x,
-                  const torch::Tensor& input_ids, V4Shard shard) {
+                  const torch::Tensor& input_ids, V4Shard shard, Choice chosen) {
   const std::string p = layer_prefix(layer) + "mlp.";
   const torch::Tensor scores = torch::sqrt(torch::softplus(project(x, weight(w, p + "gate.weight"))));
   const torch::Tensor experts =
-      c.hash_routed[size_t(layer)]
+      chosen.given.defined() ? chosen.given
+      : c.hash_routed[size_t(layer)]
           ? weight(w, p + "gate.tid2eid").index_select(0, input_ids).to(torch::kInt64)
           : std::get<1>((scores + weight(w, p + "gate.e_score_correction_bias")).topk(c.experts_per_token, -1, true, false));
+  if (chosen.made) *chosen.made = experts;
   torch::Tensor weights = scores.gather(1, experts);
   weights = weights / (weights.sum(-1, true) + 1e-20) * c.routed_scaling;
 
@@ -437,17 +441,20 @@ DeepseekV4Config deepseek_v4_config_from_json(const nlohmann::json& j, const std
 }
 
 DeepseekV4Output deepseek_v4_forward(const DeepseekV4Config& c, const std::map<std::string, torch::Tensor>& w,
-                                     const torch::Tensor& input_ids) {
+                                     const torch::Tensor& input_ids, DeepseekV4Choices* choices) {
   using namespace v4;
   const torch::Tensor positions = torch::arange(input_ids.size(0), input_ids.options().dtype(torch::kInt64));
   torch::Tensor h = embed_streams(c, w, input_ids);
   DeepseekV4Output out;
+  if (choices) *choices = {std::vector<torch::Tensor>(size_t(c.num_layers)), std::vector<torch::Tensor>(size_t(c.num_layers))};
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const SublayerInput a = attention_input(c, w, l, h);
     const V4Keys keys = build_keys(c, w, l, key_sources(c, w, l, a.normed, positions));
-    h = remix(a.mix, attention(c, w, l, a.normed, positions, keys), h);
+    Choice picks, experts;
+    if (choices) picks.made = &choices->index_picks[size_t(l)], experts.made = &choices->experts[size_t(l)];
+    h = remix(a.mix, attention(c, w, l, a.normed, positions, keys, {}, picks), h);
     const SublayerInput f = moe_input(c, w, l, h);
-    h = remix(f.mix, moe(c, w, l, f.normed, input_ids), h);
+    h = remix(f.mix, moe(c, w, l, f.normed, input_ids, {}, experts), h);
     out.layers.push_back(h);
   }
   const V4Head head = output_head(c, w, h);

@@ -48,8 +48,19 @@ struct DeepseekV4Output {
   torch::Tensor logits;               // [T, vocab]
 };
 
+// The discrete choices of a forward pass, per layer (undefined where a layer makes none): the
+// compressed entries each query's indexer picked (CSA layers, [T, index_topk], -1 for none) and
+// the experts each token went to (top-k and hash layers, [T, experts_per_token]), rows in original
+// token order. A layout can be run on the reference's choices, so that its continuous math is
+// compared without near-ties in a top-k flipping one way here and the other way there.
+struct DeepseekV4Choices {
+  std::vector<torch::Tensor> index_picks;
+  std::vector<torch::Tensor> experts;
+};
+
 // Weights by transformers' names (model.safetensors of a deepseek_v4 model, fused experts).
+// `choices`, when given, receives the choices the pass made.
 DeepseekV4Output deepseek_v4_forward(const DeepseekV4Config& config, const std::map<std::string, torch::Tensor>& weights,
-                                     const torch::Tensor& input_ids);
+                                     const torch::Tensor& input_ids, DeepseekV4Choices* choices = nullptr);
 
 }  // namespace lb

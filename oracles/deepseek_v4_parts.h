@@ -58,15 +58,24 @@ torch::Tensor key_sources(const DeepseekV4Config& c, const Weights& w, int64_t l
 // The keys from the key sources of the whole sequence, in original token order.
 V4Keys build_keys(const DeepseekV4Config& c, const Weights& w, int64_t layer, const torch::Tensor& sources);
 
+// A discrete choice (the indexer's picks, the experts of a token) for the rows of a call: made by
+// the call unless `given` holds it (rows in the call's order), and copied to `made` when set.
+struct Choice {
+  torch::Tensor given;
+  torch::Tensor* made = nullptr;
+};
+
 // Attention of the queries of tokens `x` at `positions` over `keys`, for the shard's heads and
-// output groups: this shard's part of the output projection, [T, hidden].
+// output groups: this shard's part of the output projection, [T, hidden]. `picks`: the indexer's
+// (CSA layers).
 torch::Tensor attention(const DeepseekV4Config& c, const Weights& w, int64_t layer, const torch::Tensor& x,
-                        const torch::Tensor& positions, const V4Keys& keys, V4Shard shard = {});
+                        const torch::Tensor& positions, const V4Keys& keys, V4Shard shard = {}, Choice picks = {});
 
 // Routed plus shared experts for tokens `x` (routing replicated: every shard routes every token),
 // with the shard's slice of every expert's intermediate dimension: [T, hidden], a partial sum.
+// `experts`: each token's; the routing weights are always the token's own scores of them.
 torch::Tensor moe(const DeepseekV4Config& c, const Weights& w, int64_t layer, const torch::Tensor& x,
-                  const torch::Tensor& input_ids, V4Shard shard = {});
+                  const torch::Tensor& input_ids, V4Shard shard = {}, Choice experts = {});
 
 // The last collapse of the streams, the final norm and the logits.
 struct V4Head {

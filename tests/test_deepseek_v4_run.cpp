@@ -101,6 +101,9 @@ TEST(DeepseekV4Check, LayoutsPassOnTwoAndFourRanks) {
       EXPECT_TRUE(layout["pass"].get<bool>()) << layout.dump();
       EXPECT_EQ(layout["outputs"].size(), 5u + 2u);  // every layer, the final norm, the logits
       for (const auto& o : layout["outputs"]) EXPECT_LT(o["rel_l2"].get<double>(), 1e-5) << o.dump();
+      // The tiny model has no near-ties: on its own choices every row matches too.
+      for (const auto& o : layout["own_choices"]["outputs"]) EXPECT_EQ(o["rows_past_threshold"].get<int64_t>(), 0);
+      EXPECT_EQ(layout["own_choices"]["first_moved"], "");
     }
     EXPECT_EQ(j["layouts"][1]["rows_per_rank"].get<int64_t>(), 48 / std::stoi(ranks));
   }
@@ -119,6 +122,7 @@ TEST(DeepseekV4Check, PlantedBugsFail) {
                                              "2", "--tokens", "48", "--layout", "cp-fused-moe", "--mutation", mutation});
     EXPECT_EQ(r.code, 1) << mutation << "\n" << r.out << r.err;
     EXPECT_NE(r.out.find("first divergence: layer 0"), std::string::npos) << mutation << "\n" << r.out;
+    EXPECT_NE(r.out.find("of 48 (MORE THAN 1% OF THE ROWS"), std::string::npos) << r.out;
   }
 }
 
