@@ -63,6 +63,22 @@ def check_row(path, r):
             f"{note} | [{path.name}]({path.relative_to(ROOT)}) |")
 
 
+def v4_check_row(path, r):
+    # DeepSeek-V4: verdict on the reference's choices; the layouts' own choices may move a few rows.
+    layouts = r["layouts"]
+    margin = max(o["rel_l2"] / o["threshold"] for x in layouts for o in x["outputs"])
+    verdict = "all pass" if r["pass"] else "DIVERGENCE"
+    moved = ", ".join(
+        f"{x['layout']} " + (next(f"{o['rows_past_threshold']}/{o['rows']} rows at {o['output']}"
+                                  for o in x["own_choices"]["outputs"] if o["output"] == x["own_choices"]["first_moved"])
+                             if x["own_choices"]["first_moved"] else "none")
+        for x in layouts)
+    return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | {len(layouts)} layouts, {verdict} "
+            f"on the reference's indexer picks and experts, worst rel_l2 / threshold {margin:.2f} "
+            f"(threshold {r['threshold']:g}, f32); on their own choices, rows first moved: {moved} | "
+            f"[{path.name}]({path.relative_to(ROOT)}) |")
+
+
 def capture_row(path, r):
     # The op-capture run beside the same command without it: the cost of capturing every op.
     plain = json.loads((path.parent / path.name.replace("capture_op_", "capture_none_")).read_text())
@@ -130,8 +146,9 @@ def bench_row(path, r):
                    f"{changed['baseline_ms']:.2f} ms)") if "speedup" in changed else ""
         parts.append(f"{x['layout']} vs {x['baseline']}: prefill {x['prefill_speedup']:.2f}x "
                      f"({by[x['layout']]['prefill_ms']:.1f} / {by[x['baseline']]['prefill_ms']:.1f} ms, collectives "
-                     f"{comm(x['layout']):.2f} / {comm(x['baseline']):.2f} ms){changed}, decode {decode}")
-    return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | kernels {r['kernels']}, at "
+                     f"{comm(x['layout']):.2f} / {comm(x['baseline']):.2f} ms){changed}" + (f", decode {decode}" if decode else ""))
+    what = (f"{r['dtype']}, prefill only" if r.get("model", {}).get("family") == "deepseek_v4" else f"kernels {r['kernels']}")
+    return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | {what}, at "
             f"{r.get('commit')}; "
             f"{'; '.join(parts)} | [{path.name}]({path.relative_to(ROOT)}) |")
 
@@ -156,6 +173,8 @@ def rows():
             out.append(collectives_row(path, r))
         elif r.get("subcommand") == "check" and path.name.startswith("capture_op_"):
             out.append(capture_row(path, r))
+        elif r.get("subcommand") == "check" and r.get("model", {}).get("family") == "deepseek_v4":
+            out.append(v4_check_row(path, r))
         elif r.get("subcommand") == "check" and not path.name.startswith("capture_"):
             out.append(check_row(path, r))
     return out
