@@ -2,6 +2,8 @@
 
 #include "harness/timing.h"
 
+#include <iomanip>
+#include <sstream>
 #include <stdexcept>
 #include <utility>
 
@@ -41,6 +43,14 @@ nlohmann::json changed_collectives(const nlohmann::json& layout, const nlohmann:
                       {"baseline_ms", old_ms}};
   if (new_ms > 0 && old_ms > 0) j["speedup"] = old_ms / new_ms;
   return j;
+}
+
+std::string describe_changed_collectives(const nlohmann::json& changed) {
+  if (!changed.contains("speedup")) return "";
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(3) << ", changed collectives " << changed["speedup"].get<double>() << "x ("
+      << changed["layout_ms"].get<double>() << " against " << changed["baseline_ms"].get<double>() << " ms)";
+  return out.str();
 }
 
 }  // namespace lb

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <string>
 #include <vector>
 
 namespace lb {
@@ -19,5 +20,9 @@ std::vector<CollectiveRecord> median_records(const std::vector<std::vector<Colle
 // the communication a new layout changed against its baseline, the time of each side, and their
 // ratio ("speedup", baseline over layout) when both sides have some.
 nlohmann::json changed_collectives(const nlohmann::json& layout, const nlohmann::json& baseline);
+
+// ", changed collectives 1.26x (2.02 against 2.56 ms)" from changed_collectives' record, or "" when
+// one side has none.
+std::string describe_changed_collectives(const nlohmann::json& changed);
 
 }  // namespace lb

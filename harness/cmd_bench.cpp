@@ -235,10 +235,7 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     std::cout << "  " << l.spec->name << " vs " << base << ": prefill " << std::setprecision(3)
               << prefill_of[base] / prefill_of[l.spec->name] << "x";
     j["changed_collectives"] = changed_collectives(collectives_of[l.spec->name], collectives_of[base]);
-    if (j["changed_collectives"].contains("speedup"))
-      std::cout << ", changed collectives " << j["changed_collectives"]["speedup"].get<double>() << "x ("
-                << j["changed_collectives"]["layout_ms"].get<double>() << " against "
-                << j["changed_collectives"]["baseline_ms"].get<double>() << " ms)";
+    std::cout << describe_changed_collectives(j["changed_collectives"]);
     for (const auto& [b, ms] : decode_of[l.spec->name]) {
       const double speedup = decode_of[base][b] / ms;
       j["decode_speedup_b" + std::to_string(b)] = speedup;

@@ -8,8 +8,8 @@
 #include "harness/errors.h"
 #include "harness/file_util.h"
 #include "harness/launch.h"
-#include "harness/timing.h"
 #include "reports/run_record.h"
+#include "harness/timing.h"
 
 #include <chrono>
 #include <iomanip>
@@ -76,14 +76,8 @@ int run_bench_deepseek_v4(const V4RunArgs& a, const std::vector<std::string>& ar
   std::cout << model.name << " (deepseek_v4), " << config.num_layers << " layers, " << tokens
             << " prefill tokens, f32, " << a.ranks << " ranks on " << device_label << " (medians of " << a.repeats
             << ", layouts interleaved; prefill only: V4 has no cache here)\n";
-  nlohmann::json record = run_record("bench", argv, device_label);
-  record["model"] = model.to_json();
-  record["weights"] = model.describe_weights();
-  record["backend"] = to_string(backend);
-  record["ranks"] = a.ranks;
-  record["dtype"] = "f32";
+  nlohmann::json record = v4_run_record("bench", argv, device_label, model, to_string(backend), a.ranks, tokens);
   record["kernels"] = "reference";
-  record["seq_lens"] = {tokens};
   nlohmann::json out = nlohmann::json::array();
   std::map<std::string, double> prefill_of;
   std::map<std::string, nlohmann::json> collectives_of;
@@ -109,10 +103,7 @@ int run_bench_deepseek_v4(const V4RunArgs& a, const std::vector<std::string>& ar
                         {"changed_collectives", changed_collectives(collectives_of[l.name], collectives_of[l.replaces])}};
     std::cout << "  " << l.name << " vs " << l.replaces << ": prefill " << std::setprecision(3)
               << j["prefill_speedup"].get<double>() << "x";
-    if (j["changed_collectives"].contains("speedup"))
-      std::cout << ", changed collectives " << j["changed_collectives"]["speedup"].get<double>() << "x ("
-                << j["changed_collectives"]["layout_ms"].get<double>() << " against "
-                << j["changed_collectives"]["baseline_ms"].get<double>() << " ms)";
+    std::cout << describe_changed_collectives(j["changed_collectives"]);
     std::cout << "\n";
     ratios.push_back(j);
   }

@@ -272,13 +272,7 @@ int run_check_deepseek_v4(const V4RunArgs& a, const std::vector<std::string>& ar
             << results.size() << " layout(s), deepseek_v4, " << config.num_layers << " layers, " << tokens
             << " tokens, f32)\n";
   if (!a.json.empty()) {
-    nlohmann::json record = run_record("check", argv, device_label);
-    record["model"] = model.to_json();
-    record["weights"] = model.describe_weights();
-    record["backend"] = to_string(backend);
-    record["ranks"] = a.ranks;
-    record["dtype"] = "f32";
-    record["seq_lens"] = {tokens};
+    nlohmann::json record = v4_run_record("check", argv, device_label, model, to_string(backend), a.ranks, tokens);
     record["threshold"] = threshold;
     record["reference_ms"] = reference_ms;
     if (mutation != Mutation::None) record["mutation"] = a.mutation;

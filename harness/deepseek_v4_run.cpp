@@ -5,6 +5,7 @@
 #include "harness/file_util.h"
 #include "oracles/deepseek_v4_presets.h"
 #include "oracles/deepseek_v4_weights.h"
+#include "reports/run_record.h"
 
 #include <fstream>
 #include <sstream>
@@ -118,6 +119,19 @@ nlohmann::json V4Model::to_json() const {
           {"shared_intermediate", c.shared_intermediate},
           {"attention", attention},
           {"routing", routing}};
+}
+
+nlohmann::json v4_run_record(const std::string& subcommand, const std::vector<std::string>& argv,
+                             const std::string& device, const V4Model& model, const std::string& backend, int ranks,
+                             int64_t tokens) {
+  nlohmann::json record = run_record(subcommand, argv, device);
+  record["model"] = model.to_json();
+  record["weights"] = model.describe_weights();
+  record["backend"] = backend;
+  record["ranks"] = ranks;
+  record["dtype"] = "f32";
+  record["seq_lens"] = {tokens};
+  return record;
 }
 
 std::vector<V4LayoutChoice> select_v4_layouts(const std::string& list) {

@@ -50,6 +50,11 @@ struct V4Model {
   nlohmann::json to_json() const;
 };
 
+// The start of a check or bench record: run_record's fields, the model, weights, ranks and tokens.
+nlohmann::json v4_run_record(const std::string& subcommand, const std::vector<std::string>& argv,
+                             const std::string& device, const V4Model& model, const std::string& backend, int ranks,
+                             int64_t tokens);
+
 // The model (first `layers` decoder layers; 0 keeps all). InputError on a bad config.
 V4Model open_deepseek_v4_model(const std::string& model, int64_t layers, uint64_t seed);
 
