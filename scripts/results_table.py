@@ -125,6 +125,11 @@ def bench_layer_row(path, r):
     hf = json.loads(hf_path.read_text()) if hf_path.exists() else None
     vs_hf = (f"; transformers {hf['transformers']} layer in the same call {hf['ms']:.2f} ms "
              f"({hf['ms'] / steps['whole layer (fused)']:.2f}x slower than fused)") if hf else ""
+    eager_path = path.parent / (hf_path.stem + "_experts-eager.json")
+    if eager_path.exists():
+        eager = json.loads(eager_path.read_text())
+        vs_hf += (f"; with its experts loop (`--experts eager`, anchors.md's setup) {eager['ms']:.2f} ms "
+                  f"({eager['ms'] / steps['whole layer (fused)']:.2f}x slower than fused)")
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} | one layer, {r['tokens']} tokens: plain "
             f"{steps['whole layer (plain)']:.2f} ms, fused {steps['whole layer (fused)']:.2f} ms (attention "
             f"{steps['attention (plain)']:.2f} -> {steps['attention (fused)']:.2f} ms, experts {steps['experts (plain)']:.2f} -> "
