@@ -2,8 +2,8 @@
 """Times one HF transformers Qwen3-MoE decoder layer at the real Qwen3-30B-A3B shape (bf16, random
 weights, one sequence, SDPA attention), for bench-layer's side-by-side comparison in the same run:
     scripts/hf_layer_time.py --tokens 4096 [--experts eager] --json out.json
---experts picks transformers' experts implementation (eager: a loop over the experts, the setup
-whose time anchors.md quotes; default: whatever transformers picks, grouped_mm on a GPU).
+--experts picks transformers' experts implementation (eager: a loop over the experts that have
+tokens; default: whatever transformers picks for a bare layer).
 """
 import argparse
 import datetime

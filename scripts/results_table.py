@@ -128,7 +128,7 @@ def bench_layer_row(path, r):
     eager_path = path.parent / (hf_path.stem + "_experts-eager.json")
     if eager_path.exists():
         eager = json.loads(eager_path.read_text())
-        vs_hf += (f"; with its experts loop (`--experts eager`, anchors.md's setup) {eager['ms']:.2f} ms "
+        vs_hf += (f"; with its experts loop (`--experts eager`) {eager['ms']:.2f} ms "
                   f"({eager['ms'] / steps['whole layer (fused)']:.2f}x slower than fused)")
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} | one layer, {r['tokens']} tokens: plain "
             f"{steps['whole layer (plain)']:.2f} ms, fused {steps['whole layer (fused)']:.2f} ms (attention "
