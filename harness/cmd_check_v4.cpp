@@ -153,20 +153,37 @@ nlohmann::json to_json(const OutputVerdict& v, double threshold) {
           {"worst_row_position", v.worst_row_position}};
 }
 
-nlohmann::json to_json(const V4LayoutCheck& c, double threshold) {
-  nlohmann::json outputs = nlohmann::json::array(), own = nlohmann::json::array();
-  for (const OutputVerdict& v : c.outputs) outputs.push_back(to_json(v, threshold));
-  for (const OutputVerdict& v : c.own_outputs) own.push_back(to_json(v, threshold));
-  return {{"layout", c.layout.name},
-          {"v4_layout", to_string(c.layout.layout)},
-          {"replaces", c.layout.replaces},
-          {"rows_per_rank", c.rows_per_rank},
-          {"pass", c.pass},
-          {"outputs", outputs},
-          {"own_choices", {{"outputs", own}, {"first_moved", c.own_first_moved},
-                           {"max_row_share", kMaxOwnChoiceRowShare}}},
-          {"layout_ms", c.layout_ms},
-          {"collectives", summarize_collectives(c.records)}};
+// In the other checks' shape, which `report` and `diff` read: "layers" (each with its index) and,
+// beside them, "head" (the final norm and the logits).
+nlohmann::json outputs_json(const std::vector<OutputVerdict>& outputs, int64_t num_layers, double threshold) {
+  nlohmann::json layers = nlohmann::json::array(), head = nlohmann::json::array();
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    nlohmann::json j = to_json(outputs[k], threshold);
+    if (int64_t(k) < num_layers) {
+      j["layer"] = int64_t(k);
+      layers.push_back(j);
+    } else {
+      head.push_back(j);
+    }
+  }
+  return {{"layers", layers}, {"head", head}};
+}
+
+nlohmann::json to_json(const V4LayoutCheck& c, int64_t num_layers, double threshold) {
+  nlohmann::json j = outputs_json(c.outputs, num_layers, threshold);
+  nlohmann::json own = outputs_json(c.own_outputs, num_layers, threshold);
+  own["first_moved"] = c.own_first_moved;
+  own["max_row_share"] = kMaxOwnChoiceRowShare;
+  j.update({{"layout", c.layout.name},
+            {"v4_layout", to_string(c.layout.layout)},
+            {"replaces", c.layout.replaces},
+            {"rows_per_rank", c.rows_per_rank},
+            {"pass", c.pass},
+            {"choices", "the reference's indexer picks and experts"},
+            {"own_choices", own},
+            {"layout_ms", c.layout_ms},
+            {"collectives", summarize_collectives(c.records)}});
+  return j;
 }
 
 }  // namespace
@@ -278,7 +295,7 @@ int run_check_deepseek_v4(const V4RunArgs& a, const std::vector<std::string>& ar
     if (mutation != Mutation::None) record["mutation"] = a.mutation;
     record["pass"] = pass;
     nlohmann::json j = nlohmann::json::array();
-    for (const auto& r : results) j.push_back(to_json(r, threshold));
+    for (const auto& r : results) j.push_back(to_json(r, config.num_layers, threshold));
     record["layouts"] = j;
     write_json(a.json, record);
     std::cout << "record written to " << a.json << "\n";

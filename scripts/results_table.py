@@ -66,12 +66,14 @@ def check_row(path, r):
 def v4_check_row(path, r):
     # DeepSeek-V4: verdict on the reference's choices; the layouts' own choices may move a few rows.
     layouts = r["layouts"]
-    margin = max(o["rel_l2"] / o["threshold"] for x in layouts for o in x["outputs"])
+    outputs = lambda x: x["layers"] + x["head"]
+    margin = max(o["rel_l2"] / o["threshold"] for x in layouts for o in outputs(x))
     verdict = "all pass" if r["pass"] else "DIVERGENCE"
+    own = lambda x: x["own_choices"]
     moved = ", ".join(
         f"{x['layout']} " + (next(f"{o['rows_past_threshold']}/{o['rows']} rows at {o['output']}"
-                                  for o in x["own_choices"]["outputs"] if o["output"] == x["own_choices"]["first_moved"])
-                             if x["own_choices"]["first_moved"] else "none")
+                                  for o in outputs(own(x)) if o["output"] == own(x)["first_moved"])
+                             if own(x)["first_moved"] else "none")
         for x in layouts)
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | {len(layouts)} layouts, {verdict} "
             f"on the reference's indexer picks and experts, worst rel_l2 / threshold {margin:.2f} "

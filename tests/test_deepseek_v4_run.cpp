@@ -99,10 +99,15 @@ TEST(DeepseekV4Check, LayoutsPassOnTwoAndFourRanks) {
     ASSERT_EQ(j["layouts"].size(), 2u);
     for (const auto& layout : j["layouts"]) {
       EXPECT_TRUE(layout["pass"].get<bool>()) << layout.dump();
-      EXPECT_EQ(layout["outputs"].size(), 5u + 2u);  // every layer, the final norm, the logits
-      for (const auto& o : layout["outputs"]) EXPECT_LT(o["rel_l2"].get<double>(), 1e-5) << o.dump();
-      // The tiny model has no near-ties: on its own choices every row matches too.
-      for (const auto& o : layout["own_choices"]["outputs"]) EXPECT_EQ(o["rows_past_threshold"].get<int64_t>(), 0);
+      ASSERT_EQ(layout["layers"].size(), 5u);
+      EXPECT_EQ(layout["layers"][4]["layer"], 4);
+      ASSERT_EQ(layout["head"].size(), 2u);  // the final norm, the logits
+      EXPECT_EQ(layout["head"][1]["output"], "logits");
+      for (const char* part : {"layers", "head"}) {
+        for (const auto& o : layout[part]) EXPECT_LT(o["rel_l2"].get<double>(), 1e-5) << o.dump();
+        // The tiny model has no near-ties: on its own choices every row matches too.
+        for (const auto& o : layout["own_choices"][part]) EXPECT_EQ(o["rows_past_threshold"].get<int64_t>(), 0);
+      }
       EXPECT_EQ(layout["own_choices"]["first_moved"], "");
     }
     EXPECT_EQ(j["layouts"][1]["rows_per_rank"].get<int64_t>(), 48 / std::stoi(ranks));
