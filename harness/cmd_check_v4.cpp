@@ -1,6 +1,8 @@
 // `layoutbench check` on DeepSeek-V4 (harness/deepseek_v4_run.h): each layout against the
 // single-rank reference on the same weights and tokens, every layer's residual streams, the final
-// norm and the logits, over every rank's rows at their original positions.
+// norm and the logits, over every rank's rows at their original positions. Each layout runs twice:
+// on the reference's indexer picks and experts (the verdict on its continuous math), and on its
+// own, where a top-k near-tie may flip one way here and the other way in the reference.
 #include "datasets/token_input.h"
 #include "harness/deepseek_v4_run.h"
 #include "harness/device.h"
