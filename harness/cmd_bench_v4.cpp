@@ -18,15 +18,14 @@
 namespace lb {
 
 int run_bench_deepseek_v4(const V4RunArgs& a, const std::vector<std::string>& argv) {
-  const V4Model model = open_deepseek_v4_model(a.model, a.layers, a.seed);
-  const DeepseekV4Config& config = model.config;
-  const Backend backend = parse_backend(a.backend);
-  if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
   if (a.repeats < 1) throw InputError("--repeats must be >= 1");
-  const int64_t tokens = a.tokens > 0 ? a.tokens : kDefaultV4Tokens;
-  const std::vector<V4LayoutChoice> layouts = select_v4_layouts(a.layout);
-  for (const V4LayoutChoice& l : layouts) check_deepseek_v4_layout(config, l.layout, a.ranks, tokens);
-  const TokenBatch batch = random_tokens({tokens}, config.vocab, a.seed);
+  const V4RunPlan plan = plan_v4_run(a);
+  const V4Model& model = plan.model;
+  const DeepseekV4Config& config = model.config;
+  const Backend backend = plan.backend;
+  const int64_t tokens = plan.tokens;
+  const std::vector<V4LayoutChoice>& layouts = plan.layouts;
+  const TokenBatch& batch = plan.batch;
 
   std::vector<std::vector<double>> prefill_ms(layouts.size());
   std::vector<std::vector<CollectiveRecord>> prefill_records(layouts.size());

@@ -45,8 +45,6 @@ struct CheckArgs {
   CLI::App* sub = nullptr;
 };
 
-// fp32 layouts differ from the reference by summation order only.
-constexpr double kFp32MaxRelL2 = 1e-5;
 // In bf16/f16 the threshold is calibrated per layer from the measured noise floor: the distance
 // between the low-precision reference and the fp32 reference on the same weights and tokens. A
 // layout computes the same model with its sums in another order, so its own rounding error is of

@@ -9,6 +9,7 @@
 #include "harness/errors.h"
 #include "harness/file_util.h"
 #include "harness/launch.h"
+#include "oracles/compare.h"
 #include "reports/run_record.h"
 
 #include <algorithm>
@@ -21,9 +22,6 @@
 namespace lb {
 
 namespace {
-
-// fp32 layouts differ from the reference by summation order only.
-constexpr double kFp32MaxRelL2 = 1e-5;
 
 // What one rank's rows contribute to the distance between a layout output and the reference:
 // sums over its elements, so that rank 0 can combine every rank's into one verdict per output, and
@@ -192,16 +190,15 @@ nlohmann::json to_json(const V4LayoutCheck& c, int64_t num_layers, double thresh
 
 int run_check_deepseek_v4(const V4RunArgs& a, const std::vector<std::string>& argv) {
   // Every input is checked before any rank starts.
-  const V4Model model = open_deepseek_v4_model(a.model, a.layers, a.seed);
+  const V4RunPlan plan = plan_v4_run(a);
+  const V4Model& model = plan.model;
   const DeepseekV4Config& config = model.config;
-  const Backend backend = parse_backend(a.backend);
-  if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
-  const int64_t tokens = a.tokens > 0 ? a.tokens : kDefaultV4Tokens;
+  const Backend backend = plan.backend;
+  const int64_t tokens = plan.tokens;
+  const std::vector<V4LayoutChoice>& layouts = plan.layouts;
+  const TokenBatch& batch = plan.batch;
   const Mutation mutation = find_mutation(a.mutation);
-  const std::vector<V4LayoutChoice> layouts = select_v4_layouts(a.layout);
-  for (const V4LayoutChoice& l : layouts) check_deepseek_v4_layout(config, l.layout, a.ranks, tokens);
   const double threshold = a.max_rel_l2 > 0 ? a.max_rel_l2 : kFp32MaxRelL2;
-  const TokenBatch batch = random_tokens({tokens}, config.vocab, a.seed);
   std::vector<std::string> output_names;
   for (int64_t l = 0; l < config.num_layers; ++l) output_names.push_back("layer " + std::to_string(l));
   output_names.push_back("final_norm");

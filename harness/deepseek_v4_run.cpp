@@ -21,29 +21,29 @@ std::string config_path(const std::string& dir) { return join_path(dir, "config.
 void apply_v4_flags(const CLI::App& sub, const std::string& lengths, V4RunArgs& args) {
   struct Refused {
     const char* flag;
+    const char* allowed;  // the one value V4 takes, given or not (nullptr: none)
     const char* why;
   };
   const Refused refused[] = {
-      {"--tp", "the V4 layouts span every rank"},
-      {"--dp", "the V4 layouts span every rank"},
-      {"--attn-cp", "the V4 layouts span every rank"},
-      {"--moe-dp", "the V4 layouts span every rank"},
-      {"--moe-ep", "the V4 layouts span every rank"},
-      {"--moe-dense-tp", "V4 has no dense layers"},
-      {"--nnodes", "the V4 layouts span every rank"},
-      {"--kernels", "V4 runs the plain LibTorch path"},
-      {"--dtype", "V4 runs in f32 only (its reference is verified in f32)"},
-      {"--capture", "V4 is compared per layer only"},
-      {"--reference-dump", "V4 computes its reference on every rank"},
-      {"--decode-batch", "V4 runs prefill only (no KV or compressor cache)"},
-      {"--decode-context", "V4 runs prefill only (no KV or compressor cache)"},
-      {"--decode-steps", "V4 runs prefill only (no KV or compressor cache)"},
+      {"--tp", nullptr, "the V4 layouts span every rank"},
+      {"--dp", nullptr, "the V4 layouts span every rank"},
+      {"--attn-cp", nullptr, "the V4 layouts span every rank"},
+      {"--moe-dp", nullptr, "the V4 layouts span every rank"},
+      {"--moe-ep", nullptr, "the V4 layouts span every rank"},
+      {"--moe-dense-tp", nullptr, "V4 has no dense layers"},
+      {"--nnodes", nullptr, "the V4 layouts span every rank"},
+      {"--kernels", "reference", "V4 runs the plain LibTorch path"},
+      {"--dtype", "f32", "V4 runs in f32 only (its reference is verified in f32)"},
+      {"--capture", nullptr, "V4 is compared per layer only"},
+      {"--reference-dump", nullptr, "V4 computes its reference on every rank"},
+      {"--decode-batch", nullptr, "V4 runs prefill only (no KV or compressor cache)"},
+      {"--decode-context", nullptr, "V4 runs prefill only (no KV or compressor cache)"},
+      {"--decode-steps", nullptr, "V4 runs prefill only (no KV or compressor cache)"},
   };
   for (const Refused& r : refused) {
     const auto* option = sub.get_option_no_throw(r.flag);
     if (option == nullptr || option->count() == 0) continue;
-    if (std::string(r.flag) == "--dtype" && option->as<std::string>() == "f32") continue;
-    if (std::string(r.flag) == "--kernels" && option->as<std::string>() == "reference") continue;
+    if (r.allowed != nullptr && option->as<std::string>() == r.allowed) continue;
     throw InputError(std::string(r.flag) + " does not apply to DeepSeek-V4 models: " + r.why);
   }
   const auto* lengths_option = sub.get_option_no_throw("--lengths");
@@ -132,6 +132,19 @@ nlohmann::json v4_run_record(const std::string& subcommand, const std::vector<st
   record["dtype"] = "f32";
   record["seq_lens"] = {tokens};
   return record;
+}
+
+V4RunPlan plan_v4_run(const V4RunArgs& a) {
+  V4RunPlan plan;
+  plan.model = open_deepseek_v4_model(a.model, a.layers, a.seed);
+  plan.backend = parse_backend(a.backend);
+  if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
+  plan.tokens = a.tokens > 0 ? a.tokens : kDefaultV4Tokens;
+  plan.layouts = select_v4_layouts(a.layout);
+  for (const V4LayoutChoice& l : plan.layouts)
+    check_deepseek_v4_layout(plan.model.config, l.layout, a.ranks, plan.tokens);
+  plan.batch = random_tokens({plan.tokens}, plan.model.config.vocab, a.seed);
+  return plan;
 }
 
 std::vector<V4LayoutChoice> select_v4_layouts(const std::string& list) {

@@ -4,6 +4,8 @@
 // (layouts/deepseek_v4_layouts.h: "tp", and layout A as "cp-fused-moe") over every rank of the
 // run, on one sequence (prefill, no cache), in float32, on CPU ranks or one GPU per rank. Every
 // rank holds all the weights and takes its share when it computes.
+#include "datasets/token_input.h"
+#include "harness/launch.h"
 #include "layouts/deepseek_v4_layouts.h"
 
 #include <CLI/CLI.hpp>
@@ -65,6 +67,17 @@ struct V4LayoutChoice {
 };
 // "all", or names from tp, cp-fused-moe (A); InputError naming an unknown one.
 std::vector<V4LayoutChoice> select_v4_layouts(const std::string& list);
+
+// What check and bench settle before any rank starts: the model, the backend, the token count, the
+// layouts (each checked against the rank count) and the tokens. InputError on any bad input.
+struct V4RunPlan {
+  V4Model model;
+  Backend backend;
+  int64_t tokens = 0;
+  std::vector<V4LayoutChoice> layouts;
+  TokenBatch batch;
+};
+V4RunPlan plan_v4_run(const V4RunArgs& args);
 
 int run_check_deepseek_v4(const V4RunArgs& args, const std::vector<std::string>& argv);
 int run_bench_deepseek_v4(const V4RunArgs& args, const std::vector<std::string>& argv);

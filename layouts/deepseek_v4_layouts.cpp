@@ -104,6 +104,15 @@ DeepseekV4LayoutOutput context_parallel_fused_moe(const DeepseekV4Config& c, con
   return with_head(c, w, std::move(out), head_too);
 }
 
+DeepseekV4LayoutOutput run_layout(const DeepseekV4Config& config, const v4::Weights& weights,
+                                  const torch::Tensor& input_ids, RankContext& ctx, V4Layout layout, Mutation mutation,
+                                  bool head_too, const DeepseekV4Choices* given) {
+  Communicator& world = ctx.world();
+  check_deepseek_v4_layout(config, layout, world.size(), input_ids.size(0));
+  if (layout == V4Layout::TensorParallel) return tensor_parallel(config, weights, input_ids, world, head_too, given);
+  return context_parallel_fused_moe(config, weights, input_ids, world, mutation, head_too, given);
+}
+
 }  // namespace
 
 std::string to_string(V4Layout layout) { return layout == V4Layout::TensorParallel ? "tp" : "A"; }
@@ -127,19 +136,13 @@ DeepseekV4LayoutOutput deepseek_v4_forward_layout(const DeepseekV4Config& config
                                                   const std::map<std::string, torch::Tensor>& weights,
                                                   const torch::Tensor& input_ids, RankContext& ctx, V4Layout layout,
                                                   Mutation mutation, const DeepseekV4Choices* given) {
-  Communicator& world = ctx.world();
-  check_deepseek_v4_layout(config, layout, world.size(), input_ids.size(0));
-  if (layout == V4Layout::TensorParallel) return tensor_parallel(config, weights, input_ids, world, true, given);
-  return context_parallel_fused_moe(config, weights, input_ids, world, mutation, true, given);
+  return run_layout(config, weights, input_ids, ctx, layout, mutation, /*head_too=*/true, given);
 }
 
 DeepseekV4LayoutOutput deepseek_v4_layers_layout(const DeepseekV4Config& config,
                                                  const std::map<std::string, torch::Tensor>& weights,
                                                  const torch::Tensor& input_ids, RankContext& ctx, V4Layout layout) {
-  Communicator& world = ctx.world();
-  check_deepseek_v4_layout(config, layout, world.size(), input_ids.size(0));
-  if (layout == V4Layout::TensorParallel) return tensor_parallel(config, weights, input_ids, world, false, nullptr);
-  return context_parallel_fused_moe(config, weights, input_ids, world, Mutation::None, false, nullptr);
+  return run_layout(config, weights, input_ids, ctx, layout, Mutation::None, /*head_too=*/false, nullptr);
 }
 
 }  // namespace lb

@@ -4,6 +4,10 @@
 
 namespace lb {
 
+// A layout run in fp32 differs from the reference by summation order only: the relative L2 it must
+// stay under.
+constexpr double kFp32MaxRelL2 = 1e-5;
+
 struct TensorDiff {
   double max_abs = 0;
   double rel_l2 = 0;  // ||a - b|| / ||b||  (b is the reference)
