@@ -40,5 +40,12 @@ args=(-DCMAKE_BUILD_TYPE=Release)
 [ -n "$torch_prefix" ] && args+=("-DCMAKE_PREFIX_PATH=$torch_prefix" -DCMAKE_CUDA_ARCHITECTURES=90)
 [ -n "$carried_icu" ] && args+=("-DICU_ROOT=$carried_icu")
 command -v ninja >/dev/null && args+=(-G Ninja)
-[ -f "$BUILD_DIR/CMakeCache.txt" ] || cmake -S . -B "$BUILD_DIR" "${args[@]}"
+# LB_SHARED_DIR (the GPU machine's carried copy of ../shared) reaches the tests as an absolute path.
+shared=()
+[ -n "${LB_SHARED_DIR:-}" ] && shared=("-DLB_SHARED_DIR=$(realpath "$LB_SHARED_DIR")")
+if [ -f "$BUILD_DIR/CMakeCache.txt" ]; then
+  [ ${#shared[@]} -eq 0 ] || cmake -B "$BUILD_DIR" "${shared[@]}"
+else
+  cmake -S . -B "$BUILD_DIR" "${args[@]}" "${shared[@]}"
+fi
 cmake --build "$BUILD_DIR" -j "$(nproc)"
