@@ -1,6 +1,6 @@
 #include "datasets/gsm8k.h"
 
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,6 +1,6 @@
 #include "datasets/token_input.h"
 
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,8 +1,8 @@
 // Byte-level BPE as HF tokenizers runs it for a Qwen2/Qwen3 tokenizer.json (see tokenizer.h).
 #include "datasets/tokenizer.h"
 
-#include "harness/errors.h"
-#include "harness/file_util.h"
+#include "harness/runtime/errors.h"
+#include "harness/runtime/file_util.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,6 +1,6 @@
 #include "kernels/fused_moe.h"
 
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 #include "kernels/grouped_linear.h"
 #include "kernels/moe_steps.h"
 

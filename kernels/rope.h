@@ -1,7 +1,7 @@
 #pragma once
 // Rotary position embedding: the frequency table (default or YaRN, as transformers builds it)
 // and its application in the "rotate_half" or DeepSeek's interleaved-pairs convention.
-#include "harness/model_config.h"
+#include "harness/model/model_config.h"
 
 #include <torch/torch.h>
 

@@ -1,6 +1,6 @@
 #include "layouts/deepseek_v4_layouts.h"
 
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 #include "oracles/deepseek_v4_parts.h"
 
 namespace lb {

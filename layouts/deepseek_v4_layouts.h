@@ -16,7 +16,7 @@
 //
 // One sequence, prefill only (no KV or compressor cache), float32 as given. Sizes a layout cannot
 // take throw InputError naming the rule.
-#include "harness/rank_context.h"
+#include "harness/runtime/rank_context.h"
 #include "layouts/mutations.h"
 #include "oracles/deepseek_v4_model.h"
 

@@ -1,6 +1,6 @@
 #include "layouts/generation.h"
 
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 
 #include <algorithm>
 #include <chrono>

@@ -4,7 +4,7 @@
 // a StepModel, either the single-device reference or one rank of a layout; the loop around it is
 // the same, so their tokens can be compared one for one.
 #include "datasets/tokenizer.h"
-#include "harness/rank_context.h"
+#include "harness/runtime/rank_context.h"
 #include "layouts/layout_rank.h"
 #include "layouts/sampling.h"
 #include "oracles/kv_cache.h"

@@ -2,8 +2,8 @@
 // A parallel layout, described: its process groups (a ParallelConfig for a rank count), how the
 // tokens are split for attention, and the communication around the MLP of MoE and dense layers.
 // The model math is shared (oracles/); layouts/layout_rank.cpp runs any description.
-#include "harness/model_config.h"
-#include "harness/parallel_config.h"
+#include "harness/model/model_config.h"
+#include "harness/runtime/parallel_config.h"
 #include "layouts/token_split.h"
 
 #include <functional>

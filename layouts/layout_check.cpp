@@ -1,6 +1,6 @@
 #include "layouts/layout_check.h"
 
-#include "harness/device.h"
+#include "harness/runtime/device.h"
 #include "layouts/layout_rank.h"
 
 #include <chrono>

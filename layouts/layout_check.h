@@ -2,8 +2,8 @@
 // Runs a layout next to the reference on the same weights and tokens and compares every layer's
 // output, reassembled in original token order, with the reference's.
 #include "datasets/token_input.h"
-#include "harness/communicator.h"
-#include "harness/rank_context.h"
+#include "harness/runtime/communicator.h"
+#include "harness/runtime/rank_context.h"
 #include "layouts/layout.h"
 #include "layouts/mutations.h"
 #include "layouts/op_check.h"

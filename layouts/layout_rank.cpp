@@ -1,6 +1,6 @@
 #include "layouts/layout_rank.h"
 
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 #include "kernels/rmsnorm.h"
 #include "layouts/shard.h"
 #include "oracles/deepseek_v3_layer.h"

@@ -1,8 +1,8 @@
 #pragma once
 // One rank of a layout: its groups, its token slice, its weight shards, and the forward pass of
 // each decoder layer with the layout's communication between the shared math steps.
-#include "harness/rank_context.h"
-#include "harness/weights.h"
+#include "harness/runtime/rank_context.h"
+#include "harness/model/weights.h"
 #include "kernels/attention.h"
 #include "kernels/rope.h"
 #include "layouts/layout.h"

@@ -3,7 +3,7 @@
 // layout_rank.cpp).
 #include "layouts/layout.h"
 
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 #include "layouts/shard.h"
 
 namespace lb {

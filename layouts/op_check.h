@@ -2,7 +2,7 @@
 // Op-level comparison (`check --capture op`): every rank's capture pieces are gathered to rank 0
 // and compared with the reference's capture of the same layer, piece by piece, so that the first
 // divergence is named with its layer, capture point, ranks and token ranges.
-#include "harness/rank_context.h"
+#include "harness/runtime/rank_context.h"
 #include "oracles/compare.h"
 #include "oracles/op_capture.h"
 

@@ -1,6 +1,6 @@
 #include "layouts/sampling.h"
 
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 
 #include <algorithm>
 #include <cmath>

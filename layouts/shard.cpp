@@ -1,6 +1,6 @@
 #include "layouts/shard.h"
 
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 
 namespace lb {
 

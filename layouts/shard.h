@@ -3,8 +3,8 @@
 // attention TP group, every expert's intermediate dimension over MoE TP and the experts over MoE
 // EP, shared experts over the whole MoE replica, and the dense MLP over the dense TP group. Each
 // shard computes a partial sum that the layout reduces over the matching group.
-#include "harness/model_config.h"
-#include "harness/parallel_config.h"
+#include "harness/model/model_config.h"
+#include "harness/runtime/parallel_config.h"
 #include "oracles/layer_weights.h"
 
 namespace lb {

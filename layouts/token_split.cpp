@@ -1,6 +1,6 @@
 #include "layouts/token_split.h"
 
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 
 #include <numeric>
 

@@ -5,7 +5,7 @@
 // Sequences go to attention-DP ranks whole (sequence s to DP rank s % dp, so a DP rank may hold
 // none); within a DP rank the tokens are split over its CP ranks (zigzag or round-robin); the
 // attention TP ranks of one (dp, cp) slot hold the same tokens.
-#include "harness/parallel_config.h"
+#include "harness/runtime/parallel_config.h"
 
 #include <torch/torch.h>
 

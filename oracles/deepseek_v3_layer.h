@@ -2,7 +2,7 @@
 // DeepSeek-V3 decoder layer math (MLA attention; dense SwiGLU or grouped-router MoE with shared
 // experts), in steps a layout can put communication between. Head counts come from the weight
 // shapes, so the same functions run on a head shard.
-#include "harness/model_config.h"
+#include "harness/model/model_config.h"
 #include "kernels/attention.h"
 #include "kernels/moe.h"
 #include "kernels/rope.h"

@@ -1,7 +1,7 @@
 #include "oracles/deepseek_v4_model.h"
 
-#include "harness/errors.h"
-#include "harness/model_config.h"
+#include "harness/runtime/errors.h"
+#include "harness/model/model_config.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "oracles/deepseek_v4_parts.h"

@@ -1,6 +1,6 @@
 #include "oracles/deepseek_v4_presets.h"
 
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 
 namespace lb {
 

@@ -1,7 +1,7 @@
 #include "oracles/deepseek_v4_weights.h"
 
-#include "harness/checkpoint.h"
-#include "harness/random_weights.h"
+#include "harness/model/checkpoint.h"
+#include "harness/model/random_weights.h"
 
 #include <algorithm>
 #include <cmath>

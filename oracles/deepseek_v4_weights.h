@@ -20,7 +20,7 @@ struct V4TensorSpec {
 std::vector<V4TensorSpec> deepseek_v4_tensor_specs(const DeepseekV4Config& config);
 
 // Random weights in float32 (tid2eid int64) on `device`, the same numbers on any device: each element
-// is a hash of (seed, name, index) (harness/random_weights.h). The scales keep activations O(1), as
+// is a hash of (seed, name, index) (harness/model/random_weights.h). The scales keep activations O(1), as
 // the transformers fixture's do: linear weights uniform with variance 1/in, norm weights in
 // (0.5, 1.5), sinks, biases and hyper-connection scales with standard deviation 0.3; tid2eid gives
 // each token id experts_per_token distinct experts. Large tensors are drawn a block of rows at a

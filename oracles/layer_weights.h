@@ -1,7 +1,7 @@
 #pragma once
 // The tensors of one decoder layer, by the name after "model.layers.{i}." (for example
 // "self_attn.q_proj.weight"), plus the routed experts stacked for the MoE ops.
-#include "harness/weights.h"
+#include "harness/model/weights.h"
 #include "kernels/moe.h"
 
 #include <torch/torch.h>

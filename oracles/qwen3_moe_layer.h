@@ -2,7 +2,7 @@
 // Qwen3-MoE decoder layer math, in steps a layout can put communication between:
 //   h = x + o_proj(attention(qkv(rmsnorm(x))));  y = h + moe(rmsnorm(h))
 // Head and expert counts come from the weight shapes, so the same functions run on a shard.
-#include "harness/model_config.h"
+#include "harness/model/model_config.h"
 #include "kernels/attention.h"
 #include "kernels/moe.h"
 #include "kernels/rope.h"

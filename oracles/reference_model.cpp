@@ -1,7 +1,7 @@
 #include "oracles/reference_model.h"
 
-#include "harness/device.h"
-#include "harness/errors.h"
+#include "harness/runtime/device.h"
+#include "harness/runtime/errors.h"
 #include "kernels/rmsnorm.h"
 #include "oracles/deepseek_v3_layer.h"
 #include "oracles/qwen3_moe_layer.h"

@@ -1,7 +1,7 @@
 #pragma once
 // The single-device reference: embeddings, every decoder layer, final norm and lm_head, on a
 // packed batch of sequences without padding. Every layout is judged against its outputs.
-#include "harness/weights.h"
+#include "harness/model/weights.h"
 #include "kernels/attention.h"
 #include "kernels/moe.h"
 #include "kernels/rope.h"

@@ -1,6 +1,6 @@
 #include "reports/run_diff.h"
 
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 #include "reports/record_fields.h"
 #include "reports/run_record.h"
 

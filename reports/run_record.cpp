@@ -1,7 +1,7 @@
 #include "reports/run_record.h"
 
-#include "harness/errors.h"
-#include "harness/file_util.h"
+#include "harness/runtime/errors.h"
+#include "harness/runtime/file_util.h"
 
 #include <array>
 #include <chrono>

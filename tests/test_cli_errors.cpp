@@ -1,6 +1,6 @@
 // Bad input at the command line: each case exits non-zero with one clear message that names the
 // file, tensor, key or flag at fault, before any compute.
-#include "harness/safetensors.h"
+#include "harness/model/safetensors.h"
 #include "test_util.h"
 
 #include <torch/torch.h>

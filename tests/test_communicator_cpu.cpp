@@ -2,8 +2,8 @@
 // accumulation rule, records, split groups, argument and protocol errors, and the two ways a run
 // goes wrong (a peer that never joins, a peer that dies). Inputs are fresh random data each run;
 // the seed is in every failure's trace so that it replays.
-#include "harness/cpu_ranks.h"
-#include "harness/errors.h"
+#include "harness/runtime/cpu_ranks.h"
+#include "harness/runtime/errors.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>

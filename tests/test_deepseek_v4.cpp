@@ -1,8 +1,8 @@
 // The DeepSeek-V4 reference against what transformers 5.17's deepseek_v4 computed on a tiny model
 // with every layer kind (tests/fixtures/deepseek_v4_tiny, made by make_v4_fixtures.py on the GPU
 // machine, fp32 on CPU): each layer's residual streams, the final norm and the logits.
-#include "harness/errors.h"
-#include "harness/file_util.h"
+#include "harness/runtime/errors.h"
+#include "harness/runtime/file_util.h"
 #include "oracles/compare.h"
 #include "oracles/deepseek_v4_model.h"
 #include "test_util.h"

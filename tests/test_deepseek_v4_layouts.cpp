@@ -4,10 +4,10 @@
 // transformers in test_deepseek_v4.cpp) to relative L2 < 1e-5. Run on the fixture's 40 tokens and
 // on fresh seeded token sequences of 48 and 64, long enough that the sliding window (8), the CSA
 // (rate 4, overlapping) and HCA (rate 8) windows and the indexer's top-3 all reach across ranks.
-#include "harness/cpu_ranks.h"
-#include "harness/errors.h"
-#include "harness/file_util.h"
-#include "harness/safetensors.h"
+#include "harness/runtime/cpu_ranks.h"
+#include "harness/runtime/errors.h"
+#include "harness/runtime/file_util.h"
+#include "harness/model/safetensors.h"
 #include "layouts/deepseek_v4_layouts.h"
 #include "oracles/compare.h"
 #include "test_util.h"

@@ -3,9 +3,9 @@
 // tokens (fp32, tiny models, ../shared's tokenizer and GSM8K questions).
 #include "test_util.h"
 
-#include "harness/errors.h"
-#include "harness/launch.h"
-#include "harness/random_weights.h"
+#include "harness/runtime/errors.h"
+#include "harness/runtime/launch.h"
+#include "harness/model/random_weights.h"
 #include "layouts/generation.h"
 
 #include <nlohmann/json.hpp>

@@ -2,7 +2,7 @@
 // they are the plain ops (a check of the fallback); on the GPU the CUDA kernels, in bf16 against
 // the plain ops computed in fp32 (relative L2 < 1e-2, no NaN, every row written) and against the
 // plain bf16 ops (rounding in the same places: nearly bitwise).
-#include "harness/model_config.h"
+#include "harness/model/model_config.h"
 #include "kernels/fused_norm.h"
 #include "kernels/rmsnorm.h"
 #include "oracles/compare.h"

@@ -4,9 +4,9 @@
 // Router-aware: where bf16 rounding moves a router score across a near-tie, a token picks a
 // different expert set. That is a discrete change, not rounding, so such tokens are counted and
 // reported, left out of that layer's and later layers' cosine, and capped at kMaxFlippedShare.
-#include "harness/device.h"
-#include "harness/safetensors.h"
-#include "harness/weights.h"
+#include "harness/runtime/device.h"
+#include "harness/model/safetensors.h"
+#include "harness/model/weights.h"
 #include "oracles/compare.h"
 #include "oracles/reference_model.h"
 #include "reports/run_record.h"

@@ -2,7 +2,7 @@
 // answer extraction case by case and on every solution of ../shared's train and test sets, the
 // k-shot prompt and stop strings, and the Wilson interval against published values.
 #include "datasets/gsm8k.h"
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
-#include "harness/errors.h"
-#include "harness/model_config.h"
-#include "harness/model_tensors.h"
+#include "harness/runtime/errors.h"
+#include "harness/model/model_config.h"
+#include "harness/model/model_tensors.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // The prefill arithmetic count against an independent figure: anchors.md puts one Qwen3-30B-A3B
 // layer at 4096 tokens (projections, causal attention, 8 of 128 experts) at about 0.6 TFLOP.
-#include "harness/model_flops.h"
+#include "harness/model/model_flops.h"
 
 #include <gtest/gtest.h>
 

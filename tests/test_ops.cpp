@@ -2,7 +2,7 @@
 // (HF transformers' Qwen3-MoE and DeepSeek-V3 semantics): per token, per head, per expert.
 // Every test also runs at least one deliberately wrong comparison that must fail, so a test
 // that could never fail (e.g. comparing the op with itself) would show up.
-#include "harness/model_config.h"
+#include "harness/model/model_config.h"
 #include "kernels/attention.h"
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"

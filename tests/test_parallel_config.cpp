@@ -1,8 +1,8 @@
 // Parallel sizes and process groups: the tables for the layouts.md configurations, the group
 // invariants on every valid small config, and the rejection of invalid combinations.
-#include "harness/errors.h"
-#include "harness/model_config.h"
-#include "harness/parallel_config.h"
+#include "harness/runtime/errors.h"
+#include "harness/model/model_config.h"
+#include "harness/runtime/parallel_config.h"
 #include "test_util.h"
 
 namespace lb {

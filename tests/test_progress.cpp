@@ -1,6 +1,6 @@
 // The progress display stays out of logs: with stderr not a terminal (ctest, CI, files) it
 // prints nothing, so records and tables are never interleaved with it.
-#include "harness/progress.h"
+#include "harness/runtime/progress.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "harness/random_weights.h"
+#include "harness/model/random_weights.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // The C++ reference against outputs that HF transformers 5.17 computed (tests/fixtures, made by
 // tests/fixtures/make_fixtures.py on the GPU machine, fp32 on CPU, eager attention).
-#include "harness/safetensors.h"
-#include "harness/weights.h"
+#include "harness/model/safetensors.h"
+#include "harness/model/weights.h"
 #include "oracles/compare.h"
 #include "oracles/reference_model.h"
 #include "test_util.h"

@@ -2,7 +2,7 @@
 // further, and refuses records it cannot compare; the HTML report renders every record kind into
 // one page that loads nothing and escapes what the records say. Records are crafted in
 // tests/fixtures/reports/ and varied here.
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 #include "reports/report_html.h"
 #include "reports/run_diff.h"
 #include "reports/run_record.h"
@@ -246,7 +246,7 @@ TEST(DiffRuns, ReadRunFileNamesTheFile) {
   EXPECT_NE(message(dir / "list.json").find("not a run record"), std::string::npos) << message(dir / "list.json");
 }
 
-// ---- the commands, through the CLI (needs `report` and `diff` registered in harness/cli.cpp) ----
+// ---- the commands, through the CLI (needs `report` and `diff` registered in harness/cli/cli.cpp) ----
 
 TEST(DiffCli, ExitCodes) {
   const std::string old_path = test::fixture_dir("reports/check_old.json");

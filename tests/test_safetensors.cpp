@@ -1,9 +1,9 @@
 // Safetensors reading and writing, FP8 e4m3 coding, and HF checkpoint directories: round trips
 // are bit-exact, slices equal torch's narrow, and every defect of a file is an InputError that
 // names the file and, where there is one, the tensor.
-#include "harness/checkpoint.h"
-#include "harness/errors.h"
-#include "harness/safetensors.h"
+#include "harness/model/checkpoint.h"
+#include "harness/runtime/errors.h"
+#include "harness/model/safetensors.h"
 
 #include <ftw.h>
 #include <gtest/gtest.h>

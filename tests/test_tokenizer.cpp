@@ -2,7 +2,7 @@
 // tests/fixtures/tokenizers/gsm8k-hf-2k once make_tokenizer_fixtures.py has made it), ids worked
 // out by hand on the tiny fixture, round trips through decode, and every file it must refuse.
 #include "datasets/tokenizer.h"
-#include "harness/errors.h"
+#include "harness/runtime/errors.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>

@@ -1,9 +1,9 @@
 #pragma once
 // Small helpers shared by the tests: fixture paths, temp directories, and running the CLI
-// in-process with its output captured. No std::filesystem (see harness/file_util.h).
-#include "harness/cli.h"
-#include "harness/file_util.h"
-#include "harness/safetensors.h"
+// in-process with its output captured. No std::filesystem (see harness/runtime/file_util.h).
+#include "harness/cli/cli.h"
+#include "harness/runtime/file_util.h"
+#include "harness/model/safetensors.h"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,85 @@
+#pragma once
+// `layoutbench check` and `layoutbench bench` on DeepSeek-V4: a deepseek_v4 checkpoint directory
+// or a preset (oracles/deepseek_v4_presets.h). They run V4's own layouts
+// (layouts/deepseek_v4_layouts.h: "tp", and layout A as "cp-fused-moe") over every rank of the
+// run, on one sequence (prefill, no cache), in float32, on CPU ranks or one GPU per rank. Every
+// rank holds all the weights and takes its share when it computes.
+#include "datasets/token_input.h"
+#include "harness/runtime/launch.h"
+#include "layouts/deepseek_v4_layouts.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace lb {
+
+struct V4RunArgs {
+  std::string model;
+  std::string layout = "all";  // tp, cp-fused-moe (or A), comma-separated, or all
+  std::string backend;
+  int ranks = 0;
+  int64_t layers = 0;
+  int64_t tokens = 0;  // 0: kDefaultV4Tokens
+  uint64_t seed = 0;
+  double max_rel_l2 = 0;  // check: 0 takes the fp32 default
+  int repeats = 5;        // bench
+  int timeout_s = 600;
+  std::string json;
+  std::string mutation;  // check
+};
+
+constexpr int64_t kDefaultV4Tokens = 128;
+
+// The flags of check/bench that V4 runs do not take: InputError naming the first one given, and
+// why. `--lengths` is taken when it holds one sequence, which becomes args.tokens.
+void apply_v4_flags(const CLI::App& sub, const std::string& lengths, V4RunArgs& args);
+
+// True for a V4 preset name or a directory whose config.json says model_type deepseek_v4.
+bool is_deepseek_v4_model(const std::string& model);
+
+struct V4Model {
+  std::string name;  // preset name or checkpoint directory
+  DeepseekV4Config config;
+  std::string checkpoint_dir;  // empty: random weights
+  uint64_t seed = 0;
+
+  std::string describe_weights() const;  // the checkpoint directory, or random(seed=N)
+  std::map<std::string, torch::Tensor> weights(torch::Device device) const;
+  nlohmann::json to_json() const;
+};
+
+// The start of a check or bench record: run_record's fields, the model, weights, ranks and tokens.
+nlohmann::json v4_run_record(const std::string& subcommand, const std::vector<std::string>& argv,
+                             const std::string& device, const V4Model& model, const std::string& backend, int ranks,
+                             int64_t tokens);
+
+// The model (first `layers` decoder layers; 0 keeps all). InputError on a bad config.
+V4Model open_deepseek_v4_model(const std::string& model, int64_t layers, uint64_t seed);
+
+struct V4LayoutChoice {
+  std::string name;  // as reports name it: tp, cp-fused-moe
+  V4Layout layout;
+  std::string replaces;  // the baseline it is measured against ("" for the baseline)
+};
+// "all", or names from tp, cp-fused-moe (A); InputError naming an unknown one.
+std::vector<V4LayoutChoice> select_v4_layouts(const std::string& list);
+
+// What check and bench settle before any rank starts: the model, the backend, the token count, the
+// layouts (each checked against the rank count) and the tokens. InputError on any bad input.
+struct V4RunPlan {
+  V4Model model;
+  Backend backend;
+  int64_t tokens = 0;
+  std::vector<V4LayoutChoice> layouts;
+  TokenBatch batch;
+};
+V4RunPlan plan_v4_run(const V4RunArgs& args);
+
+int run_check_deepseek_v4(const V4RunArgs& args, const std::vector<std::string>& argv);
+int run_bench_deepseek_v4(const V4RunArgs& args, const std::vector<std::string>& argv);
+
+}  // namespace lb

@@ -1,3 +1,0 @@
-#include "harness/cli.h"
-
-int main(int argc, char** argv) { return lb::layoutbench_main(std::vector<std::string>(argv, argv + argc)); }

@@ -1,0 +1,24 @@
+#pragma once
+// Deterministic random weights: every element is a hash of (seed, tensor name, element index),
+// so any rank can make exactly its slice, on any device, and get the same numbers whatever the
+// rank count, layout or LibTorch version (integer arithmetic only, no torch RNG).
+#include "harness/model/model_tensors.h"
+#include "harness/model/safetensors.h"
+
+#include <torch/torch.h>
+
+#include <optional>
+
+namespace lb {
+
+// Uniform values in (-1, 1) * sqrt(3) (unit variance) for the elements of `shape` (or of one
+// slice of it), as float32 on `device`.
+torch::Tensor hashed_uniform(const std::string& name, uint64_t seed, const std::vector<int64_t>& shape,
+                             torch::Device device, std::optional<Slice> slice = std::nullopt);
+
+// A model tensor initialized by its InitKind (see model_tensors.h), in `dtype` on `device`.
+torch::Tensor random_tensor(const TensorSpec& spec, const ModelConfig& config, uint64_t seed,
+                            torch::ScalarType dtype, torch::Device device,
+                            std::optional<Slice> slice = std::nullopt);
+
+}  // namespace lb
