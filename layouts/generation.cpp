@@ -8,104 +8,95 @@
 
 namespace lb {
 
-namespace {
+bool parse_cuda_graphs(const std::string& text, bool fused, bool gpu) {
+  if (text == "off") return false;
+  if (text == "auto") return fused && gpu && cuda_graphs_supported();
+  if (text != "on") throw InputError("--cuda-graphs '" + text + "': on, off or auto");
+  if (!cuda_graphs_supported()) throw InputError("--cuda-graphs on: this build has no CUDA graphs (a CUDA build with LibTorch 2)");
+  if (!gpu) throw InputError("--cuda-graphs on needs GPUs (--backend nccl)");
+  if (!fused) throw InputError("--cuda-graphs on needs --kernels fused: the plain path synchronizes with the host");
+  return true;
+}
 
-struct PackedStep {
-  std::vector<int64_t> lens;
-  torch::Tensor ids;   // int64 [T], sequences end to end
-  torch::Tensor last;  // int64: the index in `ids` of each running sequence's last new token
-  std::vector<int64_t> running;  // the sequences that have new tokens, in order
-};
+int64_t decode_rows(const DecodeOptions& options, int64_t sequences) {
+  return options.cuda_graphs && sequences <= kLargestDecodeBucket ? decode_bucket(sequences) : sequences;
+}
 
-PackedStep pack(const std::vector<std::vector<int64_t>>& new_tokens) {
-  PackedStep p;
-  std::vector<int64_t> ids, last;
-  for (size_t s = 0; s < new_tokens.size(); ++s) {
-    p.lens.push_back(int64_t(new_tokens[s].size()));
-    ids.insert(ids.end(), new_tokens[s].begin(), new_tokens[s].end());
-    if (!new_tokens[s].empty()) {
-      last.push_back(int64_t(ids.size()) - 1);
-      p.running.push_back(int64_t(s));
+int64_t decode_bucket(int64_t sequences) {
+  int64_t bucket = 1;
+  while (bucket < sequences) bucket *= 2;
+  return bucket;
+}
+
+void GraphedDecode::start_batch(int64_t sequences, int64_t capacity) {
+  const bool graphs = options_.cuda_graphs && sequences <= kLargestDecodeBucket;
+  const int64_t bucket = decode_rows(options_, sequences);
+  // Room rounded up, so that batches whose prompts differ a little share one cache and one graph.
+  const int64_t room = (capacity + 127) / 128 * 128;
+  if (bucket != bucket_ || room > capacity_ || graphs != bool(graph_)) {
+    graph_.reset();  // its memory and the cache it reads go before new ones are made
+    setup_(bucket, room);
+    bucket_ = bucket;
+    capacity_ = room;
+    if (graphs) {
+      graph_ = std::make_unique<CapturedStep>(
+          step_, torch::zeros({bucket}, torch::TensorOptions().dtype(torch::kInt64).device(device_)));
+      reset_();  // the warm-up step wrote one position of every slot
     }
   }
-  p.ids = torch::tensor(ids, torch::kInt64);
-  p.last = torch::tensor(last, torch::kInt64);
-  return p;
+  sequences_ = sequences;
 }
 
-// Rows of the running sequences' logits placed at their sequence index, on the host. A large
-// batch's full-vocabulary rows are tens of MB: they are placed on the device and copied once into
-// pinned memory, since a pageable copy of them took longer than the decode step's layers.
-torch::Tensor by_sequence(const torch::Tensor& logits, const std::vector<int64_t>& running, int64_t sequences) {
-  torch::Tensor placed = logits.to(torch::kFloat32);
-  if (int64_t(running.size()) != sequences)  // `running` ascends, so all running is the identity
-    placed = torch::zeros({sequences, logits.size(1)}, placed.options())
-                 .index_copy_(0, torch::tensor(running, torch::kInt64).to(logits.device()), placed);
-  if (!placed.is_cuda()) return placed.contiguous();
-  torch::Tensor host = torch::empty(placed.sizes(), placed.options().device(torch::kCPU).pinned_memory(true));
-  return host.copy_(placed);
+torch::Tensor GraphedDecode::decode(const torch::Tensor& tokens) {
+  TORCH_CHECK(tokens.size(0) == sequences_, "decode: ", tokens.size(0), " tokens for ", sequences_, " sequences");
+  torch::Tensor ids = tokens;
+  if (bucket_ > sequences_)  // padded rows decode token 0; their logits are dropped
+    ids = torch::cat({tokens, torch::zeros({bucket_ - sequences_}, tokens.options())});
+  torch::Tensor logits = graph_ ? (*graph_)(ids) : step_(ids);
+  return logits.narrow(0, 0, sequences_);
 }
 
-void advance(std::vector<int64_t>& past, const std::vector<int64_t>& lens) {
-  for (size_t s = 0; s < lens.size(); ++s) past[s] += lens[s];
+namespace {
+
+// The prompts end to end, and their lengths.
+std::pair<torch::Tensor, std::vector<int64_t>> pack(const std::vector<std::vector<int64_t>>& prompts) {
+  std::vector<int64_t> ids, lens;
+  for (const auto& p : prompts) {
+    ids.insert(ids.end(), p.begin(), p.end());
+    lens.push_back(int64_t(p.size()));
+  }
+  return {torch::tensor(ids, torch::kInt64), lens};
 }
 
 }  // namespace
 
-void ReferenceStepModel::start_batch(int64_t sequences) {
-  cache_.clear();
-  past_.assign(sequences, 0);
+ReferenceStepModel::ReferenceStepModel(const ReferenceModel& model, DecodeOptions options)
+    : model_(model),
+      decode_(
+          options, model.options().device,
+          [this](int64_t bucket, int64_t capacity) {
+            cache_ = KvCache();  // the old cache goes before the new one is made
+            cache_ = model_.make_cache(bucket, capacity);
+          },
+          [this](const torch::Tensor& tokens) { return model_.decode(tokens, cache_); },
+          [this] { cache_.lengths().zero_(); }) {}
+
+torch::Tensor ReferenceStepModel::prefill(const std::vector<std::vector<int64_t>>& prompts) {
+  const auto [ids, lens] = pack(prompts);
+  return model_.prefill(ids, lens, cache_);
 }
 
-torch::Tensor ReferenceStepModel::step(const std::vector<std::vector<int64_t>>& new_tokens) {
-  const PackedStep p = pack(new_tokens);
-  const TokenPlacement tokens = packed_placement(p.lens, model_.options().device, past_);
-  torch::Tensor logits = model_.step(p.ids, tokens, cache_, p.last);
-  advance(past_, p.lens);
-  return by_sequence(logits, p.running, int64_t(new_tokens.size()));
-}
+LayoutStepModel::LayoutStepModel(LayoutRank& rank, torch::Device device, DecodeOptions options)
+    : rank_(rank),
+      device_(device),
+      decode_(
+          options, device, [this](int64_t bucket, int64_t capacity) { rank_.start_generation(bucket, capacity); },
+          [this](const torch::Tensor& tokens) { return rank_.decode(tokens); },
+          [this] { rank_.cache().lengths().zero_(); }) {}
 
-void LayoutStepModel::start_batch(int64_t sequences) {
-  cache_.assign(num_layers_, LayerKvCache());
-  past_.assign(sequences, 0);
-}
-
-torch::Tensor LayoutStepModel::step(const std::vector<std::vector<int64_t>>& new_tokens) {
-  torch::NoGradGuard no_grad;
-  const PackedStep p = pack(new_tokens);
-  layout_split_ = rank_.set_batch(p.lens, past_);
-  torch::Tensor x = rank_.embed(p.ids);
-  for (int64_t i = 0; i < num_layers_; ++i) x = rank_.layer_forward(i, x, nullptr, &cache_[i]);
-
-  // The last tokens' hidden states from the lowest rank holding each (attention TP peers hold the
-  // same rows), gathered to every rank in one all_gatherv.
-  const std::set<int64_t> wanted(p.last.data_ptr<int64_t>(), p.last.data_ptr<int64_t>() + p.last.numel());
-  std::set<int64_t> claimed;
-  std::vector<int64_t> counts, order, mine;
-  for (int r = 0; r < int(rank_.tokens().size()); ++r) {
-    const torch::Tensor& t = rank_.tokens()[r];
-    const int64_t* idx = t.data_ptr<int64_t>();
-    int64_t n = 0;
-    for (int64_t row = 0; row < t.numel(); ++row)
-      if (wanted.count(idx[row]) && claimed.insert(idx[row]).second) {
-        ++n;
-        order.push_back(idx[row]);
-        if (r == ctx_.rank()) mine.push_back(row);
-      }
-    counts.push_back(n);
-  }
-  torch::Tensor rows = x.index_select(0, torch::tensor(mine, torch::kInt64).to(x.device())).contiguous();
-  torch::Tensor gathered = ctx_.world().all_gatherv(rows, counts);
-  torch::Tensor logits = rank_.logits(gathered);
-
-  // Gather order -> the order of p.last (the running sequences', ascending token indices).
-  std::vector<int64_t> to_running(order.size());
-  const int64_t* last = p.last.data_ptr<int64_t>();
-  for (size_t i = 0; i < order.size(); ++i)
-    to_running[std::lower_bound(last, last + p.last.numel(), order[i]) - last] = int64_t(i);
-  logits = logits.index_select(0, torch::tensor(to_running, torch::kInt64).to(logits.device()));
-  advance(past_, p.lens);
-  return by_sequence(logits, p.running, int64_t(new_tokens.size()));
+torch::Tensor LayoutStepModel::prefill(const std::vector<std::vector<int64_t>>& prompts) {
+  const auto [ids, lens] = pack(prompts);
+  return rank_.prefill(ids, lens);
 }
 
 namespace {
@@ -140,11 +131,32 @@ void check_generation_inputs(const std::vector<std::vector<int64_t>>& prompts, c
   }
 }
 
+namespace {
+
+// The next token of every sequence, on the logits' device: greedy on the device; a sampled
+// sequence's row goes to the host for its own seeded sampler (finished sequences draw nothing, so
+// a sequence's draws do not depend on the others').
+torch::Tensor choose(const torch::Tensor& logits, std::vector<Sampler>& samplers, const std::vector<bool>& done,
+                     const GenerationOptions& options) {
+  const torch::Tensor l = options.vocab_limit > 0 && options.vocab_limit < logits.size(1)
+                              ? logits.narrow(1, 0, options.vocab_limit)
+                              : logits;
+  if (options.sampling.temperature == 0) return l.argmax(1);  // the first maximum, as the sampler's greedy rule
+  const torch::Tensor host = l.to(torch::kCPU);
+  std::vector<int64_t> tokens(done.size(), 0);
+  for (size_t i = 0; i < done.size(); ++i)
+    if (!done[i]) tokens[i] = samplers[i].next(host[int64_t(i)]);
+  return torch::tensor(tokens, torch::kInt64).to(logits.device());
+}
+
+}  // namespace
+
 std::vector<Generation> generate(StepModel& model, const Tokenizer& tokenizer,
                                  const std::vector<std::vector<int64_t>>& prompts, const GenerationOptions& options,
                                  int64_t max_position, GenerationStats* stats,
                                  const std::function<void(int64_t done)>& on_done) {
   check_generation_inputs(prompts, options, max_position);
+  torch::NoGradGuard no_grad;
   GenerationStats local;
   GenerationStats& st = stats ? *stats : local;
   std::vector<Generation> out(prompts.size());
@@ -156,34 +168,39 @@ std::vector<Generation> generate(StepModel& model, const Tokenizer& tokenizer,
       s.seed += first + i;
       samplers.emplace_back(s);
     }
-    std::vector<std::vector<int64_t>> next(prompts.begin() + first, prompts.begin() + first + n);
+    const std::vector<std::vector<int64_t>> batch(prompts.begin() + first, prompts.begin() + first + n);
+    int64_t longest = 0, prompt_tokens = 0;
+    for (const auto& p : batch) longest = std::max(longest, int64_t(p.size())), prompt_tokens += int64_t(p.size());
+    model.start_batch(int64_t(n), longest + options.max_new_tokens);
     std::vector<bool> done(n, false);
-    model.start_batch(int64_t(n));
+    auto start = std::chrono::steady_clock::now();
+    torch::Tensor logits = model.prefill(batch);
     for (bool prefill = true;; prefill = false) {
-      int64_t tokens = 0;
-      for (const auto& t : next) tokens += int64_t(t.size());
-      if (tokens == 0) break;
-      const auto start = std::chrono::steady_clock::now();
-      torch::Tensor logits = model.step(next);
-      if (options.vocab_limit > 0 && options.vocab_limit < logits.size(1)) logits = logits.narrow(1, 0, options.vocab_limit);
+      const torch::Tensor chosen = choose(logits, samplers, done, options);
+      const torch::Tensor host = chosen.to(torch::kCPU);  // the step's one read back, for the stop rules
       (prefill ? st.prefill_ms : st.decode_ms) += ms_since(start);
-      (prefill ? st.prefill_tokens : st.decode_tokens) += tokens;
-      if (prefill && !model.last_step_layout_split()) ++st.dealt_prefills;
-      if (!prefill) ++st.decode_steps;
+      if (prefill) {
+        st.prefill_tokens += prompt_tokens;
+        if (!model.last_prefill_layout_split()) ++st.dealt_prefills;
+      } else {
+        ++st.decode_steps;
+        st.decode_tokens += int64_t(std::count(done.begin(), done.end(), false));
+      }
+      const int64_t* token = host.data_ptr<int64_t>();
       for (size_t i = 0; i < n; ++i) {
-        next[i].clear();
         if (done[i]) continue;
         Generation& g = out[first + i];
-        const int64_t token = samplers[i].next(logits[int64_t(i)]);
-        g.tokens.push_back(token);
+        g.tokens.push_back(token[i]);
         const size_t checked = g.text.size();
         g.text = tokenizer.decode(g.tokens);
-        if (options.eos && token == *options.eos) g.finish = "eos";
+        if (options.eos && token[i] == *options.eos) g.finish = "eos";
         else if (has_stop(g.text, checked, options.stop)) g.finish = "stop";
         else if (int64_t(g.tokens.size()) >= options.max_new_tokens) g.finish = "length";
         done[i] = !g.finish.empty();
-        if (!done[i]) next[i] = {token};
       }
+      if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+      start = std::chrono::steady_clock::now();
+      logits = model.decode(chosen);
     }
     if (on_done) on_done(int64_t(first + n));
   }

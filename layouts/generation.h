@@ -4,6 +4,7 @@
 // a StepModel, either the single-device reference or one rank of a layout; the loop around it is
 // the same, so their tokens can be compared one for one.
 #include "datasets/tokenizer.h"
+#include "harness/runtime/cuda_graph.h"
 #include "harness/runtime/rank_context.h"
 #include "layouts/layout_rank.h"
 #include "layouts/sampling.h"
@@ -11,6 +12,7 @@
 #include "oracles/reference_model.h"
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,48 +43,91 @@ struct GenerationStats {
   int64_t dealt_prefills = 0;  // prefills a CP layout could not split its own way (split_generation_tokens)
 };
 
+// How a step model runs its decode steps on a GPU.
+struct DecodeOptions {
+  // Capture each decode step once per batch-size bucket in a CUDA graph and replay it (fused
+  // kernels on a CUDA build only: the plain path synchronizes with the host).
+  bool cuda_graphs = false;
+};
+
+// `--cuda-graphs`: "on", "off" or "auto" (on where it can be: fused kernels on GPUs, a CUDA build
+// with LibTorch 2); InputError naming what is missing for "on".
+bool parse_cuda_graphs(const std::string& text, bool fused, bool gpu);
+
+// The batch-size buckets graphs are captured for: a batch runs padded to the smallest bucket that
+// holds it (padded rows decode a dummy token and are dropped). Larger batches run eagerly.
+int64_t decode_bucket(int64_t sequences);
+constexpr int64_t kLargestDecodeBucket = 256;
+// The rows a decode step of `sequences` runs: its bucket with graphs, else the sequences themselves.
+int64_t decode_rows(const DecodeOptions& options, int64_t sequences);
+
 class StepModel {
  public:
   virtual ~StepModel() = default;
-  // A new batch of `sequences`, with empty caches.
-  virtual void start_batch(int64_t sequences) = 0;
-  // Runs new_tokens[s] after the tokens sequence s already has in the cache (none: the sequence
-  // is finished and nothing runs for it). Returns float32 CPU logits [S, V]: row s follows
-  // sequence s's last new token (rows of finished sequences are zeros). Collective for a layout.
-  virtual torch::Tensor step(const std::vector<std::vector<int64_t>>& new_tokens) = 0;
-  // Whether the last step used the layout's own token split (a reference always does).
-  virtual bool last_step_layout_split() const { return true; }
+  // A new batch of `sequences`, each with room for `capacity` tokens (prompt and generated).
+  virtual void start_batch(int64_t sequences, int64_t capacity) = 0;
+  // The whole prompts; returns float32 logits [S, V] of each prompt's last token, on the model's
+  // device. Collective for a layout.
+  virtual torch::Tensor prefill(const std::vector<std::vector<int64_t>>& prompts) = 0;
+  // One token per sequence (int64 [S] on the model's device) after what its cache holds; every
+  // sequence advances, finished ones too (the caller ignores their rows). Returns float32 logits
+  // [S, V] on the device without reading anything back to the host. Collective for a layout.
+  virtual torch::Tensor decode(const torch::Tensor& tokens) = 0;
+  virtual torch::Device device() const = 0;
+  // Whether the last prefill used the layout's own token split (a reference always does).
+  virtual bool last_prefill_layout_split() const { return true; }
+};
+
+// Batch bucketing and the captured decode step, shared by the reference and the layouts.
+class GraphedDecode {
+ public:
+  using Setup = std::function<void(int64_t bucket, int64_t capacity)>;  // allocate caches, plan
+  using Step = std::function<torch::Tensor(const torch::Tensor& tokens)>;
+  using Reset = std::function<void()>;                                   // forget a warm-up's writes
+  GraphedDecode(DecodeOptions options, torch::Device device, Setup setup, Step step, Reset reset)
+      : options_(options), device_(device), setup_(std::move(setup)), step_(std::move(step)), reset_(std::move(reset)) {}
+  void start_batch(int64_t sequences, int64_t capacity);
+  torch::Tensor decode(const torch::Tensor& tokens);
+
+ private:
+  DecodeOptions options_;
+  torch::Device device_;
+  Setup setup_;
+  Step step_;
+  Reset reset_;
+  int64_t sequences_ = 0, bucket_ = 0, capacity_ = 0;
+  std::unique_ptr<CapturedStep> graph_;
 };
 
 class ReferenceStepModel : public StepModel {
  public:
-  explicit ReferenceStepModel(const ReferenceModel& model) : model_(model) {}
-  void start_batch(int64_t sequences) override;
-  torch::Tensor step(const std::vector<std::vector<int64_t>>& new_tokens) override;
+  explicit ReferenceStepModel(const ReferenceModel& model, DecodeOptions options = {});
+  void start_batch(int64_t sequences, int64_t capacity) override { decode_.start_batch(sequences, capacity); }
+  torch::Tensor prefill(const std::vector<std::vector<int64_t>>& prompts) override;
+  torch::Tensor decode(const torch::Tensor& tokens) override { return decode_.decode(tokens); }
+  torch::Device device() const override { return model_.options().device; }
 
  private:
   const ReferenceModel& model_;
   KvCache cache_;
-  std::vector<int64_t> past_;
+  GraphedDecode decode_;
 };
 
 // One rank of a layout. Every rank runs the same generate() loop on the same logits, so all
 // choose the same tokens.
 class LayoutStepModel : public StepModel {
  public:
-  LayoutStepModel(RankContext& ctx, LayoutRank& rank, int64_t num_layers)
-      : ctx_(ctx), rank_(rank), num_layers_(num_layers) {}
-  void start_batch(int64_t sequences) override;
-  torch::Tensor step(const std::vector<std::vector<int64_t>>& new_tokens) override;
-  bool last_step_layout_split() const override { return layout_split_; }
+  LayoutStepModel(LayoutRank& rank, torch::Device device, DecodeOptions options = {});
+  void start_batch(int64_t sequences, int64_t capacity) override { decode_.start_batch(sequences, capacity); }
+  torch::Tensor prefill(const std::vector<std::vector<int64_t>>& prompts) override;
+  torch::Tensor decode(const torch::Tensor& tokens) override { return decode_.decode(tokens); }
+  torch::Device device() const override { return device_; }
+  bool last_prefill_layout_split() const override { return rank_.last_prefill_layout_split(); }
 
  private:
-  RankContext& ctx_;
   LayoutRank& rank_;
-  int64_t num_layers_;
-  KvCache cache_;
-  std::vector<int64_t> past_;
-  bool layout_split_ = true;
+  torch::Device device_;
+  GraphedDecode decode_;
 };
 
 // InputError on options out of range, an empty prompt, or a prompt that with max_new_tokens passes

@@ -9,25 +9,11 @@
 
 namespace lb {
 
-namespace {
-
-// Every rank's rows gathered and put back in original token order (rows of attention-TP peers
-// are identical; the last copy written wins).
-torch::Tensor reassemble(RankContext& ctx, const LayoutRank& rank, const torch::Tensor& local, int64_t total) {
-  std::vector<int64_t> rows;
-  for (const auto& t : rank.tokens()) rows.push_back(t.size(0));
-  torch::Tensor gathered = ctx.world().all_gatherv(local.contiguous(), rows);
-  torch::Tensor index = torch::cat(rank.tokens()).to(gathered.device());
-  torch::Tensor full = torch::zeros({total, local.size(1)}, gathered.options());
-  return full.index_copy_(0, index, gathered);
-}
-
-}  // namespace
-
 LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const ParallelConfig& parallel,
                          const ModelConfig& config, const WeightSource& weights, ReferenceOptions options,
                          const TokenBatch& batch, const std::vector<torch::Tensor>& reference_layers,
-                         const std::vector<double>& max_rel_l2, const OpCheckOptions& op_check) {
+                         const std::vector<double>& max_rel_l2, const OpCheckOptions& op_check,
+                         const DecodeCheckOptions& decode) {
   torch::NoGradGuard no_grad;
   LayoutCheck result;
   result.layout = layout.name;
@@ -56,7 +42,7 @@ LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const Paral
   const int64_t total = batch.ids.size(0);
   result.pass = true;
   for (int64_t i = 0; i < config.num_layers; ++i) {
-    torch::Tensor full = reassemble(ctx, rank, outputs[i], total);
+    torch::Tensor full = rank.in_token_order(outputs[i], total);
     if (ctx.rank() != 0) continue;
     LayerVerdict v;
     v.layer = i;
@@ -76,6 +62,10 @@ LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const Paral
       result.pass = result.pass && v.pass;
       result.ops.push_back(std::move(v));
     }
+  }
+  if (decode.steps > 0) {
+    result.decode = check_decode(ctx, rank, batch, decode.steps, decode.reference, decode.thresholds);
+    for (const DecodeVerdict& v : result.decode) result.pass = result.pass && v.pass;
   }
   ctx.quiesce();  // no collective in flight while `rank` frees its weights and communicators
   return result;
@@ -111,6 +101,7 @@ std::string format_layout_check(const LayoutCheck& c) {
           << " >= " << v.threshold << ")\n";
       break;
     }
+  out << format_decode_verdicts(c.decode);
   out << std::fixed << std::setprecision(2) << "  layers took " << c.layout_ms << " ms on rank 0, "
       << c.records.size() << " collectives\n";
   return out.str();
@@ -130,6 +121,8 @@ nlohmann::json to_json(const LayoutCheck& c) {
   const nlohmann::json comm = summarize_collectives(c.records);
   nlohmann::json ops = nlohmann::json::array();
   for (const OpVerdict& v : c.ops) ops.push_back(to_json(v));
+  nlohmann::json decode = nlohmann::json::array();
+  for (const DecodeVerdict& v : c.decode) decode.push_back(to_json(v));
   const LayoutSpec& spec = find_layout(c.layout);
   return {{"layout", c.layout},
           {"replaces", spec.replaces},
@@ -141,6 +134,7 @@ nlohmann::json to_json(const LayoutCheck& c) {
           {"layout_ms", c.layout_ms},
           {"collectives", comm},
           {"ops", ops},
+          {"decode", decode},
           {"first_divergence", c.first_divergence ? to_json(*c.first_divergence) : nlohmann::json()}};
 }
 

@@ -4,6 +4,7 @@
 #include "datasets/token_input.h"
 #include "harness/runtime/communicator.h"
 #include "harness/runtime/rank_context.h"
+#include "layouts/decode_check.h"
 #include "layouts/layout.h"
 #include "layouts/mutations.h"
 #include "layouts/op_check.h"
@@ -37,6 +38,7 @@ struct LayoutCheck {
   std::vector<int64_t> rank_tokens;        // rows per world rank
   std::vector<OpVerdict> ops;              // with op capture: every capture point of every layer
   std::optional<OpVerdict> first_divergence;  // with op capture: the first (layer, op) past its threshold
+  std::vector<DecodeVerdict> decode;          // with decode steps: every (step, layer)
 };
 
 // Op-level checking (`--capture op`) and planted bugs (`--mutation`).
@@ -47,12 +49,20 @@ struct OpCheckOptions {
   Mutation mutation = Mutation::None;
 };
 
+// The decode oracle (`--decode-steps`): rank 0's reference trace and per-layer thresholds.
+struct DecodeCheckOptions {
+  int steps = 0;
+  const DecodeTrace* reference = nullptr;
+  std::vector<double> thresholds;
+};
+
 // Collective over all ranks; the verdicts are filled on rank 0 (where `reference_layers`, the
 // reference's per-layer outputs in original order, must be given, with one threshold per layer).
 LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const ParallelConfig& parallel,
                          const ModelConfig& config, const WeightSource& weights, ReferenceOptions options,
                          const TokenBatch& batch, const std::vector<torch::Tensor>& reference_layers,
-                         const std::vector<double>& max_rel_l2, const OpCheckOptions& op_check = {});
+                         const std::vector<double>& max_rel_l2, const OpCheckOptions& op_check = {},
+                         const DecodeCheckOptions& decode = {});
 
 std::string format_layout_check(const LayoutCheck& check);
 nlohmann::json to_json(const LayoutCheck& check);

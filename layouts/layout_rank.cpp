@@ -8,7 +8,10 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
+#include <numeric>
 #include <set>
+#include <tuple>
 
 namespace lb {
 
@@ -41,6 +44,7 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
       plan_(shard_plan(parallel, ctx.rank())), rope_(make_rope(config)) {
   torch::NoGradGuard no_grad;
   const torch::Device device = options_.device;
+  rope_.inv_freq = rope_.inv_freq.to(device);  // not copied up at every call
   tokens_ = split_tokens(parallel_, layout_.split, seq_lens);
 
   // Groups are split in one fixed order on every rank (a split is collective).
@@ -51,7 +55,7 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
     members_[kind] = my_group(partition, ctx_.rank());
     if (kind != GroupKind::World) groups_[kind] = ctx_.split(to_string(kind), partition);
   }
-  place_tokens(seq_lens, {});
+  place_tokens(seq_lens);
 
   auto load = [&](const std::string& name) { return weights.load(tensor_spec(config_, name), options_.dtype, device); };
   embed_ = load("model.embed_tokens.weight");
@@ -69,10 +73,11 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
 }
 
 // Where this rank's queries and its CP group's keys sit, from tokens_.
-void LayoutRank::place_tokens(const std::vector<int64_t>& seq_lens, const std::vector<int64_t>& past) {
+void LayoutRank::place_tokens(const std::vector<int64_t>& seq_lens) {
   const torch::Device device = options_.device;
-  const TokenPlacement all = packed_placement(seq_lens, device, past);
-  local_ = select(all, tokens_[ctx_.rank()].to(device));
+  const TokenPlacement all = packed_placement(seq_lens, device);
+  my_tokens_ = tokens_[ctx_.rank()].to(device);
+  local_ = select(all, my_tokens_);
   if (mutation_ == Mutation::RopeLocalPositions && parallel_.attn_cp > 1)
     local_.pos = torch::arange(local_.pos.size(0), local_.pos.options());
   std::vector<torch::Tensor> key_index;
@@ -83,11 +88,10 @@ void LayoutRank::place_tokens(const std::vector<int64_t>& seq_lens, const std::v
   cp_keys_ = select(all, keys.to(device));
 }
 
-bool LayoutRank::set_batch(const std::vector<int64_t>& new_lens, const std::vector<int64_t>& past) {
-  const bool decode = std::any_of(past.begin(), past.end(), [](int64_t n) { return n > 0; });
-  GenerationSplit split = split_generation_tokens(parallel_, layout_.split, new_lens, decode);
+bool LayoutRank::set_batch(const std::vector<int64_t>& new_lens) {
+  GenerationSplit split = split_generation_tokens(parallel_, layout_.split, new_lens, /*decode=*/false);
   tokens_ = std::move(split.tokens);
-  place_tokens(new_lens, past);
+  place_tokens(new_lens);
   return split.layout_split;
 }
 
@@ -101,6 +105,127 @@ torch::Tensor LayoutRank::logits(const torch::Tensor& hidden) const {
     lm_head_ = config_.tie_word_embeddings ? embed_ : load("lm_head.weight");
   }
   return torch::linear(rmsnorm(hidden, final_norm_, config_.rms_eps), lm_head_).to(torch::kFloat32);
+}
+
+torch::Tensor LayoutRank::slots_of(const torch::Tensor& seq) const { return torch::div(seq, parallel_.dp, "floor"); }
+
+LayoutRank::HeadPlan LayoutRank::plan_head(const std::vector<int64_t>& wanted) const {
+  // Each wanted token's row comes from the lowest rank holding it (attention TP peers hold the same
+  // rows), all gathered to every rank in one all_gatherv.
+  std::map<int64_t, int64_t> gathered_row;  // token -> its row in the gathered rows
+  std::vector<int64_t> mine;
+  HeadPlan plan;
+  for (int r = 0; r < int(tokens_.size()); ++r) {
+    const torch::Tensor& t = tokens_[r];
+    const int64_t* idx = t.data_ptr<int64_t>();
+    int64_t n = 0;
+    for (int64_t row = 0; row < t.numel(); ++row) {
+      if (!std::binary_search(wanted.begin(), wanted.end(), idx[row]) || gathered_row.count(idx[row])) continue;
+      gathered_row[idx[row]] = int64_t(gathered_row.size());
+      ++n;
+      if (r == ctx_.rank()) mine.push_back(row);
+    }
+    plan.counts.push_back(n);
+  }
+  std::vector<int64_t> to_sequence;
+  for (int64_t token : wanted) to_sequence.push_back(gathered_row.at(token));
+  plan.mine = torch::tensor(mine, torch::kInt64).to(options_.device);
+  plan.to_sequence = torch::tensor(to_sequence, torch::kInt64).to(options_.device);
+  return plan;
+}
+
+torch::Tensor LayoutRank::head(const torch::Tensor& x, const HeadPlan& plan) const {
+  const torch::Tensor rows = x.index_select(0, plan.mine).contiguous();
+  return logits(ctx_.world().all_gatherv(rows, plan.counts)).index_select(0, plan.to_sequence);
+}
+
+void LayoutRank::start_generation(int64_t sequences, int64_t capacity) {
+  torch::NoGradGuard no_grad;
+  const int64_t slots = (sequences + parallel_.dp - 1) / parallel_.dp;
+  cache_ = KvCache(config_.num_layers, slots, capacity, cache_part_shapes(config_, layers_.at(0)),
+                   torch::TensorOptions().dtype(options_.dtype).device(options_.device));
+  // A decode step's plan is fixed for the batch: one token per sequence, dealt over the CP ranks.
+  tokens_ = split_generation_tokens(parallel_, layout_.split, std::vector<int64_t>(sequences, 1), /*decode=*/true).tokens;
+  place_tokens(std::vector<int64_t>(sequences, 1));
+  decode_plan_ = {tokens_, my_tokens_, local_, cp_keys_};
+  query_slot_ = slots_of(local_.seq);
+  key_slot_ = slots_of(cp_keys_.seq);
+  std::vector<int64_t> every(static_cast<size_t>(sequences));
+  for (int64_t s = 0; s < sequences; ++s) every[size_t(s)] = s;
+  decode_head_ = plan_head(every);
+  decode_sequences_ = sequences;
+  logits(torch::zeros({0, config_.hidden}, embed_.options()));  // the head's weights load now, not in a capture
+}
+
+torch::Tensor LayoutRank::prefill(const torch::Tensor& input_ids, const std::vector<int64_t>& new_lens) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(cache_.allocated(), "prefill before start_generation");
+  prefill_layout_split_ = set_batch(new_lens);
+  const TokenPlacement& keys = parallel_.attn_cp > 1 ? cp_keys_ : local_;
+  const CacheStep step{&cache_, slots_of(keys.seq), keys.pos, {}, {}};
+  torch::Tensor x = embed(input_ids);
+  for (int64_t i = 0; i < config_.num_layers; ++i) x = layer_forward(i, x, nullptr, &step);
+  // This rank's slots hold its DP rank's sequences.
+  const int64_t dp = parallel_.dp, dp_rank = rank_coords(parallel_, ctx_.rank()).attn_dp;
+  std::vector<int64_t> lengths(size_t(cache_.slots()), 0), last;
+  for (int64_t s = dp_rank; s < int64_t(new_lens.size()); s += dp) lengths[size_t(s / dp)] = new_lens[size_t(s)];
+  cache_.lengths().copy_(torch::tensor(lengths, torch::kInt64));
+  int64_t end = 0;
+  for (int64_t len : new_lens) last.push_back((end += len) - 1);
+  return head(x, plan_head(last));
+}
+
+torch::Tensor LayoutRank::decode(const torch::Tensor& input_ids, std::vector<torch::Tensor>* layer_outputs,
+                                 std::vector<LayerCapture>* captures) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(cache_.allocated() && input_ids.size(0) == decode_sequences_, "decode: ", input_ids.size(0),
+              " tokens for a batch of ", decode_sequences_, " sequences");
+  std::tie(tokens_, my_tokens_, local_, cp_keys_) = decode_plan_;
+  // Each sequence's new token sits at its slot's length: positions come from the device.
+  const torch::Tensor query_pos = cache_.lengths().index_select(0, query_slot_);
+  const bool cp = parallel_.attn_cp > 1;
+  local_.pos = query_pos;
+  if (mutation_ == Mutation::RopeLocalPositions && cp) local_.pos = torch::arange(query_pos.size(0), query_pos.options());
+  if (mutation_ == Mutation::DecodePositionOffByOne) local_.pos = query_pos + 1;
+  cp_keys_.pos = cache_.lengths().index_select(0, key_slot_);
+  torch::Tensor write_slot = cp ? key_slot_ : query_slot_;
+  if (mutation_ == Mutation::DecodeKeysToNextSlot) write_slot = torch::remainder(write_slot + 1, cache_.slots());
+  const torch::Tensor read_len = mutation_ == Mutation::DecodeAttendsOneShort ? query_pos : query_pos + 1;
+  const CacheStep step{&cache_, write_slot, cp ? cp_keys_.pos : query_pos, query_slot_, read_len};
+  if (captures) captures->assign(size_t(config_.num_layers), LayerCapture());
+  torch::Tensor x = embed(input_ids);
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    x = layer_forward(i, x, captures ? &(*captures)[size_t(i)] : nullptr, &step);
+    if (layer_outputs) layer_outputs->push_back(x);
+  }
+  cache_.lengths().add_(1);
+  return head(x, decode_head_);
+}
+
+int64_t LayoutRank::decode_read_bytes(const std::vector<LayerCapture>& captures) const {
+  auto bytes = [](const torch::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : int64_t(0); };
+  int64_t total = bytes(final_norm_) + bytes(lm_head_);
+  // Each query reads its slot's positions once per layer (the cache's lengths after the step).
+  const torch::Tensor lengths = cache_.lengths().index_select(0, query_slot_).to(torch::kCPU);
+  int64_t position_bytes = 0;
+  for (const torch::Tensor& part : cache_.layer(0)) position_bytes += bytes(part) / (part.size(0) * part.size(1));
+  const int64_t kv_bytes = lengths.sum().item<int64_t>() * position_bytes;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const LayerWeights& w = layers_[i];
+    total += w.bytes() + kv_bytes;
+    const OpPiece* chosen = i < captures.size() ? captures[i].find("topk_experts") : nullptr;
+    if (!w.experts.down.defined() || !chosen) continue;
+    const int64_t held = w.experts.down.size(0), first = w.experts.first_expert;
+    const int64_t expert_bytes = (bytes(w.experts.gate) + bytes(w.experts.up) + bytes(w.experts.down)) / held;
+    const torch::Tensor ids = chosen->rows.to(torch::kCPU).to(torch::kInt64).flatten();
+    std::set<int64_t> hit;
+    for (int64_t k = 0; k < ids.numel(); ++k) {
+      const int64_t e = ids[k].item<int64_t>() - first;
+      if (e >= 0 && e < held) hit.insert(e);
+    }
+    total -= (held - int64_t(hit.size())) * expert_bytes;
+  }
+  return total;
 }
 
 Communicator& LayoutRank::group(GroupKind kind) const {
@@ -120,6 +245,15 @@ torch::Tensor LayoutRank::tokens_of(GroupKind kind) const {
   return torch::cat(parts);
 }
 
+torch::Tensor LayoutRank::in_token_order(const torch::Tensor& local, int64_t total) const {
+  std::vector<int64_t> rows;
+  for (const auto& t : tokens_) rows.push_back(t.size(0));
+  torch::Tensor gathered = ctx_.world().all_gatherv(local.contiguous(), rows);
+  torch::Tensor index = torch::cat(tokens_).to(gathered.device());
+  torch::Tensor full = torch::zeros({total, local.size(1)}, gathered.options());
+  return full.index_copy_(0, index, gathered);  // the last copy of a row written wins
+}
+
 std::vector<Communicator*> LayoutRank::communicators() const {
   std::vector<Communicator*> out = {&ctx_.world()};
   for (const auto& [kind, comm] : groups_) out.push_back(comm.get());
@@ -127,8 +261,10 @@ std::vector<Communicator*> LayoutRank::communicators() const {
 }
 
 torch::Tensor LayoutRank::embed(const torch::Tensor& input_ids) const {
-  const torch::Tensor mine = input_ids.index_select(0, tokens_[ctx_.rank()]);
-  return embed_.index_select(0, mine.to(options_.device));
+  const torch::Tensor mine = input_ids.device() == my_tokens_.device()
+                                 ? input_ids.index_select(0, my_tokens_)
+                                 : input_ids.index_select(0, tokens_[ctx_.rank()]).to(options_.device);
+  return embed_.index_select(0, mine);
 }
 
 torch::Tensor LayoutRank::mlp_partial(const LayerWeights& w, const torch::Tensor& normed, Routing* routing) const {
@@ -137,7 +273,7 @@ torch::Tensor LayoutRank::mlp_partial(const LayerWeights& w, const torch::Tensor
 }
 
 torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::Tensor& x_normed,
-                                            LayerCapture* capture, LayerKvCache* kv) const {
+                                            LayerCapture* capture, const CacheStep* cache) const {
   const ModelConfig& c = config_;
   const bool cp = parallel_.attn_cp > 1;
   // A DP rank without requests still takes part in the collectives after attention.
@@ -158,12 +294,7 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
       k = cp_group->all_gatherv(as_rows(k), cp_rows).view({-1, k.size(1), k.size(2)});
       v = cp_group->all_gatherv(as_rows(v), cp_rows).view({-1, v.size(1), v.size(2)});
     }
-    const TokenPlacement* keys = cp ? &cp_keys_ : &local_;
-    if (kv) {
-      const auto& kept = kv->append({k, v}, *keys);
-      k = kept[0], v = kept[1], keys = &kv->tokens();
-    }
-    attn = causal_attention(s.q, k, v, local_, *keys, c.attention_scale(), w.fused_kernels);
+    attn = gqa_attention(w, s.q, k, v, local_, cp ? cp_keys_ : local_, c.attention_scale(), cache);
   } else {
     MlaLatent m = mla_latent(c, w, rope_, x_normed, local_.pos);
     if (capture) {
@@ -177,13 +308,7 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
       latent = both.narrow(1, 0, c.kv_lora_rank);
       k_pe = both.narrow(1, c.kv_lora_rank, c.qk_rope_head_dim);
     }
-    const TokenPlacement* keys = cp ? &cp_keys_ : &local_;
-    if (kv) {
-      const auto& kept = kv->append({latent, k_pe}, *keys);
-      latent = kept[0], k_pe = kept[1], keys = &kv->tokens();
-    }
-    auto [k, v] = mla_expand_kv(c, w, latent, k_pe);
-    attn = causal_attention(m.q, k, v, local_, *keys, c.attention_scale(), w.fused_kernels);
+    attn = mla_attention(c, w, m.q, latent, k_pe, local_, cp ? cp_keys_ : local_, cache, /*absorbed=*/true);
   }
   if (capture) capture->add("attn_out", attn, mine, plan_.attn_rank * attn.size(1) * attn.size(2));
   return torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
@@ -241,7 +366,7 @@ torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const 
 }
 
 torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, LayerCapture* capture,
-                                        LayerKvCache* kv) const {
+                                        const CacheStep* cache) const {
   torch::NoGradGuard no_grad;
   const LayerWeights& w = layers_.at(layer);
   const MlpStep& step = config_.is_moe_layer(layer) ? layout_.moe : layout_.dense;
@@ -251,7 +376,7 @@ torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, L
   };
   const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], config_.rms_eps);
   keep("attn_norm", normed, mine);
-  torch::Tensor attn = attention_partial(w, normed, capture, kv).contiguous();
+  torch::Tensor attn = attention_partial(w, normed, capture, cache).contiguous();
   Communicator& attn_tp = group(GroupKind::AttnTp);
   if (step.comm == MlpComm::ScatterReplicated && attn_tp.size() > 1) {
     // Each attention TP rank takes a slice of the tokens for the replicated MLP.

@@ -18,6 +18,11 @@ const std::vector<MutationSpec>& all_mutations() {
        "attention output all-reduced over the world instead of the attention TP group"},
       {Mutation::RouterNotRenormalized, "router-not-renormalized", "top-k weights not renormalized"},
       {Mutation::SharedExpertTwice, "shared-expert-twice", "shared experts counted on every MoE rank"},
+      {Mutation::DecodePositionOffByOne, "decode-position-off-by-one",
+       "a decode step's new token rotated one position too far"},
+      {Mutation::DecodeKeysToNextSlot, "decode-keys-to-next-slot",
+       "a decode step's keys written to the next sequence's cache slot"},
+      {Mutation::DecodeAttendsOneShort, "decode-attends-one-short", "a decode query reads one cached position too few"},
   };
   return v;
 }

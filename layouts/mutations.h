@@ -17,6 +17,10 @@ enum class Mutation {
   AllReduceWrongGroup,         // the attention output all-reduced over the world, not attention TP
   RouterNotRenormalized,       // top-k weights not renormalized to sum 1
   SharedExpertTwice,           // shared experts replicated on every MoE rank, then summed
+  // Bugs only a decode step has (the prefill is untouched), for the decode oracle:
+  DecodePositionOffByOne,      // a decode token rotated at its slot's length + 1
+  DecodeKeysToNextSlot,        // a decode step's new keys written to the next sequence's slot
+  DecodeAttendsOneShort,       // a decode query reads one cached position fewer than it has
 };
 
 struct MutationSpec {

@@ -4,6 +4,7 @@
 #include "kernels/fused_routing.h"
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
+#include "oracles/cached_attention.h"
 
 namespace lb {
 
@@ -59,18 +60,12 @@ torch::Tensor deepseek_mlp(const ModelConfig& c, const LayerWeights& w, const to
 }
 
 torch::Tensor deepseek_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
-                             const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture, LayerKvCache* kv) {
+                             const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture,
+                             const CacheStep* cache, bool absorbed) {
   const InOrderCapture keep(capture, x);
   const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
   MlaLatent m = mla_latent(c, w, rope, normed, tokens.pos);
-  torch::Tensor latent = m.latent, k_pe = m.k_pe;
-  if (kv) {
-    const auto& kept = kv->append({latent, k_pe}, tokens);
-    latent = kept[0], k_pe = kept[1];
-  }
-  auto [k, v] = mla_expand_kv(c, w, latent, k_pe);
-  torch::Tensor attn =
-      causal_attention(m.q, k, v, tokens, kv ? kv->tokens() : tokens, c.attention_scale(), w.fused_kernels);
+  torch::Tensor attn = mla_attention(c, w, m.q, m.latent, m.k_pe, tokens, tokens, cache, absorbed);
   torch::Tensor o = torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
   torch::Tensor h = x + o;
   Routing routing;

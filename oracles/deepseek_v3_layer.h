@@ -31,11 +31,11 @@ std::pair<torch::Tensor, torch::Tensor> mla_expand_kv(const ModelConfig& config,
 torch::Tensor deepseek_mlp(const ModelConfig& config, const LayerWeights& w, const torch::Tensor& x_normed,
                         Routing* chosen = nullptr);
 
-// `kv`, when given (generation), keeps this call's latents and rotary keys, and the attention sees
-// all it kept.
+// `cache`, when given (generation), is this step's KV cache of latents and rotary keys
+// (oracles/cached_attention.h); a decode step attends in the latent space when `absorbed`.
 torch::Tensor deepseek_layer(const ModelConfig& config, const LayerWeights& w, const Rope& rope,
                              const torch::Tensor& x, const TokenPlacement& tokens, Routing* chosen = nullptr,
-                             LayerCapture* capture = nullptr,
-                             LayerKvCache* kv = nullptr);
+                             LayerCapture* capture = nullptr, const CacheStep* cache = nullptr,
+                             bool absorbed = false);
 
 }  // namespace lb

@@ -2,17 +2,34 @@
 
 namespace lb {
 
-const std::vector<torch::Tensor>& LayerKvCache::append(const std::vector<torch::Tensor>& parts,
-                                                       const TokenPlacement& new_tokens) {
-  if (parts_.empty()) {
-    parts_ = parts;
-    tokens_ = new_tokens;
-    return parts_;
+KvCache::KvCache(int64_t layers, int64_t slots, int64_t capacity, const std::vector<std::vector<int64_t>>& part_shapes,
+                 const torch::TensorOptions& options)
+    : slots_(slots), capacity_(capacity) {
+  TORCH_CHECK(layers > 0 && slots > 0 && capacity > 0, "KV cache: ", layers, " layers, ", slots, " slots, capacity ",
+              capacity);
+  for (int64_t l = 0; l < layers; ++l) {
+    std::vector<torch::Tensor> parts;
+    for (const auto& shape : part_shapes) {
+      std::vector<int64_t> full = {slots, capacity};
+      full.insert(full.end(), shape.begin(), shape.end());
+      // Zeros, not empty: a padded slot's rows are read (and masked) but must never hold NaN.
+      parts.push_back(torch::zeros(full, options));
+    }
+    parts_.push_back(std::move(parts));
   }
-  TORCH_CHECK(parts.size() == parts_.size(), "KV cache: ", parts.size(), " parts appended to ", parts_.size());
-  for (size_t i = 0; i < parts.size(); ++i) parts_[i] = torch::cat({parts_[i], parts[i]});
-  tokens_ = {torch::cat({tokens_.seq, new_tokens.seq}), torch::cat({tokens_.pos, new_tokens.pos})};
-  return parts_;
+  lengths_ = torch::zeros({slots}, options.dtype(torch::kInt64));
+}
+
+void KvCache::write(int64_t layer, const std::vector<torch::Tensor>& rows, const torch::Tensor& slot,
+                    const torch::Tensor& pos) {
+  auto& parts = parts_.at(size_t(layer));
+  TORCH_CHECK(rows.size() == parts.size(), "KV cache: ", rows.size(), " parts written to ", parts.size());
+  // One flat row index per written row: index_copy_ needs no host value, unlike slicing by length.
+  const torch::Tensor flat = slot * capacity_ + pos;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    torch::Tensor view = parts[i].view({slots_ * capacity_, -1});
+    view.index_copy_(0, flat, rows[i].reshape({rows[i].size(0), view.size(1)}).to(parts[i].scalar_type()));
+  }
 }
 
 }  // namespace lb

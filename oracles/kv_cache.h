@@ -1,28 +1,48 @@
 #pragma once
-// The keys and values a layer's attention has seen so far, for generation: a decode step appends
-// its new tokens and attends to everything kept, so a layer runs on new tokens only.
-#include "kernels/attention.h"
-
+// The keys a batch's attention has seen, kept for generation in tensors allocated once per batch
+// shape: per layer, each part is [slots, capacity, ...] with one sequence per slot (Qwen: keys and
+// values after RoPE, [.., Hkv, D]; DeepSeek: the MLA latent [.., R] and the rotary key [.., P]).
+// lengths() (int64 [slots], on the cache's device) counts each slot's positions. Nothing here reads a
+// device value on the host, so a decode step that writes and reads the cache can be captured in a
+// CUDA graph and replayed.
 #include <torch/torch.h>
 
 #include <vector>
 
 namespace lb {
 
-class LayerKvCache {
+class KvCache {
  public:
-  // `parts` are row-aligned with `tokens` (Qwen: keys and values after RoPE; DeepSeek: the MLA
-  // latent and rotary key). Returns every part with the new rows after the kept ones, and
-  // tokens() describes them; a sequence's keys are told apart by TokenPlacement::seq.
-  const std::vector<torch::Tensor>& append(const std::vector<torch::Tensor>& parts, const TokenPlacement& new_tokens);
-  const TokenPlacement& tokens() const { return tokens_; }
-  int64_t rows() const { return tokens_.seq.defined() ? tokens_.seq.size(0) : 0; }
+  KvCache() = default;
+  // `part_shapes`: each part's shape after [slots, capacity].
+  KvCache(int64_t layers, int64_t slots, int64_t capacity, const std::vector<std::vector<int64_t>>& part_shapes,
+          const torch::TensorOptions& options);
+
+  bool allocated() const { return !parts_.empty(); }
+  int64_t slots() const { return slots_; }
+  int64_t capacity() const { return capacity_; }
+  // Layer `layer`'s parts, [slots, capacity, ...] each.
+  const std::vector<torch::Tensor>& layer(int64_t layer) const { return parts_.at(size_t(layer)); }
+  // Writes row i of every part at (slot[i], pos[i]) of layer `layer` (int64 [n] on the device).
+  void write(int64_t layer, const std::vector<torch::Tensor>& rows, const torch::Tensor& slot,
+             const torch::Tensor& pos);
+  torch::Tensor& lengths() { return lengths_; }
+  const torch::Tensor& lengths() const { return lengths_; }
 
  private:
-  std::vector<torch::Tensor> parts_;
-  TokenPlacement tokens_;
+  int64_t slots_ = 0, capacity_ = 0;
+  std::vector<std::vector<torch::Tensor>> parts_;  // [layer][part]
+  torch::Tensor lengths_;
 };
 
-using KvCache = std::vector<LayerKvCache>;  // one per decoder layer
+// What one generation step does with a layer's cache: the key rows it adds (their slots and
+// positions) and, in a decode step, which slot each query reads and how many of its positions.
+// A prefill (read_slot undefined) attends to its own keys only: its slots start empty.
+struct CacheStep {
+  KvCache* cache = nullptr;
+  torch::Tensor write_slot, write_pos;  // int64 [key rows]
+  torch::Tensor read_slot, read_len;    // int64 [query rows]
+  bool decode() const { return read_slot.defined(); }
+};
 
 }  // namespace lb

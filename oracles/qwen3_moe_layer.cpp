@@ -5,6 +5,7 @@
 #include "kernels/fused_routing.h"
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
+#include "oracles/cached_attention.h"
 
 #include <tuple>
 
@@ -41,18 +42,12 @@ torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch
 }
 
 torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
-                          const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture, LayerKvCache* kv) {
+                          const TokenPlacement& tokens, Routing* chosen, LayerCapture* capture, const CacheStep* cache) {
   const InOrderCapture keep(capture, x);
   const torch::Tensor normed = w.fused_kernels ? rmsnorm_fused(x, w["input_layernorm.weight"], c.rms_eps)
                                                : rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
   QkvStates s = qwen3_qkv(c, w, rope, normed, tokens.pos);
-  torch::Tensor k = s.k, v = s.v;
-  if (kv) {
-    const auto& kept = kv->append({k, v}, tokens);
-    k = kept[0], v = kept[1];
-  }
-  torch::Tensor attn =
-      causal_attention(s.q, k, v, tokens, kv ? kv->tokens() : tokens, c.attention_scale(), w.fused_kernels);
+  torch::Tensor attn = gqa_attention(w, s.q, s.k, s.v, tokens, tokens, c.attention_scale(), cache);
   torch::Tensor o = torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
   // The residual add and the next norm, one kernel on the fused path.
   torch::Tensor h, post;

@@ -24,10 +24,10 @@ QkvStates qwen3_qkv(const ModelConfig& config, const LayerWeights& w, const Rope
 torch::Tensor qwen3_mlp(const ModelConfig& config, const LayerWeights& w, const torch::Tensor& x_normed,
                         Routing* chosen = nullptr);
 
-// The whole layer on one device; `capture`, when given, receives every capture point; `kv`, when
-// given (generation), keeps this call's keys and values, and the attention sees all it kept.
+// The whole layer on one device; `capture`, when given, receives every capture point; `cache`, when
+// given (generation), is this step's KV cache (oracles/cached_attention.h).
 torch::Tensor qwen3_layer(const ModelConfig& config, const LayerWeights& w, const Rope& rope, const torch::Tensor& x,
                           const TokenPlacement& tokens, Routing* chosen = nullptr, LayerCapture* capture = nullptr,
-                             LayerKvCache* kv = nullptr);
+                          const CacheStep* cache = nullptr);
 
 }  // namespace lb

@@ -21,6 +21,7 @@ double elapsed_ms(std::chrono::steady_clock::time_point start) {
 ReferenceModel::ReferenceModel(ModelConfig config, const WeightSource& source, ReferenceOptions options)
     : config_(std::move(config)), options_(options), rope_(make_rope(config_)) {
   torch::NoGradGuard no_grad;
+  rope_.inv_freq = rope_.inv_freq.to(options_.device);  // not copied up at every call
   auto load = [&](const std::string& name) {
     return source.load(tensor_spec(config_, name), options_.dtype, options_.device);
   };
@@ -42,20 +43,53 @@ int64_t ReferenceModel::weight_bytes() const {
 }
 
 torch::Tensor ReferenceModel::layer_forward(int64_t layer, const torch::Tensor& x, const TokenPlacement& tokens,
-                                            Routing* chosen, LayerCapture* capture, LayerKvCache* kv) const {
+                                            Routing* chosen, LayerCapture* capture, const CacheStep* cache) const {
   const LayerWeights& w = layers_.at(layer);
-  return config_.family == ModelFamily::Qwen3Moe ? qwen3_layer(config_, w, rope_, x, tokens, chosen, capture, kv)
-                                                 : deepseek_layer(config_, w, rope_, x, tokens, chosen, capture, kv);
+  if (config_.family == ModelFamily::Qwen3Moe) return qwen3_layer(config_, w, rope_, x, tokens, chosen, capture, cache);
+  // The plain path decodes MLA in its expanded form: the oracle for the absorbed one the layouts run.
+  return deepseek_layer(config_, w, rope_, x, tokens, chosen, capture, cache, /*absorbed=*/options_.fused_kernels);
 }
 
-torch::Tensor ReferenceModel::step(const torch::Tensor& input_ids, const TokenPlacement& tokens, KvCache& cache,
-                                   const torch::Tensor& last) const {
+torch::Tensor ReferenceModel::head(const torch::Tensor& hidden) const {
+  return torch::linear(rmsnorm(hidden, final_norm_, config_.rms_eps), lm_head_).to(torch::kFloat32);
+}
+
+KvCache ReferenceModel::make_cache(int64_t slots, int64_t capacity) const {
+  return KvCache(config_.num_layers, slots, capacity, cache_part_shapes(config_, layers_.at(0)),
+                 torch::TensorOptions().dtype(options_.dtype).device(options_.device));
+}
+
+torch::Tensor ReferenceModel::prefill(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens,
+                                      KvCache& cache) const {
   torch::NoGradGuard no_grad;
-  cache.resize(config_.num_layers);
-  torch::Tensor x = embed_.index_select(0, input_ids.to(options_.device));
-  for (int64_t i = 0; i < config_.num_layers; ++i) x = layer_forward(i, x, tokens, nullptr, nullptr, &cache[i]);
-  x = x.index_select(0, last.to(options_.device));
-  return torch::linear(rmsnorm(x, final_norm_, config_.rms_eps), lm_head_).to(torch::kFloat32);
+  const torch::Device device = options_.device;
+  TORCH_CHECK(int64_t(seq_lens.size()) <= cache.slots(), "prefill: ", seq_lens.size(), " prompts for ", cache.slots(),
+              " cache slots");
+  const TokenPlacement tokens = packed_placement(seq_lens, device);
+  const CacheStep step{&cache, tokens.seq, tokens.pos, {}, {}};
+  torch::Tensor x = embed_.index_select(0, input_ids.to(device));
+  for (int64_t i = 0; i < config_.num_layers; ++i) x = layer_forward(i, x, tokens, nullptr, nullptr, &step);
+  std::vector<int64_t> last;
+  int64_t end = 0;
+  for (int64_t len : seq_lens) last.push_back((end += len) - 1);
+  cache.lengths().zero_().narrow(0, 0, int64_t(seq_lens.size())).copy_(torch::tensor(seq_lens, torch::kInt64));
+  return head(x.index_select(0, torch::tensor(last, torch::kInt64).to(device)));
+}
+
+torch::Tensor ReferenceModel::decode(const torch::Tensor& input_ids, KvCache& cache,
+                                     std::vector<torch::Tensor>* layer_outputs) const {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor slot = torch::arange(cache.slots(), cache.lengths().options());
+  // Every slot takes one token at its next position: positions come from the device, never the host.
+  const TokenPlacement tokens{slot, cache.lengths().clone()};
+  const CacheStep step{&cache, slot, tokens.pos, slot, tokens.pos + 1};
+  torch::Tensor x = embed_.index_select(0, input_ids);
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    x = layer_forward(i, x, tokens, nullptr, nullptr, &step);
+    if (layer_outputs) layer_outputs->push_back(x);
+  }
+  cache.lengths().add_(1);
+  return head(x);
 }
 
 ReferenceRun ReferenceModel::forward(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens,

@@ -5,6 +5,7 @@
 #include "kernels/attention.h"
 #include "kernels/moe.h"
 #include "kernels/rope.h"
+#include "oracles/cached_attention.h"
 #include "oracles/kv_cache.h"
 #include "oracles/layer_weights.h"
 #include "oracles/op_capture.h"
@@ -43,13 +44,19 @@ class ReferenceModel {
                        const std::function<void(int64_t layer)>& on_layer = {}) const;
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, const TokenPlacement& tokens,
                               Routing* chosen = nullptr, LayerCapture* capture = nullptr,
-                              LayerKvCache* kv = nullptr) const;
+                              const CacheStep* cache = nullptr) const;
 
-  // Generation: the new tokens `input_ids` (placed by `tokens`, positions continuing each
-  // sequence's cache) through every layer, extending `cache` (one entry per layer, empty at the
-  // start of a batch); returns the float32 logits of the rows `last` (int64 indices into the new tokens).
-  torch::Tensor step(const torch::Tensor& input_ids, const TokenPlacement& tokens, KvCache& cache,
-                     const torch::Tensor& last) const;
+  // Generation (oracles/kv_cache.h), slot s holding sequence s: an empty cache for `slots`
+  // sequences of up to `capacity` tokens each.
+  KvCache make_cache(int64_t slots, int64_t capacity) const;
+  // Whole prompts (`seq_lens`, end to end in `input_ids`) into slots 0..S-1 of an empty `cache`;
+  // returns the float32 logits [S, V] of each prompt's last token, on the device.
+  torch::Tensor prefill(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens, KvCache& cache) const;
+  // One token per slot (int64 [slots] on the device) after the tokens its slot holds; returns the
+  // float32 logits [slots, V] on the device, with no host synchronization. `layer_outputs`, when
+  // given, receives each layer's output [slots, H].
+  torch::Tensor decode(const torch::Tensor& input_ids, KvCache& cache,
+                       std::vector<torch::Tensor>* layer_outputs = nullptr) const;
 
   const ModelConfig& config() const { return config_; }
   const ReferenceOptions& options() const { return options_; }
@@ -61,6 +68,8 @@ class ReferenceModel {
   Rope rope_;
   torch::Tensor embed_, final_norm_, lm_head_;
   std::vector<LayerWeights> layers_;
+
+  torch::Tensor head(const torch::Tensor& hidden) const;  // final norm and lm_head, float32
 };
 
 }  // namespace lb

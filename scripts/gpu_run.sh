@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 capture gsm8k kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode capture gsm8k gsm8k-48 decode-1gpu decode-2gpu kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -95,7 +95,7 @@ for step in "${steps[@]}"; do
       done ;;
     kernels)
       # The GPU kernel tests alone (fused MoE and grouped GEMM against the oracle, bf16 reference).
-      (cd "$BUILD_DIR" && LB_RESULTS_DIR="$OUT" ./tests/lb_tests --gtest_filter='Gpu*:FusedMoe*:FusedNorm*:KvCache*') \
+      (cd "$BUILD_DIR" && LB_RESULTS_DIR="$OUT" ./tests/lb_tests --gtest_filter="${LB_KERNEL_TESTS:-Gpu*:FusedMoe*:FusedNorm*:KvCache*}") \
         > "$OUT/kernels.log" 2>&1 || status=1
       grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40 ;;
     bench-moe)
@@ -121,6 +121,40 @@ for step in "${steps[@]}"; do
           --decode-batch 1,8,64 --decode-context 1024 --kernels $k \
           --json "$OUT/bench_qwen3-30b-a3b_4L_${gpus}gpu_bf16_$k.json" || status=1
       done ;;
+    decode-1gpu)
+      # Decode steps on one GPU at real shape (TP on one rank is the reference's math), graphs on.
+      for m in qwen3-30b-a3b deepseek-v3; do
+        timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model $m --layout tp --gpus 1 --layers 4 --lengths 2048,2048 \
+          --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 3 \
+          --json "$OUT/bench_decode_${m}_4L_1gpu_bf16_fused.json" || status=1
+      done ;;
+    decode-2gpu)
+      # Every layout's decode beside its baseline on 2 GPUs, graphs on; run twice for the reproducibility of the ratios.
+      for run in 1 2; do
+        timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 \
+          --lengths 2048,2048,2048,2048 --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 3 \
+          --json "$OUT/bench_decode_qwen3-30b-a3b_4L_${gpus}gpu_bf16_fused_run$run.json" || status=1
+      done
+      timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model deepseek-v3 --layout tp,cp-fused-moe --gpus "$gpus" --layers 4 \
+        --lengths 2048,2048,2048,2048 --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 3 \
+        --json "$OUT/bench_decode_deepseek-v3_layoutA_4L_${gpus}gpu_bf16_fused.json" || status=1 ;;
+    check-decode)
+      # The decode oracle at real shape: prefill, then 16 decode steps, every layer of every step.
+      timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 \
+        --lengths 3001,2047,1500,1644 --dtype bf16 --kernels fused --decode-steps 16 \
+        --json "$OUT/check_decode_qwen3-30b-a3b_${gpus}gpu_bf16.json" || status=1
+      timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model deepseek-v3 --layout "${LB_DECODE_V3_LAYOUTS:-all}" \
+        --gpus "$gpus" --layers 4 --lengths 3001,2047,1500,1644 --dtype bf16 --kernels fused --decode-steps 16 \
+        --json "$OUT/check_decode_deepseek-v3_${gpus}gpu_bf16.json" || status=1 ;;
+    gsm8k-48)
+      # A 48-layer Qwen3-30B-A3B (random weights) generating 256 tokens for 200 5-shot questions, one layout;
+      # the reference fused too (the plain one would take many minutes at 48 layers).
+      shared=${LB_SHARED_DIR:-../shared}
+      timeout "${LB_GSM8K_TIMEOUT:-900}" $bin gsm8k --model qwen3-30b-a3b --layout "${LB_GSM8K_LAYOUT:-dp-attn-rsv}" \
+        --gpus "$gpus" --layers 48 --data "$shared/datasets/gsm8k/test.jsonl" \
+        --tokenizer "$shared/tokenizers/gsm8k-bpe-4k/tokenizer.json" --shots 5 --num-questions 200 \
+        --max-new-tokens 256 --batch-size 200 --kernels fused --reference-kernels fused \
+        --json "$OUT/gsm8k_qwen3-30b-a3b_48L_${gpus}gpu_bf16_200q.json" || status=1 ;;
     gsm8k)
       # Every layout generating from 5-shot GSM8K prompts at real shape (random weights: token
       # agreement with the reference and tokens/s, not accuracy). ../shared does not travel to the

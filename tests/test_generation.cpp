@@ -23,23 +23,24 @@ double rel_l2(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).norm().item<double>() / b.norm().item<double>();
 }
 
-// Prefill, then decode steps with one sequence finishing early: every step's logits equal the
-// logits a full forward pass over the whole sequence so far gives at the same positions.
-void expect_cache_matches_full_forward(const std::string& preset) {
+// Prefill, then decode steps (every sequence advances; the cache has more slots than sequences,
+// as a padded batch has): every step's logits equal the logits a full forward pass over the whole
+// sequence so far gives at the same positions.
+void expect_cache_matches_full_forward(const std::string& preset, bool fused) {
   ModelConfig config = load_model_config(preset);
   auto weights = open_weights(config, "", 3);
-  ReferenceModel model(config, *weights, {torch::kFloat32, torch::kCPU});
+  ReferenceModel model(config, *weights, {torch::kFloat32, torch::kCPU, fused});
   torch::manual_seed(11);
   std::vector<std::vector<int64_t>> seqs = {{}, {}, {}};
   const std::vector<int64_t> prompt_lens = {13, 5, 21};
   for (size_t s = 0; s < seqs.size(); ++s)
     for (int64_t i = 0; i < prompt_lens[s]; ++i) seqs[s].push_back(torch::randint(config.vocab, {1}).item<int64_t>());
 
-  ReferenceStepModel step(model);
-  step.start_batch(3);
-  std::vector<std::vector<int64_t>> next = seqs;
+  KvCache cache = model.make_cache(4, 40);  // one slot more than sequences: a padded batch's dummy row
+  std::vector<int64_t> prompt_ids;
+  for (const auto& s : seqs) prompt_ids.insert(prompt_ids.end(), s.begin(), s.end());
+  torch::Tensor cached = model.prefill(torch::tensor(prompt_ids, torch::kInt64), prompt_lens, cache);
   for (int k = 0; k < 4; ++k) {
-    const torch::Tensor cached = step.step(next);
     // The whole sequences so far, at once, without a cache.
     std::vector<int64_t> ids, lens;
     for (const auto& s : seqs) ids.insert(ids.end(), s.begin(), s.end()), lens.push_back(int64_t(s.size()));
@@ -47,21 +48,20 @@ void expect_cache_matches_full_forward(const std::string& preset) {
     int64_t end = 0;
     for (size_t s = 0; s < seqs.size(); ++s) {
       end += lens[s];
-      if (next[s].empty()) continue;
       EXPECT_LT(rel_l2(cached[int64_t(s)], full.logits[end - 1]), 1e-5) << preset << " step " << k << " sequence " << s;
     }
-    for (size_t s = 0; s < seqs.size(); ++s) {
-      next[s].clear();
-      if (s == 1 && k >= 1) continue;  // sequence 1 finished: it gets no more tokens
-      const int64_t token = torch::randint(config.vocab, {1}).item<int64_t>();
-      seqs[s].push_back(token);
-      next[s] = {token};
-    }
+    const torch::Tensor next = torch::randint(config.vocab, {4}, torch::kInt64);
+    for (size_t s = 0; s < seqs.size(); ++s) seqs[s].push_back(next[int64_t(s)].item<int64_t>());
+    cached = model.decode(next, cache);
   }
 }
 
-TEST(KvCache, StepLogitsEqualFullForwardQwen) { expect_cache_matches_full_forward("tiny-qwen3-moe"); }
-TEST(KvCache, StepLogitsEqualFullForwardDeepSeek) { expect_cache_matches_full_forward("tiny-deepseek-v3"); }
+TEST(KvCache, StepLogitsEqualFullForwardQwen) { expect_cache_matches_full_forward("tiny-qwen3-moe", false); }
+TEST(KvCache, StepLogitsEqualFullForwardDeepSeek) { expect_cache_matches_full_forward("tiny-deepseek-v3", false); }
+// The fused reference decodes MLA in the latent space (weights absorbed): the same logits.
+TEST(KvCache, StepLogitsEqualFullForwardDeepSeekAbsorbed) {
+  expect_cache_matches_full_forward("tiny-deepseek-v3", true);
+}
 
 TEST(Sampler, GreedyTakesTheFirstMaximum) {
   Sampler s({});
@@ -117,8 +117,11 @@ TEST(Sampler, RejectsOptionsOutOfRange) {
 class PaddedVocabModel : public StepModel {
  public:
   explicit PaddedVocabModel(int64_t vocab, int64_t token) : vocab_(vocab), token_(token) {}
-  void start_batch(int64_t sequences) override { sequences_ = sequences; }
-  torch::Tensor step(const std::vector<std::vector<int64_t>>&) override {
+  void start_batch(int64_t sequences, int64_t) override { sequences_ = sequences; }
+  torch::Tensor prefill(const std::vector<std::vector<int64_t>>&) override { return logits(); }
+  torch::Tensor decode(const torch::Tensor&) override { return logits(); }
+  torch::Device device() const override { return torch::kCPU; }
+  torch::Tensor logits() const {
     torch::Tensor logits = torch::zeros({sequences_, vocab_});
     logits.select(1, vocab_ - 1).fill_(9.0);
     logits.select(1, token_).fill_(5.0);

@@ -67,6 +67,7 @@ INSTANTIATE_TEST_SUITE_P(Oracle, MutationIsCaught, testing::ValuesIn(cases()),
 
 TEST(MutationRegistry, EveryMutationHasACase) {
   for (const MutationSpec& m : all_mutations()) {
+    if (m.name.rfind("decode-", 0) == 0) continue;  // decode-only bugs: tests/test_decode.cpp
     bool found = false;
     for (const MutationCase& c : cases()) found = found || c.mutation == m.name;
     EXPECT_TRUE(found) << m.name << " has no mutation test";

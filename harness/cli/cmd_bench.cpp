@@ -41,6 +41,7 @@ struct BenchArgs {
   int decode_steps = 8;
   std::string dtype;
   std::string kernels = "reference";
+  std::string cuda_graphs = "auto";
   int repeats = 5;
   uint64_t seed = 0;
   int timeout_s = 600;
@@ -54,6 +55,7 @@ struct LayoutBench {
   std::map<int64_t, std::vector<double>> decode_step_ms;  // batch -> per-step times
   std::vector<CollectiveRecord> prefill_records;          // one prefill with per-call timing
   std::map<int64_t, std::vector<CollectiveRecord>> decode_records;
+  std::map<int64_t, int64_t> decode_read_bytes;  // batch -> bytes rank 0 must read per step
 };
 
 int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
@@ -72,6 +74,7 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   const Backend backend = parse_backend(a.backend);
   const torch::ScalarType dtype = parse_dtype(a.dtype.empty() ? default_dtype(backend) : a.dtype);
   const bool fused = parse_fused_kernels(a.kernels);
+  const DecodeOptions decode_options{parse_cuda_graphs(a.cuda_graphs, fused, backend == Backend::Nccl)};
   if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
   if (a.repeats < 1) throw InputError("--repeats must be >= 1");
   if (a.decode_steps < 1) throw InputError("--decode-steps must be >= 1");
@@ -122,22 +125,32 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     };
     // The token split and placement are planned once, outside the timed prefills (decode, which
     // replans, runs after them).
-    for (auto& r : ranks) r->set_batch(batch.seq_lens, std::vector<int64_t>(batch.seq_lens.size(), 0));
+    for (auto& r : ranks) r->set_batch(batch.seq_lens);
     auto prefill = [&](LayoutRank& r) {
       torch::Tensor x = r.embed(batch.ids);
       for (int64_t i = 0; i < config.num_layers; ++i) x = r.layer_forward(i, x);
     };
-    // Decode: `b` sequences with decode_context tokens in the cache, then one token each per step.
-    auto decode = [&](LayoutRank& r, int64_t b, bool record) {
-      LayoutStepModel step(ctx, r, config.num_layers);
-      step.start_batch(b);
-      step.step(std::vector<std::vector<int64_t>>(b, std::vector<int64_t>(a.decode_context, 1)));
+    // Decode: `b` sequences with decode_context tokens in the cache, then one token each per step
+    // (replayed CUDA graphs when on). One more step, eager, times each collective on its own and
+    // records the experts the step chose, for the bytes it must read.
+    auto decode = [&](size_t i, int64_t b) {
+      LayoutRank& r = *ranks[i];
+      LayoutStepModel step(r, ctx.device(), decode_options);
+      step.start_batch(b, a.decode_context + a.decode_steps + 2);
+      step.prefill(std::vector<std::vector<int64_t>>(b, std::vector<int64_t>(a.decode_context, 1)));
+      const torch::Tensor token = torch::full({b}, 2, torch::TensorOptions().dtype(torch::kInt64).device(ctx.device()));
       std::vector<double> ms;
-      for (int s = 0; s < a.decode_steps; ++s) {
-        if (record && s == a.decode_steps - 1) set_timing(r, true);
-        ms.push_back(timed([&] { step.step(std::vector<std::vector<int64_t>>(b, {2})); }));
+      for (int s = 0; s < a.decode_steps; ++s) ms.push_back(timed([&] { step.decode(token); }));
+      set_timing(r, true);
+      std::vector<LayerCapture> captures;
+      r.decode(torch::full({decode_rows(decode_options, b)}, 2, token.options()), nullptr, &captures);
+      synchronize(ctx.device());
+      set_timing(r, false);
+      if (ctx.rank() == 0) {
+        results[i].decode_step_ms[b] = ms;
+        results[i].decode_records[b] = records(r);
+        results[i].decode_read_bytes[b] = r.decode_read_bytes(captures);
       }
-      return ms;
     };
     for (size_t i = 0; i < layouts.size(); ++i) {  // warm-up, untimed
       set_timing(*ranks[i], false);
@@ -164,12 +177,7 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     for (int64_t b : decode_batches)
       for (size_t i = 0; i < layouts.size(); ++i) {
         set_timing(*ranks[i], false);
-        std::vector<double> ms = decode(*ranks[i], b, /*record=*/true);
-        if (ctx.rank() == 0) {
-          ms.pop_back();  // the last step ran with per-call timing
-          results[i].decode_step_ms[b] = ms;
-          results[i].decode_records[b] = records(*ranks[i]);
-        }
+        decode(i, b);
       }
     ctx.quiesce();  // nothing in flight while the layouts free their weights and communicators
   }, std::chrono::seconds(a.timeout_s));
@@ -190,6 +198,7 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   record["kernels"] = a.kernels;
   record["seq_lens"] = batch.seq_lens;
   record["decode_context"] = a.decode_context;
+  record["cuda_graphs"] = decode_options.cuda_graphs;
   record["prefill_flops"] = flops;
   record["peak_matmul_tflops"] = peaks.matmul_tflops;
   record["peak_copy_gbps"] = peaks.copy_gbps;
@@ -213,8 +222,14 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     for (const auto& [b, ms] : r.decode_step_ms) {
       const double step = median(ms);
       decode_of[name][b] = step;
-      std::cout << "; decode b=" << b << " " << step << " ms/step";
-      decode.push_back({{"batch", b}, {"step_ms", step}, {"tokens_per_s", b / (step / 1000)},
+      // The memory-traffic floor: what rank 0 must read per step at the copy bandwidth measured here.
+      const int64_t read = r.decode_read_bytes.at(b);
+      const double floor_ms = double(read) / (peaks.copy_gbps * 1e9) * 1e3;
+      std::cout << "; decode b=" << b << " " << step << " ms/step (" << std::setprecision(0)
+                << 100 * floor_ms / step << "% of the memory floor)" << std::setprecision(2);
+      decode.push_back({{"batch", b}, {"step_ms", step}, {"step_ms_all", ms}, {"tokens_per_s", b / (step / 1000)},
+                        {"read_bytes_rank0", read}, {"memory_floor_ms", floor_ms},
+                        {"share_of_memory_floor", floor_ms / step},
                         {"collectives", summarize_collectives(r.decode_records.at(b))}});
     }
     std::cout << "\n";
@@ -275,6 +290,9 @@ std::function<int()> add_bench_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--decode-steps", a->decode_steps, "Timed decode steps per batch size");
   sub->add_option("--dtype", a->dtype, "f32, bf16 or f16 (default bf16 on GPUs, f32 on CPU ranks)");
   sub->add_option("--kernels", a->kernels, "reference (plain LibTorch) or fused");
+  sub->add_option("--cuda-graphs", a->cuda_graphs,
+                  "on, off or auto (default: on with fused kernels on GPUs): each decode step captured once per "
+                  "batch bucket and replayed");
   sub->add_option("--repeats", a->repeats,
                   "Timed prefills per layout, and again with each collective timed (medians are reported)");
   sub->add_option("--seed", a->seed, "Seed of the random weights and tokens");

@@ -42,6 +42,7 @@ struct CheckArgs {
   std::string reference_dump;
   std::string mutation;
   std::string kernels = "reference";
+  int decode_steps = 0;
   CLI::App* sub = nullptr;
 };
 
@@ -81,6 +82,9 @@ std::vector<torch::Tensor> read_reference_dump(const std::string& path, const Mo
 }
 
 int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
+  if (a.decode_steps < 0) throw InputError("--decode-steps must be >= 0");
+  if (a.decode_steps > 0 && is_deepseek_v4_model(a.model))
+    throw InputError("--decode-steps: DeepSeek-V4 runs prefill only here (its reference has no caches)");
   if (is_deepseek_v4_model(a.model)) {
     V4RunArgs v4;
     v4.model = a.model, v4.layout = a.layout, v4.backend = a.backend, v4.ranks = a.ranks;
@@ -103,6 +107,8 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   if (from_dump && dtype != torch::kFloat32 && a.max_rel_l2 <= 0)
     throw InputError("--reference-dump with --dtype " + a.dtype + " needs --max-rel-l2: the noise floor is measured "
                      "from two references computed here");
+  if (from_dump && a.decode_steps > 0)
+    throw InputError("--reference-dump holds no decode steps: --decode-steps needs the reference computed here");
   if (from_dump && a.capture != "none")
     throw InputError("--reference-dump does not hold capture points: use --capture none");
   const bool calibrate = dtype != torch::kFloat32 && a.max_rel_l2 <= 0;
@@ -124,8 +130,12 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   if (from_dump) dumped = read_reference_dump(a.reference_dump, config, *weights, batch);
 
   std::vector<LayoutCheck> results;
-  std::vector<double> noise_floor;
+  std::vector<double> noise_floor, decode_noise;
   std::vector<std::map<std::string, double>> op_noise_floor;
+  DecodeTrace decode_trace;
+  DecodeCheckOptions decode_check;
+  decode_check.steps = a.decode_steps;
+  decode_check.thresholds.assign(size_t(config.num_layers), a.max_rel_l2 > 0 ? a.max_rel_l2 : kFp32MaxRelL2);
   std::string device_label;
   const auto start = std::chrono::steady_clock::now();
   auto elapsed_s = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
@@ -142,13 +152,28 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
       for (const torch::Tensor& t : dumped) reference.push_back(t.to(ctx.device()));
     } else if (ctx.rank() == 0) {
       device_label = device_name(ctx.device());
-      ReferenceRun exact;
-      if (calibrate) {
-        ReferenceModel model(config, *weights, {torch::kFloat32, ctx.device()});
-        exact = model.forward(batch.ids, batch.seq_lens, op_capture);
+      // One reference model at a time: at real shape the two precisions do not fit side by side.
+      ReferenceRun run, exact;
+      {
+        ReferenceModel model(config, *weights, options);
+        run = model.forward(batch.ids, batch.seq_lens, op_capture);
+        // The run-precision reference chooses the decode tokens; the f32 one and the layouts are fed them.
+        if (a.decode_steps > 0) decode_trace = reference_decode(model, batch, a.decode_steps);
       }
-      ReferenceModel model(config, *weights, options);
-      ReferenceRun run = model.forward(batch.ids, batch.seq_lens, op_capture);
+      decode_check.reference = a.decode_steps > 0 ? &decode_trace : nullptr;
+      if (calibrate) {
+        ReferenceModel f32(config, *weights, {torch::kFloat32, ctx.device()});
+        exact = f32.forward(batch.ids, batch.seq_lens, op_capture);
+        if (a.decode_steps > 0) {
+          decode_noise = decode_noise_floor(decode_trace, reference_decode(f32, batch, a.decode_steps, &decode_trace));
+          std::cout << "decode noise floor (" << dtype_name(dtype) << " vs f32, worst step), relative L2 per layer:";
+          for (size_t i = 0; i < decode_noise.size(); ++i) {
+            decode_check.thresholds[i] = kNoiseFloorFactor * std::max(decode_noise[i], kMinNoiseFloor);
+            std::cout << " " << decode_noise[i];
+          }
+          std::cout << "\n";
+        }
+      }
       reference = run.layer_outputs;
       reference_ops = std::move(run.captures);
       op_check.reference = &reference_ops;
@@ -183,7 +208,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
     if (ctx.rank() == 0) progress.emplace("check: layouts", int64_t(layouts.size()));
     for (size_t i = 0; i < layouts.size(); ++i) {
       LayoutCheck c = check_layout(ctx, *layouts[i], parallels[i], config, *weights, layout_options, batch, reference,
-                                   thresholds, op_check);
+                                   thresholds, op_check, decode_check);
       ctx.quiesce();  // every rank has freed the layout before the next one's collectives
       if (progress) progress->step(layouts[i]->name);
       if (ctx.rank() == 0) {
@@ -216,6 +241,11 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
       if (!op_noise_floor.empty()) record["op_noise_floor"] = op_noise_floor;
     }
     record["capture"] = a.capture;
+    record["decode_steps"] = a.decode_steps;
+    if (a.decode_steps > 0) {
+      record["decode_thresholds"] = decode_check.thresholds;
+      if (!decode_noise.empty()) record["decode_noise_floor"] = decode_noise;
+    }
     if (from_dump) record["reference_dump"] = a.reference_dump;
     if (mutation != Mutation::None) record["mutation"] = a.mutation;
     record["pass"] = pass;
@@ -260,6 +290,9 @@ std::function<int()> add_check_command(CLI::App& app, const std::vector<std::str
   for (const auto& m : all_mutations()) mutations += (mutations.empty() ? "" : ", ") + m.name;
   sub->add_option("--mutation", a->mutation,
                   "Plant a known layout bug, to test the oracle (" + mutations + ")");
+  sub->add_option("--decode-steps", a->decode_steps,
+                  "After the prefill, N decode steps through the reference and each layout on the reference's greedy "
+                  "tokens, every layer of every step compared (bf16/f16: 3x the decode noise floor per layer)");
   sub->add_option("--reference-dump", a->reference_dump,
                   "Judge the layout against the layer outputs of a `layoutbench reference --dump` file (same model, "
                   "weights, --seed and tokens; checked) instead of computing the reference here, for models whose "

@@ -37,6 +37,8 @@ struct Gsm8kArgs {
   int64_t layers = 0;
   std::string dtype;
   std::string kernels = "reference";
+  std::string reference_kernels = "reference";
+  std::string cuda_graphs = "auto";
   uint64_t seed = 0;
   SamplingOptions sampling;
   bool skip_bad_lines = false;
@@ -138,6 +140,10 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
     config.vocab = tokenizer.vocab_size();
   }
   const bool fused = parse_fused_kernels(a.kernels);
+  const DecodeOptions decode_options{parse_cuda_graphs(a.cuda_graphs, fused, backend == Backend::Nccl)};
+  const bool reference_fused = parse_fused_kernels(a.reference_kernels);
+  // The plain reference decodes eagerly whatever --cuda-graphs says (it synchronizes with the host).
+  const DecodeOptions reference_decode{reference_fused && parse_cuda_graphs(a.cuda_graphs, true, backend == Backend::Nccl)};
   const OnBadLine on_bad = a.skip_bad_lines ? OnBadLine::Skip : OnBadLine::Throw;
   const Gsm8kData test = load_gsm8k(a.data, on_bad);
   const std::string train_path = a.train.empty() ? join_path(parent_directory(a.data), "train.jsonl") : a.train;
@@ -176,6 +182,8 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
   record["ranks"] = a.ranks;
   record["dtype"] = dtype_name(dtype);
   record["kernels"] = a.kernels;
+  record["reference_kernels"] = a.reference_kernels;
+  record["cuda_graphs"] = decode_options.cuda_graphs;
   record["data"] = a.data;
   record["tokenizer"] = tokenizer_path;
   record["shots"] = a.shots;
@@ -201,8 +209,8 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
     run_ranks(backend, a.ranks, [&](RankContext& ctx) {
       if (ctx.rank() == 0) {
         record["device"] = device_name(ctx.device());
-        ReferenceModel model(config, *weights, {dtype, ctx.device()});
-        ReferenceStepModel step(model);
+        ReferenceModel model(config, *weights, {dtype, ctx.device(), reference_fused});
+        ReferenceStepModel step(model, reference_decode);
         Progress progress("gsm8k: reference", batches);
         reference.name = "reference";
         reference.outputs = generate(step, tokenizer, prompts, gen, config.max_position, &reference.stats,
@@ -216,7 +224,7 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
       for (const SelectedLayout& l : layouts) {
         LayoutRank rank(ctx, *l.spec, l.parallel, config, *weights, {dtype, ctx.device(), fused}, {});
         ctx.quiesce();
-        LayoutStepModel step(ctx, rank, config.num_layers);
+        LayoutStepModel step(rank, ctx.device(), decode_options);
         std::optional<Progress> progress;
         if (ctx.rank() == 0) progress.emplace("gsm8k: " + l.spec->name, batches);
         Gsm8kRun run;
@@ -280,6 +288,12 @@ std::function<int()> add_gsm8k_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--seed", a->seed, "Seed of the random weights (without a checkpoint)");
   sub->add_option("--kernels", a->kernels, "The layouts' kernels: reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the "
                   "MoE experts); the reference keeps the plain path");
+  sub->add_option("--reference-kernels", a->reference_kernels,
+                  "The reference's kernels: reference (the plain oracle path, default) or fused (a fast reference for "
+                  "long runs, e.g. 48 layers, where token agreement is still read against it)");
+  sub->add_option("--cuda-graphs", a->cuda_graphs,
+                  "The layouts' decode steps: on, off or auto (default: on with fused kernels on GPUs), each captured "
+                  "once per batch bucket and replayed");
   sub->add_option("--temperature", a->sampling.temperature, "0: greedy (default); else sampled");
   sub->add_option("--top-k", a->sampling.top_k, "With --temperature: keep the k most likely tokens (0: all)");
   sub->add_option("--top-p", a->sampling.top_p, "With --temperature: keep the most likely tokens up to this mass");
