@@ -1,0 +1,465 @@
+#include "kernels/cuda/decode_attention.h"
+
+#include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/dispatch.cuh"
+
+#include <algorithm>
+
+namespace lb::cuda {
+
+namespace {
+
+// Every block works in three steps over its chunk of cnt positions, all in fp32: (1) the scores of
+// its heads against each key into shared memory, (2) per head, the chunk's max m and
+// p_j = exp(score_j - m) in place with their sum l, (3) sum_j p_j * value_j. Each score costs one
+// exp and no running sum is rescaled; MLA, whose values are its keys, reads the latent rows twice
+// for it (the second time mostly from L1 or L2).
+
+constexpr int kGqaWarps = 4;
+constexpr int kMlaWarps = 8;
+constexpr int kMlaHeadsPerWarp = 2;
+static_assert(kMlaWarps * kMlaHeadsPerWarp == kMlaHeadsPerBlock, "MLA heads per block");
+constexpr int kCombineWarps = 4;
+
+// A row's valid length: its len clamped to [0, cap], or 0 for a slot outside the cache (nothing
+// is read for it).
+__device__ inline int64_t valid_length(int64_t slot, int64_t len, int64_t slots, int64_t cap) {
+  if (slot < 0 || slot >= slots) return 0;
+  return len < 0 ? 0 : len > cap ? cap : len;
+}
+
+// The sums of N values over each aligned group of G lanes (N <= G, both powers of two), with
+// log2(N) + log2(G) shuffles instead of N * log2(G): at each of the first log2(N) steps a lane
+// keeps half of its values and adds its partner's copy of that half. Lane r of a group ends with
+// the total of value r / (G / N).
+template <int N, int G> __device__ inline float group_sum_transposed(float (&v)[N], int lane) {
+  static_assert(N <= G && G <= 32 && (N & (N - 1)) == 0 && (G & (G - 1)) == 0, "powers of two, N <= G <= 32");
+  int offset = G / 2;
+#pragma unroll
+  for (int count = N; count > 1; count /= 2, offset /= 2) {
+    const bool upper = lane & offset;
+#pragma unroll
+    for (int k = 0; k < count / 2; ++k) {
+      const float give = upper ? v[k] : v[k + count / 2];
+      const float keep = upper ? v[k + count / 2] : v[k];
+      v[k] = keep + __shfl_xor_sync(0xffffffffu, give, offset);
+    }
+  }
+  for (; offset > 0; offset /= 2) v[0] += __shfl_xor_sync(0xffffffffu, v[0], offset);
+  return v[0];
+}
+
+// Step 2 for one head, by one warp: scores[0..cnt) become exp(score - max) in place, and the
+// max and the sum of those go to max_sum[0] and max_sum[1].
+__device__ inline void softmax_in_place(float* scores, int cnt, int lane, float* max_sum) {
+  float m = -INFINITY;
+  for (int j = lane; j < cnt; j += 32) m = fmaxf(m, scores[j]);
+  m = warp_max(m);
+  float l = 0.0f;
+  for (int j = lane; j < cnt; j += 32) {
+    const float p = expf(scores[j] - m);
+    scores[j] = p;
+    l += p;
+  }
+  l = warp_sum(l);
+  if (lane == 0) max_sum[0] = m, max_sum[1] = l;
+}
+
+// How a row of D elements of T is spread over the lanes that read it: kLanes lanes (a power of
+// two, at most a warp) of kPacksPerLane 16-byte packs each; lane r holds packs p * kLanes + r, so
+// each load instruction of a row group reads contiguous memory.
+template <typename T, int D> struct RowSplit {
+  static constexpr int kVec = 16 / int(sizeof(T));
+  static constexpr int kPacks = D / kVec;
+  static constexpr int kLanes = kPacks < 32 ? kPacks : 32;
+  static constexpr int kPacksPerLane = kPacks / kLanes;
+  static constexpr int kRowsPerWarp = 32 / kLanes;
+  static constexpr int kPerLane = kPacksPerLane * kVec;
+  static_assert(D % kVec == 0 && kPacks % kLanes == 0, "row size");
+  __device__ static int element(int x, int r) { return ((x / kVec) * kLanes + r) * kVec + x % kVec; }
+};
+
+template <typename T, int V> __device__ inline void unpack(const Pack<T, V>& pack, float* out) {
+#pragma unroll
+  for (int e = 0; e < V; ++e) out[e] = to_f(pack.v[e]);
+}
+
+// Step 1's inner product over one pack of a key row: dot[h] += q[h][first + e] * key[e] for every head.
+template <typename T, int V, int H, int N>
+__device__ inline void add_dots(float* dot, const float (&q)[H][N], int first, const Pack<T, V>& key) {
+  float x[V];
+  unpack(key, x);
+#pragma unroll
+  for (int e = 0; e < V; ++e)
+#pragma unroll
+    for (int h = 0; h < H; ++h) dot[h] += q[h][first + e] * x[e];
+}
+
+// Step 3's update with one pack of a value row: acc[h][first + e] += w[h] * value[e] for every head.
+template <typename T, int V, int H, int N>
+__device__ inline void add_weighted(float (&acc)[H][N], int first, const float (&w)[H], const Pack<T, V>& value) {
+  float x[V];
+  unpack(value, x);
+#pragma unroll
+  for (int e = 0; e < V; ++e)
+#pragma unroll
+    for (int h = 0; h < H; ++h) acc[h][first + e] += w[h] * x[e];
+}
+
+struct GqaParams {
+  const void *q, *k, *v;
+  const int64_t *slot, *len;
+  DecodePartials partials;
+  int64_t heads, kv_heads, slots, cap;
+  int chunk, chunks, head_tiles;
+  float scale;
+};
+
+// Block (chunk, KV head * head_tiles + tile, row): up to kGqaHeadsPerBlock query heads of one KV
+// head against positions c * chunk .. c * chunk + cnt - 1 of the row's slot. Warps split the positions; in step 1
+// the lanes of a row group split the head dimension and each key serves every head of the block.
+template <typename T, int D>
+__global__ void __launch_bounds__(kGqaWarps * 32) gqa_chunk_kernel(GqaParams p) {
+  using Split = RowSplit<T, D>;
+  constexpr int kHeads = int(kGqaHeadsPerBlock), kVec = Split::kVec, kLanes = Split::kLanes;
+  constexpr int kPacksPerLane = Split::kPacksPerLane, kPerLane = Split::kPerLane;
+  constexpr int kStep = kGqaWarps * Split::kRowsPerWarp;  // rows the block reads at once
+  constexpr int kUnroll = 2;                                // steps whose loads are in flight together
+  static_assert(kLanes >= kHeads, "a row group reduces all heads' scores at once");
+  const int64_t i = blockIdx.z;
+  const int c = blockIdx.x;
+  const int64_t kv_head = blockIdx.y / p.head_tiles;
+  const int tile = int(blockIdx.y % p.head_tiles);
+  const int64_t group = p.heads / p.kv_heads;
+  const int64_t h0 = kv_head * group + int64_t(tile) * kHeads;  // the block's first query head
+  const int hb = int(group - int64_t(tile) * kHeads < kHeads ? group - int64_t(tile) * kHeads : kHeads);
+  const int64_t s = p.slot[i];
+  const int64_t length = valid_length(s, p.len[i], p.slots, p.cap);
+  const int64_t start = int64_t(c) * p.chunk;
+  if (start >= length) return;  // the whole block: no barrier is reached
+  const int cnt = int(length - start < p.chunk ? length - start : p.chunk);
+
+  extern __shared__ float shared[];
+  float* scores = shared;  // [kHeads][chunk]; then, reused, [kGqaWarps][kHeads][D]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int r = lane % kLanes, sub = lane / kLanes;  // place in the row; row group within the warp
+  // Row group `sub` of this warp takes positions j0 + sub for j0 = warp_first, + kStep, ...: the
+  // loops run over j0, so their bounds are the same on every lane of the warp (shuffles inside).
+  const int warp_first = warp * Split::kRowsPerWarp;
+  const int64_t row_stride = p.kv_heads * D;                  // between consecutive positions
+  const int64_t base = ((s * p.cap + start) * p.kv_heads + kv_head) * D;
+  const T* k = static_cast<const T*>(p.k) + base;
+  const T* v = static_cast<const T*>(p.v) + base;
+
+  {  // step 1
+    float qf[kHeads][kPerLane];
+    const T* q = static_cast<const T*>(p.q) + (i * p.heads + h0) * D;
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h)
+#pragma unroll
+      for (int x = 0; x < kPerLane; x += kVec) {
+        if (h < hb) {
+          unpack(load_pack<T, kVec>(q + h * D + Split::element(x, r)), &qf[h][x]);
+        } else {
+#pragma unroll
+          for (int e = 0; e < kVec; ++e) qf[h][x + e] = 0.0f;
+        }
+      }
+    for (int j0 = warp_first; j0 < cnt; j0 += kStep * kUnroll) {
+      Pack<T, kVec> kp[kUnroll][kPacksPerLane];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int j = j0 + u * kStep + sub;
+        const T* row = k + int64_t(j < cnt ? j : cnt - 1) * row_stride;  // past cnt: a valid row, never stored
+#pragma unroll
+        for (int pk = 0; pk < kPacksPerLane; ++pk) kp[u][pk] = load_pack<T, kVec>(row + (pk * kLanes + r) * kVec);
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        float dot[kHeads] = {};
+#pragma unroll
+        for (int pk = 0; pk < kPacksPerLane; ++pk) add_dots(dot, qf, pk * kVec, kp[u][pk]);
+        const float total = group_sum_transposed<kHeads, kLanes>(dot, lane);
+        const int h = r / (kLanes / kHeads), j = j0 + u * kStep + sub;
+        if (r % (kLanes / kHeads) == 0 && h < hb && j < cnt) scores[h * p.chunk + j] = total * p.scale;
+      }
+    }
+  }
+  __syncthreads();
+  for (int h = warp; h < hb; h += kGqaWarps)  // step 2
+    softmax_in_place(scores + h * p.chunk, cnt, lane, p.partials.max_sum + ((i * p.heads + h0 + h) * p.chunks + c) * 2);
+  __syncthreads();
+
+  float acc[kHeads][kPerLane] = {};  // step 3
+  for (int j0 = warp_first; j0 < cnt; j0 += kStep * kUnroll) {
+    Pack<T, kVec> vp[kUnroll][kPacksPerLane];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int j = j0 + u * kStep + sub;
+      const T* row = v + int64_t(j < cnt ? j : cnt - 1) * row_stride;
+#pragma unroll
+      for (int pk = 0; pk < kPacksPerLane; ++pk) vp[u][pk] = load_pack<T, kVec>(row + (pk * kLanes + r) * kVec);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int j = j0 + u * kStep + sub;
+      if (j >= cnt) continue;
+      float w[kHeads];
+#pragma unroll
+      for (int h = 0; h < kHeads; ++h) w[h] = h < hb ? scores[h * p.chunk + j] : 0.0f;
+#pragma unroll
+      for (int pk = 0; pk < kPacksPerLane; ++pk) add_weighted(acc, pk * kVec, w, vp[u][pk]);
+    }
+  }
+  // The row groups of a warp hold the same elements: sum them, then the warps through shared memory.
+#pragma unroll
+  for (int offset = kLanes; offset < 32; offset *= 2)
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h)
+#pragma unroll
+      for (int x = 0; x < kPerLane; ++x) acc[h][x] += __shfl_xor_sync(0xffffffffu, acc[h][x], offset);
+  __syncthreads();  // every warp is done with the scores: their memory takes the warps' sums
+  float* warp_sums = shared;
+  if (lane < kLanes)
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h) {
+      if (h >= hb) break;
+#pragma unroll
+      for (int x = 0; x < kPerLane; ++x) warp_sums[(warp * kHeads + h) * D + Split::element(x, r)] = acc[h][x];
+    }
+  __syncthreads();
+  float* out = p.partials.acc + ((i * p.heads + h0) * p.chunks + c) * D;
+  for (int x = threadIdx.x; x < hb * D; x += blockDim.x) {
+    const int h = x / D, d = x % D;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kGqaWarps; ++w) sum += warp_sums[(w * kHeads + h) * D + d];
+    out[int64_t(h) * p.chunks * D + d] = sum;
+  }
+}
+
+struct MlaParams {
+  const void *q_latent, *q_pe, *latent, *pe;
+  const int64_t *slot, *len;
+  DecodePartials partials;
+  int64_t heads, slots, cap;
+  int chunk, chunks;
+  float scale;
+};
+
+// Block (chunk, head group, row): warp w takes heads group * kMlaHeadsPerBlock + 2w and + 1 over
+// the chunk's positions; the warps share no data, only the latent rows they all read (through L1).
+// A warp's lanes split the latent dimension (and the first lanes the rotary one).
+template <typename T, int R, int P>
+__global__ void __launch_bounds__(kMlaWarps * 32) mla_chunk_kernel(MlaParams p) {
+  constexpr int kVec = 16 / int(sizeof(T));
+  constexpr int kLatentPacks = R / kVec / 32;  // per lane
+  constexpr int kPePacks = P / kVec;           // over the warp, one per lane
+  constexpr int kLatent = kLatentPacks * kVec;
+  constexpr int kHeads = kMlaHeadsPerWarp;
+  constexpr int kUnroll = 4;  // positions per step: their loads in flight together
+  static_assert(R % (32 * kVec) == 0 && P % kVec == 0 && kPePacks <= 32, "latent and rotary sizes");
+  static_assert(kHeads * kUnroll <= 32, "one reduction for the step's scores");
+  const int64_t i = blockIdx.z;
+  const int c = blockIdx.x;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t h0 = int64_t(blockIdx.y) * kMlaHeadsPerBlock + warp * kHeads;
+  if (h0 >= p.heads) return;  // this warp only: the kernel has no block barrier
+  const int hw = int(p.heads - h0 < kHeads ? p.heads - h0 : kHeads);
+  const int64_t s = p.slot[i];
+  const int64_t length = valid_length(s, p.len[i], p.slots, p.cap);
+  const int64_t start = int64_t(c) * p.chunk;
+  if (start >= length) return;
+  const int cnt = int(length - start < p.chunk ? length - start : p.chunk);
+
+  extern __shared__ float shared[];
+  float* scores = shared + warp * kHeads * p.chunk;  // [kHeads][chunk], this warp's
+  const T* latent = static_cast<const T*>(p.latent) + (s * p.cap + start) * R;
+  const T* pe = static_cast<const T*>(p.pe) + (s * p.cap + start) * P;
+  const bool has_pe = lane < kPePacks;
+
+  {  // step 1
+    float ql[kHeads][kLatent], qp[kHeads][kVec];
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h) {
+      const int64_t head = i * p.heads + (h < hw ? h0 + h : h0);  // a missing head repeats the first, never stored
+      const T* q = static_cast<const T*>(p.q_latent) + head * R;
+#pragma unroll
+      for (int pk = 0; pk < kLatentPacks; ++pk) unpack(load_pack<T, kVec>(q + (pk * 32 + lane) * kVec), &ql[h][pk * kVec]);
+      if (has_pe) {
+        unpack(load_pack<T, kVec>(static_cast<const T*>(p.q_pe) + head * P + lane * kVec), qp[h]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < kVec; ++e) qp[h][e] = 0.0f;
+      }
+    }
+    for (int j0 = 0; j0 < cnt; j0 += kUnroll) {
+      Pack<T, kVec> lp[kUnroll][kLatentPacks], pp[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t j = j0 + u < cnt ? j0 + u : cnt - 1;  // past cnt: a valid row, never stored
+#pragma unroll
+        for (int pk = 0; pk < kLatentPacks; ++pk) lp[u][pk] = load_pack<T, kVec>(latent + j * R + (pk * 32 + lane) * kVec);
+        if (has_pe) pp[u] = load_pack<T, kVec>(pe + j * P + lane * kVec);
+      }
+      float dot[kUnroll * kHeads] = {};  // dot[u * kHeads + h]
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+        for (int pk = 0; pk < kLatentPacks; ++pk) add_dots(dot + u * kHeads, ql, pk * kVec, lp[u][pk]);
+        if (has_pe) add_dots(dot + u * kHeads, qp, 0, pp[u]);
+      }
+      const float total = group_sum_transposed<kUnroll * kHeads, 32>(dot, lane);
+      constexpr int kLanesPerValue = 32 / (kUnroll * kHeads);
+      const int value = lane / kLanesPerValue, u = value / kHeads, h = value % kHeads;
+      if (lane % kLanesPerValue == 0 && h < hw && j0 + u < cnt) scores[h * p.chunk + j0 + u] = total * p.scale;
+    }
+  }
+  __syncwarp();
+  for (int h = 0; h < hw; ++h)  // step 2
+    softmax_in_place(scores + h * p.chunk, cnt, lane, p.partials.max_sum + ((i * p.heads + h0 + h) * p.chunks + c) * 2);
+  __syncwarp();
+
+  float acc[kHeads][kLatent] = {};  // step 3
+  for (int j0 = 0; j0 < cnt; j0 += kUnroll) {
+    Pack<T, kVec> lp[kUnroll][kLatentPacks];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t j = j0 + u < cnt ? j0 + u : cnt - 1;
+#pragma unroll
+      for (int pk = 0; pk < kLatentPacks; ++pk) lp[u][pk] = load_pack<T, kVec>(latent + j * R + (pk * 32 + lane) * kVec);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (j0 + u >= cnt) break;
+      float w[kHeads];
+#pragma unroll
+      for (int h = 0; h < kHeads; ++h) w[h] = h < hw ? scores[h * p.chunk + j0 + u] : 0.0f;
+#pragma unroll
+      for (int pk = 0; pk < kLatentPacks; ++pk) add_weighted(acc, pk * kVec, w, lp[u][pk]);
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < kHeads; ++h) {
+    if (h >= hw) break;
+    float* out = p.partials.acc + ((i * p.heads + h0 + h) * p.chunks + c) * R;
+#pragma unroll
+    for (int pk = 0; pk < kLatentPacks; ++pk)
+#pragma unroll
+      for (int e = 0; e < kVec; e += 4) {
+        const Pack<float, 4> four{{acc[h][pk * kVec + e], acc[h][pk * kVec + e + 1], acc[h][pk * kVec + e + 2],
+                                   acc[h][pk * kVec + e + 3]}};
+        store_pack<float, 4>(out + (pk * 32 + lane) * kVec + e, four);
+      }
+  }
+}
+
+// One warp per (row, head): the chunks that hold positions of the row, merged with weights
+// exp(m_c - M) (M the largest chunk max): out = sum_c w_c acc_c / sum_c w_c l_c. Zeros without keys.
+constexpr int kCombineMaxPerLane = 16;  // value sizes up to 512
+
+template <typename T>
+__global__ void __launch_bounds__(kCombineWarps * 32)
+    combine_chunks_kernel(DecodePartials partials, const int64_t* slot, const int64_t* len, T* out, int64_t rows,
+                          int64_t heads, int64_t slots, int64_t cap, int chunk, int chunks, int value_dim) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row_head = int64_t(blockIdx.x) * kCombineWarps + threadIdx.x / 32;
+  if (row_head >= rows * heads) return;
+  const int64_t i = row_head / heads;
+  const int64_t length = valid_length(slot[i], len[i], slots, cap);
+  const int used = int((length + chunk - 1) / chunk);
+  const float* max_sum = partials.max_sum + row_head * chunks * 2;
+  const float* acc = partials.acc + row_head * chunks * value_dim;
+  float top = -INFINITY;
+  for (int c = 0; c < used; ++c) top = fmaxf(top, max_sum[2 * c]);
+  float total = 0.0f, o[kCombineMaxPerLane] = {};
+  for (int c = 0; c < used; ++c) {
+    const float w = expf(max_sum[2 * c] - top);
+    total += w * max_sum[2 * c + 1];
+#pragma unroll
+    for (int x = 0; x < kCombineMaxPerLane; ++x)
+      if (lane + 32 * x < value_dim) o[x] += w * acc[int64_t(c) * value_dim + lane + 32 * x];
+  }
+  const float inverse = used > 0 ? 1.0f / total : 0.0f;  // total >= 1: each used chunk holds its max, exp(0)
+#pragma unroll
+  for (int x = 0; x < kCombineMaxPerLane; ++x)
+    if (lane + 32 * x < value_dim) out[row_head * value_dim + lane + 32 * x] = from_f<T>(o[x] * inverse);
+}
+
+template <typename T>
+cudaError_t launch_combine(DecodePartials partials, const int64_t* slot, const int64_t* len, void* out, int64_t n,
+                           int64_t heads, int64_t slots, int64_t cap, int64_t chunk, int64_t chunks, int64_t value_dim,
+                           cudaStream_t stream) {
+  if (value_dim % 32 != 0 || value_dim > 32 * kCombineMaxPerLane) return cudaErrorInvalidValue;
+  const int64_t blocks = (n * heads + kCombineWarps - 1) / kCombineWarps;
+  combine_chunks_kernel<T><<<unsigned(blocks), kCombineWarps * 32, 0, stream>>>(
+      partials, slot, len, static_cast<T*>(out), n, heads, slots, cap, int(chunk), int(chunks), int(value_dim));
+  return cudaGetLastError();
+}
+
+// Shapes every launcher checks: a grid within CUDA's limits and a chunk within the shared memory.
+bool grid_fits(int64_t n, int64_t blocks_y, int64_t chunk, int64_t chunks, int64_t cap) {
+  return n <= 65535 && blocks_y <= 65535 && chunk > 0 && chunk <= kDecodeMaxChunk && chunks * chunk >= cap &&
+         chunks < (int64_t(1) << 31);
+}
+
+template <typename T, int D>
+cudaError_t launch_gqa(const GqaParams& params, int64_t n, const int64_t* slot, const int64_t* len, void* out,
+                       cudaStream_t stream) {
+  const int64_t blocks_y = params.kv_heads * params.head_tiles;
+  const size_t shared = sizeof(float) * size_t(std::max<int64_t>(kGqaHeadsPerBlock * params.chunk,
+                                                                 kGqaWarps * kGqaHeadsPerBlock * D));
+  const dim3 grid(unsigned(params.chunks), unsigned(blocks_y), unsigned(n));
+  gqa_chunk_kernel<T, D><<<grid, kGqaWarps * 32, shared, stream>>>(params);
+  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  return launch_combine<T>(params.partials, slot, len, out, n, params.heads, params.slots, params.cap, params.chunk,
+                           params.chunks, D, stream);
+}
+
+}  // namespace
+
+bool gqa_decode_supports(int64_t head_dim) { return head_dim == 64 || head_dim == 128 || head_dim == 256; }
+
+cudaError_t gqa_decode_attention(Dtype dtype, const void* q, const void* k, const void* v, const int64_t* slot,
+                                 const int64_t* len, DecodePartials partials, void* out, int64_t n, int64_t heads,
+                                 int64_t kv_heads, int64_t head_dim, int64_t slots, int64_t cap, int64_t chunk,
+                                 int64_t chunks, float scale, cudaStream_t stream) {
+  if (n == 0 || heads == 0) return cudaSuccess;
+  if (kv_heads <= 0 || heads % kv_heads != 0 || !gqa_decode_supports(head_dim)) return cudaErrorInvalidValue;
+  const int64_t head_tiles = (heads / kv_heads + kGqaHeadsPerBlock - 1) / kGqaHeadsPerBlock;
+  if (!grid_fits(n, kv_heads * head_tiles, chunk, chunks, cap)) return cudaErrorInvalidValue;
+  const GqaParams params{q,   k,   v,          slot,        len,             partials, heads, kv_heads,
+                         slots, cap, int(chunk), int(chunks), int(head_tiles), scale};
+  return with_element_type(dtype, [&](auto e) {
+    using T = typename decltype(e)::type;
+    switch (head_dim) {
+      case 64: return launch_gqa<T, 64>(params, n, slot, len, out, stream);
+      case 128: return launch_gqa<T, 128>(params, n, slot, len, out, stream);
+      default: return launch_gqa<T, 256>(params, n, slot, len, out, stream);
+    }
+  });
+}
+
+bool mla_decode_supports(int64_t rank, int64_t rope_dim) { return rank == 512 && rope_dim == 64; }
+
+cudaError_t mla_decode_attention(Dtype dtype, const void* q_latent, const void* q_pe, const void* latent,
+                                 const void* pe, const int64_t* slot, const int64_t* len, DecodePartials partials,
+                                 void* out, int64_t n, int64_t heads, int64_t rank, int64_t rope_dim, int64_t slots,
+                                 int64_t cap, int64_t chunk, int64_t chunks, float scale, cudaStream_t stream) {
+  if (n == 0 || heads == 0) return cudaSuccess;
+  if (!mla_decode_supports(rank, rope_dim)) return cudaErrorInvalidValue;
+  const int64_t groups = (heads + kMlaHeadsPerBlock - 1) / kMlaHeadsPerBlock;
+  if (!grid_fits(n, groups, chunk, chunks, cap)) return cudaErrorInvalidValue;
+  const MlaParams params{q_latent, q_pe, latent, pe, slot, len, partials, heads, slots, cap, int(chunk), int(chunks),
+                         scale};
+  const size_t shared = sizeof(float) * size_t(kMlaHeadsPerBlock * chunk);
+  const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(groups), static_cast<unsigned>(n));
+  return with_element_type(dtype, [&](auto e) {
+    using T = typename decltype(e)::type;
+    mla_chunk_kernel<T, 512, 64><<<grid, kMlaWarps * 32, shared, stream>>>(params);
+    if (const cudaError_t err = cudaGetLastError(); err != cudaSuccess) return err;
+    return launch_combine<T>(partials, slot, len, out, n, heads, slots, cap, chunk, chunks, rank, stream);
+  });
+}
+
+}  // namespace lb::cuda
