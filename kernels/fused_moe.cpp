@@ -17,6 +17,10 @@ constexpr double kMaxPaddingShare = 1.25;
 // Up to this many (token, expert) pairs (64 decode tokens at top 8) each expert's weights are
 // streamed once by the decode kernels: GEMMs would spend their time on a host sync and launches.
 constexpr int64_t kDecodeMaxPairs = 512;
+// A decode batch past that (up to 4x, e.g. 256 sequences at top 8, graph buckets 128 and 256) runs
+// the decode kernels on chunks of tokens: each chunk streams the experts it uses again, but nothing
+// waits on the host, so the step can still be captured in a CUDA graph.
+constexpr int64_t kDecodeMaxChunks = 4;
 
 // Pairs (token * k + slot) sorted by local expert; pairs whose expert is held elsewhere get key
 // `held`, so they sort last.
@@ -75,9 +79,20 @@ torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const
 
 torch::Tensor fused_moe_experts(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts) {
   const torch::Tensor gate_up = gate_up_of(experts);
-  if (x.is_cuda() && routing.experts.numel() <= kDecodeMaxPairs) {
+  const int64_t k = routing.experts.size(1), pairs = routing.experts.numel();
+  if (x.is_cuda() && pairs <= kDecodeMaxPairs) {
     const torch::Tensor y = decode_moe(x, routing.experts, routing.weights, gate_up, experts.down, experts.first_expert);
     if (y.defined()) return y;
+  } else if (x.is_cuda() && pairs <= kDecodeMaxChunks * kDecodeMaxPairs) {
+    const int64_t chunk = kDecodeMaxPairs / k;
+    std::vector<torch::Tensor> parts;
+    for (int64_t first = 0; first < x.size(0); first += chunk) {
+      const int64_t n = std::min(chunk, x.size(0) - first);
+      parts.push_back(decode_moe(x.narrow(0, first, n), routing.experts.narrow(0, first, n),
+                                 routing.weights.narrow(0, first, n), gate_up, experts.down, experts.first_expert));
+      if (!parts.back().defined()) break;
+    }
+    if (parts.back().defined()) return torch::cat(parts);
   }
   return gemm_experts(x, routing, gate_up, experts.down, sort_pairs(routing, experts.first_expert, experts.down.size(0)));
 }

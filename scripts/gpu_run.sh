@@ -95,7 +95,7 @@ for step in "${steps[@]}"; do
       done ;;
     kernels)
       # The GPU kernel tests alone (fused MoE and grouped GEMM against the oracle, bf16 reference).
-      (cd "$BUILD_DIR" && LB_RESULTS_DIR="$OUT" ./tests/lb_tests --gtest_filter="${LB_KERNEL_TESTS:-Gpu*:FusedMoe*:FusedNorm*:KvCache*}") \
+      (cd "$BUILD_DIR" && LB_RESULTS_DIR="$OUT" timeout "${LB_KERNELS_TIMEOUT:-600}" ./tests/lb_tests --gtest_filter="${LB_KERNEL_TESTS:-Gpu*:FusedMoe*:FusedNorm*:KvCache*}") \
         > "$OUT/kernels.log" 2>&1 || status=1
       grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40 ;;
     bench-moe)

@@ -36,7 +36,17 @@ CapturedStep::CapturedStep(Step step, const torch::Tensor& example) : impl_(std:
     const c10::cuda::CUDAStreamGuard on_side(side);
     // Thread-local mode: other ranks' threads (one per GPU) keep working while this one captures.
     impl_->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
-    impl_->output = step(impl_->input);
+    try {
+      impl_->output = step(impl_->input);
+    } catch (const std::exception& e) {
+      // Leave capture mode, or the stream stays unusable; the step did something a graph cannot hold.
+      try {
+        impl_->graph.capture_end();
+      } catch (...) {
+      }
+      throw std::runtime_error(std::string("CUDA graph capture of the decode step failed (use --cuda-graphs off): ") +
+                               e.what());
+    }
     impl_->graph.capture_end();
   }
   at::cuda::CUDAEvent captured;
