@@ -18,6 +18,14 @@ const std::vector<MutationSpec>& all_mutations() {
        "attention output all-reduced over the world instead of the attention TP group"},
       {Mutation::RouterNotRenormalized, "router-not-renormalized", "top-k weights not renormalized"},
       {Mutation::SharedExpertTwice, "shared-expert-twice", "shared experts counted on every MoE rank"},
+      {Mutation::ReduceScattervBoundaryRow, "reduce-scatterv-boundary-row",
+       "rank 0's partial MoE sum of the first row it sends to rank 1 dropped from the reduce_scatterv"},
+      {Mutation::AllGathervBoundaryRow, "all-gatherv-boundary-row",
+       "the MoE input's all_gatherv: rank 1's first row overwritten by rank 0's last"},
+      {Mutation::CpFirstTokenPosition, "cp-first-token-position",
+       "the last CP rank's first token at its position + 1 (RoPE and causal mask)"},
+      {Mutation::LastTokenOwnSequence, "last-token-own-sequence",
+       "the first sequence's last token cut off as a sequence of its own (sequence boundary one token early)"},
   };
   return v;
 }
