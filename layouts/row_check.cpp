@@ -38,19 +38,19 @@ RowVerdict judge_rows(const std::string& op, const std::vector<RowPiece>& pieces
                       const torch::Tensor& exact, const std::vector<int64_t>& seq_lens) {
   RowVerdict v;
   v.judged = true;
-  // Row norms on the pieces' device in float64 (one pass of whole-tensor ops); only they travel
-  // to the CPU, where the rule is applied.
+  // Row norms in float64 where the reference is (one pass of whole-tensor ops; a piece gathered
+  // to the CPU travels once, the reference's rows stay); only the norms travel to the CPU, where
+  // the rule is applied.
+  const torch::Device device = low.device();
   std::vector<torch::Tensor> norms, errors, floors, tokens, ranks, judged;
   for (const RowPiece& p : pieces) {
     const int64_t n = p.rows.size(0);
     if (n == 0) continue;
-    const torch::Device device = p.rows.device();
+    const torch::Tensor index = p.tokens.to(device);
     auto same_rows = [&](const torch::Tensor& full) {
-      return full.index_select(0, p.tokens.to(full.device()))
-          .narrow(1, p.col_offset, p.rows.size(1))
-          .to(device, torch::kFloat64);
+      return full.to(device).index_select(0, index).narrow(1, p.col_offset, p.rows.size(1)).to(torch::kFloat64);
     };
-    const torch::Tensor r = same_rows(low), x = same_rows(exact), l = p.rows.to(torch::kFloat64);
+    const torch::Tensor r = same_rows(low), x = same_rows(exact), l = p.rows.to(device, torch::kFloat64);
     norms.push_back(r.norm(2, 1).cpu());
     errors.push_back((l - r).norm(2, 1).cpu());
     floors.push_back((r - x).norm(2, 1).cpu());

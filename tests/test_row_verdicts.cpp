@@ -299,7 +299,7 @@ TEST(RowVerdicts, UnmutatedLayoutsPassOnTheSameTokens) {
 TEST(RowVerdicts, OffLeavesTheLayerL2Alone) {
   test::TempDir dir;
   test::CliResult r = test::run_cli({"check", "--model", "tiny-qwen3-moe", "--layout", "tp", "--backend", "cpu",
-                                     "--ranks", "2", "--layers", "2", "--dtype", "bf16", "--lengths", kLongLengths,
+                                     "--ranks", "2", "--layers", "1", "--dtype", "bf16", "--lengths", kLongLengths,
                                      "--mutation", "last-token-own-sequence", "--row-verdicts", "off", "--json",
                                      dir / "run.json"});
   EXPECT_EQ(r.code, 0) << r.out << r.err;
