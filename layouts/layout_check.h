@@ -26,6 +26,11 @@ struct LayerVerdict {
   TensorDiff diff;
   double threshold = 0;  // relative L2 this layer had to stay under
   bool pass = false;
+  // bf16/f16: every row of the output against its own bound, the tokens whose experts flipped here
+  // or earlier left out (a flip here is judged on its router logits instead).
+  RowVerdict row;
+  int64_t flips = 0;     // tokens whose top-k experts differ from the reference's at this layer
+  int64_t left_out = 0;  // tokens whose output row is not judged (flips and their shadows, kFlipShadowRows)
 };
 
 struct LayoutCheck {
@@ -39,6 +44,16 @@ struct LayoutCheck {
   std::vector<OpVerdict> ops;              // with op capture: every capture point of every layer
   std::optional<OpVerdict> first_divergence;  // with op capture: the first (layer, op) past its threshold
   std::vector<DecodeVerdict> decode;          // with decode steps: every (step, layer)
+  double worst_row_ratio = 0;                 // bf16/f16: the worst row of any layer or capture point / its bound
+};
+
+// What row verdicts need beyond the low-precision reference's layer outputs (rank 0).
+struct RowReference {
+  std::vector<torch::Tensor> exact_layers;         // the f32 reference's layer outputs
+  std::vector<torch::Tensor> experts;              // the low-precision reference's top-k experts (undefined: dense)
+  std::vector<torch::Tensor> router_logits;        // the low-precision reference's router logits
+  std::vector<torch::Tensor> exact_router_logits;  // the f32 reference's
+  std::vector<LayerCapture> exact_captures;        // with op capture: the f32 reference's captures
 };
 
 // Op-level checking (`--capture op`) and planted bugs (`--mutation`).
@@ -47,6 +62,9 @@ struct OpCheckOptions {
   const std::vector<LayerCapture>* reference = nullptr;        // rank 0: the reference's captures per layer
   std::vector<std::map<std::string, double>> thresholds;      // per layer, op -> relative L2 (else the layer's)
   Mutation mutation = Mutation::None;
+  // Row verdicts (calibrated bf16/f16), set alike on every rank: the layouts keep their routing.
+  bool rows = false;
+  const RowReference* row_reference = nullptr;  // rank 0
 };
 
 // The decode oracle (`--decode-steps`): rank 0's reference trace and per-layer thresholds.

@@ -75,11 +75,16 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
 // Where this rank's queries and its CP group's keys sit, from tokens_.
 void LayoutRank::place_tokens(const std::vector<int64_t>& seq_lens) {
   const torch::Device device = options_.device;
-  const TokenPlacement all = packed_placement(seq_lens, device);
+  TokenPlacement all = packed_placement(seq_lens, device);
+  if (mutation_ == Mutation::LastTokenOwnSequence && seq_lens.size() > 1)
+    all.seq[seq_lens[0] - 1].fill_(int64_t(seq_lens.size()));
   my_tokens_ = tokens_[ctx_.rank()].to(device);
   local_ = select(all, my_tokens_);
   if (mutation_ == Mutation::RopeLocalPositions && parallel_.attn_cp > 1)
     local_.pos = torch::arange(local_.pos.size(0), local_.pos.options());
+  if (mutation_ == Mutation::CpFirstTokenPosition && parallel_.attn_cp > 1 && local_.pos.numel() > 0 &&
+      ctx_.rank() == members_.at(GroupKind::AttnCp).back())
+    local_.pos[0].add_(1);
   std::vector<torch::Tensor> key_index;
   for (int r : members_.at(GroupKind::AttnCp))
     key_index.push_back(mutation_ == Mutation::ZigzagKeyBlocksReversed ? tokens_[r].flip(0) : tokens_[r]);
@@ -344,7 +349,10 @@ torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const 
     }
     case MlpComm::GatherAllReduce: {
       const std::vector<int64_t> rows = rows_of(step.gather);
-      torch::Tensor y = mlp_partial(w, group(step.gather).all_gatherv(normed.contiguous(), rows), &routing).contiguous();
+      torch::Tensor gathered = group(step.gather).all_gatherv(normed.contiguous(), rows);
+      if (mutation_ == Mutation::AllGathervBoundaryRow && rows.size() > 1 && rows[0] > 0 && rows[1] > 0)
+        gathered[rows[0]].copy_(gathered[rows[0] - 1]);
+      torch::Tensor y = mlp_partial(w, gathered, &routing).contiguous();
       keep_routing(routing, tokens_of(step.gather));
       if (group(step.reduce).size() > 1) group(step.reduce).all_reduce(y);
       const auto& members = members_.at(step.gather);
@@ -358,6 +366,8 @@ torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const 
       torch::Tensor y = mlp_partial(w, g.all_gatherv(normed.contiguous(), rows), &routing).contiguous();
       keep_routing(routing, tokens_of(step.gather));
       if (mutation_ == Mutation::ReduceScattervOffByOne) y = y.roll(1, 0).contiguous();
+      if (mutation_ == Mutation::ReduceScattervBoundaryRow && g.rank() == 0 && rows.size() > 1 && rows[1] > 0)
+        y[rows[0]].zero_();
       return g.reduce_scatterv(y, rows);
     }
     case MlpComm::ScatterReplicated: break;  // handled in layer_forward: it changes the attention output step

@@ -17,6 +17,11 @@ enum class Mutation {
   AllReduceWrongGroup,         // the attention output all-reduced over the world, not attention TP
   RouterNotRenormalized,       // top-k weights not renormalized to sum 1
   SharedExpertTwice,           // shared experts replicated on every MoE rank, then summed
+  // Single-row bugs: one token of the batch is wrong, which a per-layer L2 dilutes in a long one.
+  ReduceScattervBoundaryRow,   // MoE reduce_scatterv: rank 0 drops its partial sum of rank 1's first row
+  AllGathervBoundaryRow,       // MoE all_gatherv: rank 1's first row replaced by rank 0's last
+  CpFirstTokenPosition,        // the last CP rank's first token rotated (and masked) one position late
+  LastTokenOwnSequence,        // the first sequence's last token cut off as a sequence of its own
   // Bugs only a decode step has (the prefill is untouched), for the decode oracle:
   DecodePositionOffByOne,      // a decode token rotated at its slot's length + 1
   DecodeKeysToNextSlot,        // a decode step's new keys written to the next sequence's slot

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iomanip>
+#include <limits>
 #include <sstream>
 
 namespace lb {
@@ -28,6 +29,16 @@ std::pair<torch::Tensor, torch::Tensor> by_expert(const torch::Tensor& experts, 
 // Rows whose expert set differs.
 torch::Tensor flipped_rows(const torch::Tensor& experts, const torch::Tensor& ref_experts) {
   return by_expert(experts, {}).first.ne(by_expert(ref_experts, {}).first).any(1);
+}
+
+// Both references' top-k weights by expert id; the f32 reference's rows whose expert set differs
+// from the low-precision one's are NaN (no floor of their own).
+std::pair<torch::Tensor, torch::Tensor> weights_by_expert(const LayerCapture& low, const LayerCapture& exact) {
+  const torch::Tensor low_experts = low.find("topk_experts")->rows, exact_experts = exact.find("topk_experts")->rows;
+  torch::Tensor low_weights = by_expert(low_experts, low.find("topk_weights")->rows).second;
+  torch::Tensor exact_weights = by_expert(exact_experts, exact.find("topk_weights")->rows).second.clone();
+  exact_weights.index_put_({flipped_rows(exact_experts, low_experts)}, std::numeric_limits<float>::quiet_NaN());
+  return {low_weights, exact_weights};
 }
 
 std::vector<int64_t> as_vector(const torch::Tensor& t) {
@@ -94,7 +105,7 @@ std::vector<std::vector<OpPiece>> gather_capture(RankContext& ctx, const LayerCa
 
 std::vector<OpVerdict> compare_capture(int64_t layer, const std::vector<std::vector<OpPiece>>& pieces,
                                        const LayerCapture& reference, const std::map<std::string, double>& thresholds,
-                                       double default_threshold) {
+                                       double default_threshold, const CaptureRows& rows) {
   const auto& ops = capture_ops();
   auto index_of = [&](const std::string& op) { return size_t(std::find(ops.begin(), ops.end(), op) - ops.begin()); };
   std::vector<OpVerdict> verdicts;
@@ -116,11 +127,13 @@ std::vector<OpVerdict> compare_capture(int64_t layer, const std::vector<std::vec
                                        : (thresholds.count(op) ? thresholds.at(op) : default_threshold);
     std::vector<torch::Tensor> all_a, all_b;
     std::vector<int64_t> bad_tokens;
+    std::vector<RowPiece> row_pieces;
     for (size_t r = 0; r < pieces[i].size(); ++r) {
       const OpPiece& piece = pieces[i][r];
       if (piece.rows.size(0) == 0) continue;
       torch::Tensor a = piece.rows, b = reference_rows(*ref, piece);
       torch::Tensor keep = torch::ones({a.size(0)}, torch::kBool);
+      torch::Tensor own = piece.rows;  // the piece's rows laid out as the reference's (topk_weights: by expert)
       if (routing) {
         // Routing rows compare by expert set; weights only where the set is the same.
         const OpPiece& experts = pieces[index_of("topk_experts")][r];
@@ -134,12 +147,18 @@ std::vector<OpVerdict> compare_capture(int64_t layer, const std::vector<std::vec
           for (int64_t t : as_vector(piece.tokens.index({flipped}))) bad_tokens.push_back(t);
           continue;
         }
-        a = by_expert(experts.rows, a).second.index({keep});
+        own = by_expert(experts.rows, a).second;
+        a = own.index({keep});
         b = by_expert(ref_experts, b).second.index({keep});
       } else if ((op == "mlp_out" || op == "layer_out") && flipped_tokens.numel() > 0) {
         keep = torch::isin(piece.tokens, flipped_tokens).logical_not();
         a = a.index({keep});
         b = b.index({keep});
+      }
+      if (rows.exact) {
+        torch::Tensor judged = keep;
+        if (rows.left_out.defined()) judged = judged & rows.left_out.index_select(0, piece.tokens).logical_not();
+        row_pieces.push_back({own, piece.tokens, piece.col_offset, int(r), judged});
       }
       if (a.size(0) == 0) continue;
       const double rel = compare_tensors(a, b).rel_l2;
@@ -158,11 +177,40 @@ std::vector<OpVerdict> compare_capture(int64_t layer, const std::vector<std::vec
       v.diff = compare_tensors(torch::cat(all_a), torch::cat(all_b));
       v.pass = v.diff.finite && v.diff.rel_l2 < v.threshold;
     }
-    if (!v.pass) v.token_ranges = ranges_of(bad_tokens);
-    else v.ranks.clear();
+    const bool global_pass = v.pass;
+    if (rows.exact && rows.exact->find(op) && op != "topk_experts") {
+      torch::Tensor low = ref->rows, exact = rows.exact->find(op)->rows;
+      if (op == "topk_weights") std::tie(low, exact) = weights_by_expert(reference, *rows.exact);
+      v.row = judge_rows(op, row_pieces, low, exact, rows.seq_lens);
+      v.pass = v.pass && v.row.pass();
+    }
+    if (!v.pass) {
+      // Where it fails: the pieces and rows past the total's threshold, and the rows past their own bound.
+      if (global_pass) v.ranks.clear(), bad_tokens.clear();
+      bad_tokens.insert(bad_tokens.end(), v.row.past_tokens.begin(), v.row.past_tokens.end());
+      for (int r : v.row.past_ranks)
+        if (std::find(v.ranks.begin(), v.ranks.end(), r) == v.ranks.end()) v.ranks.push_back(r);
+      std::sort(v.ranks.begin(), v.ranks.end());
+      v.token_ranges = ranges_of(bad_tokens);
+    } else {
+      v.ranks.clear();
+    }
     verdicts.push_back(std::move(v));
   }
   return verdicts;
+}
+
+torch::Tensor flipped_tokens(const std::vector<OpPiece>& experts, const torch::Tensor& reference_experts,
+                             int64_t total) {
+  torch::Tensor flipped = torch::zeros({total}, torch::kBool);
+  if (!reference_experts.defined()) return flipped;
+  for (const OpPiece& p : experts) {
+    if (p.rows.size(0) == 0) continue;
+    const torch::Tensor ref = reference_experts.index_select(0, p.tokens.to(reference_experts.device())).to(torch::kCPU);
+    const torch::Tensor differs = flipped_rows(p.rows, ref.to(p.rows.scalar_type()));
+    flipped.index_fill_(0, p.tokens.index({differs}), true);
+  }
+  return flipped;
 }
 
 std::map<std::string, double> capture_noise_floor(const LayerCapture& low, const LayerCapture& exact) {
@@ -203,17 +251,23 @@ std::string describe(const OpVerdict& v) {
     if (b > a) out << "-" << b;
   }
   if (v.token_ranges.size() > shown) out << ",... (" << v.token_ranges.size() << " ranges)";
+  const bool total_fails = v.op == "topk_experts" ? v.diff.rel_l2 > v.threshold : !(v.diff.rel_l2 < v.threshold);
   out << std::scientific << std::setprecision(3) << " (" << (v.op == "topk_experts" ? "flip fraction " : "rel_l2 ")
-      << v.diff.rel_l2 << " >= " << v.threshold << ")";
+      << v.diff.rel_l2 << (total_fails ? " >= " : " < ") << v.threshold;
+  if (v.row.judged && !v.row.pass()) out << "; " << describe(v.row);
+  out << ")";
   return out.str();
 }
 
 nlohmann::json to_json(const OpVerdict& v) {
   nlohmann::json ranges = nlohmann::json::array();
   for (const auto& [a, b] : v.token_ranges) ranges.push_back({a, b});
-  return {{"layer", v.layer},        {"op", v.op},       {"max_abs", v.diff.max_abs}, {"rel_l2", v.diff.rel_l2},
-          {"cosine", v.diff.cosine}, {"threshold", v.threshold}, {"pass", v.pass}, {"rows", v.rows},
-          {"flips", v.flips},        {"ranks", v.ranks}, {"token_ranges", ranges}};
+  nlohmann::json j = {{"layer", v.layer},         {"op", v.op},         {"max_abs", v.diff.max_abs},
+                      {"rel_l2", v.diff.rel_l2}, {"cosine", v.diff.cosine}, {"threshold", v.threshold},
+                      {"pass", v.pass},          {"rows", v.rows},     {"flips", v.flips},
+                      {"ranks", v.ranks},        {"token_ranges", ranges}};
+  if (v.row.judged) j.update(to_json(v.row));
+  return j;
 }
 
 }  // namespace lb

@@ -3,6 +3,7 @@
 // and compared with the reference's capture of the same layer, piece by piece, so that the first
 // divergence is named with its layer, capture point, ranks and token ranges.
 #include "harness/runtime/rank_context.h"
+#include "layouts/row_check.h"
 #include "oracles/compare.h"
 #include "oracles/op_capture.h"
 
@@ -30,16 +31,31 @@ struct OpVerdict {
   int64_t flips = 0;       // tokens whose top-k expert set differs (routing captures)
   std::vector<int> ranks;  // ranks whose piece is past the threshold
   std::vector<std::pair<int64_t, int64_t>> token_ranges;  // original token ranges past the threshold
+  RowVerdict row;          // bf16/f16: every row against its own bound (flipped tokens left out)
+};
+
+// Row verdicts of one layer's capture points (calibrated bf16/f16 runs).
+struct CaptureRows {
+  const LayerCapture* exact = nullptr;  // the f32 reference's capture of the layer; null: no row verdicts
+  torch::Tensor left_out;               // bool [T]: flipped at an earlier layer, or in such a flip's shadow
+  std::vector<int64_t> seq_lens;
 };
 
 // Collective over the world. On rank 0: [capture op index][rank] pieces, on the CPU; elsewhere empty.
 std::vector<std::vector<OpPiece>> gather_capture(RankContext& ctx, const LayerCapture& capture);
 
 // Rank 0: one verdict per capture point the layer has. `thresholds` maps op -> relative L2
-// (ops missing from it use `default_threshold`).
+// (ops missing from it use `default_threshold`). With `rows.exact`, every row is also judged against
+// its own bound: `rows.left_out` everywhere, this layer's flips from topk_weights, mlp_out and
+// layer_out (router_logits keeps them: a flip must come from logits that agree within their bound).
 std::vector<OpVerdict> compare_capture(int64_t layer, const std::vector<std::vector<OpPiece>>& pieces,
                                        const LayerCapture& reference, const std::map<std::string, double>& thresholds,
-                                       double default_threshold);
+                                       double default_threshold, const CaptureRows& rows = {});
+
+// bool [total]: the tokens whose top-k expert set in any piece differs from `reference_experts`
+// ([total, k], original order; undefined on a dense layer: none).
+torch::Tensor flipped_tokens(const std::vector<OpPiece>& experts, const torch::Tensor& reference_experts,
+                             int64_t total);
 
 // The low-precision reference against the f32 reference, per capture point: the noise floor that
 // bf16/f16 thresholds are calibrated on.

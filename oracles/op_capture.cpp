@@ -12,9 +12,16 @@ const std::vector<std::string>& capture_ops() {
   return ops;
 }
 
+LayerCapture LayerCapture::routing_only() {
+  LayerCapture c;
+  c.routing_only_ = true;
+  return c;
+}
+
 void LayerCapture::add(const std::string& op, const torch::Tensor& t, const torch::Tensor& tokens, int64_t col_offset) {
   const auto& ops = capture_ops();
   if (std::find(ops.begin(), ops.end(), op) == ops.end()) throw std::logic_error("unknown capture point " + op);
+  if (routing_only_ && op != "router_logits" && op != "topk_experts" && op != "topk_weights") return;
   if (t.size(0) != tokens.size(0))
     throw std::logic_error("capture " + op + ": " + std::to_string(t.size(0)) + " rows for " +
                            std::to_string(tokens.size(0)) + " tokens");

@@ -36,6 +36,11 @@ struct OpPiece {
 
 class LayerCapture {
  public:
+  LayerCapture() = default;
+  // A capture that keeps only router_logits, topk_experts and topk_weights: what bf16 row
+  // verdicts need to tell a top-k flip from a bug when no op capture was asked for.
+  static LayerCapture routing_only();
+
   // `t` is [n, ...]; it is kept as [n, prod(...)] in float32 on its device.
   void add(const std::string& op, const torch::Tensor& t, const torch::Tensor& tokens, int64_t col_offset = 0);
   // router_logits, topk_experts and topk_weights of the rows `tokens`; nothing on a dense layer
@@ -45,6 +50,7 @@ class LayerCapture {
 
  private:
   std::map<std::string, OpPiece> ops_;
+  bool routing_only_ = false;
 };
 
 // The reference layer's view of a capture: its rows are all tokens in original order. Does

@@ -116,6 +116,7 @@ ReferenceRun ReferenceModel::forward(const torch::Tensor& input_ids, const std::
     run.layer_ms.push_back(elapsed_ms(layer_start));
     run.layer_outputs.push_back(x);
     run.chosen_experts.push_back(chosen.experts);
+    run.router_logits.push_back(chosen.logits);
     if (on_layer) on_layer(i);
   }
   run.final_norm = rmsnorm(x, final_norm_, config_.rms_eps);

@@ -27,6 +27,7 @@ struct ReferenceRun {
   torch::Tensor embeddings;                  // [T, H]
   std::vector<torch::Tensor> layer_outputs;  // [T, H] after each decoder layer
   std::vector<torch::Tensor> chosen_experts; // int64 [T, k] per layer; undefined on dense layers
+  std::vector<torch::Tensor> router_logits;  // [T, E] per layer; undefined on dense layers
   torch::Tensor final_norm;                  // [T, H]
   torch::Tensor logits;                      // [T, V]
   std::vector<LayerCapture> captures;        // per decoder layer, with forward(..., capture = true)

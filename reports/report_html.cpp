@@ -259,22 +259,54 @@ std::string first_divergence(const json& d) {
   for (const char* key : {"layout", "layer", "op", "ranks", "tokens"})
     if (d.contains(key)) rows.push_back({key, list_text(d.at(key))});
   for (const auto& [k, v] : d.items())  // anything else a writer added (rel_l2, threshold, ...)
-    if (k != "layout" && k != "layer" && k != "op" && k != "ranks" && k != "tokens") rows.push_back({k, list_text(v)});
+    if (k != "layout" && k != "layer" && k != "op" && k != "ranks" && k != "tokens" && k != "worst_rows")
+      rows.push_back({k, list_text(v)});  // the worst rows have their own table
   return "<div class=\"divergence\"><h3>First divergence</h3>\n" + kv_table(rows) + "</div>\n";
 }
 
 std::string layer_table(const json& layout) {
   Rows rows;
   std::vector<bool> fail;
+  bool row_verdicts = false;  // bf16/f16 records judge every row too
+  for (const json& l : array_at(layout, "layers")) row_verdicts = row_verdicts || l.contains("rows_past_bound");
   for (const json& l : array_at(layout, "layers")) {
     const bool pass = flag(l, "pass");
     const bool finite = !l.contains("finite") || flag(l, "finite");
     rows.push_back({text(l, "layer"), cell(number(l, "max_abs"), "%.4g"), cell(number(l, "rel_l2"), "%.3e"),
-                    cell(number(l, "cosine"), "%.7f"), cell(number(l, "threshold"), "%.3e"),
-                    pass ? "pass" : finite ? "FAIL" : "FAIL (not finite)"});
+                    cell(number(l, "cosine"), "%.7f"), cell(number(l, "threshold"), "%.3e")});
+    if (row_verdicts)
+      for (std::string c : {text(l, "flips"), text(l, "rows_past_bound"), cell(number(l, "worst_row_ratio"), "%.3f")})
+        rows.back().push_back(c);
+    rows.back().push_back(pass ? "pass" : finite ? "FAIL" : "FAIL (not finite)");
     fail.push_back(!pass);
   }
-  return table({"layer", "max_abs", "rel_l2", "cosine", "threshold", "verdict"}, rows, fail);
+  std::vector<std::string> header = {"layer", "max_abs", "rel_l2", "cosine", "threshold"};
+  if (row_verdicts) header.insert(header.end(), {"flips", "rows past bound", "worst row / bound"});
+  header.push_back("verdict");
+  return table(header, rows, fail);
+}
+
+// Every layer output and capture point with rows past their bound: its worst rows, where they sit
+// in the batch and on which ranks.
+std::string rows_past_bound(const json& layout) {
+  Rows rows;
+  auto add = [&](const json& verdict, const std::string& where) {
+    if (number(verdict, "rows_past_bound").value_or(0) <= 0) return;
+    for (const json& w : array_at(verdict, "worst_rows")) {
+      const bool infinite = w.is_object() && w.contains("ratio") && w.at("ratio").is_null();  // JSON has no inf
+      if (!infinite && number(w, "ratio").value_or(0) <= 1) continue;
+      rows.push_back({text(verdict, "layer"), where.empty() ? text(w, "op") : where, text(verdict, "rows_past_bound"),
+                      "seq " + text(w, "sequence") + " pos " + text(w, "position"), text(w, "token"),
+                      list_text(w.contains("ranks") ? w.at("ranks") : json()), cell(number(w, "rel_l2"), "%.3e"),
+                      cell(number(w, "bound"), "%.3e"), cell(number(w, "ratio"), "%.2f")});
+    }
+  };
+  for (const json& l : array_at(layout, "layers")) add(l, "");
+  for (const json& o : array_at(layout, "ops")) add(o, text(o, "op"));
+  if (rows.empty()) return "";
+  return "<h4>Rows past their bound (worst first)</h4>\n" +
+         table({"layer", "at", "rows past bound", "row", "token", "ranks", "rel_l2", "bound", "ratio"}, rows,
+               std::vector<bool>(rows.size(), true));
 }
 
 std::string collective_bars(const json& layout) {
@@ -350,15 +382,19 @@ std::string check_section(const json& run, size_t index) {
   for (size_t i = 0; i < layouts.size(); ++i) {
     const json& layout = layouts[i];
     out << "<h3 id=\"run-" << index << "-layout-" << i + 1 << "\">Layout " << html_escape(text(layout, "layout"))
-        << " " << verdict_span(flag(layout, "pass")) << "</h3>\n"
-        << kv_table({{"replaces", text(layout, "replaces").empty() ? "(a baseline)" : text(layout, "replaces")},
-                     {"split", text(layout, "split")},
-                     {"parallel", parallel_text(object_at(layout, "parallel"))},
-                     {"tokens per rank", text(layout, "rank_tokens")},
-                     {"layout ms", cell(number(layout, "layout_ms"), "%.2f")}});
+        << " " << verdict_span(flag(layout, "pass")) << "</h3>\n";
+    std::vector<std::pair<std::string, std::string>> facts = {
+        {"replaces", text(layout, "replaces").empty() ? "(a baseline)" : text(layout, "replaces")},
+        {"split", text(layout, "split")},
+        {"parallel", parallel_text(object_at(layout, "parallel"))},
+        {"tokens per rank", text(layout, "rank_tokens")},
+        {"layout ms", cell(number(layout, "layout_ms"), "%.2f")}};
+    if (layout.contains("worst_row_ratio"))
+      facts.push_back({"worst row / bound", cell(number(layout, "worst_row_ratio"), "%.3f")});
+    out << kv_table(facts);
     if (layout.contains("first_divergence") && layout.at("first_divergence").is_object())
       out << first_divergence(layout.at("first_divergence"));
-    out << layer_table(layout) << collective_bars(layout);
+    out << layer_table(layout) << rows_past_bound(layout) << collective_bars(layout);
   }
   return out.str();
 }

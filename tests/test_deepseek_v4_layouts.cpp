@@ -120,13 +120,16 @@ TEST(DeepseekV4Layouts, ContextParallelFusedMoeMatchesOracle) {
 TEST(DeepseekV4Layouts, PlantedBugsFail) {
   const V4Model& m = fixture_model();
   const DeepseekV4Output oracle = deepseek_v4_forward(m.config, m.weights, m.fixture_ids);
+  int tested = 0;  // a renamed or removed mutation must not leave this test testing nothing
   for (const MutationSpec& bug : all_mutations()) {
     if (bug.mutation != Mutation::RoundRobinKeysAsContiguous && bug.mutation != Mutation::ReduceScattervOffByOne) continue;
     const double worst =
         worst_error(oracle, run_layout(m, m.fixture_ids, V4Layout::ContextParallelFusedMoe, 2, bug.mutation));
     std::cout << "  deepseek_v4 layout A with " << bug.name << ": max rel_l2 " << worst << "\n";
     EXPECT_GT(worst, 1e-2) << bug.name;
+    ++tested;
   }
+  EXPECT_EQ(tested, 2);
 }
 
 TEST(DeepseekV4Layouts, BadSizesNameTheRule) {

@@ -4,6 +4,9 @@
 // tokens. Configurations a layout cannot take are refused with a message naming the rule.
 #include "test_util.h"
 
+#include "datasets/token_input.h"
+#include "oracles/compare.h"
+
 #include <nlohmann/json.hpp>
 
 #include <fstream>
@@ -29,23 +32,48 @@ void PrintTo(const LayoutCase& c, std::ostream* os) { *os << label(c); }
 
 class LayoutMatchesReference : public testing::TestWithParam<LayoutCase> {};
 
+// Lengths: odd, not multiples of 2*cp; the round-robin batches sum to a multiple of 4.
+const std::string kLens = "37,9,64,23";
+const std::string kRoundRobinLens = "37,9,64,22";
+const std::string kThreeSeqs = "37,9,22";  // on 4 DP ranks, one rank holds no tokens
+const std::string kOneSeq = "41";          // dense layouts on 4 ranks: the second DP rank holds none
+
+// The verdict read from the record: every layer within the fp32 threshold, every rank's rows
+// accounted for, and idle ranks exactly where the case has them.
 TEST_P(LayoutMatchesReference, EveryLayer) {
   const LayoutCase& c = GetParam();
+  test::TempDir dir;
   std::vector<std::string> args = {"check", "--model", c.model, "--layout", c.layout, "--backend", "cpu",
-                                   "--ranks", std::to_string(c.ranks), "--lengths", c.lengths, "--layers", "3"};
+                                   "--ranks", std::to_string(c.ranks), "--lengths", c.lengths, "--layers", "3",
+                                   "--json", dir / "run.json"};
   args.insert(args.end(), c.extra.begin(), c.extra.end());
   test::CliResult r = test::run_cli(args);
   EXPECT_EQ(r.code, 0) << label(c) << "\n" << r.out << r.err;
   EXPECT_NE(r.out.find("all layouts match the reference"), std::string::npos) << r.out << r.err;
   // Keep the per-layer table in the test log.
   std::cout << r.out;
-}
 
-// Lengths: odd, not multiples of 2*cp; the round-robin batches sum to a multiple of 4.
-const std::string kLens = "37,9,64,23";
-const std::string kRoundRobinLens = "37,9,64,22";
-const std::string kThreeSeqs = "37,9,22";  // on 4 DP ranks, one rank holds no tokens
-const std::string kOneSeq = "41";          // dense layouts on 4 ranks: the second DP rank holds none
+  std::ifstream in(dir / "run.json");
+  ASSERT_TRUE(in);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  EXPECT_EQ(j.at("dtype"), "f32");
+  ASSERT_EQ(j.at("layouts").size(), 1u);
+  const nlohmann::json& layout = j.at("layouts").at(0);
+  EXPECT_TRUE(layout.at("pass").get<bool>());
+  ASSERT_EQ(layout.at("layers").size(), 3u);
+  for (const auto& l : layout.at("layers")) {
+    EXPECT_EQ(l.at("threshold").get<double>(), kFp32MaxRelL2) << l.dump();
+    EXPECT_LT(l.at("rel_l2").get<double>(), kFp32MaxRelL2) << l.dump();
+    EXPECT_TRUE(l.at("finite").get<bool>());
+  }
+  const std::vector<int64_t> rank_tokens = layout.at("rank_tokens").get<std::vector<int64_t>>();
+  ASSERT_EQ(rank_tokens.size(), size_t(c.ranks));
+  int64_t total = 0, held = 0, idle = 0;
+  for (int64_t n : parse_lengths(c.lengths, "lengths")) total += n;
+  for (int64_t n : rank_tokens) held += n, idle += n == 0;
+  EXPECT_GE(held, total);  // attention-TP peers hold the same rows
+  EXPECT_EQ(idle > 0, c.lengths == kThreeSeqs || c.lengths == kOneSeq) << layout.at("rank_tokens");
+}
 
 std::vector<LayoutCase> cases() {
   std::vector<LayoutCase> v;
@@ -101,6 +129,15 @@ TEST(LayoutCheck, WritesTheRunRecord) {
       EXPECT_FALSE(l.at("collectives").empty()) << l.dump();
     }
     EXPECT_EQ(j.contains("noise_floor"), dtype == "bf16") << j.dump();
+    // bf16: every row judged too, none past its bound.
+    EXPECT_EQ(j.at("row_verdicts").get<bool>(), dtype == "bf16");
+    for (const auto& l : j.at("layouts"))
+      for (const auto& layer : l.at("layers")) {
+        EXPECT_EQ(layer.contains("rows_past_bound"), dtype == "bf16") << layer.dump();
+        if (dtype == "bf16") {
+          EXPECT_EQ(layer.at("rows_past_bound"), 0) << layer.dump();
+        }
+      }
   }
 }
 

@@ -336,6 +336,36 @@ TEST(ReportHtml, CheckPlotHasALinePerLayoutAndADashedThreshold) {
   EXPECT_NE(html.find(">1e-7</text>"), std::string::npos);
 }
 
+// bf16 records judge every row: the layer table gains the row columns, and the rows past their
+// bound are listed with where they sit in the batch and on which ranks.
+TEST(ReportHtml, ShowsTheRowsPastTheirBound) {
+  json check = fixture("check_new.json");
+  EXPECT_EQ(render_report_html({check}).find("Rows past their bound"), std::string::npos);
+  json& layout = check["layouts"][0];
+  for (json& l : layout["layers"])
+    l.update({{"rows_judged", 128}, {"rows_past_bound", 0}, {"worst_row_ratio", 0.25}, {"flips", 0},
+              {"worst_rows", json::array()}});
+  json past = {{"op", "layer_out"}, {"token", 45}, {"sequence", 1}, {"position", 8}, {"ranks", {1}},
+               {"rel_l2", 0.31}, {"bound", 0.05}, {"ratio", 6.2}};
+  json within = past;
+  within["token"] = 46, within["ratio"] = 0.5;
+  layer(check, 0, 2).update({{"rows_past_bound", 1}, {"worst_row_ratio", 6.2}, {"worst_rows", {past, within}},
+                             {"pass", false}});
+  past["op"] = "router_logits", past["ratio"] = nullptr;  // an infinite ratio: JSON has no inf
+  layout["ops"] = {{{"layer", 3}, {"op", "router_logits"}, {"rows_past_bound", 2}, {"worst_rows", {past}}}};
+  layout["worst_row_ratio"] = 6.2;
+  const std::string html = render_report_html({check});
+  for (const char* column : {"flips", "rows past bound", "worst row / bound"})
+    EXPECT_NE(html.find(std::string("<th>") + column + "</th>"), std::string::npos) << column;
+  EXPECT_NE(html.find("Rows past their bound"), std::string::npos);
+  EXPECT_NE(html.find("<td>seq 1 pos 8</td><td>45</td><td>1</td><td>3.100e-01</td><td>5.000e-02</td><td>6.20</td>"),
+            std::string::npos)
+      << html;
+  EXPECT_EQ(html.find("<td>46</td>"), std::string::npos);  // within its bound: not listed
+  EXPECT_NE(html.find("<td>3</td><td>router_logits</td><td>2</td>"), std::string::npos);
+  EXPECT_NE(html.find("<th>worst row / bound</th><td>6.200</td>"), std::string::npos);
+}
+
 TEST(ReportHtml, IsSelfContained) {
   const std::string html = all_kinds_html();
   for (const char* needle : {"http://", "https://", "<script", "<link", "<img", "@import", "url("})

@@ -14,6 +14,7 @@
 #include "layouts/layout_check.h"
 #include "reports/run_record.h"
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <map>
@@ -43,6 +44,7 @@ struct CheckArgs {
   std::string mutation;
   std::string kernels = "reference";
   int decode_steps = 0;
+  std::string row_verdicts = "on";
   CLI::App* sub = nullptr;
 };
 
@@ -112,6 +114,10 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   if (from_dump && a.capture != "none")
     throw InputError("--reference-dump does not hold capture points: use --capture none");
   const bool calibrate = dtype != torch::kFloat32 && a.max_rel_l2 <= 0;
+  if (a.row_verdicts != "on" && a.row_verdicts != "off")
+    throw InputError("--row-verdicts '" + a.row_verdicts + "': on or off");
+  // Rows are judged against their own noise floor: only where the floor is measured here.
+  const bool row_verdicts = calibrate && a.row_verdicts == "on";
   if (a.capture != "none" && a.capture != "op") throw InputError("--capture '" + a.capture + "': none or op");
   const bool op_capture = a.capture == "op";
   const Mutation mutation = find_mutation(a.mutation);
@@ -136,6 +142,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   DecodeCheckOptions decode_check;
   decode_check.steps = a.decode_steps;
   decode_check.thresholds.assign(size_t(config.num_layers), a.max_rel_l2 > 0 ? a.max_rel_l2 : kFp32MaxRelL2);
+  RowReference row_reference;  // rank 0
   std::string device_label;
   const auto start = std::chrono::steady_clock::now();
   auto elapsed_s = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
@@ -147,6 +154,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
     OpCheckOptions op_check;
     op_check.capture = op_capture;
     op_check.mutation = mutation;
+    op_check.rows = row_verdicts;
     if (ctx.rank() == 0 && from_dump) {
       device_label = device_name(ctx.device());
       for (const torch::Tensor& t : dumped) reference.push_back(t.to(ctx.device()));
@@ -202,6 +210,16 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
         std::cout << "\nthreshold per layer: " << kNoiseFloorFactor << " x noise floor (references took "
                   << elapsed_s() << " s)\n";
       }
+      if (row_verdicts) {
+        std::cout << "row verdicts: each row within " << kRowFloorFactor
+                  << " x max(its own noise floor, the median row's); top-k flips left out\n";
+        row_reference.exact_layers = exact.layer_outputs;
+        row_reference.experts = run.chosen_experts;
+        row_reference.router_logits = run.router_logits;
+        row_reference.exact_router_logits = exact.router_logits;
+        row_reference.exact_captures = std::move(exact.captures);
+        op_check.row_reference = &row_reference;
+      }
     }
     ctx.quiesce();  // rank 0's references are done (and their memory released) before any layout
     std::optional<Progress> progress;
@@ -239,6 +257,13 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
       record["noise_floor"] = noise_floor;
       record["noise_floor_factor"] = kNoiseFloorFactor;
       if (!op_noise_floor.empty()) record["op_noise_floor"] = op_noise_floor;
+    }
+    record["row_verdicts"] = row_verdicts;
+    if (row_verdicts) {
+      record["row_floor_factor"] = kRowFloorFactor;
+      double worst = 0;
+      for (const auto& r : results) worst = std::max(worst, r.worst_row_ratio);
+      record["worst_row_ratio"] = worst;
     }
     record["capture"] = a.capture;
     record["decode_steps"] = a.decode_steps;
@@ -293,6 +318,11 @@ std::function<int()> add_check_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--decode-steps", a->decode_steps,
                   "After the prefill, N decode steps through the reference and each layout on the reference's greedy "
                   "tokens, every layer of every step compared (bf16/f16: 3x the decode noise floor per layer)");
+  sub->add_option("--row-verdicts", a->row_verdicts,
+                  "on or off (default on): in bf16/f16 with a measured noise floor, also judge every row (token) of "
+                  "each layer output and capture point against its own bound, " +
+                      std::to_string(int(kRowFloorFactor)) + " x max(the row's noise floor, the median row's), so that a bug "
+                      "on a few tokens of a long batch is not averaged away");
   sub->add_option("--reference-dump", a->reference_dump,
                   "Judge the layout against the layer outputs of a `layoutbench reference --dump` file (same model, "
                   "weights, --seed and tokens; checked) instead of computing the reference here, for models whose "
