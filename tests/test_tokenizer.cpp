@@ -2,6 +2,7 @@
 // Qwen3, DeepSeek-V3 and GSM8K tokenizers of ../shared on every GSM8K test question and tricky
 // strings; variants of a small tokenizer with every supported pipeline part), ids worked out by
 // hand on the tiny fixture, round trips through decode, speed on GSM8K, and every file it must refuse.
+#include "datasets/shared_files.h"
 #include "datasets/tokenizer.h"
 #include "datasets/utf8.h"
 #include "harness/runtime/errors.h"
@@ -16,6 +17,7 @@
 #endif
 
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <functional>
@@ -593,6 +595,48 @@ TEST(TokenizerNoIcu, LoadingSaysSo) {
 }
 
 #endif
+
+// ---- the presets' default tokenizers: under ../shared, or LB_SHARED_DIR ----
+
+// Sets (or with nullptr unsets) an environment variable for one scope, and puts back what was there.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    value ? setenv(name, value, 1) : unsetenv(name);
+  }
+  ~ScopedEnv() { old_ ? setenv(name_, old_->c_str(), 1) : unsetenv(name_); }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+TEST(PresetTokenizer, SharedDirFollowsTheEnvironment) {
+  {
+    const ScopedEnv unset("LB_SHARED_DIR", nullptr);
+    EXPECT_EQ(shared_dir(), "../shared");
+  }
+  const ScopedEnv set("LB_SHARED_DIR", "/somewhere/shared");
+  EXPECT_EQ(shared_dir(), "/somewhere/shared");
+  expect_input_error([] { shared_file("tokenizers/x/tokenizer.json", "for a test"); },
+                     {"/somewhere/shared/tokenizers/x/tokenizer.json is missing", "for a test", "LB_SHARED_DIR"});
+}
+
+// A preset whose default tokenizer is missing stops before any model work, naming the file and the way out.
+TEST(PresetTokenizer, MissingDefaultIsNamed) {
+  const ScopedEnv env("LB_SHARED_DIR", "/nonexistent-shared");
+  for (const std::string name : {"qwen3", "deepseek-v3"}) {
+    const std::string preset = name == "qwen3" ? "qwen3-30b-a3b" : "deepseek-v3";
+    const test::CliResult r = test::run_cli({"gsm8k", "--model", preset, "--layout", "none", "--backend", "cpu",
+                                             "--ranks", "1", "--data", test::fixture_dir("gsm8k/good.jsonl"),
+                                             "--shots", "0"});
+    EXPECT_EQ(r.code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("/nonexistent-shared/tokenizers/" + name + "/tokenizer.json is missing"), std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("--tokenizer"), std::string::npos) << r.err;
+  }
+}
 
 }  // namespace
 }  // namespace lb
