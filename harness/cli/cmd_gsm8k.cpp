@@ -1,6 +1,7 @@
 #include "harness/cli/cmd_gsm8k.h"
 
 #include "datasets/gsm8k.h"
+#include "datasets/shared_files.h"
 #include "datasets/tokenizer.h"
 #include "harness/runtime/device.h"
 #include "kernels/fused_moe.h"
@@ -128,8 +129,12 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
   const bool checkpoint = is_directory(a.model);
   std::string tokenizer_path = a.tokenizer;
   if (tokenizer_path.empty() && checkpoint) tokenizer_path = join_path(a.model, "tokenizer.json");
+  if (tokenizer_path.empty() && !config.shared_tokenizer.empty())
+    tokenizer_path = shared_file(config.shared_tokenizer, "the default tokenizer of " + a.model + "; --tokenizer "
+                                 "names another");
   if (tokenizer_path.empty())
-    throw InputError("--tokenizer is required with a preset model (a checkpoint directory has its tokenizer.json)");
+    throw InputError("--tokenizer is required with preset " + a.model +
+                     " (a checkpoint directory has its tokenizer.json)");
   const Tokenizer tokenizer = Tokenizer::from_file(tokenizer_path);
   if (tokenizer.vocab_size() > config.vocab) {
     if (checkpoint)
@@ -277,7 +282,8 @@ std::function<int()> add_gsm8k_command(CLI::App& app, const std::vector<std::str
   add_parallel_flags(*sub, a->parallel);
   sub->add_option("--data", a->data, "GSM8K questions, JSONL (the test set)")->required();
   sub->add_option("--train", a->train, "Where the shots come from (default: train.jsonl beside --data)");
-  sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json (default: the checkpoint's)");
+  sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json (default: the checkpoint's; for the qwen3-30b-a3b and "
+                  "deepseek-v3 presets, the real one under ../shared/tokenizers or $LB_SHARED_DIR/tokenizers)");
   sub->add_option("--shots", a->shots, "Solved examples before each question");
   sub->add_option("--shot-seed", a->shot_seed, "Draw the shots at random with this seed (default: the first ones)");
   sub->add_option("--num-questions", a->num_questions, "The first N questions (0: all)");

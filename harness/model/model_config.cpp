@@ -243,6 +243,7 @@ ModelConfig qwen3_30b_a3b() {
   ModelConfig c;
   c.family = ModelFamily::Qwen3Moe;
   c.name = "qwen3-30b-a3b";
+  c.shared_tokenizer = "tokenizers/qwen3/tokenizer.json";
   c.vocab = 151936;
   c.hidden = 2048;
   c.num_layers = 48;
@@ -263,6 +264,7 @@ ModelConfig deepseek_v3() {
   ModelConfig c;
   c.family = ModelFamily::DeepseekV3;
   c.name = "deepseek-v3";
+  c.shared_tokenizer = "tokenizers/deepseek-v3/tokenizer.json";
   c.vocab = 129280;
   c.hidden = 7168;
   c.num_layers = 61;
@@ -303,6 +305,7 @@ ModelConfig deepseek_v3() {
 ModelConfig tiny_qwen3_moe() {
   ModelConfig c = qwen3_30b_a3b();
   c.name = "tiny-qwen3-moe";
+  c.shared_tokenizer.clear();
   c.vocab = 211;
   c.hidden = 48;
   c.num_layers = 4;
@@ -321,6 +324,7 @@ ModelConfig tiny_qwen3_moe() {
 ModelConfig tiny_deepseek_v3() {
   ModelConfig c = deepseek_v3();
   c.name = "tiny-deepseek-v3";
+  c.shared_tokenizer.clear();
   c.vocab = 199;
   c.hidden = 64;
   c.num_layers = 4;

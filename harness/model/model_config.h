@@ -29,6 +29,10 @@ struct RopeConfig {
 struct ModelConfig {
   ModelFamily family = ModelFamily::Qwen3Moe;
   std::string name;  // preset name or checkpoint directory
+  // A preset's default tokenizer.json, relative to ../shared (datasets/shared_files.h). Empty for a
+  // checkpoint, which carries its own, and for the tiny presets, whose vocabularies are a few
+  // hundred ids.
+  std::string shared_tokenizer;
   int64_t vocab = 0;
   int64_t hidden = 0;
   int64_t num_layers = 0;
