@@ -1,6 +1,7 @@
 #include "layouts/layout_rank.h"
 
 #include "harness/runtime/errors.h"
+#include "kernels/fused_norm.h"
 #include "kernels/rmsnorm.h"
 #include "layouts/shard.h"
 #include "oracles/deepseek_v3_layer.h"
@@ -109,7 +110,12 @@ torch::Tensor LayoutRank::logits(const torch::Tensor& hidden) const {
     final_norm_ = load("model.norm.weight");
     lm_head_ = config_.tie_word_embeddings ? embed_ : load("lm_head.weight");
   }
-  return torch::linear(rmsnorm(hidden, final_norm_, config_.rms_eps), lm_head_).to(torch::kFloat32);
+  return torch::linear(norm(hidden, final_norm_), lm_head_).to(torch::kFloat32);
+}
+
+torch::Tensor LayoutRank::norm(const torch::Tensor& x, const torch::Tensor& weight) const {
+  // One kernel instead of five on the fused path: a decode step is made of such small launches.
+  return options_.fused_kernels ? rmsnorm_fused(x, weight, config_.rms_eps) : rmsnorm(x, weight, config_.rms_eps);
 }
 
 torch::Tensor LayoutRank::slots_of(const torch::Tensor& seq) const { return torch::div(seq, parallel_.dp, "floor"); }
@@ -326,7 +332,7 @@ torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const 
     if (capture) capture->add_routing(r, tokens);
   };
   Routing routing;
-  const torch::Tensor normed = rmsnorm(x, w["post_attention_layernorm.weight"], config_.rms_eps);
+  const torch::Tensor normed = norm(x, w["post_attention_layernorm.weight"]);
   switch (step.comm) {
     case MlpComm::AllReduce: {
       torch::Tensor y = mlp_partial(w, normed, &routing).contiguous();
@@ -384,7 +390,7 @@ torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, L
   auto keep = [&](const char* op, const torch::Tensor& t, const torch::Tensor& tokens) {
     if (capture) capture->add(op, t, tokens);
   };
-  const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], config_.rms_eps);
+  const torch::Tensor normed = norm(x, w["input_layernorm.weight"]);
   keep("attn_norm", normed, mine);
   torch::Tensor attn = attention_partial(w, normed, capture, cache).contiguous();
   Communicator& attn_tp = group(GroupKind::AttnTp);
@@ -401,7 +407,7 @@ torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, L
     const torch::Tensor slice = mine.narrow(0, offset, count);
     torch::Tensor o = attn_tp.reduce_scatterv(attn, rows);
     torch::Tensor h = mutation_ == Mutation::MissingResidualAdd ? o : x.narrow(0, offset, count) + o;
-    torch::Tensor m = mlp_partial(w, rmsnorm(h, w["post_attention_layernorm.weight"], config_.rms_eps));
+    torch::Tensor m = mlp_partial(w, norm(h, w["post_attention_layernorm.weight"]));
     torch::Tensor out = attn_tp.all_gatherv((h + m).contiguous(), rows);
     keep("o_proj", o, slice), keep("residual", h, slice), keep("mlp_out", m, slice), keep("layer_out", out, mine);
     return out;
@@ -413,7 +419,7 @@ torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, L
   keep("residual", h, mine);
   torch::Tensor m;
   if (step.comm == MlpComm::ScatterReplicated) {  // attention TP 1: the replicated MLP on all rows
-    m = mlp_partial(w, rmsnorm(h, w["post_attention_layernorm.weight"], config_.rms_eps));
+    m = mlp_partial(w, norm(h, w["post_attention_layernorm.weight"]));
   } else {
     m = mlp(step, w, h, capture);
   }

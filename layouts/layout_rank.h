@@ -90,7 +90,8 @@ class LayoutRank {
   };
   HeadPlan plan_head(const std::vector<int64_t>& wanted) const;
   torch::Tensor head(const torch::Tensor& x, const HeadPlan& plan) const;
-  torch::Tensor slots_of(const torch::Tensor& seq) const;  // cache slot of each sequence index
+  torch::Tensor slots_of(const torch::Tensor& seq) const;
+  torch::Tensor norm(const torch::Tensor& x, const torch::Tensor& weight) const;  // RMSNorm, fused when asked  // cache slot of each sequence index
   torch::Tensor mlp(const MlpStep& step, const LayerWeights& w, const torch::Tensor& h, LayerCapture* capture) const;
 
   RankContext& ctx_;
