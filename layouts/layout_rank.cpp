@@ -86,6 +86,7 @@ void LayoutRank::place_tokens(const std::vector<int64_t>& seq_lens) {
   if (mutation_ == Mutation::CpFirstTokenPosition && parallel_.attn_cp > 1 && local_.pos.numel() > 0 &&
       ctx_.rank() == members_.at(GroupKind::AttnCp).back())
     local_.pos[0].add_(1);
+  local_cs_ = rope_cos_sin(rope_, local_.pos, options_.dtype);
   std::vector<torch::Tensor> key_index;
   for (int r : members_.at(GroupKind::AttnCp))
     key_index.push_back(mutation_ == Mutation::ZigzagKeyBlocksReversed ? tokens_[r].flip(0) : tokens_[r]);
@@ -173,7 +174,7 @@ torch::Tensor LayoutRank::prefill(const torch::Tensor& input_ids, const std::vec
   TORCH_CHECK(cache_.allocated(), "prefill before start_generation");
   prefill_layout_split_ = set_batch(new_lens);
   const TokenPlacement& keys = parallel_.attn_cp > 1 ? cp_keys_ : local_;
-  const CacheStep step{&cache_, slots_of(keys.seq), keys.pos, {}, {}};
+  const CacheStep step{&cache_, cache_.row_of(slots_of(keys.seq), keys.pos), {}, {}};
   torch::Tensor x = embed(input_ids);
   for (int64_t i = 0; i < config_.num_layers; ++i) x = layer_forward(i, x, nullptr, &step);
   // This rank's slots hold its DP rank's sequences.
@@ -198,11 +199,12 @@ torch::Tensor LayoutRank::decode(const torch::Tensor& input_ids, std::vector<tor
   local_.pos = query_pos;
   if (mutation_ == Mutation::RopeLocalPositions && cp) local_.pos = torch::arange(query_pos.size(0), query_pos.options());
   if (mutation_ == Mutation::DecodePositionOffByOne) local_.pos = query_pos + 1;
+  local_cs_ = rope_cos_sin(rope_, local_.pos, options_.dtype);
   cp_keys_.pos = cache_.lengths().index_select(0, key_slot_);
   torch::Tensor write_slot = cp ? key_slot_ : query_slot_;
   if (mutation_ == Mutation::DecodeKeysToNextSlot) write_slot = torch::remainder(write_slot + 1, cache_.slots());
   const torch::Tensor read_len = mutation_ == Mutation::DecodeAttendsOneShort ? query_pos : query_pos + 1;
-  const CacheStep step{&cache_, write_slot, cp ? cp_keys_.pos : query_pos, query_slot_, read_len};
+  const CacheStep step{&cache_, cache_.row_of(write_slot, cp ? cp_keys_.pos : query_pos), query_slot_, read_len};
   if (captures) captures->assign(size_t(config_.num_layers), LayerCapture());
   torch::Tensor x = embed(input_ids);
   for (int64_t i = 0; i < config_.num_layers; ++i) {
@@ -294,7 +296,7 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
   const std::vector<int64_t> cp_rows = rows_of(GroupKind::AttnCp);
   torch::Tensor attn;
   if (c.family == ModelFamily::Qwen3Moe) {
-    QkvStates s = qwen3_qkv(c, w, rope_, x_normed, local_.pos);
+    QkvStates s = qwen3_qkv(c, w, local_cs_, x_normed);
     if (capture) {
       capture->add("q", s.q, mine, plan_.attn_rank * s.q.size(1) * c.head_dim);
       capture->add("kv", s.k, mine, int64_t(plan_.attn_rank) * c.num_kv_heads / plan_.attn_size * c.head_dim);
@@ -307,7 +309,7 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
     }
     attn = gqa_attention(w, s.q, k, v, local_, cp ? cp_keys_ : local_, c.attention_scale(), cache);
   } else {
-    MlaLatent m = mla_latent(c, w, rope_, x_normed, local_.pos);
+    MlaLatent m = mla_latent(c, w, rope_, local_cs_, x_normed);
     if (capture) {
       capture->add("q", m.q, mine, plan_.attn_rank * m.q.size(1) * c.qk_head_dim());
       capture->add("kv", torch::cat({m.latent, m.k_pe}, 1), mine);

@@ -106,6 +106,7 @@ class LayoutRank {
   std::vector<torch::Tensor> tokens_;
   torch::Tensor my_tokens_;  // tokens_[rank] on the device
   TokenPlacement local_;    // this rank's queries
+  CosSin local_cs_;         // the rotation of local_'s positions, once for every layer
   TokenPlacement cp_keys_;  // the keys of the attention CP group, in gather order
   // Generation: the cache, the last prefill's split, and the decode step's fixed plan.
   KvCache cache_;

@@ -14,7 +14,7 @@ std::vector<std::vector<int64_t>> cache_part_shapes(const ModelConfig& c, const 
 torch::Tensor gqa_attention(const LayerWeights& w, const torch::Tensor& q, const torch::Tensor& k,
                             const torch::Tensor& v, const TokenPlacement& q_tokens, const TokenPlacement& k_tokens,
                             double scale, const CacheStep* cache) {
-  if (cache) cache->cache->write(w.layer, {k, v}, cache->write_slot, cache->write_pos);
+  if (cache) cache->cache->write(w.layer, {k, v}, cache->write_row);
   if (!cache || !cache->decode()) return causal_attention(q, k, v, q_tokens, k_tokens, scale, w.fused_kernels);
   const auto& kv = cache->cache->layer(w.layer);
   return decode_attention(q, kv[0], kv[1], cache->read_slot, cache->read_len, scale, w.fused_kernels);
@@ -69,7 +69,7 @@ torch::Tensor mla_decode_expanded(const ModelConfig& c, const LayerWeights& w, c
 torch::Tensor mla_attention(const ModelConfig& c, const LayerWeights& w, const torch::Tensor& q,
                             const torch::Tensor& latent, const torch::Tensor& k_pe, const TokenPlacement& q_tokens,
                             const TokenPlacement& k_tokens, const CacheStep* cache, bool absorbed) {
-  if (cache) cache->cache->write(w.layer, {latent, k_pe}, cache->write_slot, cache->write_pos);
+  if (cache) cache->cache->write(w.layer, {latent, k_pe}, cache->write_row);
   if (!cache || !cache->decode()) {
     auto [k, v] = mla_expand_kv(c, w, latent, k_pe);
     return causal_attention(q, k, v, q_tokens, k_tokens, c.attention_scale(), w.fused_kernels);

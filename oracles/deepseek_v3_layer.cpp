@@ -10,6 +10,11 @@ namespace lb {
 
 MlaLatent mla_latent(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x_normed,
                      const torch::Tensor& positions) {
+  return mla_latent(c, w, rope, rope_cos_sin(rope, positions, x_normed.scalar_type()), x_normed);
+}
+
+MlaLatent mla_latent(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const CosSin& cs,
+                     const torch::Tensor& x_normed) {
   const int64_t T = x_normed.size(0);
   torch::Tensor q = c.q_lora_rank > 0
                         ? torch::linear(rmsnorm(torch::linear(x_normed, w["self_attn.q_a_proj.weight"]),
@@ -21,7 +26,6 @@ MlaLatent mla_latent(const ModelConfig& c, const LayerWeights& w, const Rope& ro
   torch::Tensor latent = rmsnorm(compressed.narrow(1, 0, c.kv_lora_rank), w["self_attn.kv_a_layernorm.weight"],
                                  c.rms_eps);
   torch::Tensor k_pe = compressed.narrow(1, c.kv_lora_rank, c.qk_rope_head_dim).unsqueeze(1);  // one shared head
-  CosSin cs = rope_cos_sin(rope, positions, x_normed.scalar_type());
   torch::Tensor q_pe = apply_rope(q.narrow(2, c.qk_nope_head_dim, c.qk_rope_head_dim), cs, rope.interleaved);
   q = torch::cat({q.narrow(2, 0, c.qk_nope_head_dim), q_pe}, 2);
   return {q, latent, apply_rope(k_pe, cs, rope.interleaved).squeeze(1)};

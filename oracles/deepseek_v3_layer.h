@@ -22,6 +22,9 @@ struct MlaLatent {
 
 MlaLatent mla_latent(const ModelConfig& config, const LayerWeights& w, const Rope& rope, const torch::Tensor& x_normed,
                      const torch::Tensor& positions);
+// The same with the rotation's cos/sin of the positions given (computed once for every layer of a step).
+MlaLatent mla_latent(const ModelConfig& config, const LayerWeights& w, const Rope& rope, const CosSin& cs,
+                     const torch::Tensor& x_normed);
 
 // Keys [T, heads, qk_nope + qk_rope] and values [T, heads, v_head_dim] from latents.
 std::pair<torch::Tensor, torch::Tensor> mla_expand_kv(const ModelConfig& config, const LayerWeights& w,

@@ -20,12 +20,9 @@ KvCache::KvCache(int64_t layers, int64_t slots, int64_t capacity, const std::vec
   lengths_ = torch::zeros({slots}, options.dtype(torch::kInt64));
 }
 
-void KvCache::write(int64_t layer, const std::vector<torch::Tensor>& rows, const torch::Tensor& slot,
-                    const torch::Tensor& pos) {
+void KvCache::write(int64_t layer, const std::vector<torch::Tensor>& rows, const torch::Tensor& flat) {
   auto& parts = parts_.at(size_t(layer));
   TORCH_CHECK(rows.size() == parts.size(), "KV cache: ", rows.size(), " parts written to ", parts.size());
-  // One flat row index per written row: index_copy_ needs no host value, unlike slicing by length.
-  const torch::Tensor flat = slot * capacity_ + pos;
   for (size_t i = 0; i < parts.size(); ++i) {
     torch::Tensor view = parts[i].view({slots_ * capacity_, -1});
     view.index_copy_(0, flat, rows[i].reshape({rows[i].size(0), view.size(1)}).to(parts[i].scalar_type()));

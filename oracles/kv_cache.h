@@ -23,9 +23,11 @@ class KvCache {
   int64_t capacity() const { return capacity_; }
   // Layer `layer`'s parts, [slots, capacity, ...] each.
   const std::vector<torch::Tensor>& layer(int64_t layer) const { return parts_.at(size_t(layer)); }
-  // Writes row i of every part at (slot[i], pos[i]) of layer `layer` (int64 [n] on the device).
-  void write(int64_t layer, const std::vector<torch::Tensor>& rows, const torch::Tensor& slot,
-             const torch::Tensor& pos);
+  // The flat row index of (slot[i], pos[i]) (int64 [n] on the device), for write().
+  torch::Tensor row_of(const torch::Tensor& slot, const torch::Tensor& pos) const { return slot * capacity_ + pos; }
+  // Writes row i of every part of layer `layer` at flat row at[i] (row_of: one index for every layer
+  // of a step, since index_copy_ needs no host value, unlike slicing by length).
+  void write(int64_t layer, const std::vector<torch::Tensor>& rows, const torch::Tensor& at);
   torch::Tensor& lengths() { return lengths_; }
   const torch::Tensor& lengths() const { return lengths_; }
 
@@ -40,7 +42,7 @@ class KvCache {
 // A prefill (read_slot undefined) attends to its own keys only: its slots start empty.
 struct CacheStep {
   KvCache* cache = nullptr;
-  torch::Tensor write_slot, write_pos;  // int64 [key rows]
+  torch::Tensor write_row;              // int64 [key rows]: KvCache::row_of(slot, position)
   torch::Tensor read_slot, read_len;    // int64 [query rows]
   bool decode() const { return read_slot.defined(); }
 };

@@ -13,13 +13,16 @@ namespace lb {
 
 QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x_normed,
                     const torch::Tensor& positions) {
+  return qwen3_qkv(c, w, rope_cos_sin(rope, positions, x_normed.scalar_type()), x_normed);
+}
+
+QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const CosSin& cs, const torch::Tensor& x_normed) {
   const int64_t T = x_normed.size(0), d = c.head_dim;
   // Heads from the projection's width, not -1: a rank may have no tokens (T = 0).
   auto heads = [&](const torch::Tensor& t) { return t.view({T, t.size(1) / d, d}); };
   torch::Tensor q = heads(torch::linear(x_normed, w["self_attn.q_proj.weight"]));
   torch::Tensor k = heads(torch::linear(x_normed, w["self_attn.k_proj.weight"]));
   torch::Tensor v = heads(torch::linear(x_normed, w["self_attn.v_proj.weight"]));
-  CosSin cs = rope_cos_sin(rope, positions, x_normed.scalar_type());
   if (w.fused_kernels)
     return {qk_norm_rope_fused(q, w["self_attn.q_norm.weight"], cs, c.rms_eps),
             qk_norm_rope_fused(k, w["self_attn.k_norm.weight"], cs, c.rms_eps), v};

@@ -18,6 +18,8 @@ struct QkvStates {
 
 QkvStates qwen3_qkv(const ModelConfig& config, const LayerWeights& w, const Rope& rope, const torch::Tensor& x_normed,
                     const torch::Tensor& positions);
+// The same with the rotation's cos/sin of the positions given (computed once for every layer of a step).
+QkvStates qwen3_qkv(const ModelConfig& config, const LayerWeights& w, const CosSin& cs, const torch::Tensor& x_normed);
 
 // MoE (or the dense MLP of an mlp_only layer) on post-attention-normed states.
 // `chosen`, when given, receives the MoE routing (left empty on dense layers).

@@ -66,7 +66,7 @@ torch::Tensor ReferenceModel::prefill(const torch::Tensor& input_ids, const std:
   TORCH_CHECK(int64_t(seq_lens.size()) <= cache.slots(), "prefill: ", seq_lens.size(), " prompts for ", cache.slots(),
               " cache slots");
   const TokenPlacement tokens = packed_placement(seq_lens, device);
-  const CacheStep step{&cache, tokens.seq, tokens.pos, {}, {}};
+  const CacheStep step{&cache, cache.row_of(tokens.seq, tokens.pos), {}, {}};
   torch::Tensor x = embed_.index_select(0, input_ids.to(device));
   for (int64_t i = 0; i < config_.num_layers; ++i) x = layer_forward(i, x, tokens, nullptr, nullptr, &step);
   std::vector<int64_t> last;
@@ -82,7 +82,7 @@ torch::Tensor ReferenceModel::decode(const torch::Tensor& input_ids, KvCache& ca
   const torch::Tensor slot = torch::arange(cache.slots(), cache.lengths().options());
   // Every slot takes one token at its next position: positions come from the device, never the host.
   const TokenPlacement tokens{slot, cache.lengths().clone()};
-  const CacheStep step{&cache, slot, tokens.pos, slot, tokens.pos + 1};
+  const CacheStep step{&cache, cache.row_of(slot, tokens.pos), slot, tokens.pos + 1};
   torch::Tensor x = embed_.index_select(0, input_ids);
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     x = layer_forward(i, x, tokens, nullptr, nullptr, &step);
