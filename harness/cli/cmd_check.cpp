@@ -1,22 +1,14 @@
 #include "harness/cli/cmd_check.h"
 
-#include "datasets/token_input.h"
-#include "harness/cli/deepseek_v4_run.h"
-#include "harness/runtime/device.h"
-#include "kernels/fused_moe.h"
-#include "harness/runtime/errors.h"
-#include "harness/runtime/file_util.h"
-#include "harness/runtime/launch.h"
-#include "harness/cli/layout_selection.h"
+#include "harness/cli/run_family.h"
 #include "harness/cli/parallel_flags.h"
+#include "harness/runtime/device.h"
 #include "harness/runtime/progress.h"
-#include "harness/model/safetensors.h"
-#include "layouts/layout_check.h"
+#include "layouts/mutations.h"
 #include "reports/run_record.h"
 
 #include <chrono>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <optional>
 
@@ -45,182 +37,52 @@ struct CheckArgs {
   CLI::App* sub = nullptr;
 };
 
-// In bf16/f16 the threshold is calibrated per layer from the measured noise floor: the distance
-// between the low-precision reference and the fp32 reference on the same weights and tokens. A
-// layout computes the same model with its sums in another order, so its own rounding error is of
-// that size; its distance to the low-precision reference is then up to about sqrt(2) times it
-// (independent errors) and a wrong layout is far past it.
-constexpr double kNoiseFloorFactor = 3.0;
-// A capture point computed identically in both precisions (none today) still gets a usable threshold.
-constexpr double kMinNoiseFloor = 1e-6;
-
-// The reference's layer outputs from a `layoutbench reference --dump` file, after checking that
-// it was made on the same model, weights and tokens (and has every layer this check needs).
-std::vector<torch::Tensor> read_reference_dump(const std::string& path, const ModelConfig& config,
-                                               const WeightSource& weights, const TokenBatch& batch) {
-  SafetensorsFile file(path);
-  const auto& meta = file.metadata();
-  auto meta_of = [&](const char* key) { return meta.count(key) ? meta.at(key) : std::string("(not recorded)"); };
-  if (meta_of("format") != "layoutbench.reference_dump/1")
-    throw InputError("--reference-dump " + path + ": not a layoutbench reference dump (format " + meta_of("format") +
-                     ")");
-  if (meta_of("model") != config.name || meta_of("weights") != weights.describe())
-    throw InputError("--reference-dump " + path + ": made for model " + meta_of("model") + " with weights " +
-                     meta_of("weights") + ", this check runs " + config.name + " with " + weights.describe());
-  const torch::Tensor ids = file.read("input_ids", torch::kInt64);
-  const torch::Tensor lens = file.read("seq_lens", torch::kInt64);
-  const bool same_lens = lens.numel() == int64_t(batch.seq_lens.size()) &&
-                         torch::equal(lens, torch::tensor(batch.seq_lens, torch::kInt64));
-  if (!same_lens || !torch::equal(ids, batch.ids.to(torch::kInt64)))
-    throw InputError("--reference-dump " + path + ": its input_ids or seq_lens differ from this check's tokens "
-                     "(use the same --model, --seed and --tokens/--lengths as the reference run)");
-  std::vector<torch::Tensor> layers;
-  for (int64_t i = 0; i < config.num_layers; ++i)
-    layers.push_back(file.read("layers." + std::to_string(i) + ".output", torch::kFloat32));
-  return layers;
-}
-
 int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
-  if (is_deepseek_v4_model(a.model)) {
-    V4RunArgs v4;
-    v4.model = a.model, v4.layout = a.layout, v4.backend = a.backend, v4.ranks = a.ranks;
-    v4.layers = a.layers, v4.tokens = a.tokens, v4.seed = a.seed, v4.max_rel_l2 = a.max_rel_l2;
-    v4.timeout_s = a.timeout_s;
-    v4.json = a.json;
-    v4.mutation = a.mutation;
-    apply_v4_flags(*a.sub, a.lengths, v4);
-    return run_check_deepseek_v4(v4, argv);
-  }
-  // Every input is checked, and every layout's split and shards planned, before any rank starts.
-  ModelConfig config = load_model_config(a.model);
-  keep_first_layers(config, a.layers);
-  const Backend backend = parse_backend(a.backend);
-  const torch::ScalarType dtype = parse_dtype(a.dtype);
-  if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
-  const TokenBatch batch = a.tokens > 0 ? random_tokens({a.tokens}, config.vocab, a.seed)
-                                        : random_tokens(parse_lengths(a.lengths, "--lengths"), config.vocab, a.seed);
-  const bool from_dump = !a.reference_dump.empty();
-  if (from_dump && dtype != torch::kFloat32 && a.max_rel_l2 <= 0)
-    throw InputError("--reference-dump with --dtype " + a.dtype + " needs --max-rel-l2: the noise floor is measured "
-                     "from two references computed here");
-  if (from_dump && a.capture != "none")
-    throw InputError("--reference-dump does not hold capture points: use --capture none");
-  const bool calibrate = dtype != torch::kFloat32 && a.max_rel_l2 <= 0;
-  if (a.capture != "none" && a.capture != "op") throw InputError("--capture '" + a.capture + "': none or op");
-  const bool op_capture = a.capture == "op";
-  const Mutation mutation = find_mutation(a.mutation);
-  const bool fused = parse_fused_kernels(a.kernels);
-  std::vector<double> thresholds(config.num_layers, a.max_rel_l2 > 0 ? a.max_rel_l2 : kFp32MaxRelL2);
+  RunFlags flags;
+  flags.subcommand = "check";
+  flags.model = a.model, flags.layout = a.layout, flags.backend = a.backend, flags.ranks = a.ranks;
+  flags.parallel = a.parallel, flags.layers = a.layers, flags.tokens = a.tokens, flags.lengths = a.lengths;
+  flags.dtype = a.dtype, flags.kernels = a.kernels, flags.seed = a.seed, flags.max_rel_l2 = a.max_rel_l2;
+  flags.capture = a.capture, flags.reference_dump = a.reference_dump, flags.mutation = a.mutation;
+  flags.sub = a.sub;
+  // Every input is checked, and every layout planned, before any rank starts.
+  const std::unique_ptr<RunFamily> family = open_run_family(flags);
+  const std::vector<RunLayout>& layouts = family->layouts();
 
-  std::vector<const LayoutSpec*> layouts;
-  std::vector<ParallelConfig> parallels;
-  for (const SelectedLayout& l : select_layouts(a.layout, a.ranks, config, a.parallel, *a.sub)) {
-    layouts.push_back(l.spec);
-    parallels.push_back(l.parallel);
-    split_tokens(l.parallel, l.spec->split, batch.seq_lens);  // throws on a split it cannot make
-  }
-  std::unique_ptr<WeightSource> weights = open_weights(config, is_directory(a.model) ? a.model : "", a.seed);
-  std::vector<torch::Tensor> dumped;
-  if (from_dump) dumped = read_reference_dump(a.reference_dump, config, *weights, batch);
-
-  std::vector<LayoutCheck> results;
-  std::vector<double> noise_floor;
-  std::vector<std::map<std::string, double>> op_noise_floor;
+  std::vector<CheckedLayout> results;
+  nlohmann::json reference_fields;
   std::string device_label;
   const auto start = std::chrono::steady_clock::now();
-  auto elapsed_s = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-  run_ranks(backend, a.ranks, [&](RankContext& ctx) {
-    ReferenceOptions options{dtype, ctx.device()};
-    ReferenceOptions layout_options{dtype, ctx.device(), fused};  // the reference keeps the oracle path
-    std::vector<torch::Tensor> reference;
-    std::vector<LayerCapture> reference_ops;
-    OpCheckOptions op_check;
-    op_check.capture = op_capture;
-    op_check.mutation = mutation;
-    if (ctx.rank() == 0 && from_dump) {
-      device_label = device_name(ctx.device());
-      for (const torch::Tensor& t : dumped) reference.push_back(t.to(ctx.device()));
-    } else if (ctx.rank() == 0) {
-      device_label = device_name(ctx.device());
-      ReferenceRun exact;
-      if (calibrate) {
-        ReferenceModel model(config, *weights, {torch::kFloat32, ctx.device()});
-        exact = model.forward(batch.ids, batch.seq_lens, op_capture);
-      }
-      ReferenceModel model(config, *weights, options);
-      ReferenceRun run = model.forward(batch.ids, batch.seq_lens, op_capture);
-      reference = run.layer_outputs;
-      reference_ops = std::move(run.captures);
-      op_check.reference = &reference_ops;
-      if (calibrate && op_capture) {
-        // Each capture point's threshold: the same factor over its own noise floor.
-        std::cout << "noise floor per capture point (" << dtype_name(dtype) << " reference vs f32 reference):\n";
-        for (int64_t i = 0; i < config.num_layers; ++i) {
-          std::map<std::string, double> floor = capture_noise_floor(reference_ops[i], exact.captures[i]);
-          op_noise_floor.push_back(floor);
-          std::cout << "  layer " << i << ":";
-          for (const std::string& op : capture_ops())
-            if (floor.count(op)) std::cout << " " << op << "=" << floor.at(op);
-          std::cout << "\n";
-          for (auto& [op, f] : floor) f = kNoiseFloorFactor * std::max(f, kMinNoiseFloor);
-          op_check.thresholds.push_back(floor);
-        }
-      }
-      const std::vector<torch::Tensor>& exact_layers = exact.layer_outputs;
-      if (calibrate) {
-        std::cout << "noise floor (" << dtype_name(dtype) << " reference vs f32 reference), relative L2 per layer:";
-        for (int64_t i = 0; i < config.num_layers; ++i) {
-          noise_floor.push_back(compare_tensors(reference[i], exact_layers[i]).rel_l2);
-          thresholds[i] = kNoiseFloorFactor * noise_floor.back();
-          std::cout << " " << noise_floor.back();
-        }
-        std::cout << "\nthreshold per layer: " << kNoiseFloorFactor << " x noise floor (references took "
-                  << elapsed_s() << " s)\n";
-      }
-    }
-    ctx.quiesce();  // rank 0's references are done (and their memory released) before any layout
+  run_ranks(family->backend(), a.ranks, [&](RankContext& ctx) {
+    if (ctx.rank() == 0) device_label = device_name(ctx.device());
+    const std::unique_ptr<RankCheck> check = family->start_check(ctx, start);
+    ctx.quiesce();  // the references are done (and their memory released) before any layout
     std::optional<Progress> progress;
     if (ctx.rank() == 0) progress.emplace("check: layouts", int64_t(layouts.size()));
     for (size_t i = 0; i < layouts.size(); ++i) {
-      LayoutCheck c = check_layout(ctx, *layouts[i], parallels[i], config, *weights, layout_options, batch, reference,
-                                   thresholds, op_check);
+      CheckedLayout c = check->check(i);
       ctx.quiesce();  // every rank has freed the layout before the next one's collectives
-      if (progress) progress->step(layouts[i]->name);
+      if (progress) progress->step(layouts[i].name);
       if (ctx.rank() == 0) {
         if (progress) progress->clear();
-        std::cout << format_layout_check(c) << "  done at " << elapsed_s() << " s (setup included)\n" << std::flush;
+        std::cout << c.text << "  done at " << seconds_since(start) << " s (setup included)\n" << std::flush;
         results.push_back(std::move(c));
       }
     }
+    if (ctx.rank() == 0) reference_fields = check->record_fields();
   }, std::chrono::seconds(a.timeout_s));
   if (results.empty()) return 0;  // not rank 0 of an mpirun launch
 
   bool pass = true;
   for (const auto& r : results) pass = pass && r.pass;
-  std::cout << (pass ? "all layouts match the reference" : "DIVERGENCE: see the rows marked above") << " (" << results.size()
-            << " layout(s), " << config.num_layers << " layers, " << batch.ids.size(0) << " tokens, "
-            << dtype_name(dtype) << ")\n";
+  std::cout << (pass ? "all layouts match the reference" : "DIVERGENCE: see the rows marked above") << " ("
+            << results.size() << " layout(s), " << family->check_summary() << ")\n";
   if (!a.json.empty()) {
-    nlohmann::json record = run_record("check", argv, device_label);
-    record["model"] = config.to_json();
-    record["weights"] = weights->describe();
-    record["backend"] = to_string(backend);
-    record["ranks"] = a.ranks;
-    record["kernels"] = a.kernels;
-    record["dtype"] = dtype_name(dtype);
-    record["seq_lens"] = batch.seq_lens;
-    record["thresholds"] = thresholds;
-    if (calibrate) {
-      record["noise_floor"] = noise_floor;
-      record["noise_floor_factor"] = kNoiseFloorFactor;
-      if (!op_noise_floor.empty()) record["op_noise_floor"] = op_noise_floor;
-    }
-    record["capture"] = a.capture;
-    if (from_dump) record["reference_dump"] = a.reference_dump;
-    if (mutation != Mutation::None) record["mutation"] = a.mutation;
+    nlohmann::json record = family->record("check", argv, device_label);
+    record.update(reference_fields);
     record["pass"] = pass;
     nlohmann::json j = nlohmann::json::array();
-    for (const auto& r : results) j.push_back(to_json(r));
+    for (const auto& r : results) j.push_back(r.record);
     record["layouts"] = j;
     write_json(a.json, record);
     std::cout << "record written to " << a.json << "\n";
