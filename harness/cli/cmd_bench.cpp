@@ -1,21 +1,15 @@
 #include "harness/cli/cmd_bench.h"
 
 #include "harness/bench/bench_collectives.h"
-#include "harness/cli/deepseek_v4_run.h"
+#include "harness/cli/run_family.h"
 #include "datasets/token_input.h"
 #include "harness/runtime/device.h"
 #include "harness/bench/device_peaks.h"
 #include "harness/runtime/errors.h"
-#include "harness/runtime/file_util.h"
-#include "harness/runtime/launch.h"
-#include "harness/cli/layout_selection.h"
-#include "harness/model/model_flops.h"
 #include "harness/runtime/timing.h"
-#include "kernels/fused_moe.h"
 #include "layouts/generation.h"
 #include "reports/run_record.h"
 
-#include <algorithm>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
@@ -57,59 +51,49 @@ struct LayoutBench {
 };
 
 int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
-  if (is_deepseek_v4_model(a.model)) {
-    V4RunArgs v4;
-    v4.model = a.model, v4.layout = a.layout, v4.backend = a.backend, v4.ranks = a.ranks;
-    v4.layers = a.layers, v4.tokens = a.tokens, v4.seed = a.seed;
-    v4.repeats = a.repeats;
-    v4.timeout_s = a.timeout_s;
-    v4.json = a.json;
-    apply_v4_flags(*a.sub, a.lengths, v4);
-    return run_bench_deepseek_v4(v4, argv);
-  }
-  ModelConfig config = load_model_config(a.model);
-  keep_first_layers(config, a.layers);
-  const Backend backend = parse_backend(a.backend);
-  const torch::ScalarType dtype = parse_dtype(a.dtype.empty() ? default_dtype(backend) : a.dtype);
-  const bool fused = parse_fused_kernels(a.kernels);
-  if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
   if (a.repeats < 1) throw InputError("--repeats must be >= 1");
-  if (a.decode_steps < 1) throw InputError("--decode-steps must be >= 1");
-  if (a.decode_context < 1) throw InputError("--decode-context must be >= 1");
-  const TokenBatch batch = a.tokens > 0 ? random_tokens({a.tokens}, config.vocab, a.seed)
-                                        : random_tokens(parse_lengths(a.lengths, "--lengths"), config.vocab, a.seed);
-  const std::vector<int64_t> decode_batches = a.decode_batch.empty() || a.decode_batch == "none"
-                                                  ? std::vector<int64_t>{}
-                                                  : parse_lengths(a.decode_batch, "--decode-batch");
-  if (a.decode_context + a.decode_steps + 1 > config.max_position)
-    throw InputError("--decode-context " + std::to_string(a.decode_context) + " passes the model's " +
-                     std::to_string(config.max_position) + " positions");
-  const std::vector<SelectedLayout> layouts = select_layouts(a.layout, a.ranks, config, a.parallel, *a.sub);
-  std::unique_ptr<WeightSource> weights = open_weights(config, is_directory(a.model) ? a.model : "", a.seed);
+  RunFlags flags;
+  flags.subcommand = "bench";
+  flags.model = a.model, flags.layout = a.layout, flags.backend = a.backend, flags.ranks = a.ranks;
+  flags.parallel = a.parallel, flags.layers = a.layers, flags.tokens = a.tokens, flags.lengths = a.lengths;
+  flags.dtype = a.dtype, flags.kernels = a.kernels, flags.seed = a.seed;
+  flags.sub = a.sub;
+  // Every input is checked, and every layout planned, before any rank starts.
+  const std::unique_ptr<RunFamily> family = open_run_family(flags);
+  const std::vector<RunLayout>& layouts = family->layouts();
+  const TokenBatch& batch = family->batch();
+  const std::optional<double> flops = family->prefill_flops();
+  // Decode steps, in a family with a KV cache.
+  std::vector<int64_t> decode_batches;
+  if (const std::optional<int64_t> positions = family->decode_positions()) {
+    if (a.decode_steps < 1) throw InputError("--decode-steps must be >= 1");
+    if (a.decode_context < 1) throw InputError("--decode-context must be >= 1");
+    if (a.decode_batch.empty() || a.decode_batch == "none") decode_batches = {};
+    else decode_batches = parse_lengths(a.decode_batch, "--decode-batch");
+    if (a.decode_context + a.decode_steps + 1 > *positions)
+      throw InputError("--decode-context " + std::to_string(a.decode_context) + " passes the model's " +
+                       std::to_string(*positions) + " positions");
+  }
 
   std::vector<LayoutBench> results(layouts.size());
   std::string device_label;
   DevicePeaks peaks;
-  run_ranks(backend, a.ranks, [&](RankContext& ctx) {
+  run_ranks(family->backend(), a.ranks, [&](RankContext& ctx) {
     torch::NoGradGuard no_grad;
-    const ReferenceOptions options{dtype, ctx.device(), fused};
     if (ctx.rank() == 0) {
       device_label = device_name(ctx.device());
-      peaks = measure_peaks(ctx.device(), dtype, 3);  // rank 0's device, before any layout loads
+      // rank 0's device, before any layout loads; against it, the achieved TFLOP/s
+      if (flops) peaks = measure_peaks(ctx.device(), family->dtype(), 3);
     }
     ctx.quiesce();
-    std::vector<std::unique_ptr<LayoutRank>> ranks;
-    for (const SelectedLayout& l : layouts) {
-      ranks.push_back(std::make_unique<LayoutRank>(ctx, *l.spec, l.parallel, config, *weights, options,
-                                                   std::vector<int64_t>{}));
-    }
+    const std::unique_ptr<RankBench> bench = family->start_bench(ctx);
     ctx.quiesce();
-    auto set_timing = [&](LayoutRank& r, bool on) {
-      for (Communicator* c : r.communicators()) c->set_timing(on), c->clear_records();
+    auto set_timing = [&](size_t i, bool on) {
+      for (Communicator* c : bench->communicators(i)) c->set_timing(on), c->clear_records();
     };
-    auto records = [&](LayoutRank& r) {
+    auto records = [&](size_t i) {
       std::vector<CollectiveRecord> out;
-      for (Communicator* c : r.communicators()) out.insert(out.end(), c->records().begin(), c->records().end());
+      for (Communicator* c : bench->communicators(i)) out.insert(out.end(), c->records().begin(), c->records().end());
       return out;
     };
     auto timed = [&](const std::function<void()>& fn) {
@@ -120,34 +104,27 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
       ctx.world().barrier();
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     };
-    // The token split and placement are planned once, outside the timed prefills (decode, which
-    // replans, runs after them).
-    for (auto& r : ranks) r->set_batch(batch.seq_lens, std::vector<int64_t>(batch.seq_lens.size(), 0));
-    auto prefill = [&](LayoutRank& r) {
-      torch::Tensor x = r.embed(batch.ids);
-      for (int64_t i = 0; i < config.num_layers; ++i) x = r.layer_forward(i, x);
-    };
     // Decode: `b` sequences with decode_context tokens in the cache, then one token each per step.
-    auto decode = [&](LayoutRank& r, int64_t b, bool record) {
-      LayoutStepModel step(ctx, r, config.num_layers);
+    auto decode = [&](size_t i, int64_t b, bool record) {
+      LayoutStepModel step(ctx, *bench->decoder(i), family->num_layers());
       step.start_batch(b);
       step.step(std::vector<std::vector<int64_t>>(b, std::vector<int64_t>(a.decode_context, 1)));
       std::vector<double> ms;
       for (int s = 0; s < a.decode_steps; ++s) {
-        if (record && s == a.decode_steps - 1) set_timing(r, true);
+        if (record && s == a.decode_steps - 1) set_timing(i, true);
         ms.push_back(timed([&] { step.step(std::vector<std::vector<int64_t>>(b, {2})); }));
       }
       return ms;
     };
     for (size_t i = 0; i < layouts.size(); ++i) {  // warm-up, untimed
-      set_timing(*ranks[i], false);
-      prefill(*ranks[i]);
+      set_timing(i, false);
+      bench->prefill(i);
     }
     // Interleaved: every repeat runs each layout once, so drift hits all alike.
     for (int rep = 0; rep < a.repeats; ++rep)
       for (size_t i = 0; i < layouts.size(); ++i) {
-        set_timing(*ranks[i], false);
-        const double ms = timed([&] { prefill(*ranks[i]); });
+        set_timing(i, false);
+        const double ms = timed([&] { bench->prefill(i); });
         if (ctx.rank() == 0) results[i].prefill_ms.push_back(ms);
       }
     // Per-collective times: more prefills with each call timed on its own (barrier, device waits),
@@ -155,20 +132,20 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     std::vector<std::vector<std::vector<CollectiveRecord>>> timed_calls(layouts.size());
     for (int rep = 0; rep < a.repeats; ++rep)
       for (size_t i = 0; i < layouts.size(); ++i) {
-        set_timing(*ranks[i], true);
-        prefill(*ranks[i]);
-        timed_calls[i].push_back(records(*ranks[i]));
+        set_timing(i, true);
+        bench->prefill(i);
+        timed_calls[i].push_back(records(i));
       }
     if (ctx.rank() == 0)
       for (size_t i = 0; i < layouts.size(); ++i) results[i].prefill_records = median_records(timed_calls[i]);
     for (int64_t b : decode_batches)
       for (size_t i = 0; i < layouts.size(); ++i) {
-        set_timing(*ranks[i], false);
-        std::vector<double> ms = decode(*ranks[i], b, /*record=*/true);
+        set_timing(i, false);
+        std::vector<double> ms = decode(i, b, /*record=*/true);
         if (ctx.rank() == 0) {
           ms.pop_back();  // the last step ran with per-call timing
           results[i].decode_step_ms[b] = ms;
-          results[i].decode_records[b] = records(*ranks[i]);
+          results[i].decode_records[b] = records(i);
         }
       }
     ctx.quiesce();  // nothing in flight while the layouts free their weights and communicators
@@ -176,39 +153,40 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   if (results.empty() || results[0].prefill_ms.empty()) return 0;  // not rank 0 of an mpirun launch
 
   const int64_t tokens = batch.ids.size(0);
-  // Achieved TFLOP/s: the prefill's arithmetic (harness/model/model_flops.h) over its time, per GPU.
-  const double flops = prefill_flops(config, batch.seq_lens);
-  std::cout << config.name << ", " << config.num_layers << " layers, " << tokens << " prefill tokens, "
-            << dtype_name(dtype) << ", kernels " << a.kernels << ", " << a.ranks << " ranks on " << device_label
-            << " (medians of " << a.repeats << ", layouts interleaved)\n";
-  nlohmann::json record = run_record("bench", argv, device_label);
-  record["model"] = config.to_json();
-  record["weights"] = weights->describe();
-  record["backend"] = to_string(backend);
-  record["ranks"] = a.ranks;
-  record["dtype"] = dtype_name(dtype);
-  record["kernels"] = a.kernels;
-  record["seq_lens"] = batch.seq_lens;
-  record["decode_context"] = a.decode_context;
-  record["prefill_flops"] = flops;
-  record["peak_matmul_tflops"] = peaks.matmul_tflops;
-  record["peak_copy_gbps"] = peaks.copy_gbps;
+  std::cout << family->bench_header(device_label, a.repeats) << "\n";
+  nlohmann::json record = family->record("bench", argv, device_label);
+  if (family->decode_positions()) record["decode_context"] = a.decode_context;
+  if (flops) {
+    // Achieved TFLOP/s: the prefill's arithmetic over its time, per GPU.
+    record["prefill_flops"] = *flops;
+    record["peak_matmul_tflops"] = peaks.matmul_tflops;
+    record["peak_copy_gbps"] = peaks.copy_gbps;
+  }
   nlohmann::json out = nlohmann::json::array();
   std::map<std::string, double> prefill_of;
   std::map<std::string, nlohmann::json> collectives_of;
   std::map<std::string, std::map<int64_t, double>> decode_of;
   for (size_t i = 0; i < layouts.size(); ++i) {
     const LayoutBench& r = results[i];
-    const std::string& name = layouts[i].spec->name;
+    const std::string& name = layouts[i].name;
     const double pms = median(r.prefill_ms);
     prefill_of[name] = pms;
     collectives_of[name] = summarize_collectives(r.prefill_records);
     std::cout << "  " << std::left << std::setw(16) << name << std::right << std::fixed << std::setprecision(2)
               << " prefill " << std::setw(9) << pms << " ms = " << std::setprecision(0) << std::setw(8)
-              << tokens / (pms / 1000) << " tok/s, " << std::setprecision(1)
-              << flops / (pms * 1e-3) / a.ranks / 1e12 << " TFLOP/s per rank (" << std::setprecision(0)
-              << 100 * flops / (pms * 1e-3) / a.ranks / 1e12 / peaks.matmul_tflops << "% of peak); collectives " << std::setprecision(2) << total_ms(r.prefill_records)
-              << " ms";
+              << tokens / (pms / 1000) << " tok/s";
+    nlohmann::json j = {{"layout", name}, {"replaces", layouts[i].replaces}, {"prefill_ms", pms},
+                        {"prefill_ms_all", r.prefill_ms}, {"prefill_tokens_per_s", tokens / (pms / 1000)},
+                        {"prefill_collectives", collectives_of[name]}};
+    j.update(layouts[i].fields);
+    if (flops) {
+      const double tflops = *flops / (pms * 1e-3) / a.ranks / 1e12;
+      std::cout << ", " << std::setprecision(1) << tflops << " TFLOP/s per rank (" << std::setprecision(0)
+                << 100 * tflops / peaks.matmul_tflops << "% of peak)";
+      j["prefill_tflops_per_rank"] = tflops;
+      j["prefill_share_of_matmul_peak"] = tflops / peaks.matmul_tflops;
+    }
+    std::cout << "; collectives " << std::setprecision(2) << total_ms(r.prefill_records) << " ms";
     nlohmann::json decode = nlohmann::json::array();
     for (const auto& [b, ms] : r.decode_step_ms) {
       const double step = median(ms);
@@ -218,25 +196,20 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
                         {"collectives", summarize_collectives(r.decode_records.at(b))}});
     }
     std::cout << "\n";
-    out.push_back({{"layout", name}, {"replaces", layouts[i].spec->replaces},
-                   {"parallel", layouts[i].parallel.to_json()}, {"prefill_ms", pms},
-                   {"prefill_ms_all", r.prefill_ms}, {"prefill_tokens_per_s", tokens / (pms / 1000)},
-                   {"prefill_tflops_per_rank", flops / (pms * 1e-3) / a.ranks / 1e12},
-                   {"prefill_share_of_matmul_peak", flops / (pms * 1e-3) / a.ranks / 1e12 / peaks.matmul_tflops},
-                   {"prefill_collectives", collectives_of[name]}, {"decode", decode}});
+    j["decode"] = decode;
+    out.push_back(j);
   }
   // New against the baseline it replaced, where both ran.
   nlohmann::json ratios = nlohmann::json::array();
-  for (const SelectedLayout& l : layouts) {
-    const std::string& base = l.spec->replaces;
+  for (const RunLayout& l : layouts) {
+    const std::string& base = l.replaces;
     if (base.empty() || !prefill_of.count(base)) continue;
-    nlohmann::json j = {{"layout", l.spec->name}, {"baseline", base},
-                        {"prefill_speedup", prefill_of[base] / prefill_of[l.spec->name]}};
-    std::cout << "  " << l.spec->name << " vs " << base << ": prefill " << std::setprecision(3)
-              << prefill_of[base] / prefill_of[l.spec->name] << "x";
-    j["changed_collectives"] = changed_collectives(collectives_of[l.spec->name], collectives_of[base]);
+    nlohmann::json j = {{"layout", l.name}, {"baseline", base}, {"prefill_speedup", prefill_of[base] / prefill_of[l.name]}};
+    std::cout << "  " << l.name << " vs " << base << ": prefill " << std::setprecision(3)
+              << prefill_of[base] / prefill_of[l.name] << "x";
+    j["changed_collectives"] = changed_collectives(collectives_of[l.name], collectives_of[base]);
     std::cout << describe_changed_collectives(j["changed_collectives"]);
-    for (const auto& [b, ms] : decode_of[l.spec->name]) {
+    for (const auto& [b, ms] : decode_of[l.name]) {
       const double speedup = decode_of[base][b] / ms;
       j["decode_speedup_b" + std::to_string(b)] = speedup;
       std::cout << ", decode b=" << b << " " << speedup << "x";

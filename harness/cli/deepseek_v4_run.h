@@ -79,6 +79,5 @@ struct V4RunPlan {
 };
 V4RunPlan plan_v4_run(const V4RunArgs& args);
 
-int run_bench_deepseek_v4(const V4RunArgs& args, const std::vector<std::string>& argv);
 
 }  // namespace lb
