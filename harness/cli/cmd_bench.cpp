@@ -22,24 +22,13 @@ namespace lb {
 namespace {
 
 struct BenchArgs {
-  std::string model;
-  std::string layout;
-  std::string backend;
-  int ranks = 0;
-  ParallelFlags parallel;
-  int64_t layers = 0;
-  int64_t tokens = 0;
-  std::string lengths = "2048,2048,2048,2048";
+  RunFlags run;  // what reaches the family
   std::string decode_batch = "1,8,32";
   int64_t decode_context = 512;
   int decode_steps = 8;
-  std::string dtype;
-  std::string kernels = "reference";
   int repeats = 5;
-  uint64_t seed = 0;
   int timeout_s = 600;
   std::string json;
-  CLI::App* sub = nullptr;
 };
 
 // One layout's numbers (rank 0's clock; every step ends with a device wait and a barrier).
@@ -52,14 +41,8 @@ struct LayoutBench {
 
 int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   if (a.repeats < 1) throw InputError("--repeats must be >= 1");
-  RunFlags flags;
-  flags.subcommand = "bench";
-  flags.model = a.model, flags.layout = a.layout, flags.backend = a.backend, flags.ranks = a.ranks;
-  flags.parallel = a.parallel, flags.layers = a.layers, flags.tokens = a.tokens, flags.lengths = a.lengths;
-  flags.dtype = a.dtype, flags.kernels = a.kernels, flags.seed = a.seed;
-  flags.sub = a.sub;
   // Every input is checked, and every layout planned, before any rank starts.
-  const std::unique_ptr<RunFamily> family = open_run_family(flags);
+  const std::unique_ptr<RunFamily> family = open_run_family(a.run);
   const std::vector<RunLayout>& layouts = family->layouts();
   const TokenBatch& batch = family->batch();
   const std::optional<double> flops = family->prefill_flops();
@@ -78,7 +61,7 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   std::vector<LayoutBench> results(layouts.size());
   std::string device_label;
   DevicePeaks peaks;
-  run_ranks(family->backend(), a.ranks, [&](RankContext& ctx) {
+  run_ranks(family->backend(), family->ranks(), [&](RankContext& ctx) {
     torch::NoGradGuard no_grad;
     if (ctx.rank() == 0) {
       device_label = device_name(ctx.device());
@@ -180,7 +163,7 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
                         {"prefill_collectives", collectives_of[name]}};
     j.update(layouts[i].fields);
     if (flops) {
-      const double tflops = *flops / (pms * 1e-3) / a.ranks / 1e12;
+      const double tflops = *flops / (pms * 1e-3) / family->ranks() / 1e12;
       std::cout << ", " << std::setprecision(1) << tflops << " TFLOP/s per rank (" << std::setprecision(0)
                 << 100 * tflops / peaks.matmul_tflops << "% of peak)";
       j["prefill_tflops_per_rank"] = tflops;
@@ -230,27 +213,30 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
 
 std::function<int()> add_bench_command(CLI::App& app, const std::vector<std::string>& argv) {
   auto a = std::make_shared<BenchArgs>();
-  a->backend = to_string(default_backend());
+  RunFlags& run = a->run;
+  run.subcommand = "bench";
+  run.backend = to_string(default_backend());
+  run.lengths = "2048,2048,2048,2048";
   CLI::App* sub = app.add_subcommand("bench", "Layouts side by side (interleaved, one process): prefill tokens/s, "
                                               "decode step latency, time and bytes per collective, new/baseline ratios");
-  a->sub = sub;
-  sub->add_option("--model", a->model, "Checkpoint directory or preset; DeepSeek-V4 (deepseek-v4-flash, tiny-deepseek-v4, a deepseek_v4 checkpoint) runs its own layouts tp and cp-fused-moe, prefill of one sequence in f32")->required();
-  sub->add_option("--layout", a->layout, "Layout names, comma-separated (a layout and its baseline give a ratio), or all")
+  run.sub = sub;
+  sub->add_option("--model", run.model, "Checkpoint directory or preset; DeepSeek-V4 (deepseek-v4-flash, tiny-deepseek-v4, a deepseek_v4 checkpoint) runs its own layouts tp and cp-fused-moe, prefill of one sequence in f32")->required();
+  sub->add_option("--layout", run.layout, "Layout names, comma-separated (a layout and its baseline give a ratio), or all")
       ->required();
-  sub->add_option("--backend", a->backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
-  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required();
-  add_parallel_flags(*sub, a->parallel);
-  sub->add_option("--layers", a->layers, "Run only the first N decoder layers");
-  sub->add_option("--tokens", a->tokens, "Prefill one sequence of N tokens (instead of --lengths)");
-  sub->add_option("--lengths", a->lengths, "Prefill sequences of these lengths");
+  sub->add_option("--backend", run.backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
+  sub->add_option("--ranks,--gpus", run.ranks, "Number of ranks")->required();
+  add_parallel_flags(*sub, run.parallel);
+  sub->add_option("--layers", run.layers, "Run only the first N decoder layers");
+  sub->add_option("--tokens", run.tokens, "Prefill one sequence of N tokens (instead of --lengths)");
+  sub->add_option("--lengths", run.lengths, "Prefill sequences of these lengths");
   sub->add_option("--decode-batch", a->decode_batch, "Decode batch sizes, comma-separated, or none");
   sub->add_option("--decode-context", a->decode_context, "Tokens already in each decoding sequence's cache");
   sub->add_option("--decode-steps", a->decode_steps, "Timed decode steps per batch size");
-  sub->add_option("--dtype", a->dtype, "f32, bf16 or f16 (default bf16 on GPUs, f32 on CPU ranks)");
-  sub->add_option("--kernels", a->kernels, "reference (plain LibTorch) or fused");
+  sub->add_option("--dtype", run.dtype, "f32, bf16 or f16 (default bf16 on GPUs, f32 on CPU ranks)");
+  sub->add_option("--kernels", run.kernels, "reference (plain LibTorch) or fused");
   sub->add_option("--repeats", a->repeats,
                   "Timed prefills per layout, and again with each collective timed (medians are reported)");
-  sub->add_option("--seed", a->seed, "Seed of the random weights and tokens");
+  sub->add_option("--seed", run.seed, "Seed of the random weights and tokens");
   sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
   sub->add_option("--json", a->json, "Write the record");
   return [a, argv] { return run_bench(*a, argv); };

@@ -17,43 +17,21 @@ namespace lb {
 namespace {
 
 struct CheckArgs {
-  std::string model;
-  std::string layout = "all";
-  std::string backend;
-  int ranks = 0;
-  ParallelFlags parallel;
-  int64_t layers = 0;
-  int64_t tokens = 0;
-  std::string lengths = "37,9,64,18";  // 128 tokens: divides by 2, 4, 8 for round-robin CP
-  std::string dtype = "f32";
-  uint64_t seed = 0;
-  double max_rel_l2 = 0;
+  RunFlags run;  // what reaches the family
   int timeout_s = 600;
   std::string json;
-  std::string capture = "none";
-  std::string reference_dump;
-  std::string mutation;
-  std::string kernels = "reference";
-  CLI::App* sub = nullptr;
 };
 
 int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
-  RunFlags flags;
-  flags.subcommand = "check";
-  flags.model = a.model, flags.layout = a.layout, flags.backend = a.backend, flags.ranks = a.ranks;
-  flags.parallel = a.parallel, flags.layers = a.layers, flags.tokens = a.tokens, flags.lengths = a.lengths;
-  flags.dtype = a.dtype, flags.kernels = a.kernels, flags.seed = a.seed, flags.max_rel_l2 = a.max_rel_l2;
-  flags.capture = a.capture, flags.reference_dump = a.reference_dump, flags.mutation = a.mutation;
-  flags.sub = a.sub;
   // Every input is checked, and every layout planned, before any rank starts.
-  const std::unique_ptr<RunFamily> family = open_run_family(flags);
+  const std::unique_ptr<RunFamily> family = open_run_family(a.run);
   const std::vector<RunLayout>& layouts = family->layouts();
 
   std::vector<CheckedLayout> results;
   nlohmann::json reference_fields;
   std::string device_label;
   const auto start = std::chrono::steady_clock::now();
-  run_ranks(family->backend(), a.ranks, [&](RankContext& ctx) {
+  run_ranks(family->backend(), family->ranks(), [&](RankContext& ctx) {
     if (ctx.rank() == 0) device_label = device_name(ctx.device());
     const std::unique_ptr<RankCheck> check = family->start_check(ctx, start);
     ctx.quiesce();  // the references are done (and their memory released) before any layout
@@ -94,35 +72,40 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
 
 std::function<int()> add_check_command(CLI::App& app, const std::vector<std::string>& argv) {
   auto a = std::make_shared<CheckArgs>();
-  a->backend = to_string(default_backend());
+  RunFlags& run = a->run;
+  run.subcommand = "check";
+  run.layout = "all";
+  run.backend = to_string(default_backend());
+  run.lengths = "37,9,64,18";  // 128 tokens: divides by 2, 4, 8 for round-robin CP
+  run.dtype = "f32";
   CLI::App* sub = app.add_subcommand("check", "Run a layout (or all) and the single-device reference on the same "
                                               "weights and tokens; compare every layer in original token order");
-  a->sub = sub;
-  sub->add_option("--model", a->model, "Checkpoint directory or preset; DeepSeek-V4 (deepseek-v4-flash, tiny-deepseek-v4, a deepseek_v4 checkpoint) runs its own layouts tp and cp-fused-moe on one sequence in f32")->required();
-  sub->add_option("--layout", a->layout, "Layout names (comma-separated), or all (every layout and baseline)");
-  sub->add_option("--backend", a->backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
-  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required();
-  add_parallel_flags(*sub, a->parallel);
-  sub->add_option("--layers", a->layers, "Run only the first N decoder layers");
-  sub->add_option("--tokens", a->tokens, "One random sequence of N tokens (instead of --lengths)");
-  sub->add_option("--lengths", a->lengths, "Random sequences of these lengths, comma-separated");
-  sub->add_option("--dtype", a->dtype, "f32 or bf16 (reference and layout alike)");
-  sub->add_option("--kernels", a->kernels, "The layouts' kernels: reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the "
+  run.sub = sub;
+  sub->add_option("--model", run.model, "Checkpoint directory or preset; DeepSeek-V4 (deepseek-v4-flash, tiny-deepseek-v4, a deepseek_v4 checkpoint) runs its own layouts tp and cp-fused-moe on one sequence in f32")->required();
+  sub->add_option("--layout", run.layout, "Layout names (comma-separated), or all (every layout and baseline)");
+  sub->add_option("--backend", run.backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
+  sub->add_option("--ranks,--gpus", run.ranks, "Number of ranks")->required();
+  add_parallel_flags(*sub, run.parallel);
+  sub->add_option("--layers", run.layers, "Run only the first N decoder layers");
+  sub->add_option("--tokens", run.tokens, "One random sequence of N tokens (instead of --lengths)");
+  sub->add_option("--lengths", run.lengths, "Random sequences of these lengths, comma-separated");
+  sub->add_option("--dtype", run.dtype, "f32 or bf16 (reference and layout alike)");
+  sub->add_option("--kernels", run.kernels, "The layouts' kernels: reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the "
                   "MoE experts); the reference keeps the plain path");
-  sub->add_option("--seed", a->seed, "Seed of the random weights and tokens");
-  sub->add_option("--max-rel-l2", a->max_rel_l2,
+  sub->add_option("--seed", run.seed, "Seed of the random weights and tokens");
+  sub->add_option("--max-rel-l2", run.max_rel_l2,
                   "Verdict threshold on relative L2 per layer (default: 1e-5 in f32; in bf16/f16, 3x the measured "
                   "noise floor of each layer, the low-precision reference against the f32 reference)");
   sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
-  sub->add_option("--capture", a->capture,
+  sub->add_option("--capture", run.capture,
                   "none, or op: also compare every capture point inside each layer (post-norm input, q, k/latent, "
                   "attention output, o_proj, residual, router logits, top-k experts and weights, MLP output) and "
                   "name the first (layer, op) that diverges with its ranks and token ranges");
   std::string mutations;
   for (const auto& m : all_mutations()) mutations += (mutations.empty() ? "" : ", ") + m.name;
-  sub->add_option("--mutation", a->mutation,
+  sub->add_option("--mutation", run.mutation,
                   "Plant a known layout bug, to test the oracle (" + mutations + ")");
-  sub->add_option("--reference-dump", a->reference_dump,
+  sub->add_option("--reference-dump", run.reference_dump,
                   "Judge the layout against the layer outputs of a `layoutbench reference --dump` file (same model, "
                   "weights, --seed and tokens; checked) instead of computing the reference here, for models whose "
                   "reference does not fit next to the layout");
