@@ -168,13 +168,10 @@ class DeepseekV4Bench : public RankBench {
 
 // Every input is checked before any rank starts.
 DeepseekV4Family::DeepseekV4Family(const RunFlags& flags) {
-  V4RunArgs args;
-  args.model = flags.model, args.layout = flags.layout, args.backend = flags.backend, args.ranks = flags.ranks;
-  args.layers = flags.layers, args.tokens = flags.tokens, args.seed = flags.seed;
-  apply_v4_flags(*flags.sub, flags.lengths, args);
-  plan_ = plan_v4_run(args);
+  plan_ = plan_v4_run(flags);
   ranks_ = flags.ranks;
-  for (const V4LayoutChoice& l : plan_.layouts) layouts_.push_back({l.name, l.replaces, {{"v4_layout", to_string(l.layout)}}});
+  for (const V4LayoutChoice& l : plan_.layouts)
+    layouts_.push_back({l.name, l.replaces, {{"v4_layout", to_string(l.layout)}}});
   threshold_ = flags.max_rel_l2 > 0 ? flags.max_rel_l2 : kFp32MaxRelL2;
   mutation_ = find_mutation(flags.mutation);
   mutation_name_ = flags.mutation;
