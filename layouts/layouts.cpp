@@ -3,6 +3,7 @@
 // layout_rank.cpp).
 #include "layouts/layout.h"
 
+#include "harness/model/parallel_fit.h"
 #include "harness/runtime/errors.h"
 #include "layouts/shard.h"
 
@@ -142,7 +143,7 @@ ParallelConfig layout_parallel(const LayoutSpec& layout, int ranks, const ModelC
   if (ranks < 1) throw InputError("the number of ranks must be >= 1");
   ParallelConfig p = layout.default_parallel(ranks);
   if (overrides) overrides(p);
-  validate(p, &model);
+  validate(p, model);
   layout.check_parallel(p);
   check_shardable(model, p);
   return p;

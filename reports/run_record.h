@@ -1,6 +1,6 @@
 #pragma once
 // The JSON record of one run: what was run (command, commit, device, config) and what it
-// measured. Every number in results/ and in the README comes from one of these.
+// measured. Every number in results/ and in the docs comes from one of these.
 #include <nlohmann/json.hpp>
 
 #include <string>

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Regenerates the README's results table from the JSON records under results/.
+"""Regenerates the results table (docs/results.md) from the JSON records under results/.
 
-Numbers in the README come only from here, so they always match a committed record:
+Measured numbers in the docs come only from here, so they always match a committed record:
     scripts/results_table.py --write   # rewrites the block between the RESULTS markers
 """
 import json
@@ -10,6 +10,12 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- RESULTS:BEGIN -->", "<!-- RESULTS:END -->"
+TABLE_DOC = ROOT / "docs" / "results.md"
+
+
+def record_link(path):
+    # Relative to the page the table lives in (docs/), so the links work on GitHub and offline.
+    return f"[{path.name}](../{path.relative_to(ROOT)})"
 
 
 def gib(n):
@@ -21,7 +27,7 @@ def reference_row(path, r):
     what = f"reference `{r['model'] if 'model' in r else path.stem}`"
     cmd = r["command"].split(" --json")[0].replace("build-gpu/harness/", "")
     return (f"| `{cmd}` | {r['device'].split(' (')[0]} | {m['prefill_tokens_per_s']:.0f} tok/s prefill, "
-            f"peak {gib(m['peak_memory_bytes'])} | [{path.name}]({path.relative_to(ROOT)}) |")
+            f"peak {gib(m['peak_memory_bytes'])} | {record_link(path)} |")
 
 
 def gpu_check_row(path, r):
@@ -30,7 +36,7 @@ def gpu_check_row(path, r):
     tokens = sum(run["tokens"] for run in r["runs"])
     return (f"| `{r['command'] if isinstance(r['command'], str) else ' '.join(r['command'])}` (bf16 GPU vs fp32 CPU) | {r['device'].split(' (')[0]} | "
             f"worst per-layer cosine {worst:.6f} (> {r['threshold']['min_cosine']}); "
-            f"{flips}/{tokens} tokens changed experts | [{path.name}]({path.relative_to(ROOT)}) |")
+            f"{flips}/{tokens} tokens changed experts | {record_link(path)} |")
 
 
 def short_command(r):
@@ -50,7 +56,7 @@ def collectives_row(path, r):
             f"#wrong {r['wrong_total']}; busbw / direct NCCL: {min(big):.3f}-{max(big):.3f} for 16-256 MB, "
             f"{min(small):.3f}-{max(small):.3f} for 1-4 MB; all_reduce {ar['bytes'] >> 20} MB busbw "
             f"{ar['busbw_GBps']:.0f} GB/s; reduce_scatterv auto pick {', '.join(picks)} | "
-            f"[{path.name}]({path.relative_to(ROOT)}) |")
+            f"{record_link(path)} |")
 
 
 def check_row(path, r):
@@ -60,7 +66,7 @@ def check_row(path, r):
     note = " (parsed from the run's log)" if "parsed_from_log" in r else ""
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | {len(layouts)} layouts, {verdict}; "
             f"worst rel_l2 / threshold {margin:.2f}; noise floor {r['noise_floor'][0]:.4f}-{r['noise_floor'][-1]:.4f}"
-            f"{note} | [{path.name}]({path.relative_to(ROOT)}) |")
+            f"{note} | {record_link(path)} |")
 
 
 def v4_check_row(path, r):
@@ -78,7 +84,7 @@ def v4_check_row(path, r):
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | {len(layouts)} layouts, {verdict} "
             f"on the reference's indexer picks and experts, worst rel_l2 / threshold {margin:.2f} "
             f"(threshold {r['threshold']:g}, f32); on their own choices, rows first moved: {moved} | "
-            f"[{path.name}]({path.relative_to(ROOT)}) |")
+            f"{record_link(path)} |")
 
 
 def capture_row(path, r):
@@ -89,7 +95,7 @@ def capture_row(path, r):
                        f"{x['layout_ms'] / plain_ms[x['layout']]:.2f}x" for x in r["layouts"])
     return (f"| `{short_command(r)}` against `--capture none` | {r['device'].split(' (')[0]} x{r['ranks']} | "
             f"op capture with per-layer checking, layout time (one run each): {ratios} | "
-            f"[{path.name}]({path.relative_to(ROOT)}) |")
+            f"{record_link(path)} |")
 
 
 def gsm8k_row(path, r):
@@ -104,7 +110,7 @@ def gsm8k_row(path, r):
     note = ("random weights: accuracy means nothing" if not r["accuracy_meaningful"]
             else f"reference accuracy {acc['correct']}/{acc['total']}")
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | {'; '.join(parts)} ({note}) | "
-            f"[{path.name}]({path.relative_to(ROOT)}) |")
+            f"{record_link(path)} |")
 
 
 def bench_moe_row(path, r):
@@ -118,7 +124,7 @@ def bench_moe_row(path, r):
                      f"decode {'/'.join(str(x['tokens']) for x in decode)} tokens "
                      f"{'/'.join(format(100 * x['share_of_bandwidth'], '.0f') for x in decode)}% of bandwidth")
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} | measured peaks {r['peak_matmul_tflops']:.0f} TFLOP/s, "
-            f"{r['peak_copy_gbps']:.0f} GB/s; {'; '.join(parts)} | [{path.name}]({path.relative_to(ROOT)}) |")
+            f"{r['peak_copy_gbps']:.0f} GB/s; {'; '.join(parts)} | {record_link(path)} |")
 
 
 def bench_layer_row(path, r):
@@ -135,7 +141,7 @@ def bench_layer_row(path, r):
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} | one layer, {r['tokens']} tokens: plain "
             f"{steps['whole layer (plain)']:.2f} ms, fused {steps['whole layer (fused)']:.2f} ms (attention "
             f"{steps['attention (plain)']:.2f} -> {steps['attention (fused)']:.2f} ms, experts {steps['experts (plain)']:.2f} -> "
-            f"{steps['experts (fused)']:.2f} ms){vs_hf} | [{path.name}]({path.relative_to(ROOT)}) |")
+            f"{steps['experts (fused)']:.2f} ms){vs_hf} | {record_link(path)} |")
 
 
 def bench_row(path, r):
@@ -157,7 +163,7 @@ def bench_row(path, r):
     what = (f"{r['dtype']}, prefill only" if r.get("model", {}).get("family") == "deepseek_v4" else f"kernels {r['kernels']}")
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | {what}, at "
             f"{r.get('commit')}; "
-            f"{'; '.join(parts)} | [{path.name}]({path.relative_to(ROOT)}) |")
+            f"{'; '.join(parts)} | {record_link(path)} |")
 
 
 def rows():
@@ -195,10 +201,9 @@ def table():
 def main():
     text = table()
     if "--write" in sys.argv:
-        readme = ROOT / "README.md"
-        s = readme.read_text()
+        s = TABLE_DOC.read_text()
         a, b = s.index(BEGIN) + len(BEGIN), s.index(END)
-        readme.write_text(s[:a] + "\n" + text + "\n" + s[b:])
+        TABLE_DOC.write_text(s[:a] + "\n" + text + "\n" + s[b:])
     else:
         print(text)
 

@@ -1,4 +1,4 @@
-// DeepSeek-V4 under `layoutbench check` and `layoutbench bench` (harness/cli/deepseek_v4_run.h): the
+// DeepSeek-V4 under `layoutbench check` and `layoutbench bench` (harness/cli/deepseek_v4_family.h): the
 // presets and random weights have transformers' names and the real shapes, the check passes the
 // layouts on 2 and 4 CPU ranks and fails planted bugs, bench records the ratio, and flags that do
 // not apply to V4 are refused by name.

@@ -2,6 +2,7 @@
 // invariants on every valid small config, and the rejection of invalid combinations.
 #include "harness/runtime/errors.h"
 #include "harness/model/model_config.h"
+#include "harness/model/parallel_fit.h"
 #include "harness/runtime/parallel_config.h"
 #include "test_util.h"
 
@@ -133,9 +134,9 @@ TEST(ParallelConfig, InvalidCombinationsNameTheRule) {
   ModelConfig qwen = *find_preset("tiny-qwen3-moe");
   qwen.num_experts = 6;
   qwen.num_heads = 6;
-  EXPECT_NO_THROW(validate(cfg("tp=2,moe_ep=2"), &qwen));
-  EXPECT_THROW(validate(cfg("tp=4,moe_ep=4"), &qwen), InputError);
-  EXPECT_THROW(validate(cfg("tp=4"), &qwen), InputError);
+  EXPECT_NO_THROW(validate(cfg("tp=2,moe_ep=2"), qwen));
+  EXPECT_THROW(validate(cfg("tp=4,moe_ep=4"), qwen), InputError);
+  EXPECT_THROW(validate(cfg("tp=4"), qwen), InputError);
 }
 
 TEST(ParallelConfig, GroupsCommand) {

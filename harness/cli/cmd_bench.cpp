@@ -1,21 +1,16 @@
 #include "harness/cli/cmd_bench.h"
 
 #include "harness/bench/bench_collectives.h"
-#include "harness/cli/deepseek_v4_run.h"
+#include "harness/cli/run_family.h"
 #include "datasets/token_input.h"
 #include "harness/runtime/device.h"
 #include "harness/bench/device_peaks.h"
 #include "harness/runtime/errors.h"
-#include "harness/runtime/file_util.h"
-#include "harness/runtime/launch.h"
-#include "harness/cli/layout_selection.h"
-#include "harness/model/model_flops.h"
 #include "harness/runtime/timing.h"
 #include "kernels/fused_moe.h"
 #include "layouts/generation.h"
 #include "reports/run_record.h"
 
-#include <algorithm>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
@@ -28,25 +23,14 @@ namespace lb {
 namespace {
 
 struct BenchArgs {
-  std::string model;
-  std::string layout;
-  std::string backend;
-  int ranks = 0;
-  ParallelFlags parallel;
-  int64_t layers = 0;
-  int64_t tokens = 0;
-  std::string lengths = "2048,2048,2048,2048";
+  RunFlags run;  // what reaches the family
   std::string decode_batch = "1,8,32";
   int64_t decode_context = 512;
   int decode_steps = 8;
-  std::string dtype;
-  std::string kernels = "reference";
   std::string cuda_graphs = "auto";
   int repeats = 5;
-  uint64_t seed = 0;
   int timeout_s = 600;
   std::string json;
-  CLI::App* sub = nullptr;
 };
 
 // Decode steps timed together (see `decode` in run_bench).
@@ -62,60 +46,46 @@ struct LayoutBench {
 };
 
 int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
-  if (is_deepseek_v4_model(a.model)) {
-    V4RunArgs v4;
-    v4.model = a.model, v4.layout = a.layout, v4.backend = a.backend, v4.ranks = a.ranks;
-    v4.layers = a.layers, v4.tokens = a.tokens, v4.seed = a.seed;
-    v4.repeats = a.repeats;
-    v4.timeout_s = a.timeout_s;
-    v4.json = a.json;
-    apply_v4_flags(*a.sub, a.lengths, v4);
-    return run_bench_deepseek_v4(v4, argv);
-  }
-  ModelConfig config = load_model_config(a.model);
-  keep_first_layers(config, a.layers);
-  const Backend backend = parse_backend(a.backend);
-  const torch::ScalarType dtype = parse_dtype(a.dtype.empty() ? default_dtype(backend) : a.dtype);
-  const bool fused = parse_fused_kernels(a.kernels);
-  const DecodeOptions decode_options{parse_cuda_graphs(a.cuda_graphs, fused, backend == Backend::Nccl)};
-  if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
   if (a.repeats < 1) throw InputError("--repeats must be >= 1");
-  if (a.decode_steps < 1) throw InputError("--decode-steps must be >= 1");
-  if (a.decode_context < 1) throw InputError("--decode-context must be >= 1");
-  const TokenBatch batch = a.tokens > 0 ? random_tokens({a.tokens}, config.vocab, a.seed)
-                                        : random_tokens(parse_lengths(a.lengths, "--lengths"), config.vocab, a.seed);
-  const std::vector<int64_t> decode_batches = a.decode_batch.empty() || a.decode_batch == "none"
-                                                  ? std::vector<int64_t>{}
-                                                  : parse_lengths(a.decode_batch, "--decode-batch");
-  if (a.decode_context + a.decode_steps * kDecodeBurst + 2 > config.max_position)
-    throw InputError("--decode-context " + std::to_string(a.decode_context) + " passes the model's " +
-                     std::to_string(config.max_position) + " positions");
-  const std::vector<SelectedLayout> layouts = select_layouts(a.layout, a.ranks, config, a.parallel, *a.sub);
-  std::unique_ptr<WeightSource> weights = open_weights(config, is_directory(a.model) ? a.model : "", a.seed);
+  // Every input is checked, and every layout planned, before any rank starts.
+  const std::unique_ptr<RunFamily> family = open_run_family(a.run);
+  const std::vector<RunLayout>& layouts = family->layouts();
+  const TokenBatch& batch = family->batch();
+  const std::optional<double> flops = family->prefill_flops();
+  // Decode steps, in a family with a KV cache.
+  std::vector<int64_t> decode_batches;
+  if (const std::optional<int64_t> positions = family->decode_positions()) {
+    if (a.decode_steps < 1) throw InputError("--decode-steps must be >= 1");
+    if (a.decode_context < 1) throw InputError("--decode-context must be >= 1");
+    if (a.decode_batch.empty() || a.decode_batch == "none") decode_batches = {};
+    else decode_batches = parse_lengths(a.decode_batch, "--decode-batch");
+    if (a.decode_context + a.decode_steps * kDecodeBurst + 2 > *positions)
+      throw InputError("--decode-context " + std::to_string(a.decode_context) + " passes the model's " +
+                       std::to_string(*positions) + " positions");
+  }
+
+  const DecodeOptions decode_options{
+      parse_cuda_graphs(a.cuda_graphs, parse_fused_kernels(a.run.kernels), family->backend() == Backend::Nccl)};
 
   std::vector<LayoutBench> results(layouts.size());
   std::string device_label;
   DevicePeaks peaks;
-  run_ranks(backend, a.ranks, [&](RankContext& ctx) {
+  run_ranks(family->backend(), family->ranks(), [&](RankContext& ctx) {
     torch::NoGradGuard no_grad;
-    const ReferenceOptions options{dtype, ctx.device(), fused};
     if (ctx.rank() == 0) {
       device_label = device_name(ctx.device());
-      peaks = measure_peaks(ctx.device(), dtype, 3);  // rank 0's device, before any layout loads
+      // rank 0's device, before any layout loads; against it, the achieved TFLOP/s
+      if (flops || !decode_batches.empty()) peaks = measure_peaks(ctx.device(), family->dtype(), 3);
     }
     ctx.quiesce();
-    std::vector<std::unique_ptr<LayoutRank>> ranks;
-    for (const SelectedLayout& l : layouts) {
-      ranks.push_back(std::make_unique<LayoutRank>(ctx, *l.spec, l.parallel, config, *weights, options,
-                                                   std::vector<int64_t>{}));
-    }
+    const std::unique_ptr<RankBench> bench = family->start_bench(ctx);
     ctx.quiesce();
-    auto set_timing = [&](LayoutRank& r, bool on) {
-      for (Communicator* c : r.communicators()) c->set_timing(on), c->clear_records();
+    auto set_timing = [&](size_t i, bool on) {
+      for (Communicator* c : bench->communicators(i)) c->set_timing(on), c->clear_records();
     };
-    auto records = [&](LayoutRank& r) {
+    auto records = [&](size_t i) {
       std::vector<CollectiveRecord> out;
-      for (Communicator* c : r.communicators()) out.insert(out.end(), c->records().begin(), c->records().end());
+      for (Communicator* c : bench->communicators(i)) out.insert(out.end(), c->records().begin(), c->records().end());
       return out;
     };
     auto timed = [&](const std::function<void()>& fn) {
@@ -126,20 +96,13 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
       ctx.world().barrier();
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     };
-    // The token split and placement are planned once, outside the timed prefills (decode, which
-    // replans, runs after them).
-    for (auto& r : ranks) r->set_batch(batch.seq_lens);
-    auto prefill = [&](LayoutRank& r) {
-      torch::Tensor x = r.embed(batch.ids);
-      for (int64_t i = 0; i < config.num_layers; ++i) x = r.layer_forward(i, x);
-    };
     // Decode: `b` sequences with decode_context tokens in the cache, then one token each per step
     // (replayed CUDA graphs when on). Steps run back to back in bursts of kDecodeBurst with one wait
     // at the end, as an engine that schedules ahead runs them: the time per step is the device's,
     // without the host's round trip. One more step, eager, times each collective on its own and
     // records the experts the step chose, for the bytes it must read.
     auto decode = [&](size_t i, int64_t b) {
-      LayoutRank& r = *ranks[i];
+      LayoutRank& r = *bench->decoder(i);
       LayoutStepModel step(r, ctx.device(), decode_options);
       step.start_batch(b, a.decode_context + a.decode_steps * kDecodeBurst + 2);
       step.prefill(std::vector<std::vector<int64_t>>(b, std::vector<int64_t>(a.decode_context, 1)));
@@ -150,26 +113,26 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
                        for (int k = 0; k < kDecodeBurst; ++k) step.decode(token);
                      }) /
                      kDecodeBurst);
-      set_timing(r, true);
+      set_timing(i, true);
       std::vector<LayerCapture> captures;
       r.decode(torch::full({decode_rows(decode_options, b)}, 2, token.options()), nullptr, &captures);
       synchronize(ctx.device());
-      set_timing(r, false);
       if (ctx.rank() == 0) {
         results[i].decode_step_ms[b] = ms;
-        results[i].decode_records[b] = records(r);
+        results[i].decode_records[b] = records(i);
         results[i].decode_read_bytes[b] = r.decode_read_bytes(captures);
       }
+      set_timing(i, false);
     };
     for (size_t i = 0; i < layouts.size(); ++i) {  // warm-up, untimed
-      set_timing(*ranks[i], false);
-      prefill(*ranks[i]);
+      set_timing(i, false);
+      bench->prefill(i);
     }
     // Interleaved: every repeat runs each layout once, so drift hits all alike.
     for (int rep = 0; rep < a.repeats; ++rep)
       for (size_t i = 0; i < layouts.size(); ++i) {
-        set_timing(*ranks[i], false);
-        const double ms = timed([&] { prefill(*ranks[i]); });
+        set_timing(i, false);
+        const double ms = timed([&] { bench->prefill(i); });
         if (ctx.rank() == 0) results[i].prefill_ms.push_back(ms);
       }
     // Per-collective times: more prefills with each call timed on its own (barrier, device waits),
@@ -177,15 +140,15 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     std::vector<std::vector<std::vector<CollectiveRecord>>> timed_calls(layouts.size());
     for (int rep = 0; rep < a.repeats; ++rep)
       for (size_t i = 0; i < layouts.size(); ++i) {
-        set_timing(*ranks[i], true);
-        prefill(*ranks[i]);
-        timed_calls[i].push_back(records(*ranks[i]));
+        set_timing(i, true);
+        bench->prefill(i);
+        timed_calls[i].push_back(records(i));
       }
     if (ctx.rank() == 0)
       for (size_t i = 0; i < layouts.size(); ++i) results[i].prefill_records = median_records(timed_calls[i]);
     for (int64_t b : decode_batches)
       for (size_t i = 0; i < layouts.size(); ++i) {
-        set_timing(*ranks[i], false);
+        set_timing(i, false);
         decode(i, b);
       }
     ctx.quiesce();  // nothing in flight while the layouts free their weights and communicators
@@ -193,40 +156,44 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   if (results.empty() || results[0].prefill_ms.empty()) return 0;  // not rank 0 of an mpirun launch
 
   const int64_t tokens = batch.ids.size(0);
-  // Achieved TFLOP/s: the prefill's arithmetic (harness/model/model_flops.h) over its time, per GPU.
-  const double flops = prefill_flops(config, batch.seq_lens);
-  std::cout << config.name << ", " << config.num_layers << " layers, " << tokens << " prefill tokens, "
-            << dtype_name(dtype) << ", kernels " << a.kernels << ", " << a.ranks << " ranks on " << device_label
-            << " (medians of " << a.repeats << ", layouts interleaved)\n";
-  nlohmann::json record = run_record("bench", argv, device_label);
-  record["model"] = config.to_json();
-  record["weights"] = weights->describe();
-  record["backend"] = to_string(backend);
-  record["ranks"] = a.ranks;
-  record["dtype"] = dtype_name(dtype);
-  record["kernels"] = a.kernels;
-  record["seq_lens"] = batch.seq_lens;
-  record["decode_context"] = a.decode_context;
-  record["cuda_graphs"] = decode_options.cuda_graphs;
-  record["prefill_flops"] = flops;
-  record["peak_matmul_tflops"] = peaks.matmul_tflops;
-  record["peak_copy_gbps"] = peaks.copy_gbps;
+  std::cout << family->bench_header(device_label, a.repeats) << "\n";
+  nlohmann::json record = family->record("bench", argv, device_label);
+  if (family->decode_positions()) {
+    record["decode_context"] = a.decode_context;
+    record["cuda_graphs"] = decode_options.cuda_graphs;
+    record["decode_burst"] = kDecodeBurst;
+  }
+  if (flops) {
+    // Achieved TFLOP/s: the prefill's arithmetic over its time, per GPU.
+    record["prefill_flops"] = *flops;
+    record["peak_matmul_tflops"] = peaks.matmul_tflops;
+  }
+  if (flops || !decode_batches.empty()) record["peak_copy_gbps"] = peaks.copy_gbps;
   nlohmann::json out = nlohmann::json::array();
   std::map<std::string, double> prefill_of;
   std::map<std::string, nlohmann::json> collectives_of;
   std::map<std::string, std::map<int64_t, double>> decode_of;
   for (size_t i = 0; i < layouts.size(); ++i) {
     const LayoutBench& r = results[i];
-    const std::string& name = layouts[i].spec->name;
+    const std::string& name = layouts[i].name;
     const double pms = median(r.prefill_ms);
     prefill_of[name] = pms;
     collectives_of[name] = summarize_collectives(r.prefill_records);
     std::cout << "  " << std::left << std::setw(16) << name << std::right << std::fixed << std::setprecision(2)
               << " prefill " << std::setw(9) << pms << " ms = " << std::setprecision(0) << std::setw(8)
-              << tokens / (pms / 1000) << " tok/s, " << std::setprecision(1)
-              << flops / (pms * 1e-3) / a.ranks / 1e12 << " TFLOP/s per rank (" << std::setprecision(0)
-              << 100 * flops / (pms * 1e-3) / a.ranks / 1e12 / peaks.matmul_tflops << "% of peak); collectives " << std::setprecision(2) << total_ms(r.prefill_records)
-              << " ms";
+              << tokens / (pms / 1000) << " tok/s";
+    nlohmann::json j = {{"layout", name}, {"replaces", layouts[i].replaces}, {"prefill_ms", pms},
+                        {"prefill_ms_all", r.prefill_ms}, {"prefill_tokens_per_s", tokens / (pms / 1000)},
+                        {"prefill_collectives", collectives_of[name]}};
+    j.update(layouts[i].fields);
+    if (flops) {
+      const double tflops = *flops / (pms * 1e-3) / family->ranks() / 1e12;
+      std::cout << ", " << std::setprecision(1) << tflops << " TFLOP/s per rank (" << std::setprecision(0)
+                << 100 * tflops / peaks.matmul_tflops << "% of peak)";
+      j["prefill_tflops_per_rank"] = tflops;
+      j["prefill_share_of_matmul_peak"] = tflops / peaks.matmul_tflops;
+    }
+    std::cout << "; collectives " << std::setprecision(2) << total_ms(r.prefill_records) << " ms";
     nlohmann::json decode = nlohmann::json::array();
     for (const auto& [b, ms] : r.decode_step_ms) {
       const double step = median(ms);
@@ -242,25 +209,20 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
                         {"collectives", summarize_collectives(r.decode_records.at(b))}});
     }
     std::cout << "\n";
-    out.push_back({{"layout", name}, {"replaces", layouts[i].spec->replaces},
-                   {"parallel", layouts[i].parallel.to_json()}, {"prefill_ms", pms},
-                   {"prefill_ms_all", r.prefill_ms}, {"prefill_tokens_per_s", tokens / (pms / 1000)},
-                   {"prefill_tflops_per_rank", flops / (pms * 1e-3) / a.ranks / 1e12},
-                   {"prefill_share_of_matmul_peak", flops / (pms * 1e-3) / a.ranks / 1e12 / peaks.matmul_tflops},
-                   {"prefill_collectives", collectives_of[name]}, {"decode", decode}});
+    j["decode"] = decode;
+    out.push_back(j);
   }
   // New against the baseline it replaced, where both ran.
   nlohmann::json ratios = nlohmann::json::array();
-  for (const SelectedLayout& l : layouts) {
-    const std::string& base = l.spec->replaces;
+  for (const RunLayout& l : layouts) {
+    const std::string& base = l.replaces;
     if (base.empty() || !prefill_of.count(base)) continue;
-    nlohmann::json j = {{"layout", l.spec->name}, {"baseline", base},
-                        {"prefill_speedup", prefill_of[base] / prefill_of[l.spec->name]}};
-    std::cout << "  " << l.spec->name << " vs " << base << ": prefill " << std::setprecision(3)
-              << prefill_of[base] / prefill_of[l.spec->name] << "x";
-    j["changed_collectives"] = changed_collectives(collectives_of[l.spec->name], collectives_of[base]);
+    nlohmann::json j = {{"layout", l.name}, {"baseline", base}, {"prefill_speedup", prefill_of[base] / prefill_of[l.name]}};
+    std::cout << "  " << l.name << " vs " << base << ": prefill " << std::setprecision(3)
+              << prefill_of[base] / prefill_of[l.name] << "x";
+    j["changed_collectives"] = changed_collectives(collectives_of[l.name], collectives_of[base]);
     std::cout << describe_changed_collectives(j["changed_collectives"]);
-    for (const auto& [b, ms] : decode_of[l.spec->name]) {
+    for (const auto& [b, ms] : decode_of[l.name]) {
       const double speedup = decode_of[base][b] / ms;
       j["decode_speedup_b" + std::to_string(b)] = speedup;
       std::cout << ", decode b=" << b << " " << speedup << "x";
@@ -281,31 +243,34 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
 
 std::function<int()> add_bench_command(CLI::App& app, const std::vector<std::string>& argv) {
   auto a = std::make_shared<BenchArgs>();
-  a->backend = to_string(default_backend());
+  RunFlags& run = a->run;
+  run.subcommand = "bench";
+  run.backend = to_string(default_backend());
+  run.lengths = "2048,2048,2048,2048";
   CLI::App* sub = app.add_subcommand("bench", "Layouts side by side (interleaved, one process): prefill tokens/s, "
                                               "decode step latency, time and bytes per collective, new/baseline ratios");
-  a->sub = sub;
-  sub->add_option("--model", a->model, "Checkpoint directory or preset; DeepSeek-V4 (deepseek-v4-flash, tiny-deepseek-v4, a deepseek_v4 checkpoint) runs its own layouts tp and cp-fused-moe, prefill of one sequence in f32")->required();
-  sub->add_option("--layout", a->layout, "Layout names, comma-separated (a layout and its baseline give a ratio), or all")
+  run.sub = sub;
+  sub->add_option("--model", run.model, "Checkpoint directory or preset; DeepSeek-V4 (deepseek-v4-flash, tiny-deepseek-v4, a deepseek_v4 checkpoint) runs its own layouts tp and cp-fused-moe, prefill of one sequence in f32")->required();
+  sub->add_option("--layout", run.layout, "Layout names, comma-separated (a layout and its baseline give a ratio), or all")
       ->required();
-  sub->add_option("--backend", a->backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
-  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required();
-  add_parallel_flags(*sub, a->parallel);
-  sub->add_option("--layers", a->layers, "Run only the first N decoder layers");
-  sub->add_option("--tokens", a->tokens, "Prefill one sequence of N tokens (instead of --lengths)");
-  sub->add_option("--lengths", a->lengths, "Prefill sequences of these lengths");
+  sub->add_option("--backend", run.backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
+  sub->add_option("--ranks,--gpus", run.ranks, "Number of ranks")->required();
+  add_parallel_flags(*sub, run.parallel);
+  sub->add_option("--layers", run.layers, "Run only the first N decoder layers");
+  sub->add_option("--tokens", run.tokens, "Prefill one sequence of N tokens (instead of --lengths)");
+  sub->add_option("--lengths", run.lengths, "Prefill sequences of these lengths");
   sub->add_option("--decode-batch", a->decode_batch, "Decode batch sizes, comma-separated, or none");
   sub->add_option("--decode-context", a->decode_context, "Tokens already in each decoding sequence's cache");
   sub->add_option("--decode-steps", a->decode_steps,
                   "Timed bursts of 8 back-to-back decode steps per batch size (the median burst's time per step)");
-  sub->add_option("--dtype", a->dtype, "f32, bf16 or f16 (default bf16 on GPUs, f32 on CPU ranks)");
-  sub->add_option("--kernels", a->kernels, "reference (plain LibTorch) or fused");
+  sub->add_option("--dtype", run.dtype, "f32, bf16 or f16 (default bf16 on GPUs, f32 on CPU ranks)");
+  sub->add_option("--kernels", run.kernels, "reference (plain LibTorch) or fused");
   sub->add_option("--cuda-graphs", a->cuda_graphs,
                   "on, off or auto (default: on with fused kernels on GPUs): each decode step captured once per "
                   "batch bucket and replayed");
   sub->add_option("--repeats", a->repeats,
                   "Timed prefills per layout, and again with each collective timed (medians are reported)");
-  sub->add_option("--seed", a->seed, "Seed of the random weights and tokens");
+  sub->add_option("--seed", run.seed, "Seed of the random weights and tokens");
   sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
   sub->add_option("--json", a->json, "Write the record");
   return [a, argv] { return run_bench(*a, argv); };

@@ -1,23 +1,15 @@
 #include "harness/cli/cmd_check.h"
 
-#include "datasets/token_input.h"
-#include "harness/cli/deepseek_v4_run.h"
-#include "harness/runtime/device.h"
-#include "kernels/fused_moe.h"
-#include "harness/runtime/errors.h"
-#include "harness/runtime/file_util.h"
-#include "harness/runtime/launch.h"
-#include "harness/cli/layout_selection.h"
+#include "harness/cli/run_family.h"
 #include "harness/cli/parallel_flags.h"
+#include "harness/runtime/device.h"
 #include "harness/runtime/progress.h"
-#include "harness/model/safetensors.h"
-#include "layouts/layout_check.h"
+#include "layouts/mutations.h"
+#include "layouts/row_check.h"
 #include "reports/run_record.h"
 
-#include <algorithm>
 #include <chrono>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <optional>
 
@@ -26,256 +18,50 @@ namespace lb {
 namespace {
 
 struct CheckArgs {
-  std::string model;
-  std::string layout = "all";
-  std::string backend;
-  int ranks = 0;
-  ParallelFlags parallel;
-  int64_t layers = 0;
-  int64_t tokens = 0;
-  std::string lengths = "37,9,64,18";  // 128 tokens: divides by 2, 4, 8 for round-robin CP
-  std::string dtype = "f32";
-  uint64_t seed = 0;
-  double max_rel_l2 = 0;
+  RunFlags run;  // what reaches the family
   int timeout_s = 600;
   std::string json;
-  std::string capture = "none";
-  std::string reference_dump;
-  std::string mutation;
-  std::string kernels = "reference";
-  int decode_steps = 0;
-  std::string row_verdicts = "on";
-  CLI::App* sub = nullptr;
 };
 
-// In bf16/f16 the threshold is calibrated per layer from the measured noise floor: the distance
-// between the low-precision reference and the fp32 reference on the same weights and tokens. A
-// layout computes the same model with its sums in another order, so its own rounding error is of
-// that size; its distance to the low-precision reference is then up to about sqrt(2) times it
-// (independent errors) and a wrong layout is far past it.
-constexpr double kNoiseFloorFactor = 3.0;
-// A capture point computed identically in both precisions (none today) still gets a usable threshold.
-constexpr double kMinNoiseFloor = 1e-6;
-
-// The reference's layer outputs from a `layoutbench reference --dump` file, after checking that
-// it was made on the same model, weights and tokens (and has every layer this check needs).
-std::vector<torch::Tensor> read_reference_dump(const std::string& path, const ModelConfig& config,
-                                               const WeightSource& weights, const TokenBatch& batch) {
-  SafetensorsFile file(path);
-  const auto& meta = file.metadata();
-  auto meta_of = [&](const char* key) { return meta.count(key) ? meta.at(key) : std::string("(not recorded)"); };
-  if (meta_of("format") != "layoutbench.reference_dump/1")
-    throw InputError("--reference-dump " + path + ": not a layoutbench reference dump (format " + meta_of("format") +
-                     ")");
-  if (meta_of("model") != config.name || meta_of("weights") != weights.describe())
-    throw InputError("--reference-dump " + path + ": made for model " + meta_of("model") + " with weights " +
-                     meta_of("weights") + ", this check runs " + config.name + " with " + weights.describe());
-  const torch::Tensor ids = file.read("input_ids", torch::kInt64);
-  const torch::Tensor lens = file.read("seq_lens", torch::kInt64);
-  const bool same_lens = lens.numel() == int64_t(batch.seq_lens.size()) &&
-                         torch::equal(lens, torch::tensor(batch.seq_lens, torch::kInt64));
-  if (!same_lens || !torch::equal(ids, batch.ids.to(torch::kInt64)))
-    throw InputError("--reference-dump " + path + ": its input_ids or seq_lens differ from this check's tokens "
-                     "(use the same --model, --seed and --tokens/--lengths as the reference run)");
-  std::vector<torch::Tensor> layers;
-  for (int64_t i = 0; i < config.num_layers; ++i)
-    layers.push_back(file.read("layers." + std::to_string(i) + ".output", torch::kFloat32));
-  return layers;
-}
-
 int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
-  if (a.decode_steps < 0) throw InputError("--decode-steps must be >= 0");
-  if (a.decode_steps > 0 && is_deepseek_v4_model(a.model))
-    throw InputError("--decode-steps: DeepSeek-V4 runs prefill only here (its reference has no caches)");
-  if (is_deepseek_v4_model(a.model)) {
-    V4RunArgs v4;
-    v4.model = a.model, v4.layout = a.layout, v4.backend = a.backend, v4.ranks = a.ranks;
-    v4.layers = a.layers, v4.tokens = a.tokens, v4.seed = a.seed, v4.max_rel_l2 = a.max_rel_l2;
-    v4.timeout_s = a.timeout_s;
-    v4.json = a.json;
-    v4.mutation = a.mutation;
-    apply_v4_flags(*a.sub, a.lengths, v4);
-    return run_check_deepseek_v4(v4, argv);
-  }
-  // Every input is checked, and every layout's split and shards planned, before any rank starts.
-  ModelConfig config = load_model_config(a.model);
-  keep_first_layers(config, a.layers);
-  const Backend backend = parse_backend(a.backend);
-  const torch::ScalarType dtype = parse_dtype(a.dtype);
-  if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
-  const TokenBatch batch = a.tokens > 0 ? random_tokens({a.tokens}, config.vocab, a.seed)
-                                        : random_tokens(parse_lengths(a.lengths, "--lengths"), config.vocab, a.seed);
-  const bool from_dump = !a.reference_dump.empty();
-  if (from_dump && dtype != torch::kFloat32 && a.max_rel_l2 <= 0)
-    throw InputError("--reference-dump with --dtype " + a.dtype + " needs --max-rel-l2: the noise floor is measured "
-                     "from two references computed here");
-  if (from_dump && a.decode_steps > 0)
-    throw InputError("--reference-dump holds no decode steps: --decode-steps needs the reference computed here");
-  if (from_dump && a.capture != "none")
-    throw InputError("--reference-dump does not hold capture points: use --capture none");
-  const bool calibrate = dtype != torch::kFloat32 && a.max_rel_l2 <= 0;
-  if (a.row_verdicts != "on" && a.row_verdicts != "off")
-    throw InputError("--row-verdicts '" + a.row_verdicts + "': on or off");
-  // Rows are judged against their own noise floor: only where the floor is measured here.
-  const bool row_verdicts = calibrate && a.row_verdicts == "on";
-  if (a.capture != "none" && a.capture != "op") throw InputError("--capture '" + a.capture + "': none or op");
-  const bool op_capture = a.capture == "op";
-  const Mutation mutation = find_mutation(a.mutation);
-  const bool fused = parse_fused_kernels(a.kernels);
-  std::vector<double> thresholds(config.num_layers, a.max_rel_l2 > 0 ? a.max_rel_l2 : kFp32MaxRelL2);
+  // Every input is checked, and every layout planned, before any rank starts.
+  const std::unique_ptr<RunFamily> family = open_run_family(a.run);
+  const std::vector<RunLayout>& layouts = family->layouts();
 
-  std::vector<const LayoutSpec*> layouts;
-  std::vector<ParallelConfig> parallels;
-  for (const SelectedLayout& l : select_layouts(a.layout, a.ranks, config, a.parallel, *a.sub)) {
-    layouts.push_back(l.spec);
-    parallels.push_back(l.parallel);
-    split_tokens(l.parallel, l.spec->split, batch.seq_lens);  // throws on a split it cannot make
-  }
-  std::unique_ptr<WeightSource> weights = open_weights(config, is_directory(a.model) ? a.model : "", a.seed);
-  std::vector<torch::Tensor> dumped;
-  if (from_dump) dumped = read_reference_dump(a.reference_dump, config, *weights, batch);
-
-  std::vector<LayoutCheck> results;
-  std::vector<double> noise_floor, decode_noise;
-  std::vector<std::map<std::string, double>> op_noise_floor;
-  DecodeTrace decode_trace;
-  DecodeCheckOptions decode_check;
-  decode_check.steps = a.decode_steps;
-  decode_check.thresholds.assign(size_t(config.num_layers), a.max_rel_l2 > 0 ? a.max_rel_l2 : kFp32MaxRelL2);
-  RowReference row_reference;  // rank 0
+  std::vector<CheckedLayout> results;
+  nlohmann::json reference_fields;
   std::string device_label;
   const auto start = std::chrono::steady_clock::now();
-  auto elapsed_s = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-  run_ranks(backend, a.ranks, [&](RankContext& ctx) {
-    ReferenceOptions options{dtype, ctx.device()};
-    ReferenceOptions layout_options{dtype, ctx.device(), fused};  // the reference keeps the oracle path
-    std::vector<torch::Tensor> reference;
-    std::vector<LayerCapture> reference_ops;
-    OpCheckOptions op_check;
-    op_check.capture = op_capture;
-    op_check.mutation = mutation;
-    op_check.rows = row_verdicts;
-    if (ctx.rank() == 0 && from_dump) {
-      device_label = device_name(ctx.device());
-      for (const torch::Tensor& t : dumped) reference.push_back(t.to(ctx.device()));
-    } else if (ctx.rank() == 0) {
-      device_label = device_name(ctx.device());
-      // One reference model at a time: at real shape the two precisions do not fit side by side.
-      ReferenceRun run, exact;
-      {
-        ReferenceModel model(config, *weights, options);
-        run = model.forward(batch.ids, batch.seq_lens, op_capture);
-        // The run-precision reference chooses the decode tokens; the f32 one and the layouts are fed them.
-        if (a.decode_steps > 0) decode_trace = reference_decode(model, batch, a.decode_steps);
-      }
-      decode_check.reference = a.decode_steps > 0 ? &decode_trace : nullptr;
-      if (calibrate) {
-        ReferenceModel f32(config, *weights, {torch::kFloat32, ctx.device()});
-        exact = f32.forward(batch.ids, batch.seq_lens, op_capture);
-        if (a.decode_steps > 0) {
-          decode_noise = decode_noise_floor(decode_trace, reference_decode(f32, batch, a.decode_steps, &decode_trace));
-          std::cout << "decode noise floor (" << dtype_name(dtype) << " vs f32, worst step), relative L2 per layer:";
-          for (size_t i = 0; i < decode_noise.size(); ++i) {
-            decode_check.thresholds[i] = kNoiseFloorFactor * std::max(decode_noise[i], kMinNoiseFloor);
-            std::cout << " " << decode_noise[i];
-          }
-          std::cout << "\n";
-        }
-      }
-      reference = run.layer_outputs;
-      reference_ops = std::move(run.captures);
-      op_check.reference = &reference_ops;
-      if (calibrate && op_capture) {
-        // Each capture point's threshold: the same factor over its own noise floor.
-        std::cout << "noise floor per capture point (" << dtype_name(dtype) << " reference vs f32 reference):\n";
-        for (int64_t i = 0; i < config.num_layers; ++i) {
-          std::map<std::string, double> floor = capture_noise_floor(reference_ops[i], exact.captures[i]);
-          op_noise_floor.push_back(floor);
-          std::cout << "  layer " << i << ":";
-          for (const std::string& op : capture_ops())
-            if (floor.count(op)) std::cout << " " << op << "=" << floor.at(op);
-          std::cout << "\n";
-          for (auto& [op, f] : floor) f = kNoiseFloorFactor * std::max(f, kMinNoiseFloor);
-          op_check.thresholds.push_back(floor);
-        }
-      }
-      const std::vector<torch::Tensor>& exact_layers = exact.layer_outputs;
-      if (calibrate) {
-        std::cout << "noise floor (" << dtype_name(dtype) << " reference vs f32 reference), relative L2 per layer:";
-        for (int64_t i = 0; i < config.num_layers; ++i) {
-          noise_floor.push_back(compare_tensors(reference[i], exact_layers[i]).rel_l2);
-          thresholds[i] = kNoiseFloorFactor * noise_floor.back();
-          std::cout << " " << noise_floor.back();
-        }
-        std::cout << "\nthreshold per layer: " << kNoiseFloorFactor << " x noise floor (references took "
-                  << elapsed_s() << " s)\n";
-      }
-      if (row_verdicts) {
-        std::cout << "row verdicts: each row within " << kRowFloorFactor
-                  << " x max(its own noise floor, the median row's); top-k flips left out\n";
-        row_reference.exact_layers = exact.layer_outputs;
-        row_reference.experts = run.chosen_experts;
-        row_reference.router_logits = run.router_logits;
-        row_reference.exact_router_logits = exact.router_logits;
-        row_reference.exact_captures = std::move(exact.captures);
-        op_check.row_reference = &row_reference;
-      }
-    }
-    ctx.quiesce();  // rank 0's references are done (and their memory released) before any layout
+  run_ranks(family->backend(), family->ranks(), [&](RankContext& ctx) {
+    if (ctx.rank() == 0) device_label = device_name(ctx.device());
+    const std::unique_ptr<RankCheck> check = family->start_check(ctx, start);
+    ctx.quiesce();  // the references are done (and their memory released) before any layout
     std::optional<Progress> progress;
     if (ctx.rank() == 0) progress.emplace("check: layouts", int64_t(layouts.size()));
     for (size_t i = 0; i < layouts.size(); ++i) {
-      LayoutCheck c = check_layout(ctx, *layouts[i], parallels[i], config, *weights, layout_options, batch, reference,
-                                   thresholds, op_check, decode_check);
+      CheckedLayout c = check->check(i);
       ctx.quiesce();  // every rank has freed the layout before the next one's collectives
-      if (progress) progress->step(layouts[i]->name);
+      if (progress) progress->step(layouts[i].name);
       if (ctx.rank() == 0) {
         if (progress) progress->clear();
-        std::cout << format_layout_check(c) << "  done at " << elapsed_s() << " s (setup included)\n" << std::flush;
+        std::cout << c.text << "  done at " << seconds_since(start) << " s (setup included)\n" << std::flush;
         results.push_back(std::move(c));
       }
     }
+    if (ctx.rank() == 0) reference_fields = check->record_fields();
   }, std::chrono::seconds(a.timeout_s));
   if (results.empty()) return 0;  // not rank 0 of an mpirun launch
 
   bool pass = true;
   for (const auto& r : results) pass = pass && r.pass;
-  std::cout << (pass ? "all layouts match the reference" : "DIVERGENCE: see the rows marked above") << " (" << results.size()
-            << " layout(s), " << config.num_layers << " layers, " << batch.ids.size(0) << " tokens, "
-            << dtype_name(dtype) << ")\n";
+  std::cout << (pass ? "all layouts match the reference" : "DIVERGENCE: see the rows marked above") << " ("
+            << results.size() << " layout(s), " << family->check_summary() << ")\n";
   if (!a.json.empty()) {
-    nlohmann::json record = run_record("check", argv, device_label);
-    record["model"] = config.to_json();
-    record["weights"] = weights->describe();
-    record["backend"] = to_string(backend);
-    record["ranks"] = a.ranks;
-    record["kernels"] = a.kernels;
-    record["dtype"] = dtype_name(dtype);
-    record["seq_lens"] = batch.seq_lens;
-    record["thresholds"] = thresholds;
-    if (calibrate) {
-      record["noise_floor"] = noise_floor;
-      record["noise_floor_factor"] = kNoiseFloorFactor;
-      if (!op_noise_floor.empty()) record["op_noise_floor"] = op_noise_floor;
-    }
-    record["row_verdicts"] = row_verdicts;
-    if (row_verdicts) {
-      record["row_floor_factor"] = kRowFloorFactor;
-      double worst = 0;
-      for (const auto& r : results) worst = std::max(worst, r.worst_row_ratio);
-      record["worst_row_ratio"] = worst;
-    }
-    record["capture"] = a.capture;
-    record["decode_steps"] = a.decode_steps;
-    if (a.decode_steps > 0) {
-      record["decode_thresholds"] = decode_check.thresholds;
-      if (!decode_noise.empty()) record["decode_noise_floor"] = decode_noise;
-    }
-    if (from_dump) record["reference_dump"] = a.reference_dump;
-    if (mutation != Mutation::None) record["mutation"] = a.mutation;
+    nlohmann::json record = family->record("check", argv, device_label);
+    record.update(reference_fields);
     record["pass"] = pass;
     nlohmann::json j = nlohmann::json::array();
-    for (const auto& r : results) j.push_back(to_json(r));
+    for (const auto& r : results) j.push_back(r.record);
     record["layouts"] = j;
     write_json(a.json, record);
     std::cout << "record written to " << a.json << "\n";
@@ -287,43 +73,48 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
 
 std::function<int()> add_check_command(CLI::App& app, const std::vector<std::string>& argv) {
   auto a = std::make_shared<CheckArgs>();
-  a->backend = to_string(default_backend());
+  RunFlags& run = a->run;
+  run.subcommand = "check";
+  run.layout = "all";
+  run.backend = to_string(default_backend());
+  run.lengths = "37,9,64,18";  // 128 tokens: divides by 2, 4, 8 for round-robin CP
+  run.dtype = "f32";
   CLI::App* sub = app.add_subcommand("check", "Run a layout (or all) and the single-device reference on the same "
                                               "weights and tokens; compare every layer in original token order");
-  a->sub = sub;
-  sub->add_option("--model", a->model, "Checkpoint directory or preset; DeepSeek-V4 (deepseek-v4-flash, tiny-deepseek-v4, a deepseek_v4 checkpoint) runs its own layouts tp and cp-fused-moe on one sequence in f32")->required();
-  sub->add_option("--layout", a->layout, "Layout names (comma-separated), or all (every layout and baseline)");
-  sub->add_option("--backend", a->backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
-  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required();
-  add_parallel_flags(*sub, a->parallel);
-  sub->add_option("--layers", a->layers, "Run only the first N decoder layers");
-  sub->add_option("--tokens", a->tokens, "One random sequence of N tokens (instead of --lengths)");
-  sub->add_option("--lengths", a->lengths, "Random sequences of these lengths, comma-separated");
-  sub->add_option("--dtype", a->dtype, "f32 or bf16 (reference and layout alike)");
-  sub->add_option("--kernels", a->kernels, "The layouts' kernels: reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the "
+  run.sub = sub;
+  sub->add_option("--model", run.model, "Checkpoint directory or preset; DeepSeek-V4 (deepseek-v4-flash, tiny-deepseek-v4, a deepseek_v4 checkpoint) runs its own layouts tp and cp-fused-moe on one sequence in f32")->required();
+  sub->add_option("--layout", run.layout, "Layout names (comma-separated), or all (every layout and baseline)");
+  sub->add_option("--backend", run.backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
+  sub->add_option("--ranks,--gpus", run.ranks, "Number of ranks")->required();
+  add_parallel_flags(*sub, run.parallel);
+  sub->add_option("--layers", run.layers, "Run only the first N decoder layers");
+  sub->add_option("--tokens", run.tokens, "One random sequence of N tokens (instead of --lengths)");
+  sub->add_option("--lengths", run.lengths, "Random sequences of these lengths, comma-separated");
+  sub->add_option("--dtype", run.dtype, "f32 or bf16 (reference and layout alike)");
+  sub->add_option("--kernels", run.kernels, "The layouts' kernels: reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the "
                   "MoE experts); the reference keeps the plain path");
-  sub->add_option("--seed", a->seed, "Seed of the random weights and tokens");
-  sub->add_option("--max-rel-l2", a->max_rel_l2,
+  sub->add_option("--seed", run.seed, "Seed of the random weights and tokens");
+  sub->add_option("--max-rel-l2", run.max_rel_l2,
                   "Verdict threshold on relative L2 per layer (default: 1e-5 in f32; in bf16/f16, 3x the measured "
                   "noise floor of each layer, the low-precision reference against the f32 reference)");
   sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
-  sub->add_option("--capture", a->capture,
+  sub->add_option("--capture", run.capture,
                   "none, or op: also compare every capture point inside each layer (post-norm input, q, k/latent, "
                   "attention output, o_proj, residual, router logits, top-k experts and weights, MLP output) and "
                   "name the first (layer, op) that diverges with its ranks and token ranges");
   std::string mutations;
   for (const auto& m : all_mutations()) mutations += (mutations.empty() ? "" : ", ") + m.name;
-  sub->add_option("--mutation", a->mutation,
+  sub->add_option("--mutation", run.mutation,
                   "Plant a known layout bug, to test the oracle (" + mutations + ")");
-  sub->add_option("--decode-steps", a->decode_steps,
+  sub->add_option("--decode-steps", run.decode_steps,
                   "After the prefill, N decode steps through the reference and each layout on the reference's greedy "
                   "tokens, every layer of every step compared (bf16/f16: 3x the decode noise floor per layer)");
-  sub->add_option("--row-verdicts", a->row_verdicts,
+  sub->add_option("--row-verdicts", run.row_verdicts,
                   "on or off (default on): in bf16/f16 with a measured noise floor, also judge every row (token) of "
                   "each layer output and capture point against its own bound, " +
                       std::to_string(int(kRowFloorFactor)) + " x max(the row's noise floor, the median row's), so that a bug "
                       "on a few tokens of a long batch is not averaged away");
-  sub->add_option("--reference-dump", a->reference_dump,
+  sub->add_option("--reference-dump", run.reference_dump,
                   "Judge the layout against the layer outputs of a `layoutbench reference --dump` file (same model, "
                   "weights, --seed and tokens; checked) instead of computing the reference here, for models whose "
                   "reference does not fit next to the layout");

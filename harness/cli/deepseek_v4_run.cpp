@@ -16,9 +16,10 @@ namespace {
 
 std::string config_path(const std::string& dir) { return join_path(dir, "config.json"); }
 
-}  // namespace
-
-void apply_v4_flags(const CLI::App& sub, const std::string& lengths, V4RunArgs& args) {
+// The flags of check/bench that V4 runs do not take: InputError naming the first one given, and
+// why. `--lengths` is taken when it holds one sequence: the token count.
+int64_t refuse_flags_and_count_tokens(const RunFlags& flags) {
+  const CLI::App& sub = *flags.sub;
   struct Refused {
     const char* flag;
     const char* allowed;  // the one value V4 takes, given or not (nullptr: none)
@@ -39,6 +40,8 @@ void apply_v4_flags(const CLI::App& sub, const std::string& lengths, V4RunArgs& 
       {"--decode-batch", nullptr, "V4 runs prefill only (no KV or compressor cache)"},
       {"--decode-context", nullptr, "V4 runs prefill only (no KV or compressor cache)"},
       {"--decode-steps", nullptr, "V4 runs prefill only (no KV or compressor cache)"},
+      {"--cuda-graphs", nullptr, "V4 runs prefill only (no KV or compressor cache)"},
+      {"--row-verdicts", nullptr, "V4 runs in f32, where the per-layer threshold already sees a one-row bug"},
   };
   for (const Refused& r : refused) {
     const auto* option = sub.get_option_no_throw(r.flag);
@@ -46,13 +49,18 @@ void apply_v4_flags(const CLI::App& sub, const std::string& lengths, V4RunArgs& 
     if (r.allowed != nullptr && option->as<std::string>() == r.allowed) continue;
     throw InputError(std::string(r.flag) + " does not apply to DeepSeek-V4 models: " + r.why);
   }
+  int64_t tokens = flags.tokens;
   const auto* lengths_option = sub.get_option_no_throw("--lengths");
   if (lengths_option != nullptr && lengths_option->count() > 0) {
+    const std::string& lengths = flags.lengths;
     if (lengths.find(',') != std::string::npos)
       throw InputError("--lengths '" + lengths + "': DeepSeek-V4 runs one sequence (give one length, or --tokens)");
-    if (args.tokens == 0) args.tokens = parse_lengths(lengths, "--lengths").at(0);
+    if (tokens == 0) tokens = parse_lengths(lengths, "--lengths").at(0);
   }
+  return tokens > 0 ? tokens : kDefaultV4Tokens;
 }
+
+}  // namespace
 
 bool is_deepseek_v4_model(const std::string& model) {
   if (find_deepseek_v4_preset(model)) return true;
@@ -134,12 +142,12 @@ nlohmann::json v4_run_record(const std::string& subcommand, const std::vector<st
   return record;
 }
 
-V4RunPlan plan_v4_run(const V4RunArgs& a) {
+V4RunPlan plan_v4_run(const RunFlags& a) {
   V4RunPlan plan;
+  plan.tokens = refuse_flags_and_count_tokens(a);
   plan.model = open_deepseek_v4_model(a.model, a.layers, a.seed);
   plan.backend = parse_backend(a.backend);
   if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
-  plan.tokens = a.tokens > 0 ? a.tokens : kDefaultV4Tokens;
   plan.layouts = select_v4_layouts(a.layout);
   for (const V4LayoutChoice& l : plan.layouts)
     check_deepseek_v4_layout(plan.model.config, l.layout, a.ranks, plan.tokens);

@@ -1,14 +1,14 @@
 #pragma once
-// `layoutbench check` and `layoutbench bench` on DeepSeek-V4: a deepseek_v4 checkpoint directory
-// or a preset (oracles/deepseek_v4_presets.h). They run V4's own layouts
-// (layouts/deepseek_v4_layouts.h: "tp", and layout A as "cp-fused-moe") over every rank of the
-// run, on one sequence (prefill, no cache), in float32, on CPU ranks or one GPU per rank. Every
-// rank holds all the weights and takes its share when it computes.
+// What `check` and `bench` settle for DeepSeek-V4 before any rank starts (its family, behind the
+// shared path, is harness/cli/deepseek_v4_family.h): a deepseek_v4 checkpoint directory or a
+// preset (oracles/deepseek_v4_presets.h), the flags V4 takes, V4's own layouts
+// (layouts/deepseek_v4_layouts.h: "tp", and layout A as "cp-fused-moe") and one sequence of
+// tokens (prefill, no cache, float32).
 #include "datasets/token_input.h"
+#include "harness/cli/run_family.h"
 #include "harness/runtime/launch.h"
 #include "layouts/deepseek_v4_layouts.h"
 
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <map>
@@ -17,26 +17,7 @@
 
 namespace lb {
 
-struct V4RunArgs {
-  std::string model;
-  std::string layout = "all";  // tp, cp-fused-moe (or A), comma-separated, or all
-  std::string backend;
-  int ranks = 0;
-  int64_t layers = 0;
-  int64_t tokens = 0;  // 0: kDefaultV4Tokens
-  uint64_t seed = 0;
-  double max_rel_l2 = 0;  // check: 0 takes the fp32 default
-  int repeats = 5;        // bench
-  int timeout_s = 600;
-  std::string json;
-  std::string mutation;  // check
-};
-
 constexpr int64_t kDefaultV4Tokens = 128;
-
-// The flags of check/bench that V4 runs do not take: InputError naming the first one given, and
-// why. `--lengths` is taken when it holds one sequence, which becomes args.tokens.
-void apply_v4_flags(const CLI::App& sub, const std::string& lengths, V4RunArgs& args);
 
 // True for a V4 preset name or a directory whose config.json says model_type deepseek_v4.
 bool is_deepseek_v4_model(const std::string& model);
@@ -68,8 +49,9 @@ struct V4LayoutChoice {
 // "all", or names from tp, cp-fused-moe (A); InputError naming an unknown one.
 std::vector<V4LayoutChoice> select_v4_layouts(const std::string& list);
 
-// What check and bench settle before any rank starts: the model, the backend, the token count, the
-// layouts (each checked against the rank count) and the tokens. InputError on any bad input.
+// The model, the backend, the token count, the layouts (each checked against the rank count) and
+// the tokens. InputError on a flag V4 runs do not take (named, with why; --lengths is taken when it
+// holds one sequence), or any bad input. Without --tokens or --lengths: kDefaultV4Tokens.
 struct V4RunPlan {
   V4Model model;
   Backend backend;
@@ -77,9 +59,6 @@ struct V4RunPlan {
   std::vector<V4LayoutChoice> layouts;
   TokenBatch batch;
 };
-V4RunPlan plan_v4_run(const V4RunArgs& args);
-
-int run_check_deepseek_v4(const V4RunArgs& args, const std::vector<std::string>& argv);
-int run_bench_deepseek_v4(const V4RunArgs& args, const std::vector<std::string>& argv);
+V4RunPlan plan_v4_run(const RunFlags& flags);
 
 }  // namespace lb

@@ -1,7 +1,6 @@
 #include "harness/runtime/parallel_config.h"
 
 #include "harness/runtime/errors.h"
-#include "harness/model/model_config.h"
 
 #include <algorithm>
 #include <iomanip>
@@ -26,7 +25,7 @@ std::string n(int v) { return std::to_string(v); }
 
 }  // namespace
 
-void validate(const ParallelConfig& p, const ModelConfig* model) {
+void validate(const ParallelConfig& p) {
   rule(p.tp >= 1 && p.dp >= 1 && p.attn_cp >= 1 && p.moe_dp >= 1 && p.moe_ep >= 1 && p.nnodes >= 1,
        "every size must be >= 1");
   rule(p.tp % p.nnodes == 0, "tp (" + n(p.tp) + ") must be a multiple of nnodes (" + n(p.nnodes) + ")");
@@ -41,13 +40,6 @@ void validate(const ParallelConfig& p, const ModelConfig* model) {
     const int d = *p.moe_dense_tp;
     rule(d == 1 || d == p.attn_tp(), "moe_dense_tp (" + n(d) + ") must be unset (whole tp group), 1 or attn_tp (" +
                                          n(p.attn_tp()) + ")");
-  }
-  if (model) {
-    if (model->num_experts > 0)
-      rule(model->num_experts % p.moe_ep == 0, "moe_ep (" + n(p.moe_ep) + ") must divide the number of experts (" +
-                                                   n(int(model->num_experts)) + ")");
-    rule(model->num_heads % p.attn_tp() == 0, "attn_tp (" + n(p.attn_tp()) + ") must divide the attention heads (" +
-                                                  n(int(model->num_heads)) + ")");
   }
 }
 

@@ -34,10 +34,9 @@ struct ParallelConfig {
   nlohmann::json to_json() const;
 };
 
-// Throws InputError naming the first violated rule; the model is optional (checks that need it
-// are skipped without one).
-struct ModelConfig;
-void validate(const ParallelConfig& p, const ModelConfig* model = nullptr);
+// Throws InputError naming the first violated rule among the sizes alone; the rules that also need
+// the model (experts, heads) are in harness/model/parallel_fit.h.
+void validate(const ParallelConfig& p);
 
 // Parses "tp=4,dp=2,attn_cp=2,moe_dp=1,moe_ep=1,moe_dense_tp=2,nnodes=1" (any subset, any order).
 ParallelConfig parse_parallel_config(const std::string& spec);
