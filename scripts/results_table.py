@@ -64,6 +64,12 @@ def check_row(path, r):
     margin = max(l["rel_l2"] / l["threshold"] for x in layouts for l in x["layers"])
     verdict = "all pass" if r["pass"] else "DIVERGENCE"
     note = " (parsed from the run's log)" if "parsed_from_log" in r else ""
+    if r.get("decode_steps"):
+        worst = max(v["rel_l2"] / v["threshold"] for x in layouts for v in x["decode"])
+        note += (f"; {r['decode_steps']} decode steps, every (step, layer) of every layout: worst rel_l2 / threshold "
+                 f"{worst:.2f}")
+    if "worst_row_ratio" in r:
+        note += f"; worst row / its bound {r['worst_row_ratio']:.2f}"
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | {len(layouts)} layouts, {verdict}; "
             f"worst rel_l2 / threshold {margin:.2f}; noise floor {r['noise_floor'][0]:.4f}-{r['noise_floor'][-1]:.4f}"
             f"{note} | {record_link(path)} |")
@@ -160,6 +166,15 @@ def bench_row(path, r):
         parts.append(f"{x['layout']} vs {x['baseline']}: prefill {x['prefill_speedup']:.2f}x "
                      f"({by[x['layout']]['prefill_ms']:.1f} / {by[x['baseline']]['prefill_ms']:.1f} ms, collectives "
                      f"{comm(x['layout']):.2f} / {comm(x['baseline']):.2f} ms){changed}" + (f", decode {decode}" if decode else ""))
+    # Decode step times, where the record has the memory-traffic floor (CUDA-graph decode and later).
+    for x in r["layouts"]:
+        steps = [d for d in x.get("decode", []) if "share_of_memory_floor" in d]
+        if steps:
+            parts.append(f"{x['layout']} decode " + "/".join(f"{d['step_ms']:.2f}" for d in steps) + " ms at b=" +
+                         "/".join(str(d["batch"]) for d in steps) + " (" +
+                         "/".join(f"{100 * d['share_of_memory_floor']:.0f}" for d in steps) + "% of the memory floor)")
+    if "cuda_graphs" in r:
+        parts.insert(0, "CUDA graphs " + ("on" if r["cuda_graphs"] else "off"))
     what = (f"{r['dtype']}, prefill only" if r.get("model", {}).get("family") == "deepseek_v4" else f"kernels {r['kernels']}")
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | {what}, at "
             f"{r.get('commit')}; "
