@@ -134,7 +134,7 @@ json read_json(const std::string& path) {
   if (!in) refuse(path, "cannot read the tokenizer file");
   try {
     return json::parse(text.str());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e309
     refuse(path, std::string("not valid JSON: ") + e.what());
   }
 }
