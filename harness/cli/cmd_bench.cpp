@@ -1,5 +1,7 @@
 #include "harness/cli/cmd_bench.h"
 
+#include "harness/cli/batch_limits.h"
+#include "harness/cli/flag_checks.h"
 #include "harness/bench/bench_collectives.h"
 #include "harness/cli/deepseek_v4_run.h"
 #include "datasets/token_input.h"
@@ -70,14 +72,17 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   ModelConfig config = load_model_config(a.model);
   keep_first_layers(config, a.layers);
   const Backend backend = parse_backend(a.backend);
-  const torch::ScalarType dtype = parse_dtype(a.dtype.empty() ? default_dtype(backend) : a.dtype);
+  const torch::Device rank_device = backend == Backend::Nccl ? torch::Device(torch::kCUDA, 0) : torch::kCPU;
+  const torch::ScalarType dtype =
+      parse_model_dtype(a.dtype.empty() ? default_dtype(backend) : a.dtype, rank_device, /*collectives=*/true);
   const bool fused = parse_fused_kernels(a.kernels);
   if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
   if (a.repeats < 1) throw InputError("--repeats must be >= 1");
   if (a.decode_steps < 1) throw InputError("--decode-steps must be >= 1");
   if (a.decode_context < 1) throw InputError("--decode-context must be >= 1");
-  const TokenBatch batch = a.tokens > 0 ? random_tokens({a.tokens}, config.vocab, a.seed)
-                                        : random_tokens(parse_lengths(a.lengths, "--lengths"), config.vocab, a.seed);
+  const std::vector<int64_t> lengths = a.tokens > 0 ? std::vector<int64_t>{a.tokens} : parse_lengths(a.lengths, "--lengths");
+  check_batch_fits(lengths, config, dtype, rank_device, a.tokens > 0 ? "--tokens" : "--lengths");
+  const TokenBatch batch = random_tokens(lengths, config.vocab, a.seed);
   const std::vector<int64_t> decode_batches = a.decode_batch.empty() || a.decode_batch == "none"
                                                   ? std::vector<int64_t>{}
                                                   : parse_lengths(a.decode_batch, "--decode-batch");
@@ -265,10 +270,11 @@ std::function<int()> add_bench_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--layout", a->layout, "Layout names, comma-separated (a layout and its baseline give a ratio), or all")
       ->required();
   sub->add_option("--backend", a->backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
-  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required();
+  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required()->check(positive_integer());
   add_parallel_flags(*sub, a->parallel);
-  sub->add_option("--layers", a->layers, "Run only the first N decoder layers");
-  sub->add_option("--tokens", a->tokens, "Prefill one sequence of N tokens (instead of --lengths)");
+  sub->add_option("--layers", a->layers, "Run only the first N decoder layers")->check(positive_integer());
+  sub->add_option("--tokens", a->tokens, "Prefill one sequence of N tokens (instead of --lengths)")
+      ->check(positive_integer());
   sub->add_option("--lengths", a->lengths, "Prefill sequences of these lengths");
   sub->add_option("--decode-batch", a->decode_batch, "Decode batch sizes, comma-separated, or none");
   sub->add_option("--decode-context", a->decode_context, "Tokens already in each decoding sequence's cache");

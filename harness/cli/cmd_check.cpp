@@ -1,5 +1,8 @@
 #include "harness/cli/cmd_check.h"
 
+#include "harness/cli/batch_limits.h"
+#include "harness/cli/finite_outputs.h"
+#include "harness/cli/flag_checks.h"
 #include "datasets/token_input.h"
 #include "harness/cli/deepseek_v4_run.h"
 #include "harness/runtime/device.h"
@@ -95,10 +98,12 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   ModelConfig config = load_model_config(a.model);
   keep_first_layers(config, a.layers);
   const Backend backend = parse_backend(a.backend);
-  const torch::ScalarType dtype = parse_dtype(a.dtype);
+  const torch::Device rank_device = backend == Backend::Nccl ? torch::Device(torch::kCUDA, 0) : torch::kCPU;
+  const torch::ScalarType dtype = parse_model_dtype(a.dtype, rank_device, /*collectives=*/true);
   if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
-  const TokenBatch batch = a.tokens > 0 ? random_tokens({a.tokens}, config.vocab, a.seed)
-                                        : random_tokens(parse_lengths(a.lengths, "--lengths"), config.vocab, a.seed);
+  const std::vector<int64_t> lengths = a.tokens > 0 ? std::vector<int64_t>{a.tokens} : parse_lengths(a.lengths, "--lengths");
+  check_batch_fits(lengths, config, dtype, rank_device, a.tokens > 0 ? "--tokens" : "--lengths");
+  const TokenBatch batch = random_tokens(lengths, config.vocab, a.seed);
   const bool from_dump = !a.reference_dump.empty();
   if (from_dump && dtype != torch::kFloat32 && a.max_rel_l2 <= 0)
     throw InputError("--reference-dump with --dtype " + a.dtype + " needs --max-rel-l2: the noise floor is measured "
@@ -159,15 +164,18 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
           std::map<std::string, double> floor = capture_noise_floor(reference_ops[i], exact.captures[i]);
           op_noise_floor.push_back(floor);
           std::cout << "  layer " << i << ":";
+      require_finite_outputs("check: --reference-dump " + a.reference_dump, reference);
           for (const std::string& op : capture_ops())
             if (floor.count(op)) std::cout << " " << op << "=" << floor.at(op);
           std::cout << "\n";
           for (auto& [op, f] : floor) f = kNoiseFloorFactor * std::max(f, kMinNoiseFloor);
           op_check.thresholds.push_back(floor);
         }
+        require_finite_outputs("check: the f32 reference", exact.layer_outputs);
       }
       const std::vector<torch::Tensor>& exact_layers = exact.layer_outputs;
       if (calibrate) {
+      require_finite_outputs("check: the reference", run.layer_outputs);
         std::cout << "noise floor (" << dtype_name(dtype) << " reference vs f32 reference), relative L2 per layer:";
         for (int64_t i = 0; i < config.num_layers; ++i) {
           noise_floor.push_back(compare_tensors(reference[i], exact_layers[i]).rel_l2);
@@ -239,19 +247,21 @@ std::function<int()> add_check_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--model", a->model, "Checkpoint directory or preset; DeepSeek-V4 (deepseek-v4-flash, tiny-deepseek-v4, a deepseek_v4 checkpoint) runs its own layouts tp and cp-fused-moe on one sequence in f32")->required();
   sub->add_option("--layout", a->layout, "Layout names (comma-separated), or all (every layout and baseline)");
   sub->add_option("--backend", a->backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
-  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required();
+  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required()->check(positive_integer());
   add_parallel_flags(*sub, a->parallel);
-  sub->add_option("--layers", a->layers, "Run only the first N decoder layers");
-  sub->add_option("--tokens", a->tokens, "One random sequence of N tokens (instead of --lengths)");
+  sub->add_option("--layers", a->layers, "Run only the first N decoder layers")->check(positive_integer());
+  sub->add_option("--tokens", a->tokens, "One random sequence of N tokens (instead of --lengths)")->check(positive_integer());
   sub->add_option("--lengths", a->lengths, "Random sequences of these lengths, comma-separated");
   sub->add_option("--dtype", a->dtype, "f32 or bf16 (reference and layout alike)");
   sub->add_option("--kernels", a->kernels, "The layouts' kernels: reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the "
                   "MoE experts); the reference keeps the plain path");
-  sub->add_option("--seed", a->seed, "Seed of the random weights and tokens");
+  sub->add_option("--seed", a->seed, "Seed of the random weights and tokens")->check(seed_value());
   sub->add_option("--max-rel-l2", a->max_rel_l2,
                   "Verdict threshold on relative L2 per layer (default: 1e-5 in f32; in bf16/f16, 3x the measured "
-                  "noise floor of each layer, the low-precision reference against the f32 reference)");
-  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
+                  "noise floor of each layer, the low-precision reference against the f32 reference)")
+      ->check(positive_number());
+  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error")
+      ->check(positive_integer());
   sub->add_option("--capture", a->capture,
                   "none, or op: also compare every capture point inside each layer (post-norm input, q, k/latent, "
                   "attention output, o_proj, residual, router logits, top-k experts and weights, MLP output) and "
@@ -263,8 +273,10 @@ std::function<int()> add_check_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--reference-dump", a->reference_dump,
                   "Judge the layout against the layer outputs of a `layoutbench reference --dump` file (same model, "
                   "weights, --seed and tokens; checked) instead of computing the reference here, for models whose "
-                  "reference does not fit next to the layout");
-  sub->add_option("--json", a->json, "Write the per-layer verdicts and the run's command, commit and device");
+                  "reference does not fit next to the layout")
+      ->check(input_file());
+  sub->add_option("--json", a->json, "Write the per-layer verdicts and the run's command, commit and device")
+      ->check(output_file());
   return [a, argv] { return run_check(*a, argv); };
 }
 

@@ -1,5 +1,6 @@
 #include "harness/cli/cmd_gsm8k.h"
 
+#include "harness/cli/flag_checks.h"
 #include "datasets/gsm8k.h"
 #include "datasets/tokenizer.h"
 #include "harness/runtime/device.h"
@@ -119,7 +120,9 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
   ModelConfig config = load_model_config(a.model);
   keep_first_layers(config, a.layers);
   const Backend backend = parse_backend(a.backend);
-  const torch::ScalarType dtype = parse_dtype(a.dtype.empty() ? default_dtype(backend) : a.dtype);
+  const torch::ScalarType dtype =
+      parse_model_dtype(a.dtype.empty() ? default_dtype(backend) : a.dtype,
+                        backend == Backend::Nccl ? torch::Device(torch::kCUDA, 0) : torch::kCPU, /*collectives=*/true);
   if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
   if (a.shots < 0) throw InputError("--shots must be >= 0");
   if (a.num_questions < 0) throw InputError("--num-questions must be >= 0 (0: every question)");
@@ -265,25 +268,32 @@ std::function<int()> add_gsm8k_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--model", a->model, "Checkpoint directory (with its tokenizer.json) or preset")->required();
   sub->add_option("--layout", a->layout, "Layout names (comma-separated), all, or none (the reference only)");
   sub->add_option("--backend", a->backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
-  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required();
+  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required()->check(positive_integer());
   add_parallel_flags(*sub, a->parallel);
-  sub->add_option("--data", a->data, "GSM8K questions, JSONL (the test set)")->required();
-  sub->add_option("--train", a->train, "Where the shots come from (default: train.jsonl beside --data)");
-  sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json (default: the checkpoint's)");
-  sub->add_option("--shots", a->shots, "Solved examples before each question");
-  sub->add_option("--shot-seed", a->shot_seed, "Draw the shots at random with this seed (default: the first ones)");
-  sub->add_option("--num-questions", a->num_questions, "The first N questions (0: all)");
-  sub->add_option("--max-new-tokens", a->max_new_tokens, "Tokens generated at most per question");
-  sub->add_option("--batch-size", a->batch_size, "Questions prefilled and decoded together");
-  sub->add_option("--layers", a->layers, "Run only the first N decoder layers");
+  sub->add_option("--data", a->data, "GSM8K questions, JSONL (the test set)")->required()->check(input_file());
+  sub->add_option("--train", a->train, "Where the shots come from (default: train.jsonl beside --data)")
+      ->check(input_file());
+  sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json (default: the checkpoint's)")->check(input_file());
+  sub->add_option("--shots", a->shots, "Solved examples before each question")->check(non_negative_integer());
+  sub->add_option("--shot-seed", a->shot_seed, "Draw the shots at random with this seed (default: the first ones)")
+      ->check(seed_value());
+  sub->add_option("--num-questions", a->num_questions, "The first N questions (0: all)")->check(non_negative_integer());
+  sub->add_option("--max-new-tokens", a->max_new_tokens, "Tokens generated at most per question")
+      ->check(positive_integer());
+  sub->add_option("--batch-size", a->batch_size, "Questions prefilled and decoded together")->check(positive_integer());
+  sub->add_option("--layers", a->layers, "Run only the first N decoder layers")->check(positive_integer());
   sub->add_option("--dtype", a->dtype, "f32, bf16 or f16 (default bf16 on GPUs, f32 on CPU ranks)");
-  sub->add_option("--seed", a->seed, "Seed of the random weights (without a checkpoint)");
+  sub->add_option("--seed", a->seed, "Seed of the random weights (without a checkpoint)")->check(seed_value());
   sub->add_option("--kernels", a->kernels, "The layouts' kernels: reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the "
                   "MoE experts); the reference keeps the plain path");
-  sub->add_option("--temperature", a->sampling.temperature, "0: greedy (default); else sampled");
-  sub->add_option("--top-k", a->sampling.top_k, "With --temperature: keep the k most likely tokens (0: all)");
-  sub->add_option("--top-p", a->sampling.top_p, "With --temperature: keep the most likely tokens up to this mass");
-  sub->add_option("--sampling-seed", a->sampling.seed, "Seed of the draws (question i uses seed + i)");
+  sub->add_option("--temperature", a->sampling.temperature, "0: greedy (default); else sampled")
+      ->check(finite_at_least(0));
+  sub->add_option("--top-k", a->sampling.top_k, "With --temperature: keep the k most likely tokens (0: all)")
+      ->check(non_negative_integer());
+  sub->add_option("--top-p", a->sampling.top_p, "With --temperature: keep the most likely tokens up to this mass")
+      ->check(positive_number());
+  sub->add_option("--sampling-seed", a->sampling.seed, "Seed of the draws (question i uses seed + i)")
+      ->check(seed_value());
   sub->add_flag("--skip-bad-lines", a->skip_bad_lines,
                 "Pass over malformed lines (listed in the record) instead of stopping at the first");
   sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");

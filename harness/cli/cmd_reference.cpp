@@ -1,9 +1,12 @@
 #include "harness/cli/cmd_reference.h"
 
+#include "harness/cli/batch_limits.h"
+#include "harness/cli/finite_outputs.h"
+#include "harness/cli/flag_checks.h"
 #include "datasets/token_input.h"
 #include "harness/runtime/device.h"
 #include "kernels/fused_moe.h"
-#include "harness/runtime/errors.h"
+#include "harness/runtime/error_text.h"
 #include "harness/runtime/file_util.h"
 #include "harness/runtime/progress.h"
 #include "harness/model/safetensors.h"
@@ -77,13 +80,14 @@ int run_reference(const ReferenceArgs& a, const std::vector<std::string>& argv) 
 
   const int64_t T = batch.ids.size(0);
   std::cout << "model " << config.name << " (" << to_string(config.family) << "), " << config.num_layers
-            << " layers, weights " << weights->describe() << ", " << dtype_name(dtype) << " on "
+            << " layers, weights " << weights.describe() << ", " << dtype_name(dtype) << " on "
             << device_name(device) << "\n"
             << "tokens " << T << " in " << batch.seq_lens.size() << " sequence(s)\n";
-  ReferenceModel model(config, *weights, {dtype, device, parse_fused_kernels(a.kernels)});
+  ReferenceModel model(config, weights, {dtype, device, parse_fused_kernels(a.kernels)});
   std::cout << "weights loaded: " << std::fixed << std::setprecision(2) << model.weight_bytes() / double(1 << 30)
             << " GiB\n";
 
+  require_finite_outputs("reference", run.layer_outputs, run.logits);
   // GPU timings get one untimed warm-up run; repeats report the median.
   const int passes = a.repeats + (device.is_cuda() ? 1 : 0);
   auto progress = std::make_unique<Progress>("reference: layers", passes * config.num_layers);
@@ -121,7 +125,7 @@ int run_reference(const ReferenceArgs& a, const std::vector<std::string>& argv) 
             << " GiB\n";
 
   if (!a.dump.empty()) {
-    dump_run(a.dump, batch, run, config, *weights, dtype);
+    dump_run(a.dump, batch, run, config, weights, dtype);
     std::cout << "dump written to " << a.dump << "\n";
   }
   if (!a.json.empty()) {
@@ -150,10 +154,10 @@ std::function<int()> add_reference_command(CLI::App& app, const std::vector<std:
                   "HF checkpoint directory (config.json + safetensors) or a preset: qwen3-30b-a3b, deepseek-v3, "
                   "tiny-qwen3-moe, tiny-deepseek-v3 (presets use deterministic random weights)")
       ->required();
-  cmd->add_option("--layers", args->layers, "Run only the first N decoder layers (default: all)");
-  auto* tokens = cmd->add_option("--tokens", args->tokens, "One sequence of N random tokens (default 64)");
+  cmd->add_option("--layers", args->layers, "Run only the first N decoder layers (default: all)")->check(positive_integer());
+  auto* tokens = cmd->add_option("--tokens", args->tokens, "One sequence of N random tokens (default 64)")->check(positive_integer());
   auto* lengths = cmd->add_option("--lengths", args->lengths, "Several sequences of random tokens, e.g. 37,5,64");
-  auto* input = cmd->add_option("--input", args->input, "JSON file of token ids: [ids] or [[ids], [ids], ...]");
+  auto* input = cmd->add_option("--input", args->input, "JSON file of token ids: [ids] or [[ids], [ids], ...]")->check(input_file());
   tokens->excludes(lengths)->excludes(input);
   lengths->excludes(input);
   cmd->add_option("--kernels", args->kernels, "reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the MoE experts)");

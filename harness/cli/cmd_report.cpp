@@ -1,10 +1,11 @@
 #include "harness/cli/cmd_report.h"
 
+#include "harness/cli/flag_checks.h"
+#include "harness/runtime/atomic_file.h"
 #include "harness/runtime/errors.h"
 #include "reports/report_html.h"
 #include "reports/run_record.h"
 
-#include <fstream>
 #include <iostream>
 #include <memory>
 
