@@ -282,10 +282,12 @@ std::function<int()> add_bench_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--dtype", a->dtype, "f32, bf16 or f16 (default bf16 on GPUs, f32 on CPU ranks)");
   sub->add_option("--kernels", a->kernels, "reference (plain LibTorch) or fused");
   sub->add_option("--repeats", a->repeats,
-                  "Timed prefills per layout, and again with each collective timed (medians are reported)");
-  sub->add_option("--seed", a->seed, "Seed of the random weights and tokens");
-  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
-  sub->add_option("--json", a->json, "Write the record");
+                  "Timed prefills per layout, and again with each collective timed (medians are reported)")
+      ->check(positive_integer());
+  sub->add_option("--seed", a->seed, "Seed of the random weights and tokens")->check(seed_value());
+  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error")
+      ->check(positive_integer());
+  sub->add_option("--json", a->json, "Write the record")->check(output_file());
   return [a, argv] { return run_bench(*a, argv); };
 }
 

@@ -15,6 +15,7 @@
 #include "harness/runtime/progress.h"
 #include "harness/model/safetensors.h"
 #include "layouts/layout_check.h"
+#include "reports/record_file.h"
 #include "reports/run_record.h"
 
 #include <chrono>
@@ -128,6 +129,24 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   std::vector<torch::Tensor> dumped;
   if (from_dump) dumped = read_reference_dump(a.reference_dump, config, *weights, batch);
 
+  // On disk from here on, rewritten after every layout: a failure (run_ranks passes it on), a
+  // timeout or a signal keeps what finished.
+  nlohmann::json header = run_record("check", argv, "");
+  header["model"] = config.to_json();
+  header["weights"] = weights->describe();
+  header["weights_id"] = weights->fingerprint();
+  header["seed"] = a.seed;
+  header["backend"] = to_string(backend);
+  header["ranks"] = a.ranks;
+  header["kernels"] = a.kernels;
+  header["dtype"] = dtype_name(dtype);
+  header["seq_lens"] = batch.seq_lens;
+  header["capture"] = a.capture;
+  if (from_dump) header["reference_dump"] = a.reference_dump;
+  if (mutation != Mutation::None) header["mutation"] = a.mutation;
+  header["layouts"] = nlohmann::json::array();
+  RecordFile record(a.json, header);
+
   std::vector<LayoutCheck> results;
   std::vector<double> noise_floor;
   std::vector<std::map<std::string, double>> op_noise_floor;
@@ -145,15 +164,18 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
     if (ctx.rank() == 0 && from_dump) {
       device_label = device_name(ctx.device());
       for (const torch::Tensor& t : dumped) reference.push_back(t.to(ctx.device()));
+      require_finite_outputs("check: --reference-dump " + a.reference_dump, reference);
     } else if (ctx.rank() == 0) {
       device_label = device_name(ctx.device());
       ReferenceRun exact;
       if (calibrate) {
         ReferenceModel model(config, *weights, {torch::kFloat32, ctx.device()});
         exact = model.forward(batch.ids, batch.seq_lens, op_capture);
+        require_finite_outputs("check: the f32 reference", exact.layer_outputs);
       }
       ReferenceModel model(config, *weights, options);
       ReferenceRun run = model.forward(batch.ids, batch.seq_lens, op_capture);
+      require_finite_outputs("check: the reference", run.layer_outputs);
       reference = run.layer_outputs;
       reference_ops = std::move(run.captures);
       op_check.reference = &reference_ops;
@@ -164,18 +186,15 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
           std::map<std::string, double> floor = capture_noise_floor(reference_ops[i], exact.captures[i]);
           op_noise_floor.push_back(floor);
           std::cout << "  layer " << i << ":";
-      require_finite_outputs("check: --reference-dump " + a.reference_dump, reference);
           for (const std::string& op : capture_ops())
             if (floor.count(op)) std::cout << " " << op << "=" << floor.at(op);
           std::cout << "\n";
           for (auto& [op, f] : floor) f = kNoiseFloorFactor * std::max(f, kMinNoiseFloor);
           op_check.thresholds.push_back(floor);
         }
-        require_finite_outputs("check: the f32 reference", exact.layer_outputs);
       }
       const std::vector<torch::Tensor>& exact_layers = exact.layer_outputs;
       if (calibrate) {
-      require_finite_outputs("check: the reference", run.layer_outputs);
         std::cout << "noise floor (" << dtype_name(dtype) << " reference vs f32 reference), relative L2 per layer:";
         for (int64_t i = 0; i < config.num_layers; ++i) {
           noise_floor.push_back(compare_tensors(reference[i], exact_layers[i]).rel_l2);
@@ -186,6 +205,15 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
                   << elapsed_s() << " s)\n";
       }
     }
+    if (ctx.rank() == 0)
+      record.update([&](nlohmann::json& r) {
+        r["device"] = device_label;
+        r["thresholds"] = thresholds;
+        if (!calibrate) return;
+        r["noise_floor"] = noise_floor;
+        r["noise_floor_factor"] = kNoiseFloorFactor;
+        if (!op_noise_floor.empty()) r["op_noise_floor"] = op_noise_floor;
+      });
     ctx.quiesce();  // rank 0's references are done (and their memory released) before any layout
     std::optional<Progress> progress;
     if (ctx.rank() == 0) progress.emplace("check: layouts", int64_t(layouts.size()));
@@ -197,6 +225,7 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
       if (ctx.rank() == 0) {
         if (progress) progress->clear();
         std::cout << format_layout_check(c) << "  done at " << elapsed_s() << " s (setup included)\n" << std::flush;
+        record.update([&](nlohmann::json& r) { r["layouts"].push_back(to_json(c)); });
         results.push_back(std::move(c));
       }
     }
@@ -208,31 +237,9 @@ int run_check(const CheckArgs& a, const std::vector<std::string>& argv) {
   std::cout << (pass ? "all layouts match the reference" : "DIVERGENCE: see the rows marked above") << " (" << results.size()
             << " layout(s), " << config.num_layers << " layers, " << batch.ids.size(0) << " tokens, "
             << dtype_name(dtype) << ")\n";
-  if (!a.json.empty()) {
-    nlohmann::json record = run_record("check", argv, device_label);
-    record["model"] = config.to_json();
-    record["weights"] = weights->describe();
-    record["backend"] = to_string(backend);
-    record["ranks"] = a.ranks;
-    record["kernels"] = a.kernels;
-    record["dtype"] = dtype_name(dtype);
-    record["seq_lens"] = batch.seq_lens;
-    record["thresholds"] = thresholds;
-    if (calibrate) {
-      record["noise_floor"] = noise_floor;
-      record["noise_floor_factor"] = kNoiseFloorFactor;
-      if (!op_noise_floor.empty()) record["op_noise_floor"] = op_noise_floor;
-    }
-    record["capture"] = a.capture;
-    if (from_dump) record["reference_dump"] = a.reference_dump;
-    if (mutation != Mutation::None) record["mutation"] = a.mutation;
-    record["pass"] = pass;
-    nlohmann::json j = nlohmann::json::array();
-    for (const auto& r : results) j.push_back(to_json(r));
-    record["layouts"] = j;
-    write_json(a.json, record);
-    std::cout << "record written to " << a.json << "\n";
-  }
+  record.update([&](nlohmann::json& r) { r["pass"] = pass; });
+  record.finish();
+  if (record.writes()) std::cout << "record written to " << a.json << "\n";
   return pass ? 0 : 1;
 }
 

@@ -6,6 +6,7 @@
 #include "harness/runtime/errors.h"
 #include "harness/runtime/launch.h"
 #include "harness/cli/parallel_flags.h"
+#include "reports/record_file.h"
 #include "reports/run_record.h"
 
 #include <iostream>
@@ -108,9 +109,29 @@ int run_collectives(const CollectivesArgs& a, const std::vector<std::string>& ar
   o.row_elems = a.row_elems;
   o.direct = !a.no_direct;
 
+  // On disk from here on, a row added as each finishes: a failure or a signal keeps the rows done.
+  nlohmann::json header = run_record("collectives", argv, "");
+  header["backend"] = to_string(backend);
+  header["ranks"] = a.ranks;
+  header["parallel"] = parallel.to_json();
+  header["group"] = a.group;
+  header["iters"] = o.iters;
+  header["warmup"] = o.warmup;
+  header["repeats"] = o.repeats;
+  header["min_batch_ms"] = o.min_batch_ms;
+  header["rows"] = nlohmann::json::array();
+  RecordFile record(a.json, header);
   std::vector<CollectiveRow> rows;
   std::string device;
   run_ranks(backend, a.ranks, [&](RankContext& ctx) {
+    CollectiveBenchOptions options = o;
+    if (ctx.rank() == 0) {
+      device = device_name(ctx.device());
+      record.update([&](nlohmann::json& r) { r["device"] = device; });
+      options.on_row = [&](const CollectiveRow& row) {
+        record.update([&](nlohmann::json& r) { r["rows"].push_back(to_json(row)); });
+      };
+    }
     std::shared_ptr<Communicator> sub;
     Communicator* comm = &ctx.world();
     if (group != GroupKind::World) {
@@ -131,23 +152,9 @@ int run_collectives(const CollectivesArgs& a, const std::vector<std::string>& ar
   int64_t wrong = 0;
   for (const auto& r : rows) wrong += r.wrong;
   std::cout << "# wrong elements in total: " << wrong << "\n";
-  if (!a.json.empty()) {
-    nlohmann::json record = run_record("collectives", argv, device);
-    record["backend"] = to_string(backend);
-    record["ranks"] = a.ranks;
-    record["parallel"] = parallel.to_json();
-    record["group"] = a.group;
-    record["iters"] = o.iters;
-    record["warmup"] = o.warmup;
-    record["repeats"] = o.repeats;
-    record["min_batch_ms"] = o.min_batch_ms;
-    nlohmann::json j = nlohmann::json::array();
-    for (const auto& r : rows) j.push_back(to_json(r));
-    record["rows"] = j;
-    record["wrong_total"] = wrong;
-    write_json(a.json, record);
-    std::cout << "record written to " << a.json << "\n";
-  }
+  record.update([&](nlohmann::json& r) { r["wrong_total"] = wrong; });
+  record.finish();
+  if (record.writes()) std::cout << "record written to " << a.json << "\n";
   return wrong == 0 ? 0 : 1;
 }
 

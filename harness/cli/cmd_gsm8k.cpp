@@ -11,6 +11,7 @@
 #include "harness/cli/layout_selection.h"
 #include "harness/runtime/progress.h"
 #include "layouts/generation.h"
+#include "reports/record_file.h"
 #include "reports/run_record.h"
 
 #include <iomanip>
@@ -191,61 +192,57 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
     for (const LoadError& e : d->skipped) skipped.push_back(e.message());
   record["skipped_lines"] = skipped;
   record["runs"] = nlohmann::json::array();
-  // Written after every run, and with the error when one fails, so finished runs are never lost.
+  // Written now, after every run, and with the error when one fails or a signal comes (run_ranks
+  // and the signal handler pass it on), so finished runs are never lost.
+  RecordFile file(a.json, record);
   auto save = [&] {
-    if (a.json.empty()) return;
-    write_json(a.json, record);
+    file.update([&](nlohmann::json& r) {
+      r["device"] = record["device"];
+      r["runs"] = record["runs"];
+    });
   };
 
   Gsm8kRun reference;
   std::vector<Gsm8kRun> runs;
   int64_t batches = (int64_t(prompts.size()) + gen.batch_size - 1) / gen.batch_size;
-  try {
-    run_ranks(backend, a.ranks, [&](RankContext& ctx) {
-      if (ctx.rank() == 0) {
-        record["device"] = device_name(ctx.device());
-        ReferenceModel model(config, *weights, {dtype, ctx.device()});
-        ReferenceStepModel step(model);
-        Progress progress("gsm8k: reference", batches);
-        reference.name = "reference";
-        reference.outputs = generate(step, tokenizer, prompts, gen, config.max_position, &reference.stats,
-                                     [&](int64_t) { progress.step(); });
-        progress.clear();
-        record["runs"].push_back(run_json(reference, nullptr, questions));
-        std::cout << run_line(reference, record["runs"].back()) << "\n" << std::flush;
-        save();
-      }
-      ctx.quiesce();  // the reference's memory is released before any layout loads
-      for (const SelectedLayout& l : layouts) {
-        LayoutRank rank(ctx, *l.spec, l.parallel, config, *weights, {dtype, ctx.device(), fused}, {});
-        ctx.quiesce();
-        LayoutStepModel step(ctx, rank, config.num_layers);
-        std::optional<Progress> progress;
-        if (ctx.rank() == 0) progress.emplace("gsm8k: " + l.spec->name, batches);
-        Gsm8kRun run;
-        run.outputs = generate(step, tokenizer, prompts, gen, config.max_position, &run.stats,
-                               [&](int64_t) { if (progress) progress->step(); });
-        ctx.quiesce();  // no collective in flight while `rank` frees its weights and communicators
-        if (ctx.rank() != 0) continue;
-        progress->clear();
-        run.name = l.spec->name;
-        run.replaces = l.spec->replaces;
-        run.parallel = l.parallel;
-        record["runs"].push_back(run_json(run, &reference, questions));
-        std::cout << run_line(run, record["runs"].back()) << "\n" << std::flush;
-        save();
-        runs.push_back(std::move(run));
-      }
-    }, std::chrono::seconds(a.timeout_s));
-  } catch (const std::exception& e) {
-    if (!reference.outputs.empty()) {  // rank 0 of this process ran: keep what it finished
-      record["error"] = e.what();
+  run_ranks(backend, a.ranks, [&](RankContext& ctx) {
+    if (ctx.rank() == 0) {
+      record["device"] = device_name(ctx.device());
+      ReferenceModel model(config, *weights, {dtype, ctx.device()});
+      ReferenceStepModel step(model);
+      Progress progress("gsm8k: reference", batches);
+      reference.name = "reference";
+      reference.outputs = generate(step, tokenizer, prompts, gen, config.max_position, &reference.stats,
+                                   [&](int64_t) { progress.step(); });
+      progress.clear();
+      record["runs"].push_back(run_json(reference, nullptr, questions));
+      std::cout << run_line(reference, record["runs"].back()) << "\n" << std::flush;
       save();
-      if (!a.json.empty()) std::cerr << "partial record (finished runs and the error) written to " << a.json << "\n";
     }
-    throw;
-  }
+    ctx.quiesce();  // the reference's memory is released before any layout loads
+    for (const SelectedLayout& l : layouts) {
+      LayoutRank rank(ctx, *l.spec, l.parallel, config, *weights, {dtype, ctx.device(), fused}, {});
+      ctx.quiesce();
+      LayoutStepModel step(ctx, rank, config.num_layers);
+      std::optional<Progress> progress;
+      if (ctx.rank() == 0) progress.emplace("gsm8k: " + l.spec->name, batches);
+      Gsm8kRun run;
+      run.outputs = generate(step, tokenizer, prompts, gen, config.max_position, &run.stats,
+                             [&](int64_t) { if (progress) progress->step(); });
+      ctx.quiesce();  // no collective in flight while `rank` frees its weights and communicators
+      if (ctx.rank() != 0) continue;
+      progress->clear();
+      run.name = l.spec->name;
+      run.replaces = l.spec->replaces;
+      run.parallel = l.parallel;
+      record["runs"].push_back(run_json(run, &reference, questions));
+      std::cout << run_line(run, record["runs"].back()) << "\n" << std::flush;
+      save();
+      runs.push_back(std::move(run));
+    }
+  }, std::chrono::seconds(a.timeout_s));
   if (reference.outputs.empty()) return 0;  // not rank 0 of an mpirun launch
+  file.finish();
 
   bool agree = true;
   for (const Gsm8kRun& r : runs)
@@ -296,8 +293,10 @@ std::function<int()> add_gsm8k_command(CLI::App& app, const std::vector<std::str
       ->check(seed_value());
   sub->add_flag("--skip-bad-lines", a->skip_bad_lines,
                 "Pass over malformed lines (listed in the record) instead of stopping at the first");
-  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
-  sub->add_option("--json", a->json, "Write the record (written after every run, so a failure keeps what finished)");
+  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error")
+      ->check(positive_integer());
+  sub->add_option("--json", a->json, "Write the record (written after every run, so a failure keeps what finished)")
+      ->check(output_file());
   return [a, argv] { return run_gsm8k(*a, argv); };
 }
 
