@@ -153,6 +153,17 @@ struct NcclRun {
   bool error_is_input = false;
   bool error_is_root_cause = false;
 
+  // Waits for the rank threads (rank_threads.h). A stalled watch raises nothing itself (its
+  // thread is stuck in a probe), so the abort is raised from here.
+  std::vector<int> join(RankThreads& threads, const WatchThread& watcher) {
+    return threads.join(
+        [&] {
+          if (!watcher.problem().empty()) abort->raised.store(true);
+          return abort->raised.load();
+        },
+        kStopGrace);
+  }
+
   void fail(int rank, const std::exception& e) {
     // The first failure is the cause; errors it triggers on other ranks mention the abort.
     const bool root_cause = !abort->raised.exchange(true);
@@ -189,12 +200,7 @@ void run_nccl_threads(int gpus, const RankFunction& fn, std::chrono::millisecond
       run->fail(r, e);
     }
   });
-  auto failed = [&] {
-    // A stalled watch raises nothing itself (its thread is stuck in a probe): raise it here.
-    if (!watcher.problem().empty()) run->abort->raised.store(true);
-    return run->abort->raised.load();
-  };
-  const std::vector<int> stuck = threads.join(failed, kStopGrace);
+  const std::vector<int> stuck = run->join(threads, watcher);
 
   std::lock_guard<std::mutex> lock(run->mutex);  // a thread left behind may still fail later
   // A hung collective is the cause of whatever the ranks then reported (aborts, timeouts).
@@ -258,11 +264,7 @@ void run_nccl_mpi(int expected_ranks, const RankFunction& fn, std::chrono::milli
       run->fail(rank, e);
     }
   });
-  auto failed = [&] {
-    if (!watcher.problem().empty()) run->abort->raised.store(true);
-    return run->abort->raised.load();
-  };
-  const std::vector<int> stuck = threads.join(failed, kStopGrace);
+  const std::vector<int> stuck = run->join(threads, watcher);
   std::string error;
   bool input_error = false;
   {
