@@ -39,7 +39,7 @@ std::string quoted_excerpt(const std::string& s) {
 }
 
 // nlohmann's message says "line 1" of the one-line text it was given; keep only the column onwards.
-std::string json_problem(const nlohmann::json::parse_error& e) {
+std::string json_problem(const nlohmann::json::exception& e) {
   const std::string what = e.what();
   const size_t column = what.find("column");
   return "malformed JSON (" + (column == std::string::npos ? what : what.substr(column)) + ")";
@@ -64,7 +64,7 @@ std::string parse_line(const std::string& text, Gsm8kItem& item) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1e309
     return json_problem(e);
   }
   if (!j.is_object()) return std::string("expected a JSON object, found ") + j.type_name();

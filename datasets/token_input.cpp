@@ -1,6 +1,7 @@
 #include "datasets/token_input.h"
 
 #include "harness/runtime/errors.h"
+#include "harness/runtime/file_util.h"
 
 #include <nlohmann/json.hpp>
 
@@ -39,6 +40,8 @@ TokenBatch random_tokens(const std::vector<int64_t>& seq_lens, int64_t vocab, ui
 }
 
 TokenBatch read_token_file(const std::string& path, int64_t vocab) {
+  // An ifstream opens a directory and fails only on reading, with "basic_filebuf::underflow".
+  if (is_directory(path)) throw InputError(path + ": a directory, not a token file");
   std::ifstream in(path);
   if (!in) throw InputError(path + ": cannot open token file");
   nlohmann::json j;

@@ -18,7 +18,7 @@ TokenizerFile::TokenizerFile(std::string path) : path_(std::move(path)) {
   if (!in) refuse("cannot read the tokenizer file");
   try {
     root_ = json::parse(text.str());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e309
     refuse(std::string("not valid JSON: ") + e.what());
   }
   if (!root_.is_object()) refuse("not a tokenizer.json (the top level is not an object)");

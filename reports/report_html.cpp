@@ -160,10 +160,15 @@ std::string log_chart(const std::vector<Series>& series, const std::vector<Refer
         << "\" stroke=\"#e4e4e4\"/>"
         << "<text x=\"" << left - 6 << "\" y=\"" << px(y + 4) << "\" text-anchor=\"end\">1e" << d << "</text>\n";
   }
-  const int x_step = std::max(1, int(std::ceil((x_max - x_min) / 20)));
-  for (double x = std::ceil(x_min); x <= x_max; x += x_step)
+  // At most 21 ticks whatever the range: an int step overflowed on a huge layer index, and a step
+  // below the spacing of doubles near x_max never advanced.
+  const double x_step = std::max(1.0, std::ceil((x_max - x_min) / 20));
+  for (int tick = 0; tick <= 20; ++tick) {
+    const double x = std::ceil(x_min) + tick * x_step;
+    if (x > x_max) break;
     out << "<text x=\"" << px(map_x(x)) << "\" y=\"" << px(top + plot_h + 16) << "\" text-anchor=\"middle\">"
         << format(x, "%.0f") << "</text>\n";
+  }
   out << "<text x=\"" << px(left + plot_w / 2) << "\" y=\"" << px(height - 10) << "\" text-anchor=\"middle\">"
       << html_escape(x_title) << "</text>\n"
       << "<text transform=\"translate(16 " << px(top + plot_h / 2) << ") rotate(-90)\" text-anchor=\"middle\">"

@@ -140,6 +140,69 @@ void diff_reference(DiffResult& d, const json& o, const json& n, const DiffThres
                  t.max_slowdown, "%.0f");
 }
 
+}  // namespace
+
+std::string model_difference(const json& o, const json& n) {
+  // The config: "model" (check, bench, gsm8k) or "config" (reference); its name is the preset or
+  // the directory it was read from, so it does not take part.
+  auto config = [](const json& r) {
+    for (const char* key : {"model", "config"})
+      if (r.contains(key) && r.at(key).is_object()) {
+        json c = r.at(key);
+        c.erase("name");
+        return c;
+      }
+    return json();
+  };
+  auto name = [](const json& r) {
+    if (r.contains("model") && r.at("model").is_object()) return text(r.at("model"), "name");
+    if (r.contains("config") && r.at("config").is_object()) return text(r.at("config"), "name");
+    return text(r, r.contains("model_name") ? "model_name" : "model");
+  };
+  const json oc = config(o), nc = config(n);
+  if (!oc.is_null() && !nc.is_null()) {
+    if (oc != nc) {
+      for (auto it = oc.begin(); it != oc.end(); ++it)
+        if (!nc.contains(it.key()) || nc.at(it.key()) != it.value())
+          return "'" + name(o) + "' and '" + name(n) + "' differ in " + it.key() + " (" + it.value().dump() + " -> " +
+                 (nc.contains(it.key()) ? nc.at(it.key()).dump() : std::string("absent")) + ")";
+      return "'" + name(o) + "' and '" + name(n) + "' differ in their configs";
+    }
+  } else if (!name(o).empty() && !name(n).empty() && name(o) != name(n)) {
+    return "the old run has '" + name(o) + "', the new run has '" + name(n) + "'";
+  }
+  // The weights: their fingerprint where recorded; random weights are named by their seed.
+  if (o.contains("weights_id") && n.contains("weights_id")) {
+    if (text(o, "weights_id") != text(n, "weights_id"))
+      return "the weights differ (" + text(o, "weights") + " -> " + text(n, "weights") + ", fingerprints " +
+             text(o, "weights_id") + " -> " + text(n, "weights_id") + ")";
+  } else if (text(o, "weights").rfind("random(", 0) == 0 && text(n, "weights").rfind("random(", 0) == 0 &&
+             text(o, "weights") != text(n, "weights")) {
+    return "the weights differ (" + text(o, "weights") + " -> " + text(n, "weights") + ")";
+  }
+  return "";
+}
+
+std::vector<std::string> input_differences(const json& o, const json& n) {
+  std::vector<std::string> out;
+  for (const char* key : {"tokens", "seq_lens", "seed", "ranks", "backend", "parallel", "group"}) {
+    if (!o.contains(key) || !n.contains(key) || o.at(key) == n.at(key)) continue;
+    out.push_back(std::string(key) + " " + o.at(key).dump() + " -> " + n.at(key).dump());
+  }
+  // A layout checked or benchmarked under another parallel config is another measurement.
+  const auto new_layouts = keyed(array_at(n, "layouts"), "layout");
+  for (const auto& [name, old_layout] : keyed(array_at(o, "layouts"), "layout")) {
+    const json* new_layout = find_key(new_layouts, name);
+    if (!new_layout || !old_layout->contains("parallel") || !new_layout->contains("parallel")) continue;
+    if (old_layout->at("parallel") != new_layout->at("parallel"))
+      out.push_back("layout " + name + " parallel " + old_layout->at("parallel").dump() + " -> " +
+                    new_layout->at("parallel").dump());
+  }
+  return out;
+}
+
+namespace {
+
 // Both records must be of this build's schema: a field renamed between versions would otherwise
 // read as "missing" and every row would look like a regression.
 void require_comparable(const json& o, const json& n) {
@@ -155,22 +218,45 @@ void require_comparable(const json& o, const json& n) {
     throw InputError("cannot compare runs of different subcommands: the old run is '" + text(o, "subcommand") +
                      "', the new run is '" + text(n, "subcommand") + "'");
   // Errors of different models or precisions are not a regression of one another.
-  auto model = [](const json& r) {
-    if (r.contains("model") && r.at("model").is_object()) return text(r.at("model"), "name");
-    return text(r, r.contains("model_name") ? "model_name" : "model");
-  };
-  for (const auto& [what, a, b] : {std::tuple<std::string, std::string, std::string>{"models", model(o), model(n)},
-                                   {"dtypes", text(o, "dtype"), text(n, "dtype")}})
-    if (!a.empty() && !b.empty() && a != b)
-      throw InputError("cannot compare runs of different " + what + ": the old run has '" + a +
-                       "', the new run has '" + b + "'");
+  const std::string models = model_difference(o, n);
+  if (!models.empty()) throw InputError("cannot compare runs of different models: " + models);
+  if (!text(o, "dtype").empty() && !text(n, "dtype").empty() && text(o, "dtype") != text(n, "dtype"))
+    throw InputError("cannot compare runs of different dtypes: the old run has '" + text(o, "dtype") +
+                     "', the new run has '" + text(n, "dtype") + "'");
+}
+
+// A run that did not finish is not the same measurement as one that did.
+void note_unfinished(DiffResult& d, const json& run, bool is_new) {
+  std::string why;
+  if (run.contains("interrupted")) why = "interrupted by " + text(run, "interrupted");
+  else if (run.contains("error")) why = "ended with an error: " + text(run, "error");
+  else if (run.contains("complete") && !flag(run, "complete")) why = "did not complete (killed, or still running)";
+  if (why.empty()) return;
+  (is_new ? d.regressions : d.info).push_back({is_new ? "new run" : "old run", why});
+}
+
+// Records of different inputs are refused, or, when they may differ, the differences are listed.
+void require_same_inputs(DiffResult& d, const json& o, const json& n, DiffInputs inputs) {
+  const std::vector<std::string> differences = input_differences(o, n);
+  if (differences.empty()) return;
+  if (inputs == DiffInputs::MayDiffer) {
+    for (const std::string& what : differences) d.info.push_back({"inputs differ", what});
+    return;
+  }
+  std::string list;
+  for (const std::string& what : differences) list += (list.empty() ? "" : "; ") + what;
+  throw InputError("cannot compare runs made from different inputs (" + list +
+                   "): their numbers are not the same measurement (--allow-different-inputs compares them anyway)");
 }
 
 }  // namespace
 
-DiffResult diff_runs(const json& old_run, const json& new_run, const DiffThresholds& t) {
+DiffResult diff_runs(const json& old_run, const json& new_run, const DiffThresholds& t, DiffInputs inputs) {
   require_comparable(old_run, new_run);
   DiffResult d;
+  require_same_inputs(d, old_run, new_run, inputs);
+  note_unfinished(d, old_run, false);
+  note_unfinished(d, new_run, true);
   // Times measured on another device or with other flags are not the same measurement; say so.
   for (const char* key : {"command", "device"})
     if (text(old_run, key) != text(new_run, key))

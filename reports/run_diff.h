@@ -35,9 +35,24 @@ struct DiffResult {
   bool regressed() const { return !regressions.empty(); }
 };
 
+// Whether two records made from different inputs (tokens, seed, ranks, parallel config) may be
+// compared: by default they are refused, since their numbers are not the same measurement.
+enum class DiffInputs { MustMatch, MayDiffer };
+
 // Throws InputError when the records cannot be compared: a "schema" missing, different or not
-// ours, or different subcommands.
-DiffResult diff_runs(const nlohmann::json& old_run, const nlohmann::json& new_run, const DiffThresholds& t = {});
+// ours, different subcommands, models (compared by content: config without its name, and the
+// weights' fingerprint, so one checkpoint at two paths matches), dtypes, or, unless `inputs` is
+// MayDiffer, different inputs (then listed under info instead). A run that ended with an error,
+// an interrupt or before completing is a regression of the new run (an info line of the old).
+DiffResult diff_runs(const nlohmann::json& old_run, const nlohmann::json& new_run, const DiffThresholds& t = {},
+                     DiffInputs inputs = DiffInputs::MustMatch);
+
+// Why two records are not of the same model ("" when they are): the config without its name, then
+// the weights' fingerprint ("weights_id"), or, for random weights, their seed.
+std::string model_difference(const nlohmann::json& old_run, const nlohmann::json& new_run);
+// The inputs two records differ in (tokens, seq_lens, seed, ranks, backend, parallel, group, and each
+// layout's parallel config), one line each; empty when they agree on all they both hold.
+std::vector<std::string> input_differences(const nlohmann::json& old_run, const nlohmann::json& new_run);
 
 // "regressions (2):\n  subject: change\n..." then improvements and info; empty sections left out.
 std::string format_diff(const DiffResult& d);

@@ -1,5 +1,6 @@
 #include "reports/run_record.h"
 
+#include "harness/runtime/atomic_file.h"
 #include "harness/runtime/errors.h"
 #include "harness/runtime/file_util.h"
 
@@ -52,12 +53,9 @@ nlohmann::json run_record(const std::string& subcommand, const std::vector<std::
 }
 
 void write_json(const std::string& path, const nlohmann::json& record) {
-  std::ofstream out(path);
-  if (!out) throw InputError(path + ": cannot write");
   // Generated text may end inside a UTF-8 character (or be bytes of a random model): such bytes
   // are written as U+FFFD rather than failing the whole record.
-  out << record.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-  if (!out) throw InputError(path + ": write failed");
+  write_file_atomically(path, record.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 nlohmann::json read_run_file(const std::string& path) {
@@ -67,7 +65,7 @@ nlohmann::json read_run_file(const std::string& path) {
   nlohmann::json run;
   try {
     run = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1e309
     throw InputError(path + ": not valid JSON (" + e.what() + ")");
   }
   if (!run.is_object()) throw InputError(path + ": not a run record (a JSON object was expected)");

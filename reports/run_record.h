@@ -17,6 +17,7 @@ std::string source_commit();
 nlohmann::json run_record(const std::string& subcommand, const std::vector<std::string>& argv,
                           const std::string& device);
 
+// Replaces `path` atomically (atomic_file.h): readers never see a half-written record.
 void write_json(const std::string& path, const nlohmann::json& record);
 // A run record read from disk; InputError naming the file when it is missing or not a JSON object.
 nlohmann::json read_run_file(const std::string& path);

@@ -449,6 +449,36 @@ TEST(SafetensorsErrors, SizeDisagreesWithShape) {
   f.expect({"'w'"});
 }
 
+// Two tensors over the same bytes would load as one; before the check such a file loaded and ran.
+TEST(SafetensorsErrors, OverlappingTensors) {
+  BadFile f;
+  f.write(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+              "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
+          std::string(12, 'x'));
+  f.expect({"'a'", "'b'", "overlaps"});
+  f.write(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+              "b": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})",
+          std::string(8, 'x'));
+  f.expect({"overlaps"});
+  // A tensor inside a larger one, listed first by name but later by offset.
+  f.write(R"({"a": {"dtype": "U8", "shape": [2], "data_offsets": [3, 5]},
+              "b": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]},
+              "c": {"dtype": "U8", "shape": [2], "data_offsets": [8, 10]}})",
+          std::string(10, 'x'));
+  f.expect({"'a'", "'b'", "overlaps"});
+}
+
+TEST(Safetensors, GapsAndEmptyTensorsAreAllowed) {
+  BadFile f;
+  f.write(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+              "e": {"dtype": "F32", "shape": [0], "data_offsets": [2, 2]},
+              "f": {"dtype": "F32", "shape": [0], "data_offsets": [2, 2]},
+              "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}})",
+          std::string(12, 'x'));
+  SafetensorsFile file(f.path);
+  EXPECT_EQ(file.tensors().size(), 4u);
+}
+
 TEST(SafetensorsErrors, AbsentTensorAndBadSlices) {
   ScratchDir dir;
   const std::string path = dir / "model.safetensors";

@@ -278,6 +278,7 @@ std::vector<CollectiveRow> run_collective_bench(RankContext& ctx, Communicator& 
             row.direct_busbw = row.bytes / (row.direct_time_us * 1e3) * c.bus_factor;
           }
           rows.push_back(row);
+          if (o.on_row) o.on_row(row);
           if (progress) progress->step(op);
         }
   }

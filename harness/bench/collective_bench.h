@@ -7,10 +7,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace lb {
+
+struct CollectiveRow;
 
 struct CollectiveBenchOptions {
   std::vector<std::string> ops;     // all_reduce all_gather reduce_scatter all_gatherv reduce_scatterv all_to_allv broadcast
@@ -24,6 +27,8 @@ struct CollectiveBenchOptions {
   std::vector<VarAlgo> algos;       // uneven ops: Grouped, Padded, Auto
   int64_t row_elems = 2048;         // elements per row (a hidden state) for the row-based ops
   bool direct = true;               // also time the op called straight on NCCL
+  // Called on every rank after each finished row (a record written as the benchmark goes).
+  std::function<void(const CollectiveRow&)> on_row;
 };
 
 struct CollectiveRow {

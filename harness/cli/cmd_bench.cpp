@@ -1,6 +1,7 @@
 #include "harness/cli/cmd_bench.h"
 
 #include "harness/bench/bench_collectives.h"
+#include "harness/cli/flag_checks.h"
 #include "harness/cli/run_family.h"
 #include "datasets/token_input.h"
 #include "harness/runtime/device.h"
@@ -254,10 +255,11 @@ std::function<int()> add_bench_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--layout", run.layout, "Layout names, comma-separated (a layout and its baseline give a ratio), or all")
       ->required();
   sub->add_option("--backend", run.backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
-  sub->add_option("--ranks,--gpus", run.ranks, "Number of ranks")->required();
+  sub->add_option("--ranks,--gpus", run.ranks, "Number of ranks")->required()->check(positive_integer());
   add_parallel_flags(*sub, run.parallel);
-  sub->add_option("--layers", run.layers, "Run only the first N decoder layers");
-  sub->add_option("--tokens", run.tokens, "Prefill one sequence of N tokens (instead of --lengths)");
+  sub->add_option("--layers", run.layers, "Run only the first N decoder layers")->check(positive_integer());
+  sub->add_option("--tokens", run.tokens, "Prefill one sequence of N tokens (instead of --lengths)")
+      ->check(positive_integer());
   sub->add_option("--lengths", run.lengths, "Prefill sequences of these lengths");
   sub->add_option("--decode-batch", a->decode_batch, "Decode batch sizes, comma-separated, or none");
   sub->add_option("--decode-context", a->decode_context, "Tokens already in each decoding sequence's cache");
@@ -269,10 +271,12 @@ std::function<int()> add_bench_command(CLI::App& app, const std::vector<std::str
                   "on, off or auto (default: on with fused kernels on GPUs): each decode step captured once per "
                   "batch bucket and replayed");
   sub->add_option("--repeats", a->repeats,
-                  "Timed prefills per layout, and again with each collective timed (medians are reported)");
-  sub->add_option("--seed", run.seed, "Seed of the random weights and tokens");
-  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
-  sub->add_option("--json", a->json, "Write the record");
+                  "Timed prefills per layout, and again with each collective timed (medians are reported)")
+      ->check(positive_integer());
+  sub->add_option("--seed", run.seed, "Seed of the random weights and tokens")->check(seed_value());
+  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error")
+      ->check(positive_integer());
+  sub->add_option("--json", a->json, "Write the record")->check(output_file());
   return [a, argv] { return run_bench(*a, argv); };
 }
 

@@ -1,5 +1,7 @@
 #include "harness/cli/cmd_bench_layer.h"
 
+#include "harness/cli/batch_limits.h"
+#include "harness/cli/flag_checks.h"
 #include "harness/runtime/device.h"
 #include "harness/runtime/errors.h"
 #include "harness/model/model_config.h"
@@ -34,9 +36,9 @@ int run_bench_layer(const BenchLayerArgs& a, const std::vector<std::string>& arg
   ModelConfig config = load_model_config(a.model);
   if (config.family != ModelFamily::Qwen3Moe) throw InputError("bench-layer: --model must be a Qwen3-MoE model");
   config.num_layers = 1;
-  const torch::ScalarType dtype = parse_dtype(a.dtype);
   const torch::Device device = parse_device(a.device.empty() ? (torch::cuda::is_available() ? "cuda" : "cpu") : a.device);
-  if (a.tokens < 1) throw InputError("--tokens must be >= 1");
+  const torch::ScalarType dtype = parse_model_dtype(a.dtype, device, /*collectives=*/false);
+  check_batch_fits({a.tokens}, config, dtype, device, "--tokens");
   torch::NoGradGuard no_grad;
   auto weights = open_weights(config, "", 0);
   LayerWeights w = load_layer(config, *weights, 0, dtype, device);
@@ -106,11 +108,12 @@ std::function<int()> add_bench_layer_command(CLI::App& app, const std::vector<st
   CLI::App* sub = app.add_subcommand("bench-layer", "One Qwen3-MoE decoder layer step by step, plain and fused "
                                                     "kernels (random weights, one sequence)");
   sub->add_option("--model", a->model, "Qwen3-MoE preset or checkpoint directory (its shape)");
-  sub->add_option("--tokens", a->tokens, "Tokens in the sequence");
+  sub->add_option("--tokens", a->tokens, "Tokens in the sequence")->check(positive_integer());
   sub->add_option("--dtype", a->dtype, "bf16, f16 or f32");
   sub->add_option("--device", a->device, "cuda or cpu (default cuda when there is one)");
-  sub->add_option("--repeats", a->repeats, "Timed runs per step (the median is reported)");
-  sub->add_option("--json", a->json, "Write the step times and the command, commit and device");
+  sub->add_option("--repeats", a->repeats, "Timed runs per step (the median is reported)")->check(positive_integer());
+  sub->add_option("--json", a->json, "Write the step times and the command, commit and device")
+      ->check(output_file());
   return [a, argv] { return run_bench_layer(*a, argv); };
 }
 

@@ -1,5 +1,6 @@
 #include "harness/cli/cmd_bench_moe.h"
 
+#include "harness/cli/flag_checks.h"
 #include "harness/runtime/device.h"
 #include "harness/runtime/errors.h"
 #include "harness/model/model_config.h"
@@ -43,8 +44,8 @@ struct MoeRow {
 };
 
 int run_bench_moe(const BenchMoeArgs& a, const std::vector<std::string>& argv) {
-  const torch::ScalarType dtype = parse_dtype(a.dtype);
   const torch::Device device = parse_device(a.device.empty() ? (torch::cuda::is_available() ? "cuda" : "cpu") : a.device);
+  const torch::ScalarType dtype = parse_model_dtype(a.dtype, device, /*collectives=*/false);
   const std::vector<int64_t> token_counts = parse_lengths(a.tokens, "--tokens");
   if (a.repeats < 1) throw InputError("--repeats must be >= 1");
   std::vector<ModelConfig> configs;
@@ -137,10 +138,13 @@ std::function<int()> add_bench_moe_command(CLI::App& app, const std::vector<std:
   sub->add_option("--tokens", a->tokens, "Token counts, comma-separated");
   sub->add_option("--dtype", a->dtype, "bf16, f16 or f32");
   sub->add_option("--device", a->device, "cuda or cpu (default cuda when there is one)");
-  sub->add_option("--repeats", a->repeats, "Timed batches per row (the row reports the median)");
-  sub->add_option("--min-batch-ms", a->min_batch_ms, "Minimum length of a timed batch");
-  sub->add_option("--seed", a->seed, "Seed of the random weights, inputs and router logits");
-  sub->add_option("--json", a->json, "Write the rows, the measured peaks and the command, commit and device");
+  sub->add_option("--repeats", a->repeats, "Timed batches per row (the row reports the median)")
+      ->check(positive_integer());
+  sub->add_option("--min-batch-ms", a->min_batch_ms, "Minimum length of a timed batch")->check(finite_at_least(0));
+  sub->add_option("--seed", a->seed, "Seed of the random weights, inputs and router logits")
+      ->check(seed_value());
+  sub->add_option("--json", a->json, "Write the rows, the measured peaks and the command, commit and device")
+      ->check(output_file());
   return [a, argv] { return run_bench_moe(*a, argv); };
 }
 

@@ -1,10 +1,12 @@
 #include "harness/cli/cmd_collectives.h"
 
+#include "harness/cli/flag_checks.h"
 #include "harness/bench/collective_bench.h"
 #include "harness/runtime/device.h"
 #include "harness/runtime/errors.h"
 #include "harness/runtime/launch.h"
 #include "harness/cli/parallel_flags.h"
+#include "reports/record_file.h"
 #include "reports/run_record.h"
 
 #include <iostream>
@@ -107,20 +109,37 @@ int run_collectives(const CollectivesArgs& a, const std::vector<std::string>& ar
   o.row_elems = a.row_elems;
   o.direct = !a.no_direct;
 
+  // On disk from here on, a row added as each finishes: a failure or a signal keeps the rows done.
+  nlohmann::json header = run_record("collectives", argv, "");
+  header["backend"] = to_string(backend);
+  header["ranks"] = a.ranks;
+  header["parallel"] = parallel.to_json();
+  header["group"] = a.group;
+  header["iters"] = o.iters;
+  header["warmup"] = o.warmup;
+  header["repeats"] = o.repeats;
+  header["min_batch_ms"] = o.min_batch_ms;
+  header["rows"] = nlohmann::json::array();
+  RecordFile record(a.json, header);
   std::vector<CollectiveRow> rows;
   std::string device;
   run_ranks(backend, a.ranks, [&](RankContext& ctx) {
+    CollectiveBenchOptions options = o;
+    if (ctx.rank() == 0) {
+      device = device_name(ctx.device());
+      record.update([&](nlohmann::json& r) { r["device"] = device; });
+      options.on_row = [&](const CollectiveRow& row) {
+        record.update([&](nlohmann::json& r) { r["rows"].push_back(to_json(row)); });
+      };
+    }
     std::shared_ptr<Communicator> sub;
     Communicator* comm = &ctx.world();
     if (group != GroupKind::World) {
       sub = ctx.split(to_string(group), group_partition(parallel, group));
       comm = sub.get();
     }
-    auto result = run_collective_bench(ctx, *comm, o);
-    if (ctx.rank() == 0) {
-      rows = std::move(result);
-      device = device_name(ctx.device());
-    }
+    auto result = run_collective_bench(ctx, *comm, options);
+    if (ctx.rank() == 0) rows = std::move(result);
   }, std::chrono::seconds(a.timeout_s));
   if (rows.empty()) return 0;  // not rank 0 of an mpirun launch
 
@@ -133,23 +152,9 @@ int run_collectives(const CollectivesArgs& a, const std::vector<std::string>& ar
   int64_t wrong = 0;
   for (const auto& r : rows) wrong += r.wrong;
   std::cout << "# wrong elements in total: " << wrong << "\n";
-  if (!a.json.empty()) {
-    nlohmann::json record = run_record("collectives", argv, device);
-    record["backend"] = to_string(backend);
-    record["ranks"] = a.ranks;
-    record["parallel"] = parallel.to_json();
-    record["group"] = a.group;
-    record["iters"] = o.iters;
-    record["warmup"] = o.warmup;
-    record["repeats"] = o.repeats;
-    record["min_batch_ms"] = o.min_batch_ms;
-    nlohmann::json j = nlohmann::json::array();
-    for (const auto& r : rows) j.push_back(to_json(r));
-    record["rows"] = j;
-    record["wrong_total"] = wrong;
-    write_json(a.json, record);
-    std::cout << "record written to " << a.json << "\n";
-  }
+  record.update([&](nlohmann::json& r) { r["wrong_total"] = wrong; });
+  record.finish();
+  if (record.writes()) std::cout << "record written to " << a.json << "\n";
   return wrong == 0 ? 0 : 1;
 }
 
@@ -163,25 +168,31 @@ std::function<int()> add_collectives_command(CLI::App& app, const std::vector<st
                      "row's result, and time the same NCCL call made directly");
   sub->add_option("--backend", a->backend, "cpu (CPU ranks, threads) or nccl (GPUs); default: nccl in CUDA builds");
   sub->add_option("--gpus,--ranks", a->ranks, "Number of ranks (GPUs with nccl; under mpirun, the process count)")
-      ->required();
+      ->required()
+      ->check(positive_integer());
   add_parallel_flags(*sub, a->parallel);
   sub->add_option("--group", a->group, "Run in this group of the parallel config (world, attn_tp, attn_cp, attn_dp, "
                                        "moe_tp, moe_ep, moe_dp, moe_cp, dense_tp); all groups run at once");
   sub->add_option("--ops", a->ops, "Comma-separated collectives");
   sub->add_option("--sizes", a->sizes, "Comma-separated sizes in bytes, with K/M/G suffixes");
   sub->add_option("--dtype", a->dtype, "bf16, f16 or f32");
-  sub->add_option("--warmup", a->warmup, "Untimed iterations per row");
-  sub->add_option("--iters", a->iters, "Minimum calls per timed batch");
-  sub->add_option("--min-batch-ms", a->min_batch_ms, "Minimum length of a timed batch (more calls for small sizes)");
-  sub->add_option("--repeats", a->repeats, "Timed batches per row (the row reports the median)");
+  sub->add_option("--warmup", a->warmup, "Untimed iterations per row")->check(non_negative_integer());
+  sub->add_option("--iters", a->iters, "Minimum calls per timed batch")->check(positive_integer());
+  sub->add_option("--min-batch-ms", a->min_batch_ms, "Minimum length of a timed batch (more calls for small sizes)")
+      ->check(finite_at_least(0));
+  sub->add_option("--repeats", a->repeats, "Timed batches per row (the row reports the median)")
+      ->check(positive_integer());
   sub->add_option("--splits", a->splits,
                   "Row splits for all_gatherv, reduce_scatterv and all_to_allv: balanced, skewed (rank r gets r+1 "
                   "parts), zero (rank 0 gets none)");
   sub->add_option("--algo", a->algos, "Algorithms for the uneven ops: grouped, padded, auto (measured pick)");
-  sub->add_option("--row-elems", a->row_elems, "Elements per row for the row-based ops (a hidden state)");
+  sub->add_option("--row-elems", a->row_elems, "Elements per row for the row-based ops (a hidden state)")
+      ->check(positive_integer());
   sub->add_flag("--no-direct", a->no_direct, "Skip the direct NCCL timing");
-  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
-  sub->add_option("--json", a->json, "Write the rows and the run's command, commit and device to this JSON file");
+  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error")
+      ->check(positive_integer());
+  sub->add_option("--json", a->json, "Write the rows and the run's command, commit and device to this JSON file")
+      ->check(output_file());
   return [a, argv] { return run_collectives(*a, argv); };
 }
 

@@ -1,5 +1,6 @@
 #include "harness/cli/cmd_gsm8k.h"
 
+#include "harness/cli/flag_checks.h"
 #include "datasets/gsm8k.h"
 #include "datasets/shared_files.h"
 #include "datasets/tokenizer.h"
@@ -11,6 +12,7 @@
 #include "harness/cli/layout_selection.h"
 #include "harness/runtime/progress.h"
 #include "layouts/generation.h"
+#include "reports/record_file.h"
 #include "reports/run_record.h"
 
 #include <iomanip>
@@ -122,7 +124,9 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
   ModelConfig config = load_model_config(a.model);
   keep_first_layers(config, a.layers);
   const Backend backend = parse_backend(a.backend);
-  const torch::ScalarType dtype = parse_dtype(a.dtype.empty() ? default_dtype(backend) : a.dtype);
+  const torch::ScalarType dtype =
+      parse_model_dtype(a.dtype.empty() ? default_dtype(backend) : a.dtype,
+                        backend == Backend::Nccl ? torch::Device(torch::kCUDA, 0) : torch::kCPU, /*collectives=*/true);
   if (a.ranks < 1) throw InputError("--ranks/--gpus must be >= 1");
   if (a.shots < 0) throw InputError("--shots must be >= 0");
   if (a.num_questions < 0) throw InputError("--num-questions must be >= 0 (0: every question)");
@@ -201,61 +205,57 @@ int run_gsm8k(const Gsm8kArgs& a, const std::vector<std::string>& argv) {
     for (const LoadError& e : d->skipped) skipped.push_back(e.message());
   record["skipped_lines"] = skipped;
   record["runs"] = nlohmann::json::array();
-  // Written after every run, and with the error when one fails, so finished runs are never lost.
+  // Written now, after every run, and with the error when one fails or a signal comes (run_ranks
+  // and the signal handler pass it on), so finished runs are never lost.
+  RecordFile file(a.json, record);
   auto save = [&] {
-    if (a.json.empty()) return;
-    write_json(a.json, record);
+    file.update([&](nlohmann::json& r) {
+      r["device"] = record["device"];
+      r["runs"] = record["runs"];
+    });
   };
 
   Gsm8kRun reference;
   std::vector<Gsm8kRun> runs;
   int64_t batches = (int64_t(prompts.size()) + gen.batch_size - 1) / gen.batch_size;
-  try {
-    run_ranks(backend, a.ranks, [&](RankContext& ctx) {
-      if (ctx.rank() == 0) {
-        record["device"] = device_name(ctx.device());
-        ReferenceModel model(config, *weights, {dtype, ctx.device(), reference_fused});
-        ReferenceStepModel step(model, reference_decode);
-        Progress progress("gsm8k: reference", batches);
-        reference.name = "reference";
-        reference.outputs = generate(step, tokenizer, prompts, gen, config.max_position, &reference.stats,
-                                     [&](int64_t) { progress.step(); });
-        progress.clear();
-        record["runs"].push_back(run_json(reference, nullptr, questions));
-        std::cout << run_line(reference, record["runs"].back()) << "\n" << std::flush;
-        save();
-      }
-      ctx.quiesce();  // the reference's memory is released before any layout loads
-      for (const SelectedLayout& l : layouts) {
-        LayoutRank rank(ctx, *l.spec, l.parallel, config, *weights, {dtype, ctx.device(), fused}, {});
-        ctx.quiesce();
-        LayoutStepModel step(rank, ctx.device(), decode_options);
-        std::optional<Progress> progress;
-        if (ctx.rank() == 0) progress.emplace("gsm8k: " + l.spec->name, batches);
-        Gsm8kRun run;
-        run.outputs = generate(step, tokenizer, prompts, gen, config.max_position, &run.stats,
-                               [&](int64_t) { if (progress) progress->step(); });
-        ctx.quiesce();  // no collective in flight while `rank` frees its weights and communicators
-        if (ctx.rank() != 0) continue;
-        progress->clear();
-        run.name = l.spec->name;
-        run.replaces = l.spec->replaces;
-        run.parallel = l.parallel;
-        record["runs"].push_back(run_json(run, &reference, questions));
-        std::cout << run_line(run, record["runs"].back()) << "\n" << std::flush;
-        save();
-        runs.push_back(std::move(run));
-      }
-    }, std::chrono::seconds(a.timeout_s));
-  } catch (const std::exception& e) {
-    if (!reference.outputs.empty()) {  // rank 0 of this process ran: keep what it finished
-      record["error"] = e.what();
+  run_ranks(backend, a.ranks, [&](RankContext& ctx) {
+    if (ctx.rank() == 0) {
+      record["device"] = device_name(ctx.device());
+      ReferenceModel model(config, *weights, {dtype, ctx.device(), reference_fused});
+      ReferenceStepModel step(model, reference_decode);
+      Progress progress("gsm8k: reference", batches);
+      reference.name = "reference";
+      reference.outputs = generate(step, tokenizer, prompts, gen, config.max_position, &reference.stats,
+                                   [&](int64_t) { progress.step(); });
+      progress.clear();
+      record["runs"].push_back(run_json(reference, nullptr, questions));
+      std::cout << run_line(reference, record["runs"].back()) << "\n" << std::flush;
       save();
-      if (!a.json.empty()) std::cerr << "partial record (finished runs and the error) written to " << a.json << "\n";
     }
-    throw;
-  }
+    ctx.quiesce();  // the reference's memory is released before any layout loads
+    for (const SelectedLayout& l : layouts) {
+      LayoutRank rank(ctx, *l.spec, l.parallel, config, *weights, {dtype, ctx.device(), fused}, {});
+      ctx.quiesce();
+      LayoutStepModel step(rank, ctx.device(), decode_options);
+      std::optional<Progress> progress;
+      if (ctx.rank() == 0) progress.emplace("gsm8k: " + l.spec->name, batches);
+      Gsm8kRun run;
+      run.outputs = generate(step, tokenizer, prompts, gen, config.max_position, &run.stats,
+                             [&](int64_t) { if (progress) progress->step(); });
+      ctx.quiesce();  // no collective in flight while `rank` frees its weights and communicators
+      if (ctx.rank() != 0) continue;
+      progress->clear();
+      run.name = l.spec->name;
+      run.replaces = l.spec->replaces;
+      run.parallel = l.parallel;
+      record["runs"].push_back(run_json(run, &reference, questions));
+      std::cout << run_line(run, record["runs"].back()) << "\n" << std::flush;
+      save();
+      runs.push_back(std::move(run));
+    }
+  }, std::chrono::seconds(a.timeout_s));
   if (reference.outputs.empty()) return 0;  // not rank 0 of an mpirun launch
+  file.finish();
 
   bool agree = true;
   for (const Gsm8kRun& r : runs)
@@ -278,20 +278,24 @@ std::function<int()> add_gsm8k_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--model", a->model, "Checkpoint directory (with its tokenizer.json) or preset")->required();
   sub->add_option("--layout", a->layout, "Layout names (comma-separated), all, or none (the reference only)");
   sub->add_option("--backend", a->backend, "cpu (CPU ranks) or nccl (one GPU per rank); default nccl in CUDA builds");
-  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required();
+  sub->add_option("--ranks,--gpus", a->ranks, "Number of ranks")->required()->check(positive_integer());
   add_parallel_flags(*sub, a->parallel);
-  sub->add_option("--data", a->data, "GSM8K questions, JSONL (the test set)")->required();
-  sub->add_option("--train", a->train, "Where the shots come from (default: train.jsonl beside --data)");
+  sub->add_option("--data", a->data, "GSM8K questions, JSONL (the test set)")->required()->check(input_file());
+  sub->add_option("--train", a->train, "Where the shots come from (default: train.jsonl beside --data)")
+      ->check(input_file());
   sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json (default: the checkpoint's; for the qwen3-30b-a3b and "
-                  "deepseek-v3 presets, the real one under ../shared/tokenizers or $LB_SHARED_DIR/tokenizers)");
-  sub->add_option("--shots", a->shots, "Solved examples before each question");
-  sub->add_option("--shot-seed", a->shot_seed, "Draw the shots at random with this seed (default: the first ones)");
-  sub->add_option("--num-questions", a->num_questions, "The first N questions (0: all)");
-  sub->add_option("--max-new-tokens", a->max_new_tokens, "Tokens generated at most per question");
-  sub->add_option("--batch-size", a->batch_size, "Questions prefilled and decoded together");
-  sub->add_option("--layers", a->layers, "Run only the first N decoder layers");
+                  "deepseek-v3 presets, the real one under ../shared/tokenizers or $LB_SHARED_DIR/tokenizers)")
+      ->check(input_file());
+  sub->add_option("--shots", a->shots, "Solved examples before each question")->check(non_negative_integer());
+  sub->add_option("--shot-seed", a->shot_seed, "Draw the shots at random with this seed (default: the first ones)")
+      ->check(seed_value());
+  sub->add_option("--num-questions", a->num_questions, "The first N questions (0: all)")->check(non_negative_integer());
+  sub->add_option("--max-new-tokens", a->max_new_tokens, "Tokens generated at most per question")
+      ->check(positive_integer());
+  sub->add_option("--batch-size", a->batch_size, "Questions prefilled and decoded together")->check(positive_integer());
+  sub->add_option("--layers", a->layers, "Run only the first N decoder layers")->check(positive_integer());
   sub->add_option("--dtype", a->dtype, "f32, bf16 or f16 (default bf16 on GPUs, f32 on CPU ranks)");
-  sub->add_option("--seed", a->seed, "Seed of the random weights (without a checkpoint)");
+  sub->add_option("--seed", a->seed, "Seed of the random weights (without a checkpoint)")->check(seed_value());
   sub->add_option("--kernels", a->kernels, "The layouts' kernels: reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the "
                   "MoE experts); the reference keeps the plain path");
   sub->add_option("--reference-kernels", a->reference_kernels,
@@ -300,14 +304,20 @@ std::function<int()> add_gsm8k_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--cuda-graphs", a->cuda_graphs,
                   "The layouts' decode steps: on, off or auto (default: on with fused kernels on GPUs), each captured "
                   "once per batch bucket and replayed");
-  sub->add_option("--temperature", a->sampling.temperature, "0: greedy (default); else sampled");
-  sub->add_option("--top-k", a->sampling.top_k, "With --temperature: keep the k most likely tokens (0: all)");
-  sub->add_option("--top-p", a->sampling.top_p, "With --temperature: keep the most likely tokens up to this mass");
-  sub->add_option("--sampling-seed", a->sampling.seed, "Seed of the draws (question i uses seed + i)");
+  sub->add_option("--temperature", a->sampling.temperature, "0: greedy (default); else sampled")
+      ->check(finite_at_least(0));
+  sub->add_option("--top-k", a->sampling.top_k, "With --temperature: keep the k most likely tokens (0: all)")
+      ->check(non_negative_integer());
+  sub->add_option("--top-p", a->sampling.top_p, "With --temperature: keep the most likely tokens up to this mass")
+      ->check(positive_number());
+  sub->add_option("--sampling-seed", a->sampling.seed, "Seed of the draws (question i uses seed + i)")
+      ->check(seed_value());
   sub->add_flag("--skip-bad-lines", a->skip_bad_lines,
                 "Pass over malformed lines (listed in the record) instead of stopping at the first");
-  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error");
-  sub->add_option("--json", a->json, "Write the record (written after every run, so a failure keeps what finished)");
+  sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error")
+      ->check(positive_integer());
+  sub->add_option("--json", a->json, "Write the record (written after every run, so a failure keeps what finished)")
+      ->check(output_file());
   return [a, argv] { return run_gsm8k(*a, argv); };
 }
 

@@ -1,13 +1,17 @@
 #include "harness/cli/cmd_reference.h"
 
+#include "harness/cli/batch_limits.h"
+#include "harness/cli/finite_outputs.h"
+#include "harness/cli/flag_checks.h"
 #include "datasets/token_input.h"
 #include "harness/runtime/device.h"
 #include "kernels/fused_moe.h"
-#include "harness/runtime/errors.h"
+#include "harness/runtime/error_text.h"
 #include "harness/runtime/file_util.h"
 #include "harness/runtime/progress.h"
 #include "harness/model/safetensors.h"
 #include "oracles/reference_model.h"
+#include "reports/record_file.h"
 #include "reports/run_record.h"
 
 #include <algorithm>
@@ -58,29 +62,15 @@ void dump_run(const std::string& path, const TokenBatch& batch, const ReferenceR
                      {"weights", weights.describe()}, {"dtype", dtype_name(dtype)}});
 }
 
-int run_reference(const ReferenceArgs& a, const std::vector<std::string>& argv) {
-  // Everything the user gave is checked before any weight is made or any GPU work starts.
-  ModelConfig config = load_model_config(a.model);
-  keep_first_layers(config, a.layers);
-  const torch::Device device = parse_device(a.device);
-  const torch::ScalarType dtype = parse_dtype(a.dtype);
-  if (a.repeats < 1) throw InputError("--repeats must be >= 1");
-  TokenBatch batch;
-  if (!a.input.empty()) batch = read_token_file(a.input, config.vocab);
-  else if (!a.lengths.empty()) batch = random_tokens(parse_lengths(a.lengths, "--lengths"), config.vocab, a.seed);
-  else if (a.tokens > 0) batch = random_tokens({a.tokens}, config.vocab, a.seed);
-  else throw InputError("--tokens must be > 0");
-  if (!a.dump.empty() && !is_directory(parent_directory(a.dump)))
-    throw InputError("--dump " + a.dump + ": its directory does not exist");
-  const bool is_checkpoint = is_directory(a.model);
-  std::unique_ptr<WeightSource> weights = open_weights(config, is_checkpoint ? a.model : "", a.seed);
-
+// The forward passes, the printed summary and the --dump file; returns the record's "metrics".
+nlohmann::json measure(const ReferenceArgs& a, const ModelConfig& config, const WeightSource& weights,
+                       const TokenBatch& batch, torch::Device device, torch::ScalarType dtype) {
   const int64_t T = batch.ids.size(0);
   std::cout << "model " << config.name << " (" << to_string(config.family) << "), " << config.num_layers
-            << " layers, weights " << weights->describe() << ", " << dtype_name(dtype) << " on "
+            << " layers, weights " << weights.describe() << ", " << dtype_name(dtype) << " on "
             << device_name(device) << "\n"
             << "tokens " << T << " in " << batch.seq_lens.size() << " sequence(s)\n";
-  ReferenceModel model(config, *weights, {dtype, device, parse_fused_kernels(a.kernels)});
+  ReferenceModel model(config, weights, {dtype, device, parse_fused_kernels(a.kernels)});
   std::cout << "weights loaded: " << std::fixed << std::setprecision(2) << model.weight_bytes() / double(1 << 30)
             << " GiB\n";
 
@@ -97,6 +87,7 @@ int run_reference(const ReferenceArgs& a, const std::vector<std::string>& argv) 
     forward_ms.push_back(run.forward_ms);
   }
   progress.reset();  // the summary below prints on a clean line
+  require_finite_outputs("reference", run.layer_outputs, run.logits);
   const double ms = median(forward_ms);
   // Read before the summary below allocates its own temporaries.
   const int64_t peak_bytes = peak_memory_bytes(device);
@@ -121,23 +112,53 @@ int run_reference(const ReferenceArgs& a, const std::vector<std::string>& argv) 
             << " GiB\n";
 
   if (!a.dump.empty()) {
-    dump_run(a.dump, batch, run, config, *weights, dtype);
+    dump_run(a.dump, batch, run, config, weights, dtype);
     std::cout << "dump written to " << a.dump << "\n";
   }
-  if (!a.json.empty()) {
-    nlohmann::json record = run_record("reference", argv, device_name(device));
-    record["config"] = config.to_json();
-    record["weights"] = weights->describe();
-    record["kernels"] = a.kernels;
-    record["dtype"] = dtype_name(dtype);
-    record["tokens"] = T;
-    record["seq_lens"] = batch.seq_lens;
-    record["metrics"] = {{"prefill_ms", ms}, {"prefill_ms_all", forward_ms}, {"prefill_tokens_per_s", tokens_per_s},
-                         {"peak_memory_bytes", peak_bytes}, {"weight_bytes", model.weight_bytes()},
-                         {"layers", layers}};
-    write_json(a.json, record);
-    std::cout << "record written to " << a.json << "\n";
+  return {{"prefill_ms", ms}, {"prefill_ms_all", forward_ms}, {"prefill_tokens_per_s", tokens_per_s},
+          {"peak_memory_bytes", peak_bytes}, {"weight_bytes", model.weight_bytes()}, {"layers", layers}};
+}
+
+int run_reference(const ReferenceArgs& a, const std::vector<std::string>& argv) {
+  // Everything the user gave is checked before any weight is made or any GPU work starts (the
+  // flags' ranges and files by the parser, flag_checks.h).
+  ModelConfig config = load_model_config(a.model);
+  keep_first_layers(config, a.layers);
+  const torch::Device device = parse_device(a.device);
+  const torch::ScalarType dtype = parse_model_dtype(a.dtype, device, /*collectives=*/false);
+  const std::string tokens_flag = !a.input.empty() ? "--input" : !a.lengths.empty() ? "--lengths" : "--tokens";
+  TokenBatch batch;
+  if (!a.input.empty()) {
+    batch = read_token_file(a.input, config.vocab);
+    check_batch_fits(batch.seq_lens, config, dtype, device, tokens_flag);
+  } else {
+    const std::vector<int64_t> lengths = a.lengths.empty() ? std::vector<int64_t>{a.tokens}
+                                                           : parse_lengths(a.lengths, "--lengths");
+    check_batch_fits(lengths, config, dtype, device, tokens_flag);
+    batch = random_tokens(lengths, config.vocab, a.seed);
   }
+  const bool is_checkpoint = is_directory(a.model);
+  std::unique_ptr<WeightSource> weights = open_weights(config, is_checkpoint ? a.model : "", a.seed);
+
+  nlohmann::json header = run_record("reference", argv, device_name(device));
+  header["config"] = config.to_json();
+  header["weights"] = weights->describe();
+  header["weights_id"] = weights->fingerprint();
+  header["seed"] = a.seed;
+  header["kernels"] = a.kernels;
+  header["dtype"] = dtype_name(dtype);
+  header["tokens"] = batch.ids.size(0);
+  header["seq_lens"] = batch.seq_lens;
+  RecordFile record(a.json, header);
+  try {
+    const nlohmann::json metrics = measure(a, config, *weights, batch, device, dtype);
+    record.update([&](nlohmann::json& r) { r["metrics"] = metrics; });
+  } catch (const std::exception& e) {
+    record.fail(error_text(e));
+    throw;
+  }
+  record.finish();
+  if (record.writes()) std::cout << "record written to " << a.json << "\n";
   return 0;
 }
 
@@ -150,20 +171,23 @@ std::function<int()> add_reference_command(CLI::App& app, const std::vector<std:
                   "HF checkpoint directory (config.json + safetensors) or a preset: qwen3-30b-a3b, deepseek-v3, "
                   "tiny-qwen3-moe, tiny-deepseek-v3 (presets use deterministic random weights)")
       ->required();
-  cmd->add_option("--layers", args->layers, "Run only the first N decoder layers (default: all)");
-  auto* tokens = cmd->add_option("--tokens", args->tokens, "One sequence of N random tokens (default 64)");
+  cmd->add_option("--layers", args->layers, "Run only the first N decoder layers (default: all)")->check(positive_integer());
+  auto* tokens = cmd->add_option("--tokens", args->tokens, "One sequence of N random tokens (default 64)")->check(positive_integer());
   auto* lengths = cmd->add_option("--lengths", args->lengths, "Several sequences of random tokens, e.g. 37,5,64");
-  auto* input = cmd->add_option("--input", args->input, "JSON file of token ids: [ids] or [[ids], [ids], ...]");
+  auto* input = cmd->add_option("--input", args->input, "JSON file of token ids: [ids] or [[ids], [ids], ...]")->check(input_file());
   tokens->excludes(lengths)->excludes(input);
   lengths->excludes(input);
   cmd->add_option("--kernels", args->kernels, "reference (plain LibTorch) or fused (sorted pairs and grouped GEMMs for the MoE experts)");
   cmd->add_option("--dtype", args->dtype, "Weights and activations: f32 or bf16 (norms and routers run in fp32)")
       ->capture_default_str();
   cmd->add_option("--device", args->device, "cpu or cuda[:N]")->capture_default_str();
-  cmd->add_option("--seed", args->seed, "Seed of random weights and random tokens")->capture_default_str();
-  cmd->add_option("--dump", args->dump, "Write every layer's output, the final norm and the logits (fp32 safetensors)");
-  cmd->add_option("--json", args->json, "Write the run record (command, commit, device, timings, memory) as JSON");
-  cmd->add_option("--repeats", args->repeats, "Timed forward passes; the median is reported")->capture_default_str();
+  cmd->add_option("--seed", args->seed, "Seed of random weights and random tokens")->capture_default_str()->check(seed_value());
+  cmd->add_option("--dump", args->dump, "Write every layer's output, the final norm and the logits (fp32 safetensors)")
+      ->check(output_file());
+  cmd->add_option("--json", args->json, "Write the run record (command, commit, device, timings, memory) as JSON")
+      ->check(output_file());
+  cmd->add_option("--repeats", args->repeats, "Timed forward passes; the median is reported")->capture_default_str()
+      ->check(positive_integer());
   args->tokens = 64;
   return [args, argv] { return run_reference(*args, argv); };
 }

@@ -1,10 +1,12 @@
 #include "harness/cli/cmd_report.h"
 
+#include "harness/cli/flag_checks.h"
+#include "harness/runtime/atomic_file.h"
 #include "harness/runtime/errors.h"
+#include "reports/record_lint.h"
 #include "reports/report_html.h"
 #include "reports/run_record.h"
 
-#include <fstream>
 #include <iostream>
 #include <memory>
 
@@ -18,17 +20,23 @@ std::function<int()> add_report_command(CLI::App& app, const std::vector<std::st
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("report", "Render run records (check, collectives, reference) as one "
                                                "self-contained HTML page with tables and SVG charts");
-  sub->add_option("runs", a->runs, "Run records written by --json")->required();
-  sub->add_option("-o,--output", a->output, "The HTML file to write");
+  sub->add_option("runs", a->runs, "Run records written by --json")->required()->check(input_file());
+  sub->add_option("-o,--output", a->output, "The HTML file to write (not one of the records)")->check(output_file());
   return [a] {
     // Every record is read before the page is written: a bad file leaves no half report behind.
     std::vector<nlohmann::json> runs;
-    for (const auto& path : a->runs) runs.push_back(read_run_file(path));
-    const std::string html = render_report_html(runs);
-    std::ofstream out(a->output);
-    if (!out) throw InputError(a->output + ": cannot write");
-    out << html;
-    if (!out) throw InputError(a->output + ": write failed");
+    for (const auto& path : a->runs) {
+      nlohmann::json run = read_run_file(path);
+      if (const std::string problem = schema_problem(run); !problem.empty()) {
+        std::cerr << "warning: " << path << ": " << problem << ": not a layoutbench run record, skipped" << std::endl;
+        continue;
+      }
+      for (const std::string& warning : record_warnings(run)) std::cerr << "warning: " << path << ": " << warning << "\n";
+      runs.push_back(std::move(run));
+    }
+    if (runs.empty())
+      throw InputError("no run record to report: every input was skipped (see the warnings above)");
+    write_file_atomically(a->output, render_report_html(runs));
     std::cout << "report of " << runs.size() << " run(s) written to " << a->output << "\n";
     return 0;
   };

@@ -24,6 +24,8 @@ std::vector<SelectedLayout> select_layouts(const std::string& names, int ranks, 
     for (const LayoutSpec& l : all_layouts()) specs.push_back(&l);
   else
     for (const std::string& name : comma_list(names)) specs.push_back(&find_layout(name));
+  // An empty list would run nothing and still exit 0, as if every layout had passed.
+  if (specs.empty()) throw InputError("--layout '" + names + "': no layout named (give names, comma-separated, or all)");
   auto overrides = [&](ParallelConfig& p) {
     // A layout whose dense MLP runs on the attention TP group keeps doing so when the flags
     // change attn_tp (through --dp or --attn-cp).

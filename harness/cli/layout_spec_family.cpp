@@ -1,5 +1,7 @@
 #include "harness/cli/layout_spec_family.h"
 
+#include "harness/cli/batch_limits.h"
+#include "harness/cli/finite_outputs.h"
 #include "harness/cli/layout_selection.h"
 #include "harness/model/model_flops.h"
 #include "harness/model/safetensors.h"
@@ -92,6 +94,7 @@ class LayoutSpecFamily : public RunFamily {
   std::vector<RunLayout> layouts_;
   std::unique_ptr<WeightSource> weights_;
   std::string kernels_;
+  uint64_t seed_ = 0;
   // check only
   double max_rel_l2_ = 0;
   bool calibrate_ = false;  // bf16/f16 without --max-rel-l2: thresholds from the noise floor
@@ -122,12 +125,14 @@ class LayoutSpecCheck : public RankCheck {
     decode_.thresholds.assign(size_t(config.num_layers), f.max_rel_l2_ > 0 ? f.max_rel_l2_ : kFp32MaxRelL2);
     if (ctx.rank() == 0 && !f.reference_dump_.empty()) {
       for (const torch::Tensor& t : f.dumped_) reference_.push_back(t.to(ctx.device()));
+      require_finite_outputs("check: --reference-dump " + f.reference_dump_, reference_);
     } else if (ctx.rank() == 0) {
       // One reference model at a time: at real shape the two precisions do not fit side by side.
       ReferenceRun run, exact;
       {
         ReferenceModel model(config, *f.weights_, ReferenceOptions{dtype, ctx.device()});
         run = model.forward(f.batch_.ids, f.batch_.seq_lens, f.op_capture_);
+        require_finite_outputs("check: the reference", run.layer_outputs);
         // The run-precision reference chooses the decode tokens; the f32 one and the layouts are fed them.
         if (f.decode_steps_ > 0) decode_trace_ = reference_decode(model, f.batch_, f.decode_steps_);
       }
@@ -135,6 +140,7 @@ class LayoutSpecCheck : public RankCheck {
       if (f.calibrate_) {
         ReferenceModel model(config, *f.weights_, {torch::kFloat32, ctx.device()});
         exact = model.forward(f.batch_.ids, f.batch_.seq_lens, f.op_capture_);
+        require_finite_outputs("check: the f32 reference", exact.layer_outputs);
         if (f.decode_steps_ > 0) {
           decode_noise_ =
               decode_noise_floor(decode_trace_, reference_decode(model, f.batch_, f.decode_steps_, &decode_trace_));
@@ -268,13 +274,16 @@ LayoutSpecFamily::LayoutSpecFamily(const RunFlags& a) {
   config_ = load_model_config(a.model);
   keep_first_layers(config_, a.layers);
   backend_ = parse_backend(a.backend);
-  dtype_ = parse_dtype(a.dtype.empty() ? default_dtype(backend_) : a.dtype);
+  const torch::Device rank_device = backend_ == Backend::Nccl ? torch::Device(torch::kCUDA, 0) : torch::kCPU;
+  dtype_ = parse_model_dtype(a.dtype.empty() ? default_dtype(backend_) : a.dtype, rank_device, /*collectives=*/true);
   fused_ = parse_fused_kernels(a.kernels);
   kernels_ = a.kernels;
   ranks_ = a.ranks;
   if (ranks_ < 1) throw InputError("--ranks/--gpus must be >= 1");
-  batch_ = a.tokens > 0 ? random_tokens({a.tokens}, config_.vocab, a.seed)
-                        : random_tokens(parse_lengths(a.lengths, "--lengths"), config_.vocab, a.seed);
+  const std::vector<int64_t> lengths = a.tokens > 0 ? std::vector<int64_t>{a.tokens} : parse_lengths(a.lengths, "--lengths");
+  check_batch_fits(lengths, config_, dtype_, rank_device, a.tokens > 0 ? "--tokens" : "--lengths");
+  batch_ = random_tokens(lengths, config_.vocab, a.seed);
+  seed_ = a.seed;
   if (check) {
     reference_dump_ = a.reference_dump;
     const bool from_dump = !reference_dump_.empty();
@@ -313,6 +322,8 @@ nlohmann::json LayoutSpecFamily::record(const std::string& subcommand, const std
   nlohmann::json record = run_record(subcommand, argv, device);
   record["model"] = config_.to_json();
   record["weights"] = weights_->describe();
+  record["weights_id"] = weights_->fingerprint();
+  record["seed"] = seed_;
   record["backend"] = to_string(backend_);
   record["ranks"] = ranks_;
   record["kernels"] = kernels_;

@@ -1,3 +1,7 @@
 #include "harness/cli/cli.h"
+#include "harness/runtime/interrupts.h"
 
-int main(int argc, char** argv) { return lb::layoutbench_main(std::vector<std::string>(argv, argv + argc)); }
+int main(int argc, char** argv) {
+  lb::end_cleanly_on_interrupt();
+  return lb::layoutbench_main(std::vector<std::string>(argv, argv + argc));
+}

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -109,6 +110,28 @@ const TensorInfo& Checkpoint::info(const std::string& name) const {
 torch::Tensor Checkpoint::read(const std::string& name, torch::ScalarType out, std::optional<Slice> slice) const {
   if (!has(name)) throw InputError("checkpoint " + dir_ + " has no tensor '" + name + "'");
   return shard_for(name).read(name, out, slice);
+}
+
+std::string Checkpoint::fingerprint() const {
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a, 64 bit
+  auto mix = [&](const void* data, size_t size) {
+    const auto* bytes = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < size; ++i) hash = (hash ^ bytes[i]) * 1099511628211ull;
+  };
+  auto mix_text = [&](const std::string& s) { mix(s.data(), s.size() + 1); };  // with its terminator
+  for (const auto& [name, file] : shard_of_) {  // sorted by name
+    const TensorInfo& t = info(name);
+    mix_text(name);
+    mix_text(to_string(t.dtype));
+    mix_text(shape_str(t.shape));
+    if (t.shape.size() == 1) {
+      const torch::Tensor values = read(name, torch::kFloat32).contiguous();
+      mix(values.data_ptr(), size_t(values.numel()) * sizeof(float));
+    }
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+  return std::string("checkpoint:") + hex;
 }
 
 torch::Tensor Checkpoint::read_expect(const std::string& name, const std::vector<int64_t>& shape,

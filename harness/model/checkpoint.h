@@ -27,6 +27,11 @@ class Checkpoint {
   // InputError "checkpoint <dir> has no tensor '<name>'" if absent.
   const TensorInfo& info(const std::string& name) const;
   torch::Tensor read(const std::string& name, torch::ScalarType out, std::optional<Slice> slice = std::nullopt) const;
+  // "checkpoint:<16 hex digits>": FNV-1a over every tensor's name, dtype and shape and the bytes of
+  // every 1-D tensor (norm weights, biases: small, and changed by any fine-tune), so one checkpoint
+  // copied or linked to another path has the same fingerprint and a different checkpoint does not.
+  // Opens every shard.
+  std::string fingerprint() const;
   // Reads after checking the full tensor's shape: InputError
   // "<file>: tensor '<name>' has shape [a, b], expected [c, d]".
   torch::Tensor read_expect(const std::string& name, const std::vector<int64_t>& shape, torch::ScalarType out,

@@ -3,6 +3,7 @@
 #include "harness/runtime/errors.h"
 #include "harness/runtime/file_util.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -78,7 +79,25 @@ void ModelConfig::validate() const {
     require(experts_per_token <= topk_group * (num_experts / n_group), "num_experts_per_tok",
             "exceeds the experts in topk_group groups");
     if (first_k_dense_replace > 0) require(intermediate > 0, "intermediate_size", "must be > 0 for dense layers");
+    require(q_lora_rank >= 0, "q_lora_rank", "must be >= 0");
+    require(n_shared_experts >= 0, "n_shared_experts", "must be >= 0");
+    require(first_k_dense_replace >= 0, "first_k_dense_replace", "must be >= 0");
   }
+  require(max_position > 0, "max_position_embeddings", "must be > 0");
+  // Sizes past any real model: they overflow the shape arithmetic, or enumerate billions of
+  // tensors before anything is loaded (a fuzzed num_experts of 2^50 hung there).
+  constexpr int64_t kMaxSize = int64_t(1) << 31;
+  for (const auto& [field, value] :
+       {std::pair<const char*, int64_t>{"vocab_size", vocab}, {"hidden_size", hidden}, {"num_hidden_layers", num_layers},
+        {"num_attention_heads", num_heads}, {"head_dim", head_dim}, {"num_experts", num_experts},
+        {"moe_intermediate_size", moe_intermediate}, {"intermediate_size", intermediate},
+        {"max_position_embeddings", max_position}, {"q_lora_rank", q_lora_rank}, {"kv_lora_rank", kv_lora_rank},
+        {"qk_nope_head_dim", qk_nope_head_dim}, {"qk_rope_head_dim", qk_rope_head_dim}, {"v_head_dim", v_head_dim},
+        {"n_shared_experts", n_shared_experts}})
+    require(value < kMaxSize, field, "is " + std::to_string(value) + ", past any model (at most 2^31 - 1)");
+  constexpr int64_t kMaxExpertLayers = int64_t(1) << 18;  // ten times the largest MoE today
+  require(num_layers * std::max<int64_t>(num_experts, 1) <= kMaxExpertLayers, "num_experts",
+          "times num_hidden_layers is past any model (at most 2^18 expert weight sets)");
 }
 
 nlohmann::json ModelConfig::to_json() const {
@@ -124,6 +143,19 @@ struct Reader {
     return v.get<double>();
   }
   double number_or(const char* key, double fallback) const { return has(key) ? number(key) : fallback; }
+  std::string text(const char* key) const {
+    const auto& v = at(key);
+    if (!v.is_string()) throw InputError(source + ": key '" + key + "' must be a string");
+    return v.get<std::string>();
+  }
+  std::vector<int64_t> integers(const char* key) const {
+    const auto& v = at(key);
+    const bool ok = v.is_array() && std::all_of(v.begin(), v.end(), [](const nlohmann::json& e) {
+      return e.is_number_integer();
+    });
+    if (!ok) throw InputError(source + ": key '" + key + "' must be a list of integers");
+    return v.get<std::vector<int64_t>>();
+  }
   bool boolean_or(const char* key, bool fallback) const {
     if (!has(key)) return fallback;
     if (!j.at(key).is_boolean()) throw InputError(source + ": key '" + key + "' must be true or false");
@@ -144,14 +176,16 @@ RopeConfig parse_rope(const Reader& r, int64_t max_position) {
   // transformers 5: rope_parameters holds theta and the scaling; the hub: rope_theta + rope_scaling.
   nlohmann::json params = nlohmann::json::object();
   if (r.has("rope_parameters")) params = r.j.at("rope_parameters");
-  if (r.has("rope_scaling"))
-    for (auto& [k, v] : r.j.at("rope_scaling").items()) params[k] = v;
   if (!params.is_object()) throw InputError(r.source + ": 'rope_parameters' must be an object");
+  if (r.has("rope_scaling")) {
+    if (!r.j.at("rope_scaling").is_object()) throw InputError(r.source + ": 'rope_scaling' must be an object");
+    for (auto& [k, v] : r.j.at("rope_scaling").items()) params[k] = v;
+  }
   Reader p{params, r.source};
   if (p.has("rope_theta")) rope.theta = p.number("rope_theta");
   else rope.theta = r.number("rope_theta");
-  if (p.has("rope_type")) rope.type = params.at("rope_type").get<std::string>();
-  else if (p.has("type")) rope.type = params.at("type").get<std::string>();
+  if (p.has("rope_type")) rope.type = p.text("rope_type");
+  else if (p.has("type")) rope.type = p.text("type");
   if (rope.type == "yarn") {
     rope.original_max_position = p.integer("original_max_position_embeddings");
     rope.factor = p.has("factor") ? p.number("factor") : double(max_position) / double(rope.original_max_position);
@@ -191,15 +225,15 @@ ModelConfig parse_model_config(const nlohmann::json& config, const std::string& 
   c.experts_per_token = r.integer("num_experts_per_tok");
   c.moe_intermediate = r.integer("moe_intermediate_size");
   c.intermediate = r.integer_or("intermediate_size", 0);
-  if (r.has("hidden_act") && r.at("hidden_act") != "silu")
-    throw InputError(source + ": hidden_act '" + r.at("hidden_act").get<std::string>() + "' is not supported (silu)");
+  if (r.has("hidden_act") && r.text("hidden_act") != "silu")
+    throw InputError(source + ": hidden_act '" + r.text("hidden_act") + "' is not supported (silu)");
   if (r.boolean_or("attention_bias", false)) throw InputError(source + ": attention_bias true is not supported");
 
   if (c.family == ModelFamily::Qwen3Moe) {
-    c.head_dim = r.integer_or("head_dim", c.hidden / c.num_heads);
+    c.head_dim = r.integer_or("head_dim", c.num_heads > 0 ? c.hidden / c.num_heads : 0);  // validate() names 0
     c.norm_topk_prob = r.boolean_or("norm_topk_prob", false);
     c.decoder_sparse_step = r.integer_or("decoder_sparse_step", 1);
-    if (r.has("mlp_only_layers")) c.mlp_only_layers = r.at("mlp_only_layers").get<std::vector<int64_t>>();
+    if (r.has("mlp_only_layers")) c.mlp_only_layers = r.integers("mlp_only_layers");
   } else {
     c.q_lora_rank = r.integer_or("q_lora_rank", 0);
     c.kv_lora_rank = r.integer("kv_lora_rank");
@@ -214,14 +248,14 @@ ModelConfig parse_model_config(const nlohmann::json& config, const std::string& 
     c.routed_scaling_factor = r.number_or("routed_scaling_factor", 1.0);
     c.norm_topk_prob = r.boolean_or("norm_topk_prob", true);
     c.rope_interleave = r.boolean_or("rope_interleave", true);
-    if (r.has("scoring_func") && r.at("scoring_func") != "sigmoid")
-      throw InputError(source + ": scoring_func '" + r.at("scoring_func").get<std::string>() + "' is not supported (sigmoid)");
+    if (r.has("scoring_func") && r.text("scoring_func") != "sigmoid")
+      throw InputError(source + ": scoring_func '" + r.text("scoring_func") + "' is not supported (sigmoid)");
   }
   if (r.has("quantization_config")) {
     Reader q{r.at("quantization_config"), source};
-    std::string method = q.at("quant_method").get<std::string>();
+    const std::string method = q.text("quant_method");
     if (method != "fp8") throw InputError(source + ": quant_method '" + method + "' is not supported (fp8)");
-    auto block = q.at("weight_block_size").get<std::vector<int64_t>>();
+    const std::vector<int64_t> block = q.integers("weight_block_size");
     if (block.size() != 2 || block[0] <= 0 || block[1] <= 0)
       throw InputError(source + ": weight_block_size must be two positive integers");
     c.fp8_block_rows = block[0];

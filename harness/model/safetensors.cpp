@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cmath>
@@ -158,6 +159,24 @@ TensorInfo parse_entry(const std::string& where, const std::string& name, const 
   return t;
 }
 
+// Tensors must not share bytes: two tensors over the same data would load as one, and a writer
+// that produced that is broken. Gaps between tensors are allowed, as the format allows them.
+void check_no_overlap(const std::string& path, const std::map<std::string, TensorInfo>& tensors) {
+  std::vector<const TensorInfo*> by_offset;
+  for (const auto& entry : tensors)
+    if (entry.second.end > entry.second.begin) by_offset.push_back(&entry.second);  // empty tensors hold no bytes
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const TensorInfo* a, const TensorInfo* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const TensorInfo& before = *by_offset[i - 1];
+    const TensorInfo& after = *by_offset[i];
+    if (after.begin < before.end)
+      throw InputError(path + ": tensor " + quoted(after.name) + " (data bytes " + std::to_string(after.begin) +
+                       " to " + std::to_string(after.end) + ") overlaps tensor " + quoted(before.name) +
+                       " (bytes " + std::to_string(before.begin) + " to " + std::to_string(before.end) + ")");
+  }
+}
+
 std::array<float, 256> make_f8_table() {
   std::array<float, 256> table{};
   for (int code = 0; code < 256; ++code) {
@@ -262,6 +281,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       const std::string where = path + ": tensor " + quoted(it.key());
       tensors_[it.key()] = parse_entry(where, it.key(), it.value(), data_size_);
     }
+    check_no_overlap(path, tensors_);
   } catch (...) {
     release();
     throw;

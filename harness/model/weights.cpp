@@ -37,6 +37,7 @@ class CheckpointWeights : public WeightSource {
       if (info.shape != spec.shape)
         throw InputError(dir + ": tensor '" + spec.name + "' has shape " + shape_string(info.shape) + ", expected " +
                          shape_string(spec.shape) + " from the config");
+      check_dtype(spec, info);
     }
   }
 
@@ -48,8 +49,30 @@ class CheckpointWeights : public WeightSource {
     return dequantize(spec, scale_name, slice).to(device, dtype);
   }
   std::string describe() const override { return checkpoint_.dir(); }
+  std::string fingerprint() const override { return checkpoint_.fingerprint(); }
 
  private:
+  // Every weight of these models is a float: an integer label (I32, U8, BOOL) on one would be
+  // converted to numbers silently and run. FP8 needs its scale_inv beside it to mean anything.
+  void check_dtype(const TensorSpec& spec, const TensorInfo& info) const {
+    const std::string where = checkpoint_.dir() + ": tensor '" + spec.name + "' is stored as " + to_string(info.dtype);
+    if (is_float(info.dtype)) return;
+    if (info.dtype != StDtype::F8_E4M3)
+      throw InputError(where + ", but the model's weights are floating point (F32, F16, BF16, F64, or F8_E4M3 with "
+                       "a _scale_inv)");
+    const std::string scale = spec.name + "_scale_inv";
+    if (!checkpoint_.has(scale))
+      throw InputError(where + " without its scale tensor '" + scale + "': FP8 values alone are not the weights");
+    const TensorInfo& scale_info = checkpoint_.info(scale);
+    if (!is_float(scale_info.dtype))
+      throw InputError(checkpoint_.dir() + ": tensor '" + scale + "' is stored as " + to_string(scale_info.dtype) +
+                       ", but a scale is floating point (F32, F16, BF16, F64)");
+  }
+
+  static bool is_float(StDtype d) {
+    return d == StDtype::F32 || d == StDtype::BF16 || d == StDtype::F16 || d == StDtype::F64;
+  }
+
   // FP8 weight times its per-block scale_inv (block [br, bc]; edge blocks may be partial).
   torch::Tensor dequantize(const TensorSpec& spec, const std::string& scale_name, std::optional<Slice> slice) const {
     if (spec.shape.size() != 2 || config_.fp8_block_rows == 0)

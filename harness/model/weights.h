@@ -20,6 +20,9 @@ class WeightSource {
                              std::optional<Slice> slice = std::nullopt) const = 0;
   // "random(seed=S)" or the checkpoint directory, for reports.
   virtual std::string describe() const = 0;
+  // What the weights are, wherever they lie: equal for one checkpoint at two paths, different for
+  // two checkpoints (see Checkpoint::fingerprint); random weights are their seed.
+  virtual std::string fingerprint() const { return describe(); }
 };
 
 // Random weights when `checkpoint_dir` is empty, else the checkpoint, opened and checked now (every

@@ -1,5 +1,7 @@
 #include "harness/runtime/communicator.h"
 
+#include "harness/runtime/fault_injection.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -47,6 +49,7 @@ Communicator::Communicator(std::string name, int rank, int size) : name_(std::mo
 
 template <typename F>
 void Communicator::recorded(const std::string& op, int64_t bytes, F&& body) {
+  maybe_inject_fault(op);
   if (!timing_) {
     body();
     records_.push_back({op, name_, bytes, 0.0});

@@ -1,6 +1,9 @@
 #include "harness/runtime/cpu_ranks.h"
 
+#include "harness/runtime/error_text.h"
 #include "harness/runtime/errors.h"
+#include "harness/runtime/fault_injection.h"
+#include "harness/runtime/rank_threads.h"
 
 #include <algorithm>
 #include <atomic>
@@ -13,7 +16,6 @@
 #include <numeric>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
 
 namespace lb {
 
@@ -337,54 +339,77 @@ class CpuRankContext : public RankContext {
   int splits_ = 0;
 };
 
-// The error to report for a rank, with its number in front and its type kept where we can.
-std::exception_ptr with_rank(int rank, const std::exception& e) {
-  const std::string what = "rank " + std::to_string(rank) + ": " + e.what();
-  if (dynamic_cast<const std::invalid_argument*>(&e)) return std::make_exception_ptr(std::invalid_argument(what));
-  if (dynamic_cast<const InputError*>(&e)) return std::make_exception_ptr(InputError(what));
-  return std::make_exception_ptr(CommError(what));
+// A rank's error as it will be reported: its number in front, its type kept where we can.
+struct Failure {
+  enum class Kind { InvalidArgument, Input, Comm } kind = Kind::Comm;
+  std::string text;     // the error itself
+  std::string message;  // "rank N: " + text
+  bool own = true;      // false: a PeerFailed, caused by another rank's failure
+};
+
+Failure failure_of(int rank, const std::exception& e) {
+  Failure f;
+  f.text = error_text(e);
+  f.message = "rank " + std::to_string(rank) + ": " + f.text;
+  if (dynamic_cast<const std::invalid_argument*>(&e)) f.kind = Failure::Kind::InvalidArgument;
+  else if (dynamic_cast<const InputError*>(&e)) f.kind = Failure::Kind::Input;
+  f.own = dynamic_cast<const PeerFailed*>(&e) == nullptr;
+  return f;
 }
+
+[[noreturn]] void throw_failure(const Failure& f) {
+  switch (f.kind) {
+    case Failure::Kind::InvalidArgument: throw std::invalid_argument(f.message);
+    case Failure::Kind::Input: throw InputError(f.message);
+    case Failure::Kind::Comm: break;
+  }
+  throw CommError(f.message);
+}
+
+// Everything a rank thread touches besides its function's own captures; shared, so that a thread
+// left behind (rank_threads.h) keeps valid memory.
+struct CpuRun {
+  std::shared_ptr<WorldState> world = std::make_shared<WorldState>();
+  std::shared_ptr<GroupState> world_group;
+  std::mutex mutex;
+  std::vector<Failure> failures;  // in the order they happened
+
+  void fail(int rank, Failure failure) {
+    std::lock_guard<std::mutex> lock(mutex);
+    world->abort("rank " + std::to_string(rank) + " failed: " + failure.text);
+    failures.push_back(std::move(failure));
+  }
+};
 
 }  // namespace
 
 void run_cpu_ranks(int ranks, const RankFunction& fn, std::chrono::milliseconds timeout) {
   if (ranks < 1) throw std::invalid_argument("CPU ranks: need at least one rank (got " + std::to_string(ranks) + ")");
   if (timeout.count() <= 0) throw std::invalid_argument("CPU ranks: the timeout must be positive");
-  auto world = std::make_shared<WorldState>();
+  auto run = std::make_shared<CpuRun>();
   std::vector<int> everyone(ranks);
   std::iota(everyone.begin(), everyone.end(), 0);
-  const auto world_group = world->group("world", "world", everyone);
+  run->world_group = run->world->group("world", "world", everyone);
 
-  struct Failure {
-    std::exception_ptr error;
-    bool own;  // false: a PeerFailed, caused by another rank's failure
-  };
-  std::mutex mutex;
-  std::vector<Failure> failures;  // in the order they happened
-  auto fail = [&](int r, std::exception_ptr error, const std::string& what, bool own) {
-    std::lock_guard<std::mutex> lock(mutex);
-    world->abort("rank " + std::to_string(r) + " failed: " + what);
-    failures.push_back({std::move(error), own});
-  };
+  RankThreads threads(ranks, [run, fn, ranks, timeout](int r) {
+    set_thread_rank(r);
+    try {
+      CpuRankContext ctx(r, ranks, run->world, run->world_group, timeout);
+      fn(ctx);
+    } catch (const std::exception& e) {
+      run->fail(r, failure_of(r, e));
+    } catch (...) {
+      run->fail(r, Failure{Failure::Kind::Comm, "unknown exception", "rank " + std::to_string(r) + ": unknown exception"});
+    }
+  });
+  const std::vector<int> stuck = threads.join([&] { return run->world->aborted(); }, kStopGrace);
 
-  std::vector<std::thread> threads;
-  for (int r = 0; r < ranks; ++r) {
-    threads.emplace_back([&, r] {
-      try {
-        CpuRankContext ctx(r, ranks, world, world_group, timeout);
-        fn(ctx);
-      } catch (const std::exception& e) {
-        fail(r, with_rank(r, e), e.what(), dynamic_cast<const PeerFailed*>(&e) == nullptr);
-      } catch (...) {
-        fail(r, std::make_exception_ptr(CommError("rank " + std::to_string(r) + ": unknown exception")),
-             "unknown exception", true);
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  if (failures.empty()) return;
-  auto cause = std::find_if(failures.begin(), failures.end(), [](const Failure& f) { return f.own; });
-  std::rethrow_exception(cause != failures.end() ? cause->error : failures.front().error);
+  std::lock_guard<std::mutex> lock(run->mutex);  // a thread left behind may still fail later
+  if (run->failures.empty()) return;
+  auto cause = std::find_if(run->failures.begin(), run->failures.end(), [](const Failure& f) { return f.own; });
+  Failure failure = cause != run->failures.end() ? *cause : run->failures.front();
+  if (!stuck.empty()) failure.message += "; " + left_behind_message(stuck, kStopGrace);
+  throw_failure(failure);
 }
 
 }  // namespace lb

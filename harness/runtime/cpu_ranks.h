@@ -11,9 +11,11 @@ namespace lb {
 // CPU tensors through shared memory. A rank that throws aborts the others (their pending and later
 // collectives throw CommError naming the failed rank); a rank that does not arrive at a collective
 // within `timeout` makes the waiting ranks throw CommError naming the group, the op and the absent
-// ranks. After all threads end, rethrows the first rank's own error (the root cause, not the
-// CommErrors it caused) with "rank N: " prefixed; std::invalid_argument, InputError and CommError
-// keep their type, anything else becomes CommError.
+// ranks. Once a rank has failed, the others get kStopGrace to end; a thread still running then
+// (stuck outside any collective) is left behind and named in the error (rank_threads.h). Then
+// rethrows the first rank's own error (the root cause, not the CommErrors it caused) with "rank N: "
+// prefixed; std::invalid_argument, InputError and CommError keep their type, anything else
+// becomes CommError.
 void run_cpu_ranks(int ranks, const RankFunction& fn, std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 }  // namespace lb

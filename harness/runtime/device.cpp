@@ -3,6 +3,7 @@
 #include "harness/runtime/errors.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <thread>
@@ -38,6 +39,18 @@ torch::ScalarType parse_dtype(const std::string& text, const std::string& flag) 
   if (text == "f16" || text == "fp16" || text == "float16") return torch::kFloat16;
   if (text == "f64" || text == "fp64" || text == "float64") return torch::kFloat64;
   throw InputError(flag + " '" + text + "': expected f32, bf16, f16 or f64");
+}
+
+torch::ScalarType parse_model_dtype(const std::string& text, torch::Device device, bool collectives,
+                                    const std::string& flag) {
+  const torch::ScalarType dtype = parse_dtype(text, flag);
+  const std::string takes = collectives ? "f32 or bf16, and f16 on GPUs" : "f32, bf16 or f64, and f16 on GPUs";
+  if (dtype == torch::kFloat16 && !device.is_cuda())
+    throw InputError(flag + " '" + text + "': f16 does not run on CPU (LibTorch has no half-precision CPU matmul); "
+                     "this run takes " + takes);
+  if (dtype == torch::kFloat64 && collectives)
+    throw InputError(flag + " '" + text + "': ranks exchange f32, bf16 or f16 only; this run takes " + takes);
+  return dtype;
 }
 
 const char* dtype_name(torch::ScalarType dtype) {
@@ -90,6 +103,15 @@ int64_t peak_memory_bytes(torch::Device device) {
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   return int64_t(usage.ru_maxrss) * 1024;
+}
+
+int64_t memory_capacity_bytes(torch::Device device) {
+#ifdef LB_HAVE_CUDA
+  const int index = device.index() < 0 ? 0 : device.index();
+  if (device.is_cuda() && index < int(torch::cuda::device_count()))
+    return int64_t(at::cuda::getDeviceProperties(index)->totalGlobalMem);
+#endif
+  return int64_t(sysconf(_SC_PHYS_PAGES)) * int64_t(sysconf(_SC_PAGE_SIZE));
 }
 
 }  // namespace lb

@@ -1,7 +1,9 @@
 #include "harness/runtime/launch.h"
 
 #include "harness/runtime/cpu_ranks.h"
+#include "harness/runtime/error_text.h"
 #include "harness/runtime/errors.h"
+#include "harness/runtime/final_writes.h"
 #ifdef LB_HAVE_CUDA
 #include "harness/runtime/nccl_ranks.h"
 #endif
@@ -26,6 +28,15 @@ bool launched_by_mpi() {
   return false;
 }
 
+bool hosts_world_rank_zero() {
+  if (!launched_by_mpi()) return true;
+  for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"}) {
+    const char* v = std::getenv(var);
+    if (v && *v) return std::atoi(v) == 0;
+  }
+  return true;
+}
+
 const char* default_dtype(Backend backend) { return backend == Backend::Nccl ? "bf16" : "f32"; }
 
 Backend default_backend() {
@@ -36,8 +47,9 @@ Backend default_backend() {
 #endif
 }
 
-void run_ranks(Backend backend, int ranks, const RankFunction& fn, std::chrono::milliseconds timeout) {
-  if (ranks < 1) throw InputError("the number of ranks must be >= 1 (got " + std::to_string(ranks) + ")");
+namespace {
+
+void start_ranks(Backend backend, int ranks, const RankFunction& fn, std::chrono::milliseconds timeout) {
   if (backend == Backend::Cpu) {
     run_cpu_ranks(ranks, fn, timeout);
     return;
@@ -49,6 +61,18 @@ void run_ranks(Backend backend, int ranks, const RankFunction& fn, std::chrono::
   throw InputError("--backend nccl: this layoutbench was built without CUDA/NCCL (LibTorch without CUDA); "
                    "use --backend cpu (CPU ranks)");
 #endif
+}
+
+}  // namespace
+
+void run_ranks(Backend backend, int ranks, const RankFunction& fn, std::chrono::milliseconds timeout) {
+  if (ranks < 1) throw InputError("the number of ranks must be >= 1 (got " + std::to_string(ranks) + ")");
+  try {
+    start_ranks(backend, ranks, fn, timeout);
+  } catch (const std::exception& e) {
+    note_run_failure(error_text(e));  // the open records get the error before their frames unwind
+    throw;
+  }
 }
 
 }  // namespace lb

@@ -103,6 +103,26 @@ void NcclCommunicator::ready(const std::string& what) const {
   }
 }
 
+void NcclCommunicator::watch_with(std::shared_ptr<CollectiveWatch> watch, WatchedGroup group, int world_rank) {
+  watch_ = std::move(watch);
+  watched_group_ = std::move(group);
+  world_rank_ = world_rank;
+}
+
+void NcclCommunicator::watched(const char* op) {
+  if (!watch_) return;
+  cudaEvent_t event = nullptr;
+  check_cuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), name() + " watch event");
+  // Owned by the watch from here: destroyed when the watch forgets the finished call.
+  std::shared_ptr<CUevent_st> owned(event, [](cudaEvent_t e) { cudaEventDestroy(e); });
+  check_cuda(cudaEventRecord(event, stream()), name() + " watch event");
+  watch_->launched(world_rank_, watched_group_, op, [owned] {
+    const cudaError_t state = cudaEventQuery(owned.get());
+    if (state == cudaErrorNotReady) (void)cudaGetLastError();  // not an error: clear it for this thread
+    return state != cudaErrorNotReady;
+  });
+}
+
 namespace {
 char* bytes_of(const torch::Tensor& t) { return static_cast<char*>(t.data_ptr()); }
 int64_t row_bytes(const torch::Tensor& t) { return t.size(0) ? tensor_bytes(t) / t.size(0) : 0; }
@@ -119,6 +139,7 @@ void NcclCommunicator::do_all_reduce(torch::Tensor& t) {
                            stream()),
              name() + " all_reduce");
   ready("all_reduce");
+  watched("all_reduce");
 }
 
 void NcclCommunicator::do_all_gather(const torch::Tensor& in, torch::Tensor& out) {
@@ -126,6 +147,7 @@ void NcclCommunicator::do_all_gather(const torch::Tensor& in, torch::Tensor& out
   check_nccl(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_dtype(in.scalar_type()), comm_, stream()),
              name() + " all_gather");
   ready("all_gather");
+  watched("all_gather");
 }
 
 void NcclCommunicator::do_reduce_scatter(const torch::Tensor& in, torch::Tensor& out) {
@@ -134,6 +156,7 @@ void NcclCommunicator::do_reduce_scatter(const torch::Tensor& in, torch::Tensor&
                                comm_, stream()),
              name() + " reduce_scatter");
   ready("reduce_scatter");
+  watched("reduce_scatter");
 }
 
 void NcclCommunicator::do_all_gatherv_grouped(const torch::Tensor& in, torch::Tensor& out,
@@ -153,6 +176,7 @@ void NcclCommunicator::do_all_gatherv_grouped(const torch::Tensor& in, torch::Te
   }
   check_nccl(ncclGroupEnd(), name() + " all_gatherv");
   ready("all_gatherv");
+  watched("all_gatherv");
 }
 
 void NcclCommunicator::do_reduce_scatterv_grouped(const torch::Tensor& in, torch::Tensor& out,
@@ -173,6 +197,7 @@ void NcclCommunicator::do_reduce_scatterv_grouped(const torch::Tensor& in, torch
   }
   check_nccl(ncclGroupEnd(), name() + " reduce_scatterv");
   ready("reduce_scatterv");
+  watched("reduce_scatterv");
 }
 
 void NcclCommunicator::do_all_to_allv(const torch::Tensor& in, torch::Tensor& out,
@@ -194,6 +219,7 @@ void NcclCommunicator::do_all_to_allv(const torch::Tensor& in, torch::Tensor& ou
   }
   check_nccl(ncclGroupEnd(), name() + " all_to_allv");
   ready("all_to_allv");
+  watched("all_to_allv");
 }
 
 void NcclCommunicator::do_broadcast(torch::Tensor& t, int root) {
@@ -201,6 +227,7 @@ void NcclCommunicator::do_broadcast(torch::Tensor& t, int root) {
   check_nccl(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_dtype(t.scalar_type()), root, comm_, stream()),
              name() + " broadcast");
   ready("broadcast");
+  watched("broadcast");
 }
 
 void NcclCommunicator::do_barrier() {

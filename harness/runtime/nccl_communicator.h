@@ -2,6 +2,7 @@
 // The NCCL backend of Communicator (CUDA Torch builds only). Communicators are created
 // non-blocking: every NCCL call is followed by a bounded wait, and device waits poll the stream,
 // so a dead or absent peer ends in a CommError after `timeout` (the communicator is aborted).
+#include "harness/runtime/collective_watch.h"
 #include "harness/runtime/communicator.h"
 
 #include <cuda_runtime_api.h>
@@ -43,6 +44,9 @@ class NcclCommunicator : public Communicator {
   const std::shared_ptr<AbortSignal>& abort_signal() const { return abort_; }
   // Throws unless ready (see wait_comm_ready); `what` names the call for the message.
   void ready(const std::string& what) const;
+  // From now on every launch is reported to `watch` (as world rank `world_rank` in `group`) with
+  // an event that tells when the device has finished it.
+  void watch_with(std::shared_ptr<CollectiveWatch> watch, WatchedGroup group, int world_rank);
 
  protected:
   void do_all_reduce(torch::Tensor& t) override;
@@ -60,12 +64,18 @@ class NcclCommunicator : public Communicator {
   double device_ms(const std::function<void()>& body) override;
 
  private:
+  // Reports the launch just enqueued to the watch, if any.
+  void watched(const char* op);
+
   ncclComm_t comm_;
   int device_;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<AbortSignal> abort_;
   mutable bool aborted_ = false;
   cudaEvent_t timing_start_ = nullptr, timing_end_ = nullptr;  // created on first timed call
+  std::shared_ptr<CollectiveWatch> watch_;
+  WatchedGroup watched_group_;
+  int world_rank_ = -1;
 };
 
 ncclDataType_t nccl_dtype(torch::ScalarType t);

@@ -1,7 +1,12 @@
 #include "harness/runtime/nccl_ranks.h"
 
+#include "harness/runtime/collective_watch.h"
+#include "harness/runtime/error_text.h"
 #include "harness/runtime/errors.h"
+#include "harness/runtime/fault_injection.h"
+#include "harness/runtime/final_writes.h"
 #include "harness/runtime/nccl_communicator.h"
+#include "harness/runtime/rank_threads.h"
 
 #include <c10/cuda/CUDAGuard.h>
 
@@ -61,9 +66,15 @@ class NcclRankContext : public RankContext {
  public:
   // `threads`: the barrier of the rank threads of this process; null for one process per GPU.
   NcclRankContext(int rank, int world, int device, ncclComm_t comm, std::chrono::milliseconds timeout,
-                  std::shared_ptr<AbortSignal> abort, ThreadBarrier* threads)
-      : rank_(rank), world_size_(world), device_(device), timeout_(timeout), abort_(abort), threads_(threads),
-        world_(std::make_shared<NcclCommunicator>("world", rank, world, comm, device, timeout, abort)) {}
+                  std::shared_ptr<AbortSignal> abort, std::shared_ptr<ThreadBarrier> threads,
+                  std::shared_ptr<CollectiveWatch> watch)
+      : rank_(rank), world_size_(world), device_(device), timeout_(timeout), abort_(abort),
+        threads_(std::move(threads)), watch_(std::move(watch)),
+        world_(std::make_shared<NcclCommunicator>("world", rank, world, comm, device, timeout, abort)) {
+    std::vector<int> everyone(world);
+    for (int r = 0; r < world; ++r) everyone[r] = r;
+    world_->watch_with(watch_, {"world", "world", everyone}, rank_);
+  }
 
   // Between processes a CUDA free waits on nothing of the peers: the world barrier is enough.
   void quiesce() override {
@@ -87,7 +98,12 @@ class NcclRankContext : public RankContext {
     check_nccl(ncclCommSplit(world_->comm(), int(g), key, &comm, &config), "split " + name);
     world_->ready("split " + name);
     wait_comm_ready(comm, "split " + name, timeout_, abort_.get());
-    return std::make_shared<NcclCommunicator>(name, key, int(members.size()), comm, device_, timeout_, abort_);
+    auto communicator =
+        std::make_shared<NcclCommunicator>(name, key, int(members.size()), comm, device_, timeout_, abort_);
+    // Every rank splits in the same order, so the count names the same group everywhere.
+    const std::string watch_key = std::to_string(splits_++) + "/" + name + "/" + std::to_string(g);
+    communicator->watch_with(watch_, {name, watch_key, members}, rank_);
+    return communicator;
   }
 
   // Destroys the world communicator before the process tears CUDA down.
@@ -97,8 +113,10 @@ class NcclRankContext : public RankContext {
   int rank_, world_size_, device_;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<AbortSignal> abort_;
-  ThreadBarrier* threads_;
+  std::shared_ptr<ThreadBarrier> threads_;
+  std::shared_ptr<CollectiveWatch> watch_;
   std::shared_ptr<NcclCommunicator> world_;
+  int splits_ = 0;
 };
 
 ncclComm_t init_comm(int world, const ncclUniqueId& id, int rank, int device, std::chrono::milliseconds timeout,
@@ -120,6 +138,45 @@ int device_count() {
 
 }  // namespace
 
+namespace {
+
+// What the rank threads of one process share: kept alive by every thread, so that one left behind
+// (rank_threads.h) still has valid memory.
+struct NcclRun {
+  explicit NcclRun(int gpus, std::chrono::milliseconds timeout)
+      : barrier(std::make_shared<ThreadBarrier>(gpus)), watch(std::make_shared<CollectiveWatch>(timeout)) {}
+  std::shared_ptr<AbortSignal> abort = std::make_shared<AbortSignal>();
+  std::shared_ptr<ThreadBarrier> barrier;
+  std::shared_ptr<CollectiveWatch> watch;
+  std::mutex mutex;
+  std::string error;  // the first failure's message, "rank N: ..."
+  bool error_is_input = false;
+  bool error_is_root_cause = false;
+
+  // Waits for the rank threads (rank_threads.h). A stalled watch raises nothing itself (its
+  // thread is stuck in a probe), so the abort is raised from here.
+  std::vector<int> join(RankThreads& threads, const WatchThread& watcher) {
+    return threads.join(
+        [&] {
+          if (!watcher.problem().empty()) abort->raised.store(true);
+          return abort->raised.load();
+        },
+        kStopGrace);
+  }
+
+  void fail(int rank, const std::exception& e) {
+    // The first failure is the cause; errors it triggers on other ranks mention the abort.
+    const bool root_cause = !abort->raised.exchange(true);
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!error.empty() && (!root_cause || error_is_root_cause)) return;
+    error = "rank " + std::to_string(rank) + ": " + error_text(e);
+    error_is_input = dynamic_cast<const InputError*>(&e) != nullptr;
+    error_is_root_cause = root_cause;
+  }
+};
+
+}  // namespace
+
 void run_nccl_threads(int gpus, const RankFunction& fn, std::chrono::milliseconds timeout) {
   const int available = device_count();
   if (gpus < 1 || gpus > available)
@@ -127,36 +184,33 @@ void run_nccl_threads(int gpus, const RankFunction& fn, std::chrono::millisecond
                      " CUDA device(s)");
   ncclUniqueId id;
   check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
-  auto abort = std::make_shared<AbortSignal>();
-  ThreadBarrier barrier(gpus);
-  std::mutex mutex;
-  std::exception_ptr first_error;
-  bool first_is_root_cause = false;
-  std::vector<std::thread> threads;
-  for (int r = 0; r < gpus; ++r) {
-    threads.emplace_back([&, r] {
-      try {
-        ncclComm_t comm = init_comm(gpus, id, r, r, timeout, abort.get());
-        NcclRankContext ctx(r, gpus, r, comm, timeout, abort, &barrier);
-        fn(ctx);
-        ctx.quiesce();
-        ctx.world().barrier();
-        ctx.release();
-      } catch (const std::exception& e) {
-        // The first failure is the cause; errors it triggers on other ranks mention the abort.
-        const bool root_cause = !abort->raised.exchange(true);
-        std::lock_guard<std::mutex> lock(mutex);
-        if (!first_error || (root_cause && !first_is_root_cause)) {
-          first_error = std::make_exception_ptr(CommError("rank " + std::to_string(r) + ": " + e.what()));
-          if (dynamic_cast<const InputError*>(&e))
-            first_error = std::make_exception_ptr(InputError("rank " + std::to_string(r) + ": " + e.what()));
-          first_is_root_cause = root_cause;
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  if (first_error) std::rethrow_exception(first_error);
+  auto run = std::make_shared<NcclRun>(gpus, timeout);
+  // A collective that never finishes on the device shows on no host thread: the watch finds it.
+  WatchThread watcher(run->watch, [abort = run->abort] { abort->raised.store(true); });
+  RankThreads threads(gpus, [run, fn, id, gpus, timeout](int r) {
+    set_thread_rank(r);
+    try {
+      ncclComm_t comm = init_comm(gpus, id, r, r, timeout, run->abort.get());
+      NcclRankContext ctx(r, gpus, r, comm, timeout, run->abort, run->barrier, run->watch);
+      fn(ctx);
+      ctx.quiesce();
+      ctx.world().barrier();
+      ctx.release();
+    } catch (const std::exception& e) {
+      run->fail(r, e);
+    }
+  });
+  const std::vector<int> stuck = run->join(threads, watcher);
+
+  std::lock_guard<std::mutex> lock(run->mutex);  // a thread left behind may still fail later
+  // A hung collective is the cause of whatever the ranks then reported (aborts, timeouts).
+  const std::string hung = watcher.problem();
+  std::string error = hung.empty() ? run->error : hung;
+  if (error.empty() && stuck.empty()) return;
+  if (error.empty()) error = "a rank failed";
+  if (!stuck.empty()) error += "; " + left_behind_message(stuck, kStopGrace);
+  if (hung.empty() && run->error_is_input) throw InputError(error);
+  throw CommError(error);
 }
 
 #ifdef LB_HAVE_MPI
@@ -193,17 +247,38 @@ void run_nccl_mpi(int expected_ranks, const RankFunction& fn, std::chrono::milli
   ncclUniqueId id;
   if (rank == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
   check_mpi(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast(nccl id)");
-  auto abort = std::make_shared<AbortSignal>();
-  try {
-    ncclComm_t comm = init_comm(world, id, rank, local_rank, timeout, abort.get());
-    NcclRankContext ctx(rank, world, local_rank, comm, timeout, abort, nullptr);
-    fn(ctx);
-    ctx.world().barrier();
-    ctx.release();
-  } catch (const std::exception& e) {
-    // Peers blocked in NCCL time out on their own; MPI_Abort ends them sooner.
-    std::cerr << "rank " << rank << ": " << e.what() << std::endl;
-    MPI_Abort(MPI_COMM_WORLD, dynamic_cast<const InputError*>(&e) ? 2 : 1);
+  // The rank runs on its own thread so that this one can watch it: a collective hung on the
+  // device holds the rank's thread in a CUDA call, where no timeout of ours runs.
+  auto run = std::make_shared<NcclRun>(1, timeout);
+  run->watch = std::make_shared<CollectiveWatch>(timeout, std::vector<int>{rank});
+  WatchThread watcher(run->watch, [abort = run->abort] { abort->raised.store(true); });
+  RankThreads threads(1, [run, fn, id, rank, world, local_rank, timeout](int) {
+    set_thread_rank(rank);
+    try {
+      ncclComm_t comm = init_comm(world, id, rank, local_rank, timeout, run->abort.get());
+      NcclRankContext ctx(rank, world, local_rank, comm, timeout, run->abort, nullptr, run->watch);
+      fn(ctx);
+      ctx.world().barrier();
+      ctx.release();
+    } catch (const std::exception& e) {
+      run->fail(rank, e);
+    }
+  });
+  const std::vector<int> stuck = run->join(threads, watcher);
+  std::string error;
+  bool input_error = false;
+  {
+    std::lock_guard<std::mutex> lock(run->mutex);
+    error = watcher.problem().empty() ? run->error : "rank " + std::to_string(rank) + ": " + watcher.problem();
+    input_error = watcher.problem().empty() && run->error_is_input;
+  }
+  if (!stuck.empty()) error += (error.empty() ? "" : "; ") + left_behind_message({rank}, kStopGrace);
+  if (!error.empty()) {
+    // Peers blocked in NCCL time out on their own; MPI_Abort ends them sooner. This process's
+    // records are written first: MPI_Abort does not return.
+    std::cerr << "error: " << error << std::endl;
+    run_final_writes({error, ""});
+    MPI_Abort(MPI_COMM_WORLD, input_error ? 2 : 1);
   }
   MPI_Finalize();
 }
