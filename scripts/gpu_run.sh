@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode capture gsm8k gsm8k-48 decode-1gpu decode-2gpu kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-2gpu kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -69,6 +69,27 @@ for step in "${steps[@]}"; do
       timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model deepseek-v3 --layout dp-attn-rsv,dp-attn-ar,dense-tp-attn,dense-tp1,dense-tp-full \
         --gpus "$gpus" --layers 4 --lengths 3001,2047,1500,1644 --dtype bf16 \
         --json "$OUT/check_deepseek-v3_${gpus}gpu_bf16.json" || status=1 ;;
+    check-rows)
+      # Row-level verdicts at real shape (bf16, 8192 tokens): every layout, both models, and the cost of
+      # the row verdicts (the same Qwen3 check with them off, timed in the same call).
+      for rv in on off; do
+        s0=$(date +%s.%N)
+        timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 \
+          --lengths 3001,2047,1500,1644 --dtype bf16 --row-verdicts $rv \
+          --json "$OUT/check_rows_${rv}_qwen3-30b-a3b_${gpus}gpu_bf16.json" > "$OUT/check_rows_${rv}_qwen3.log" 2>&1 || status=1
+        echo "qwen3 check --row-verdicts $rv: $(echo "$(date +%s.%N) - $s0" | bc) s" | tee -a "$OUT/check_rows_wall.txt"
+      done
+      timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model deepseek-v3 --layout all --gpus "$gpus" --layers 4 \
+        --lengths 3001,2047,1500,1644 --dtype bf16 --json "$OUT/check_rows_on_deepseek-v3_${gpus}gpu_bf16.json" \
+        > "$OUT/check_rows_on_deepseek-v3.log" 2>&1 || status=1
+      grep -h "worst row\|all layouts\|DIVERG" "$OUT"/check_rows_on_*.log | sort | uniq -c ;;
+    hang)
+      # A hung NCCL rank ends the run within the timeout plus a grace, with the record written.
+      s0=$(date +%s)
+      timeout 300 $bin check --model tiny-qwen3-moe --layout tp --backend nccl --gpus "$gpus" --layers 2 --timeout 10 \
+        --inject-fault hang:1:any:5 --json "$OUT/hang_nccl_${gpus}gpu.json" > "$OUT/hang_nccl.log" 2>&1
+      echo "hung NCCL rank: rc=$? after $(( $(date +%s) - s0 )) s" | tee -a "$OUT/hang_nccl.log"
+      tail -3 "$OUT/hang_nccl.log" ;;
     check-v3a)
       # DeepSeek-V3 (MLA) under layout A against its TP baseline, real shape, 4 layers.
       timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model deepseek-v3 --layout tp,cp-fused-moe --gpus "$gpus" --layers 4 \
