@@ -73,11 +73,11 @@ for step in "${steps[@]}"; do
       # Row-level verdicts at real shape (bf16, 8192 tokens): every layout, both models, and the cost of
       # the row verdicts (the same Qwen3 check with them off, timed in the same call).
       for rv in on off; do
-        s0=$(date +%s.%N)
+        s0=$(date +%s%N)
         timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 \
           --lengths 3001,2047,1500,1644 --dtype bf16 --row-verdicts $rv \
           --json "$OUT/check_rows_${rv}_qwen3-30b-a3b_${gpus}gpu_bf16.json" > "$OUT/check_rows_${rv}_qwen3.log" 2>&1 || status=1
-        echo "qwen3 check --row-verdicts $rv: $(echo "$(date +%s.%N) - $s0" | bc) s" | tee -a "$OUT/check_rows_wall.txt"
+        echo "qwen3 check --row-verdicts $rv: $(( ($(date +%s%N) - s0) / 1000000 )) ms" | tee -a "$OUT/check_rows_wall.txt"
       done
       timeout "${LB_CHECK_TIMEOUT:-1200}" $bin check --model deepseek-v3 --layout all --gpus "$gpus" --layers 4 \
         --lengths 3001,2047,1500,1644 --dtype bf16 --json "$OUT/check_rows_on_deepseek-v3_${gpus}gpu_bf16.json" \
