@@ -111,6 +111,11 @@ void NcclCommunicator::watch_with(std::shared_ptr<CollectiveWatch> watch, Watche
 
 void NcclCommunicator::watched(const char* op) {
   if (!watch_) return;
+  // A call being captured into a CUDA graph has not launched: its event is a node of the graph, and
+  // querying it from the watch thread would invalidate the capture. Replays are not watched.
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  check_cuda(cudaStreamIsCapturing(stream(), &capturing), name() + " watch");
+  if (capturing != cudaStreamCaptureStatusNone) return;
   cudaEvent_t event = nullptr;
   check_cuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), name() + " watch event");
   // Owned by the watch from here: destroyed when the watch forgets the finished call.
