@@ -181,11 +181,18 @@ def bench_row(path, r):
             f"{'; '.join(parts)} | {record_link(path)} |")
 
 
+def incomplete_row(path, r):
+    return (f"| `{short_command(r)}` | {(r.get('device') or 'device not recorded').split(' (')[0]} x{r.get('ranks', '?')} | did not complete: "
+            f"{r.get('error', 'no error recorded').split('. ')[0]} | {record_link(path)} |")
+
+
 def rows():
     out = []
     for path in sorted((ROOT / "results").rglob("*.json")):
         r = json.loads(path.read_text())
-        if r.get("subcommand") == "reference":
+        if r.get("complete") is False:
+            out.append(incomplete_row(path, r))
+        elif r.get("subcommand") == "reference":
             out.append(reference_row(path, r))
         elif r.get("subcommand") == "test:GpuReference.Bf16OnGpuMatchesFp32OnCpu":
             out.append(gpu_check_row(path, r))
