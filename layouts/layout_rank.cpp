@@ -230,13 +230,12 @@ int64_t LayoutRank::decode_read_bytes(const std::vector<LayerCapture>& captures)
     if (!w.experts.down.defined() || !chosen) continue;
     const int64_t held = w.experts.down.size(0), first = w.experts.first_expert;
     const int64_t expert_bytes = (bytes(w.experts.gate) + bytes(w.experts.up) + bytes(w.experts.down)) / held;
-    const torch::Tensor ids = chosen->rows.to(torch::kCPU).to(torch::kInt64).flatten();
-    std::set<int64_t> hit;
-    for (int64_t k = 0; k < ids.numel(); ++k) {
-      const int64_t e = ids[k].item<int64_t>() - first;
-      if (e >= 0 && e < held) hit.insert(e);
-    }
-    total -= (held - int64_t(hit.size())) * expert_bytes;
+    const torch::Tensor local = chosen->rows.to(torch::kCPU).to(torch::kInt64).flatten() - first;
+    const int64_t hit = torch::bincount(local.masked_select((local >= 0) & (local < held)), {}, held)
+                            .gt(0)
+                            .sum()
+                            .item<int64_t>();
+    total -= (held - hit) * expert_bytes;
   }
   return total;
 }
