@@ -160,6 +160,7 @@ nlohmann::json read_record(const std::string& path) {
 struct Gsm8kCase {
   std::string model;
   int ranks;
+  std::vector<std::string> sampling = {};  // empty: greedy
 };
 
 class EveryLayoutGeneratesTheReferenceTokens : public testing::TestWithParam<Gsm8kCase> {};
@@ -169,10 +170,12 @@ TEST_P(EveryLayoutGeneratesTheReferenceTokens, On20Questions) {
   const Gsm8kCase& c = GetParam();
   test::TempDir dir;
   // Batches of 8 (the last one smaller); several sequences end before the token limit in some runs.
-  const test::CliResult r = test::run_cli({"gsm8k", "--model", c.model, "--layout", "all", "--backend", "cpu",
-                                           "--ranks", std::to_string(c.ranks), "--data", kGsm8kTest, "--tokenizer",
-                                           kSharedTokenizer, "--num-questions", "20", "--shots", "2",
-                                           "--max-new-tokens", "12", "--batch-size", "8", "--json", dir / "g.json"});
+  std::vector<std::string> args = {"gsm8k", "--model", c.model, "--layout", "all", "--backend", "cpu",
+                                   "--ranks", std::to_string(c.ranks), "--data", kGsm8kTest, "--tokenizer",
+                                   kSharedTokenizer, "--num-questions", "20", "--shots", "2",
+                                   "--max-new-tokens", "12", "--batch-size", "8", "--json", dir / "g.json"};
+  args.insert(args.end(), c.sampling.begin(), c.sampling.end());
+  const test::CliResult r = test::run_cli(args);
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   std::cout << r.out;
   const nlohmann::json record = read_record(dir / "g.json");
@@ -187,13 +190,34 @@ TEST_P(EveryLayoutGeneratesTheReferenceTokens, On20Questions) {
     for (size_t q = 0; q < 20; ++q) EXPECT_EQ(run["questions"][q]["text"], reference["questions"][q]["text"]);
     EXPECT_GT(run["decode_tokens_per_s"].get<double>(), 0) << run["name"];
   }
+  if (c.sampling.empty()) return;
+  // Sampled: the draws really are draws (some question's text differs from the greedy run's), and
+  // every rank of every layout drew the same tokens as the reference (question i with seed + i).
+  test::TempDir greedy_dir;
+  std::vector<std::string> greedy = {"gsm8k", "--model", c.model, "--layout", "none", "--backend", "cpu", "--ranks",
+                                     "1", "--data", kGsm8kTest, "--tokenizer", kSharedTokenizer, "--num-questions",
+                                     "20", "--shots", "2", "--max-new-tokens", "12", "--batch-size", "8", "--json",
+                                     greedy_dir / "g.json"};
+  ASSERT_EQ(test::run_cli(greedy).code, 0);
+  const nlohmann::json greedy_record = read_record(greedy_dir / "g.json");
+  int differ = 0;
+  for (size_t q = 0; q < 20; ++q)
+    differ += greedy_record["runs"][0]["questions"][q]["text"] != reference["questions"][q]["text"];
+  EXPECT_GT(differ, 0) << "temperature sampling gave the greedy tokens on every question";
 }
 
 INSTANTIATE_TEST_SUITE_P(CpuRanks, EveryLayoutGeneratesTheReferenceTokens,
                          testing::Values(Gsm8kCase{"tiny-qwen3-moe", 4}, Gsm8kCase{"tiny-qwen3-moe", 2},
-                                         Gsm8kCase{"tiny-deepseek-v3", 4}),
+                                         Gsm8kCase{"tiny-deepseek-v3", 4},
+                                         Gsm8kCase{"tiny-qwen3-moe", 2,
+                                                   {"--temperature", "0.8", "--top-k", "20", "--top-p", "0.95",
+                                                    "--sampling-seed", "7"}},
+                                         Gsm8kCase{"tiny-deepseek-v3", 2,
+                                                   {"--temperature", "1.2", "--top-k", "0", "--top-p", "0.9",
+                                                    "--sampling-seed", "3"}}),
                          [](const testing::TestParamInfo<Gsm8kCase>& info) {
-                           return test::param_name(info.index, info.param.model + "_" + std::to_string(info.param.ranks));
+                           return test::param_name(info.index, info.param.model + "_" + std::to_string(info.param.ranks) +
+                                                                   (info.param.sampling.empty() ? "" : "_sampled"));
                          });
 
 // Bad inputs end the run with one message naming the problem, before any model work.
