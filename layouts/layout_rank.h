@@ -64,6 +64,7 @@ class LayoutRank {
   // query's cached positions. For the memory-traffic floor of a decode step.
   int64_t decode_read_bytes(const std::vector<LayerCapture>& captures) const;
   KvCache& cache() { return cache_; }
+  const ModelConfig& config() const { return config_; }
 
   // Every rank's rows of `local` [rows, C] gathered and put in original token order [total, C]
   // (rows of attention-TP peers are identical). Collective.

@@ -13,6 +13,7 @@
 #include "reports/run_record.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -60,7 +61,7 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     if (a.decode_context < 1) throw InputError("--decode-context must be >= 1");
     if (a.decode_batch.empty() || a.decode_batch == "none") decode_batches = {};
     else decode_batches = parse_lengths(a.decode_batch, "--decode-batch");
-    if (a.decode_context + a.decode_steps * kDecodeBurst + 2 > *positions)
+    if (a.decode_context + a.decode_steps * kDecodeBurst + 3 > *positions)
       throw InputError("--decode-context " + std::to_string(a.decode_context) + " passes the model's " +
                        std::to_string(*positions) + " positions");
   }
@@ -100,23 +101,45 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     // Decode: `b` sequences with decode_context tokens in the cache, then one token each per step
     // (replayed CUDA graphs when on). Steps run back to back in bursts of kDecodeBurst with one wait
     // at the end, as an engine that schedules ahead runs them: the time per step is the device's,
-    // without the host's round trip. One more step, eager, times each collective on its own and
+    // without the host's round trip. Prompts and step tokens are seeded random ids, different per
+    // sequence, so that a batch's rows choose experts as real traffic does (identical rows would all
+    // read the same few experts). One more step, eager, times each collective on its own and
     // records the experts the step chose, for the bytes it must read.
+    const char* profile_env = std::getenv("LB_PROFILE_DECODE_BATCH");  // one step under `ncu --profile-from-start off`
+    const int64_t profile_batch = profile_env ? std::atoll(profile_env) : 0;
     auto decode = [&](size_t i, int64_t b) {
       LayoutRank& r = *bench->decoder(i);
+      const int64_t vocab = r.config().vocab, steps = a.decode_steps * kDecodeBurst + 1;
+      const uint64_t seed = a.run.seed * 1000003u + uint64_t(b);
+      const TokenBatch prompts = random_tokens(std::vector<int64_t>(size_t(b), a.decode_context), vocab, seed);
+      const torch::Tensor step_tokens =
+          random_tokens({steps * b}, vocab, seed + 1).ids.view({steps, b}).to(ctx.device());
       LayoutStepModel step(r, ctx.device(), decode_options);
-      step.start_batch(b, a.decode_context + a.decode_steps * kDecodeBurst + 2);
-      step.prefill(std::vector<std::vector<int64_t>>(b, std::vector<int64_t>(a.decode_context, 1)));
-      const torch::Tensor token = torch::full({b}, 2, torch::TensorOptions().dtype(torch::kInt64).device(ctx.device()));
+      step.start_batch(b, a.decode_context + steps + 2);
+      std::vector<std::vector<int64_t>> prompt_ids;
+      const int64_t* id = prompts.ids.data_ptr<int64_t>();
+      for (int64_t s = 0; s < b; ++s) prompt_ids.emplace_back(id + s * a.decode_context, id + (s + 1) * a.decode_context);
+      step.prefill(prompt_ids);
       std::vector<double> ms;
+      int64_t next = 0;
       for (int s = 0; s < a.decode_steps; ++s)
         ms.push_back(timed([&] {
-                       for (int k = 0; k < kDecodeBurst; ++k) step.decode(token);
+                       for (int k = 0; k < kDecodeBurst; ++k) step.decode(step_tokens[next++]);
                      }) /
                      kDecodeBurst);
+      if (profile_batch == b) {
+        synchronize(ctx.device());
+        cuda_profiler_range(true);
+        step.decode(step_tokens[next]);
+        synchronize(ctx.device());
+        cuda_profiler_range(false);
+      }
       set_timing(i, true);
       std::vector<LayerCapture> captures;
-      r.decode(torch::full({decode_rows(decode_options, b)}, 2, token.options()), nullptr, &captures);
+      torch::Tensor last = step_tokens[next];
+      if (decode_rows(decode_options, b) > b)  // the graph's padded rows, as the timed steps ran them
+        last = torch::cat({last, torch::zeros({decode_rows(decode_options, b) - b}, last.options())});
+      r.decode(last, nullptr, &captures);
       synchronize(ctx.device());
       if (ctx.rank() == 0) {
         results[i].decode_step_ms[b] = ms;

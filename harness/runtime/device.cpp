@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <stdexcept>
 #include <thread>
 
 #ifdef LB_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_profiler_api.h>
 #endif
 
 namespace lb {
@@ -66,6 +68,15 @@ const char* dtype_name(torch::ScalarType dtype) {
 void synchronize(torch::Device device) {
 #ifdef LB_HAVE_CUDA
   if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
+#endif
+}
+
+void cuda_profiler_range(bool start) {
+#ifdef LB_HAVE_CUDA
+  const cudaError_t status = start ? cudaProfilerStart() : cudaProfilerStop();
+  if (status != cudaSuccess) throw std::runtime_error(std::string("cudaProfiler: ") + cudaGetErrorString(status));
+#else
+  (void)start;
 #endif
 }
 

@@ -19,6 +19,9 @@ torch::ScalarType parse_model_dtype(const std::string& text, torch::Device devic
 const char* dtype_name(torch::ScalarType dtype);
 
 void synchronize(torch::Device device);
+// Brackets the GPU work that a profiler started with `ncu --profile-from-start off` measures (no-op
+// without CUDA).
+void cuda_profiler_range(bool start);
 std::string device_name(torch::Device device);
 void reset_peak_memory(torch::Device device);
 // Peak bytes allocated by LibTorch on a CUDA device, or the process's peak resident set on CPU.
