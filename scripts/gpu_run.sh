@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-2gpu kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu profile-decode decode-2gpu kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -148,6 +148,19 @@ for step in "${steps[@]}"; do
         timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model $m --layout tp --gpus 1 --layers 4 --lengths 2048,2048 \
           --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 3 \
           --json "$OUT/bench_decode_${m}_4L_1gpu_bf16_fused.json" || status=1
+      done ;;
+    profile-decode)
+      # Each kernel of one graphed decode step on one GPU, timed by Nsight Compute (no clock or cache
+      # control, so the times are those of back-to-back replay); LB_PROFILE_BATCHES, default "1 64".
+      ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      for m in ${LB_PROFILE_MODELS:-qwen3-30b-a3b}; do
+        for b in ${LB_PROFILE_BATCHES:-1 64}; do
+          LB_PROFILE_DECODE_BATCH=$b timeout 600 "$ncu_bin" --profile-from-start off --clock-control none --cache-control none \
+            --metrics gpu__time_duration.sum --csv $bin bench --model $m --layout tp --gpus 1 --layers 4 --lengths 256 \
+            --decode-batch $b --decode-context 1024 --decode-steps 1 --kernels fused --repeats 1 \
+            > "$OUT/ncu_decode_${m}_b$b.csv" 2> "$OUT/ncu_decode_${m}_b$b.err" || status=1
+          python3 scripts/ncu_summary.py "$OUT/ncu_decode_${m}_b$b.csv" | tee "$OUT/ncu_decode_${m}_b$b.txt"
+        done
       done ;;
     decode-2gpu)
       # Every layout's decode beside its baseline on 2 GPUs, graphs on; run twice for the reproducibility of the ratios.
