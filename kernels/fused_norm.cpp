@@ -67,10 +67,14 @@ torch::Tensor qk_norm_rope_fused(const torch::Tensor& x, const torch::Tensor& we
   const auto d = norm_dtype(x, weight);
   if (d && cs.cos.scalar_type() == x.scalar_type() && dim <= 1024 && dim % 2 == 0) {
     const c10::cuda::CUDAGuard guard(x.device());
-    const torch::Tensor xc = x.contiguous(), wc = weight.contiguous(), c = cs.cos.contiguous(), s = cs.sin.contiguous();
-    torch::Tensor y = torch::empty_like(xc);
-    check_launch(cuda::qk_norm_rope(*d, xc.data_ptr(), wc.data_ptr(), c.data_ptr(), s.data_ptr(), y.data_ptr(),
-                                    x.size(0), x.size(1), dim, float(eps), stream_of(x)),
+    // Heads of a token packed, tokens at any stride (q and k are column blocks of one qkv product).
+    const bool strided = x.dim() == 3 && x.stride(2) == 1 && x.stride(1) == dim;
+    const torch::Tensor xc = strided ? x : x.contiguous(), wc = weight.contiguous(), c = cs.cos.contiguous(),
+                        s = cs.sin.contiguous();
+    torch::Tensor y = torch::empty(xc.sizes(), xc.options());
+    check_launch(cuda::qk_norm_rope(*d, xc.data_ptr(), xc.dim() == 3 ? xc.stride(0) : x.size(1) * dim, wc.data_ptr(),
+                                    c.data_ptr(), s.data_ptr(), y.data_ptr(), x.size(0), x.size(1), dim, float(eps),
+                                    stream_of(x)),
                  "q/k norm + rope kernel");
     return y;
   }

@@ -64,6 +64,7 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
     LayerWeights full = load_layer(config_, weights, i, options_.dtype, device);
     LayerWeights shard = shard_layer(config_, full, plan_);
     shard.fused_kernels = options_.fused_kernels;
+    if (shard.fused_kernels) fuse_qkv(shard);
     if (mutation_ == Mutation::SharedExpertTwice)
       for (const char* name : {"mlp.shared_experts.gate_proj.weight", "mlp.shared_experts.up_proj.weight",
                                "mlp.shared_experts.down_proj.weight"})

@@ -1,6 +1,7 @@
 #include "oracles/layer_weights.h"
 
 #include <stdexcept>
+#include <vector>
 
 namespace lb {
 
@@ -17,6 +18,25 @@ int64_t LayerWeights::bytes() const {
   for (const torch::Tensor* t : {&experts.gate, &experts.up, &experts.down})
     if (t->defined()) total += t->numel() * t->element_size();
   return total;
+}
+
+void fuse_qkv(LayerWeights& w) {
+  const char* names[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"};
+  std::vector<torch::Tensor> parts;
+  for (const char* name : names) {
+    if (!w.has(name)) return;
+    const torch::Tensor& t = w[name];
+    if (t.dim() != 2 || (!parts.empty() && (t.size(1) != parts[0].size(1) || t.scalar_type() != parts[0].scalar_type() ||
+                                            t.device() != parts[0].device())))
+      return;
+    parts.push_back(t);
+  }
+  w.qkv = torch::cat(parts);
+  int64_t first = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    w.tensors[names[i]] = w.qkv.narrow(0, first, parts[i].size(0));
+    first += parts[i].size(0);
+  }
 }
 
 LayerWeights load_layer(const ModelConfig& config, const WeightSource& source, int64_t layer,

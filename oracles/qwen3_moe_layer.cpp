@@ -20,9 +20,18 @@ QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const CosSin& c
   const int64_t T = x_normed.size(0), d = c.head_dim;
   // Heads from the projection's width, not -1: a rank may have no tokens (T = 0).
   auto heads = [&](const torch::Tensor& t) { return t.view({T, t.size(1) / d, d}); };
-  torch::Tensor q = heads(torch::linear(x_normed, w["self_attn.q_proj.weight"]));
-  torch::Tensor k = heads(torch::linear(x_normed, w["self_attn.k_proj.weight"]));
-  torch::Tensor v = heads(torch::linear(x_normed, w["self_attn.v_proj.weight"]));
+  torch::Tensor q, k, v;
+  if (w.qkv.defined()) {  // strided views of one product's columns
+    const torch::Tensor all = torch::linear(x_normed, w.qkv);
+    const int64_t nq = w["self_attn.q_proj.weight"].size(0), nk = w["self_attn.k_proj.weight"].size(0);
+    q = heads(all.narrow(1, 0, nq));
+    k = heads(all.narrow(1, nq, nk));
+    v = heads(all.narrow(1, nq + nk, all.size(1) - nq - nk));
+  } else {
+    q = heads(torch::linear(x_normed, w["self_attn.q_proj.weight"]));
+    k = heads(torch::linear(x_normed, w["self_attn.k_proj.weight"]));
+    v = heads(torch::linear(x_normed, w["self_attn.v_proj.weight"]));
+  }
   if (w.fused_kernels)
     return {qk_norm_rope_fused(q, w["self_attn.q_norm.weight"], cs, c.rms_eps),
             qk_norm_rope_fused(k, w["self_attn.k_norm.weight"], cs, c.rms_eps), v};

@@ -29,6 +29,7 @@ ReferenceModel::ReferenceModel(ModelConfig config, const WeightSource& source, R
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     layers_.push_back(load_layer(config_, source, i, options_.dtype, options_.device));
     layers_.back().fused_kernels = options_.fused_kernels;
+    if (options_.fused_kernels) fuse_qkv(layers_.back());
   }
   final_norm_ = load("model.norm.weight");
   lm_head_ = config_.tie_word_embeddings ? embed_ : load("lm_head.weight");

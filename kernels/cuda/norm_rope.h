@@ -16,8 +16,9 @@ cudaError_t rmsnorm(Dtype dtype, const void* x, const void* residual, const void
                     int64_t cols, float eps, cudaStream_t stream);
 
 // Per row of `dim` (one head of one token): Qwen3's per-head RMSNorm, then rotate_half RoPE with
-// that token's cos and sin rows ([tokens, dim], the row's token is row / heads).
-cudaError_t qk_norm_rope(Dtype dtype, const void* x, const void* w, const void* cos, const void* sin, void* y,
-                         int64_t tokens, int64_t heads, int64_t dim, float eps, cudaStream_t stream);
+// that token's cos and sin rows ([tokens, dim], the row's token is row / heads). A token's heads
+// are packed in x, tokens x_stride elements apart; y is [tokens, heads, dim] packed.
+cudaError_t qk_norm_rope(Dtype dtype, const void* x, int64_t x_stride, const void* w, const void* cos, const void* sin,
+                         void* y, int64_t tokens, int64_t heads, int64_t dim, float eps, cudaStream_t stream);
 
 }  // namespace lb::cuda
