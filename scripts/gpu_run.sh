@@ -158,8 +158,9 @@ for step in "${steps[@]}"; do
           LB_PROFILE_DECODE_BATCH=$b timeout 600 "$ncu_bin" --profile-from-start off --clock-control none --cache-control none \
             --metrics gpu__time_duration.sum --csv $bin bench --model $m --layout tp --gpus 1 --layers 4 --lengths 256 \
             --decode-batch $b --decode-context 1024 --decode-steps 1 --kernels fused --repeats 1 \
-            > "$OUT/ncu_decode_${m}_b$b.csv" 2> "$OUT/ncu_decode_${m}_b$b.err" || status=1
-          python3 scripts/ncu_summary.py "$OUT/ncu_decode_${m}_b$b.csv" | tee "$OUT/ncu_decode_${m}_b$b.txt"
+            > "/tmp/ncu_decode_${m}_b$b.csv" 2> "/tmp/ncu_decode_${m}_b$b.err" || { status=1; tail -5 "/tmp/ncu_decode_${m}_b$b.err"; }
+          python3 scripts/ncu_summary.py "/tmp/ncu_decode_${m}_b$b.csv" > "$OUT/ncu_decode_${m}_b$b.txt"
+          head -30 "$OUT/ncu_decode_${m}_b$b.txt"
         done
       done ;;
     decode-2gpu)

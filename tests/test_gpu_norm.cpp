@@ -42,6 +42,14 @@ void expect_norms_match(torch::Device device, torch::ScalarType dtype, double to
   EXPECT_FALSE(got.isnan().any().item<bool>());
   EXPECT_LT(rel_l2(got, want), tol);
   EXPECT_LT(rel_l2(got, apply_rope(rmsnorm(q.to(dtype), w.to(dtype), 1e-6), cs, false)), tol_same_dtype);
+  // The same heads as a column block of a wider product (the fused qkv), read in place: the same values.
+  const torch::Tensor wide = torch::randn({300, 40 * 128}, o).to(dtype);
+  wide.narrow(1, 128, 32 * 128).copy_(q.reshape({300, -1}).to(dtype));
+  const torch::Tensor strided = wide.narrow(1, 128, 32 * 128).view({300, 32, 128});
+  ASSERT_FALSE(strided.is_contiguous());
+  const torch::Tensor from_strided = qk_norm_rope_fused(strided, w.to(dtype), cs, 1e-6);
+  EXPECT_TRUE(from_strided.is_contiguous());
+  EXPECT_TRUE(torch::equal(from_strided, got));
 }
 
 TEST(FusedNorm, CpuFallbackIsThePlainOps) { expect_norms_match(torch::kCPU, torch::kFloat32, 1e-6, 1e-7); }
