@@ -9,6 +9,8 @@
 #include "layouts/generation.h"
 #include "test_util.h"
 
+#include <iostream>
+
 namespace lb {
 namespace {
 
@@ -85,16 +87,24 @@ TEST(GpuDecodeGraphs, LayoutGraphsOnAndOffAreBitIdentical) {
       const LayoutSpec& spec = find_layout(name);
       const ParallelConfig parallel = layout_parallel(spec, gpus, config);
       std::vector<torch::Tensor> off, on;
-      run_ranks(Backend::Nccl, gpus, [&](RankContext& ctx) {
-        LayoutRank rank(ctx, spec, parallel, config, *weights, {torch::kBFloat16, ctx.device(), true}, {});
-        LayoutStepModel a(rank, ctx.device(), {false});
-        std::vector<torch::Tensor> x = run_steps(a, prompts(5, config.vocab), 5);
-        LayoutStepModel b(rank, ctx.device(), {true});
-        std::vector<torch::Tensor> y = run_steps(b, prompts(5, config.vocab), 5);
-        if (ctx.rank() == 0) off = std::move(x), on = std::move(y);
-        ctx.quiesce();
-      });
-      expect_identical(off, on, std::string(preset) + " " + name + " on " + std::to_string(gpus) + " GPUs");
+      // Names the case in the failure: a rank that hangs here ends the run through the collective
+      // watch, and later cases would only wait on the device it left busy.
+      const std::string what = std::string(preset) + " " + name + " on " + std::to_string(gpus) + " GPUs";
+      std::cout << "[ graphs   ] " << what << std::endl;
+      try {
+        run_ranks(Backend::Nccl, gpus, [&](RankContext& ctx) {
+          LayoutRank rank(ctx, spec, parallel, config, *weights, {torch::kBFloat16, ctx.device(), true}, {});
+          LayoutStepModel a(rank, ctx.device(), {false});
+          std::vector<torch::Tensor> x = run_steps(a, prompts(5, config.vocab), 5);
+          LayoutStepModel b(rank, ctx.device(), {true});
+          std::vector<torch::Tensor> y = run_steps(b, prompts(5, config.vocab), 5);
+          if (ctx.rank() == 0) off = std::move(x), on = std::move(y);
+          ctx.quiesce();
+        });
+      } catch (const std::exception& e) {
+        FAIL() << what << ": " << e.what();
+      }
+      expect_identical(off, on, what);
     }
   }
 }
