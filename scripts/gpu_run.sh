@@ -19,6 +19,17 @@ if [ ! -f /usr/include/unicode/regex.h ] && [ -d .carry/icu/lib ]; then
   export LD_LIBRARY_PATH=$PWD/.carry/icu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}  # mpirun -x passes it on
+# On this machine a GPU test that skips is a failure: the build fell back to a CPU LibTorch, or the
+# test lost its GPU. $1: a ctest or gtest log.
+fail_on_gpu_skips() {
+  local skipped
+  skipped=$(grep -E "Gpu[A-Za-z0-9_]*\.[A-Za-z0-9_/]+.*\*\*\*Skipped|^\[ +SKIPPED +\] Gpu" "$1" | sort -u)
+  if [ -n "$skipped" ]; then
+    echo "GPU tests skipped on the GPU machine:"
+    echo "$skipped"
+    status=1
+  fi
+}
 steps=("$@")
 gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
 if [ ${#steps[@]} -eq 0 ]; then
@@ -47,7 +58,8 @@ for step in "${steps[@]}"; do
       scripts/build.sh > "$OUT/build.log" 2>&1 || { status=1; tail -50 "$OUT/build.log"; } ;;
     test)
       (cd "$BUILD_DIR" && LB_RESULTS_DIR="$OUT" ctest --output-on-failure -j 8) > "$OUT/ctest.log" 2>&1 || status=1
-      tail -40 "$OUT/ctest.log" ;;
+      tail -40 "$OUT/ctest.log"
+      fail_on_gpu_skips "$OUT/ctest.log" ;;
     reference)
       $bin reference --model qwen3-30b-a3b --layers 48 --tokens 4096 --dtype bf16 --device cuda --repeats 3 \
         --json "$OUT/reference_qwen3-30b-a3b_48L_4096tok_bf16.json" || status=1
@@ -118,7 +130,8 @@ for step in "${steps[@]}"; do
       # The GPU kernel tests alone (fused MoE and grouped GEMM against the oracle, bf16 reference).
       (cd "$BUILD_DIR" && LB_RESULTS_DIR="$OUT" timeout "${LB_KERNELS_TIMEOUT:-600}" ./tests/lb_tests --gtest_filter="${LB_KERNEL_TESTS:-Gpu*:FusedMoe*:FusedNorm*:KvCache*}") \
         > "$OUT/kernels.log" 2>&1 || status=1
-      grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40 ;;
+      grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40
+      fail_on_gpu_skips "$OUT/kernels.log" ;;
     bench-moe)
       $bin bench-moe --json "$OUT/bench_moe_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _).json" \
         || status=1

@@ -30,33 +30,39 @@ struct Golden {
 
 const std::vector<Golden>& qwen_deepseek_goldens() {
   static const std::vector<Golden> goldens = {
-      // GOLDEN:BEGIN
-      {"qwen3-30b-a3b", "model.embed_tokens.weight", 0, 0, {0, 0, 0, 0}},
-      {"qwen3-30b-a3b", "model.embed_tokens.weight", 1, 151935, {0, 0, 0, 0}},
-      {"qwen3-30b-a3b", "model.layers.0.self_attn.q_proj.weight", 0, 4095, {0, 0, 0, 0}},
-      {"qwen3-30b-a3b", "model.layers.47.mlp.experts.127.down_proj.weight", 0, 2047, {0, 0, 0, 0}},
-      {"qwen3-30b-a3b", "model.layers.0.input_layernorm.weight", 0, 7, {0}},
-      {"qwen3-30b-a3b", "model.layers.3.self_attn.k_norm.weight", 7, 5, {0}},
-      {"deepseek-v3", "model.layers.0.self_attn.kv_a_proj_with_mqa.weight", 0, 575, {0, 0, 0, 0}},
-      {"deepseek-v3", "model.layers.3.mlp.gate.e_score_correction_bias", 0, 200, {0}},
-      {"deepseek-v3", "model.layers.60.mlp.experts.255.gate_proj.weight", 3, 2047, {0, 0, 0, 0}},
-      {"deepseek-v3", "model.layers.5.mlp.shared_experts.up_proj.weight", 0, 100, {0, 0, 0, 0}},
-      {"deepseek-v3", "lm_head.weight", 0, 129279, {0, 0, 0, 0}},
-      {"tiny-qwen3-moe", "model.layers.0.mlp.gate.weight", 0, 1, {0, 0, 0, 0}},
-      // GOLDEN:END
+      {"qwen3-30b-a3b", "model.embed_tokens.weight", 0, 0, {-0.874872208f, -1.298298f, -0.940756559f, 1.11561263f}},
+      {"qwen3-30b-a3b", "model.embed_tokens.weight", 1, 151935,
+       {-1.65274489f, -0.914636493f, -1.56225431f, 0.423721254f}},
+      {"qwen3-30b-a3b", "model.layers.0.self_attn.q_proj.weight", 0, 4095,
+       {0.00433329027f, 0.0304094162f, -0.013859855f, 0.00048454979f}},
+      {"qwen3-30b-a3b", "model.layers.47.mlp.experts.127.down_proj.weight", 0, 2047,
+       {-0.00265939883f, -0.00182977878f, 0.00332138664f, -0.00265864981f}},
+      {"qwen3-30b-a3b", "model.layers.0.input_layernorm.weight", 0, 7, {1.08072364f}},
+      {"qwen3-30b-a3b", "model.layers.3.self_attn.k_norm.weight", 7, 5, {1.09336436f}},
+      {"deepseek-v3", "model.layers.0.self_attn.kv_a_proj_with_mqa.weight", 0, 575,
+       {-0.00248510786f, 0.0184057131f, 0.0103187151f, -0.0170910824f}},
+      {"deepseek-v3", "model.layers.3.mlp.gate.e_score_correction_bias", 0, 200, {-0.0461371653f}},
+      {"deepseek-v3", "model.layers.60.mlp.experts.255.gate_proj.weight", 3, 2047,
+       {0.0159324631f, -0.00806196686f, -0.00370821916f, 0.00556395762f}},
+      {"deepseek-v3", "model.layers.5.mlp.shared_experts.up_proj.weight", 0, 100,
+       {-0.00758152315f, 0.00585575681f, -0.0177016966f, 0.000421122764f}},
+      {"deepseek-v3", "lm_head.weight", 0, 129279, {-0.00198827358f, 0.0174219888f, 0.0143156573f, -0.0085240854f}},
+      {"tiny-qwen3-moe", "model.layers.0.mlp.gate.weight", 0, 1,
+       {-0.124298818f, -0.0119817993f, -0.0738081709f, -0.130751118f}},
   };
   return goldens;
 }
 
 const std::vector<Golden>& v4_goldens() {
   static const std::vector<Golden> goldens = {
-      // GOLDEN-V4:BEGIN
-      {"tiny-deepseek-v4", "model.embed_tokens.weight", 0, 3, {0, 0, 0, 0}},
-      {"tiny-deepseek-v4", "model.hc_head.hc_base", 0, 0, {0, 0, 0, 0}},
-      {"tiny-deepseek-v4", "model.layers.0.self_attn.q_a_proj.weight", 0, 1, {0, 0, 0, 0}},
-      {"tiny-deepseek-v4", "model.layers.1.mlp.experts.down_proj", 5, 2, {0, 0, 0, 0}},
-      {"tiny-deepseek-v4", "model.layers.0.input_layernorm.weight", 5, 0, {0, 0, 0, 0}},
-      // GOLDEN-V4:END
+      {"tiny-deepseek-v4", "model.embed_tokens.weight", 0, 3,
+       {0.211279184f, -0.183611214f, 0.0202460568f, 0.0014489491f}},
+      {"tiny-deepseek-v4", "model.hc_head.hc_base", 0, 0, {-0.313201964f}},
+      {"tiny-deepseek-v4", "model.layers.0.self_attn.q_a_proj.weight", 0, 1,
+       {0.0451591052f, -0.187766716f, 0.081107907f, 0.143406019f}},
+      {"tiny-deepseek-v4", "model.layers.1.mlp.experts.down_proj", 5, 2,
+       {0.0125809023f, 0.283475608f, 0.0792686716f, -0.253689557f}},
+      {"tiny-deepseek-v4", "model.layers.0.input_layernorm.weight", 5, 0, {1.49206209f}},
   };
   return goldens;
 }

@@ -1,5 +1,5 @@
 // bf16 on the GPU against fp32 on the CPU, same weights and tokens: every layer's output must
-// keep cosine > 0.999 (bf16 rounding only). Skips with a message where there is no GPU.
+// keep cosine > 0.9995 (bf16 rounding only). Skips with a message where there is no GPU.
 //
 // Router-aware: where bf16 rounding moves a router score across a near-tie, a token picks a
 // different expert set. That is a discrete change, not rounding, so such tokens are counted and
@@ -17,7 +17,9 @@
 namespace lb {
 namespace {
 
-constexpr double kMinCosine = 0.999;
+// The worst recorded at fcb50e4 was 0.99986 (results/reference/reference_bf16_gpu_vs_f32_cpu.json):
+// the bound leaves 1 - cosine 3.7x that room.
+constexpr double kMinCosine = 0.9995;
 constexpr double kMaxFlippedShare = 0.10;
 
 // True for tokens whose chosen expert sets differ.

@@ -125,9 +125,24 @@ TEST(ModelConfig, RealShapesHaveTheRightParameterCounts) {
     }
     return n;
   };
-  // Qwen3-30B-A3B has 30.5B parameters; DeepSeek-V3 671B without its MTP layer is 671.0B - 11.5B ~ 659B-671B.
-  EXPECT_NEAR(count(*find_preset("qwen3-30b-a3b")) / 1e9, 30.5, 0.2);
-  EXPECT_NEAR(count(*find_preset("deepseek-v3")) / 1e9, 671.0, 12.0);
+  // Exact, summed here by hand from the published configs. Qwen3-30B-A3B (48 layers, untied head):
+  // attention 2048 x (4096 + 512 + 512) + 4096 x 2048, q/k norms 2 x 128, two layer norms 2 x 2048;
+  // router 128 x 2048 and 128 experts of 3 x 768 x 2048; embeddings and head 2 x 151936 x 2048, final
+  // norm 2048.
+  const double qwen_layer = 2048.0 * 5120 + 4096.0 * 2048 + 2 * 128 + 2 * 2048 + 128.0 * 2048 + 128.0 * 3 * 768 * 2048;
+  EXPECT_EQ(count(*find_preset("qwen3-30b-a3b")), 48 * qwen_layer + 2 * 151936.0 * 2048 + 2048);
+  EXPECT_EQ(count(*find_preset("qwen3-30b-a3b")), 30532122624.0);  // transformers' count of the checkpoint
+  // DeepSeek-V3 without its multi-token-prediction layer (61 layers, 3 dense): MLA q_a 1536 x 7168,
+  // q_a norm 1536, q_b 128 x 192 x 1536, kv_a (512 + 64) x 7168, kv_a norm 512, kv_b 128 x 256 x 512,
+  // o 7168 x 128 x 128, two layer norms; dense MLP 3 x 7168 x 18432; MoE: router 256 x 7168 and its
+  // correction bias 256, 256 routed and one shared expert of 3 x 7168 x 2048; embeddings and head
+  // 2 x 129280 x 7168, final norm 7168.
+  const double mla = 1536.0 * 7168 + 1536 + 128.0 * 192 * 1536 + 576.0 * 7168 + 512 + 128.0 * 256 * 512 +
+                     7168.0 * 128 * 128 + 2 * 7168;
+  const double dense = mla + 3.0 * 7168 * 18432;
+  const double moe = mla + 256.0 * 7168 + 256 + 257.0 * 3 * 7168 * 2048;
+  EXPECT_EQ(count(*find_preset("deepseek-v3")), 3 * dense + 58 * moe + 2 * 129280.0 * 7168 + 7168);
+  EXPECT_EQ(count(*find_preset("deepseek-v3")), 671026419200.0);  // 671B, MTP layer aside
   for (const auto& name : preset_names()) EXPECT_NO_THROW(find_preset(name)->validate()) << name;
 }
 
