@@ -10,6 +10,7 @@
 #include "harness/runtime/timing.h"
 #include "kernels/fused_moe.h"
 #include "layouts/generation.h"
+#include "reports/record_file.h"
 #include "reports/run_record.h"
 
 #include <chrono>
@@ -18,6 +19,8 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <stdexcept>
 
 namespace lb {
@@ -47,6 +50,80 @@ struct LayoutBench {
   std::map<int64_t, int64_t> decode_read_bytes;  // batch -> bytes rank 0 must read per step
 };
 
+struct BenchSummary {
+  nlohmann::json layouts, ratios;
+};
+
+// The layouts' numbers so far (layouts without a prefill yet are left out) and the new/baseline
+// ratios where both ran, with the table on `os`.
+BenchSummary summarize(const std::vector<RunLayout>& layouts, const std::vector<LayoutBench>& results, int64_t tokens,
+                       const std::optional<double>& flops, const DevicePeaks& peaks, int ranks, std::ostream& os) {
+  nlohmann::json out = nlohmann::json::array();
+  std::map<std::string, double> prefill_of;
+  std::map<std::string, nlohmann::json> collectives_of;
+  std::map<std::string, std::map<int64_t, double>> decode_of;
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    const LayoutBench& r = results[i];
+    if (r.prefill_ms.empty()) continue;
+    const std::string& name = layouts[i].name;
+    const double pms = median(r.prefill_ms);
+    prefill_of[name] = pms;
+    collectives_of[name] = summarize_collectives(r.prefill_records);
+    os << "  " << std::left << std::setw(16) << name << std::right << std::fixed << std::setprecision(2)
+       << " prefill " << std::setw(9) << pms << " ms = " << std::setprecision(0) << std::setw(8)
+       << tokens / (pms / 1000) << " tok/s";
+    nlohmann::json j = {{"layout", name}, {"replaces", layouts[i].replaces}, {"prefill_ms", pms},
+                        {"prefill_ms_all", r.prefill_ms}, {"prefill_tokens_per_s", tokens / (pms / 1000)},
+                        {"prefill_collectives", collectives_of[name]}};
+    j.update(layouts[i].fields);
+    if (flops) {
+      const double tflops = *flops / (pms * 1e-3) / ranks / 1e12;
+      os << ", " << std::setprecision(1) << tflops << " TFLOP/s per rank (" << std::setprecision(0)
+         << 100 * tflops / peaks.matmul_tflops << "% of peak)";
+      j["prefill_tflops_per_rank"] = tflops;
+      j["prefill_share_of_matmul_peak"] = tflops / peaks.matmul_tflops;
+    }
+    os << "; collectives " << std::setprecision(2) << total_ms(r.prefill_records) << " ms";
+    nlohmann::json decode = nlohmann::json::array();
+    for (const auto& [b, ms] : r.decode_step_ms) {
+      const double step = median(ms);
+      decode_of[name][b] = step;
+      // The memory-traffic floor: what rank 0 must read per step at the copy bandwidth measured here.
+      const int64_t read = r.decode_read_bytes.at(b);
+      const double floor_ms = double(read) / (peaks.copy_gbps * 1e9) * 1e3;
+      os << "; decode b=" << b << " " << step << " ms/step (" << std::setprecision(0)
+         << 100 * floor_ms / step << "% of the memory floor)" << std::setprecision(2);
+      decode.push_back({{"batch", b}, {"step_ms", step}, {"step_ms_all", ms}, {"tokens_per_s", b / (step / 1000)},
+                        {"read_bytes_rank0", read}, {"memory_floor_ms", floor_ms},
+                        {"share_of_memory_floor", floor_ms / step},
+                        {"collectives", summarize_collectives(r.decode_records.at(b))}});
+    }
+    os << "\n";
+    j["decode"] = decode;
+    out.push_back(j);
+  }
+  // New against the baseline it replaced, where both ran.
+  nlohmann::json ratios = nlohmann::json::array();
+  for (const RunLayout& l : layouts) {
+    const std::string& base = l.replaces;
+    if (base.empty() || !prefill_of.count(base) || !prefill_of.count(l.name)) continue;
+    nlohmann::json j = {{"layout", l.name}, {"baseline", base}, {"prefill_speedup", prefill_of[base] / prefill_of[l.name]}};
+    os << "  " << l.name << " vs " << base << ": prefill " << std::setprecision(3)
+       << prefill_of[base] / prefill_of[l.name] << "x";
+    j["changed_collectives"] = changed_collectives(collectives_of[l.name], collectives_of[base]);
+    os << describe_changed_collectives(j["changed_collectives"]);
+    for (const auto& [b, ms] : decode_of[l.name]) {
+      if (!decode_of[base].count(b)) continue;
+      const double speedup = decode_of[base][b] / ms;
+      j["decode_speedup_b" + std::to_string(b)] = speedup;
+      os << ", decode b=" << b << " " << speedup << "x";
+    }
+    os << "\n";
+    ratios.push_back(j);
+  }
+  return {out, ratios};
+}
+
 int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   if (a.repeats < 1) throw InputError("--repeats must be >= 1");
   // Every input is checked, and every layout planned, before any rank starts.
@@ -69,15 +146,41 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   const DecodeOptions decode_options{
       parse_cuda_graphs(a.cuda_graphs, parse_fused_kernels(a.run.kernels), family->backend() == Backend::Nccl)};
 
+  // On disk from here on (an unwritable path fails now), rewritten after the prefills and after every
+  // decode batch of every layout: a failure, a timeout or a signal keeps what finished.
+  nlohmann::json header = family->record("bench", argv, "");
+  if (family->decode_positions()) {
+    header["decode_context"] = a.decode_context;
+    header["cuda_graphs"] = decode_options.cuda_graphs;
+    header["decode_burst"] = kDecodeBurst;
+  }
+  if (flops) header["prefill_flops"] = *flops;  // against the prefill's time: achieved TFLOP/s per GPU
+  header["layouts"] = nlohmann::json::array();
+  header["ratios"] = nlohmann::json::array();
+  RecordFile record(a.json, header);
+
   std::vector<LayoutBench> results(layouts.size());
   std::string device_label;
   DevicePeaks peaks;
+  auto save_so_far = [&] {  // rank 0
+    std::ostringstream unprinted;
+    const BenchSummary s = summarize(layouts, results, batch.ids.size(0), flops, peaks, family->ranks(), unprinted);
+    record.update([&](nlohmann::json& r) {
+      r["layouts"] = s.layouts;
+      r["ratios"] = s.ratios;
+    });
+  };
   run_ranks(family->backend(), family->ranks(), [&](RankContext& ctx) {
     torch::NoGradGuard no_grad;
     if (ctx.rank() == 0) {
       device_label = device_name(ctx.device());
       // rank 0's device, before any layout loads; against it, the achieved TFLOP/s
       if (flops || !decode_batches.empty()) peaks = measure_peaks(ctx.device(), family->dtype(), 3);
+      record.update([&](nlohmann::json& r) {
+        r["device"] = device_label;
+        if (flops) r["peak_matmul_tflops"] = peaks.matmul_tflops;
+        if (flops || !decode_batches.empty()) r["peak_copy_gbps"] = peaks.copy_gbps;
+      });
     }
     ctx.quiesce();
     const std::unique_ptr<RankBench> bench = family->start_bench(ctx);
@@ -168,98 +271,28 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
         bench->prefill(i);
         timed_calls[i].push_back(records(i));
       }
-    if (ctx.rank() == 0)
+    if (ctx.rank() == 0) {
       for (size_t i = 0; i < layouts.size(); ++i) results[i].prefill_records = median_records(timed_calls[i]);
+      save_so_far();
+    }
     for (int64_t b : decode_batches)
       for (size_t i = 0; i < layouts.size(); ++i) {
         set_timing(i, false);
         decode(i, b);
+        if (ctx.rank() == 0) save_so_far();
       }
     ctx.quiesce();  // nothing in flight while the layouts free their weights and communicators
   }, std::chrono::seconds(a.timeout_s));
   if (results.empty() || results[0].prefill_ms.empty()) return 0;  // not rank 0 of an mpirun launch
 
-  const int64_t tokens = batch.ids.size(0);
   std::cout << family->bench_header(device_label, a.repeats) << "\n";
-  nlohmann::json record = family->record("bench", argv, device_label);
-  if (family->decode_positions()) {
-    record["decode_context"] = a.decode_context;
-    record["cuda_graphs"] = decode_options.cuda_graphs;
-    record["decode_burst"] = kDecodeBurst;
-  }
-  if (flops) {
-    // Achieved TFLOP/s: the prefill's arithmetic over its time, per GPU.
-    record["prefill_flops"] = *flops;
-    record["peak_matmul_tflops"] = peaks.matmul_tflops;
-  }
-  if (flops || !decode_batches.empty()) record["peak_copy_gbps"] = peaks.copy_gbps;
-  nlohmann::json out = nlohmann::json::array();
-  std::map<std::string, double> prefill_of;
-  std::map<std::string, nlohmann::json> collectives_of;
-  std::map<std::string, std::map<int64_t, double>> decode_of;
-  for (size_t i = 0; i < layouts.size(); ++i) {
-    const LayoutBench& r = results[i];
-    const std::string& name = layouts[i].name;
-    const double pms = median(r.prefill_ms);
-    prefill_of[name] = pms;
-    collectives_of[name] = summarize_collectives(r.prefill_records);
-    std::cout << "  " << std::left << std::setw(16) << name << std::right << std::fixed << std::setprecision(2)
-              << " prefill " << std::setw(9) << pms << " ms = " << std::setprecision(0) << std::setw(8)
-              << tokens / (pms / 1000) << " tok/s";
-    nlohmann::json j = {{"layout", name}, {"replaces", layouts[i].replaces}, {"prefill_ms", pms},
-                        {"prefill_ms_all", r.prefill_ms}, {"prefill_tokens_per_s", tokens / (pms / 1000)},
-                        {"prefill_collectives", collectives_of[name]}};
-    j.update(layouts[i].fields);
-    if (flops) {
-      const double tflops = *flops / (pms * 1e-3) / family->ranks() / 1e12;
-      std::cout << ", " << std::setprecision(1) << tflops << " TFLOP/s per rank (" << std::setprecision(0)
-                << 100 * tflops / peaks.matmul_tflops << "% of peak)";
-      j["prefill_tflops_per_rank"] = tflops;
-      j["prefill_share_of_matmul_peak"] = tflops / peaks.matmul_tflops;
-    }
-    std::cout << "; collectives " << std::setprecision(2) << total_ms(r.prefill_records) << " ms";
-    nlohmann::json decode = nlohmann::json::array();
-    for (const auto& [b, ms] : r.decode_step_ms) {
-      const double step = median(ms);
-      decode_of[name][b] = step;
-      // The memory-traffic floor: what rank 0 must read per step at the copy bandwidth measured here.
-      const int64_t read = r.decode_read_bytes.at(b);
-      const double floor_ms = double(read) / (peaks.copy_gbps * 1e9) * 1e3;
-      std::cout << "; decode b=" << b << " " << step << " ms/step (" << std::setprecision(0)
-                << 100 * floor_ms / step << "% of the memory floor)" << std::setprecision(2);
-      decode.push_back({{"batch", b}, {"step_ms", step}, {"step_ms_all", ms}, {"tokens_per_s", b / (step / 1000)},
-                        {"read_bytes_rank0", read}, {"memory_floor_ms", floor_ms},
-                        {"share_of_memory_floor", floor_ms / step},
-                        {"collectives", summarize_collectives(r.decode_records.at(b))}});
-    }
-    std::cout << "\n";
-    j["decode"] = decode;
-    out.push_back(j);
-  }
-  // New against the baseline it replaced, where both ran.
-  nlohmann::json ratios = nlohmann::json::array();
-  for (const RunLayout& l : layouts) {
-    const std::string& base = l.replaces;
-    if (base.empty() || !prefill_of.count(base)) continue;
-    nlohmann::json j = {{"layout", l.name}, {"baseline", base}, {"prefill_speedup", prefill_of[base] / prefill_of[l.name]}};
-    std::cout << "  " << l.name << " vs " << base << ": prefill " << std::setprecision(3)
-              << prefill_of[base] / prefill_of[l.name] << "x";
-    j["changed_collectives"] = changed_collectives(collectives_of[l.name], collectives_of[base]);
-    std::cout << describe_changed_collectives(j["changed_collectives"]);
-    for (const auto& [b, ms] : decode_of[l.name]) {
-      const double speedup = decode_of[base][b] / ms;
-      j["decode_speedup_b" + std::to_string(b)] = speedup;
-      std::cout << ", decode b=" << b << " " << speedup << "x";
-    }
-    std::cout << "\n";
-    ratios.push_back(j);
-  }
-  record["layouts"] = out;
-  record["ratios"] = ratios;
-  if (!a.json.empty()) {
-    write_json(a.json, record);
-    std::cout << "record written to " << a.json << "\n";
-  }
+  const BenchSummary summary = summarize(layouts, results, batch.ids.size(0), flops, peaks, family->ranks(), std::cout);
+  record.update([&](nlohmann::json& r) {
+    r["layouts"] = summary.layouts;
+    r["ratios"] = summary.ratios;
+  });
+  record.finish();
+  if (record.writes()) std::cout << "record written to " << a.json << "\n";
   return 0;
 }
 

@@ -11,6 +11,7 @@
 #include "kernels/fused_routing.h"
 #include "kernels/rmsnorm.h"
 #include "oracles/qwen3_moe_layer.h"
+#include "reports/record_file.h"
 #include "reports/run_record.h"
 
 #include <algorithm>
@@ -79,25 +80,23 @@ int run_bench_layer(const BenchLayerArgs& a, const std::vector<std::string>& arg
   fused.fused_kernels = true;
   steps.push_back({"whole layer (fused)", [&] { qwen3_layer(config, fused, rope, x, tokens); }});
 
+  nlohmann::json header = run_record("bench-layer", argv, device_name(device));
+  header["model"] = config.to_json();
+  header["tokens"] = a.tokens;
+  header["dtype"] = dtype_name(dtype);
+  header["repeats"] = a.repeats;
+  header["steps"] = nlohmann::json::array();
+  RecordFile record(a.json, header);  // rewritten after every step
   std::cout << config.name << " layer 0, " << a.tokens << " tokens, " << dtype_name(dtype) << " on "
             << device_name(device) << "\n";
-  nlohmann::json rows = nlohmann::json::array();
   for (const auto& [name, fn] : steps) {
     const double ms = median_ms(fn, device, a.repeats);
     std::cout << "  " << std::left << std::setw(28) << name << std::right << std::fixed << std::setprecision(3)
               << std::setw(10) << ms << " ms\n";
-    rows.push_back({{"step", name}, {"ms", ms}});
+    record.update([&](nlohmann::json& r) { r["steps"].push_back({{"step", name}, {"ms", ms}}); });
   }
-  if (!a.json.empty()) {
-    nlohmann::json record = run_record("bench-layer", argv, device_name(device));
-    record["model"] = config.to_json();
-    record["tokens"] = a.tokens;
-    record["dtype"] = dtype_name(dtype);
-    record["repeats"] = a.repeats;
-    record["steps"] = rows;
-    write_json(a.json, record);
-    std::cout << "record written to " << a.json << "\n";
-  }
+  record.finish();
+  if (record.writes()) std::cout << "record written to " << a.json << "\n";
   return 0;
 }
 

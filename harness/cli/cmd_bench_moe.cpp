@@ -10,6 +10,7 @@
 #include "kernels/fused_moe.h"
 #include "datasets/token_input.h"
 #include "oracles/compare.h"
+#include "reports/record_file.h"
 #include "reports/run_record.h"
 
 #include <algorithm>
@@ -53,19 +54,23 @@ int run_bench_moe(const BenchMoeArgs& a, const std::vector<std::string>& argv) {
     configs.push_back(load_model_config(m));
     if (configs.back().num_experts == 0) throw InputError("--model " + m + ": not a mixture-of-experts model");
   }
+  // On disk from here on (an unwritable path fails now), rewritten after every row.
+  nlohmann::json header = run_record("bench-moe", argv, device_name(device));
+  header["dtype"] = dtype_name(dtype);
+  header["targets"] = {{"prefill_8192_share_of_matmul_peak", kPrefillPeakShare},
+                       {"decode_1_64_share_of_bandwidth", kDecodeBandwidthShare}};
+  header["models"] = nlohmann::json::array();
+  RecordFile record(a.json, header);
   torch::NoGradGuard no_grad;
   torch::manual_seed(int64_t(a.seed));
   const DevicePeaks peaks = measure_peaks(device, dtype, a.repeats);
   std::cout << "device " << device_name(device) << ": " << dtype_name(dtype) << " matmul " << std::fixed
             << std::setprecision(1) << peaks.matmul_tflops << " TFLOP/s, memory copy " << peaks.copy_gbps
             << " GB/s (measured)\n";
-  nlohmann::json record = run_record("bench-moe", argv, device_name(device));
-  record["dtype"] = dtype_name(dtype);
-  record["peak_matmul_tflops"] = peaks.matmul_tflops;
-  record["peak_copy_gbps"] = peaks.copy_gbps;
-  record["targets"] = {{"prefill_8192_share_of_matmul_peak", kPrefillPeakShare},
-                       {"decode_1_64_share_of_bandwidth", kDecodeBandwidthShare}};
-  record["models"] = nlohmann::json::array();
+  record.update([&](nlohmann::json& r) {
+    r["peak_matmul_tflops"] = peaks.matmul_tflops;
+    r["peak_copy_gbps"] = peaks.copy_gbps;
+  });
   bool targets_met = true;
   for (const ModelConfig& c : configs) {
     const int64_t E = c.num_experts, H = c.hidden, I = c.moe_intermediate, k = c.experts_per_token;
@@ -76,7 +81,10 @@ int run_bench_moe(const BenchMoeArgs& a, const std::vector<std::string>& argv) {
     std::cout << c.name << ": " << E << " experts, top " << k << ", hidden " << H << ", intermediate " << I
               << " (softmax top-k routing of random logits)\n"
               << "  tokens  experts   reference_ms   fused_ms  speedup   fused_TFLOP/s  %peak   fused_GB/s  %bw   rel_l2\n";
-    nlohmann::json rows = nlohmann::json::array();
+    record.update([&](nlohmann::json& r) {
+      r["models"].push_back({{"model", c.name}, {"experts", E}, {"top_k", k}, {"hidden", H},
+                             {"moe_intermediate", I}, {"rows", nlohmann::json::array()}});
+    });
     Progress progress("bench-moe: " + c.name, int64_t(token_counts.size()));
     for (int64_t T : token_counts) {
       const torch::Tensor x = torch::randn({T, H}, o);
@@ -114,16 +122,12 @@ int run_bench_moe(const BenchMoeArgs& a, const std::vector<std::string>& argv) {
         j["meets_decode_target"] = bw_share >= kDecodeBandwidthShare;
         targets_met = targets_met && bw_share >= kDecodeBandwidthShare;
       }
-      rows.push_back(j);
+      record.update([&](nlohmann::json& r) { r["models"].back()["rows"].push_back(j); });
     }
-    record["models"].push_back({{"model", c.name}, {"experts", E}, {"top_k", k}, {"hidden", H},
-                                {"moe_intermediate", I}, {"rows", rows}});
   }
-  record["targets_met"] = targets_met;
-  if (!a.json.empty()) {
-    write_json(a.json, record);
-    std::cout << "record written to " << a.json << "\n";
-  }
+  record.update([&](nlohmann::json& r) { r["targets_met"] = targets_met; });
+  record.finish();
+  if (record.writes()) std::cout << "record written to " << a.json << "\n";
   return 0;
 }
 
