@@ -123,6 +123,29 @@ TEST(CheckRecord, AFailurePartwayKeepsTheFinishedLayouts) {
   EXPECT_TRUE(record.contains("thresholds"));
 }
 
+// bench keeps what finished too: the prefills of every layout, then each decode batch as it ends.
+TEST(BenchRecord, AFailurePartwayKeepsThePrefillsAndTheFinishedDecodeBatches) {
+  test::TempDir dir;
+  // Rank 1's 10th barrier falls in the decode batches (2 layouts x 2 batch sizes).
+  const test::CliResult r = test::run_cli({"bench", "--model", "tiny-qwen3-moe", "--layout", "tp,cp-fused-moe",
+                                           "--backend", "cpu", "--ranks", "2", "--layers", "2", "--lengths", "64,64",
+                                           "--decode-batch", "1,2", "--decode-context", "16", "--decode-steps", "1",
+                                           "--repeats", "1", "--inject-fault", "crash:1:barrier:10", "--json",
+                                           dir / "b.json"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  const nlohmann::json record = read_json_file(dir / "b.json");
+  EXPECT_EQ(record["complete"], false);
+  EXPECT_TRUE(contains(record.value("error", ""), "injected fault")) << record.dump();
+  ASSERT_EQ(record["layouts"].size(), 2u) << record.dump();
+  size_t batches = 0;
+  for (const auto& layout : record["layouts"]) {
+    EXPECT_GT(layout["prefill_ms"].get<double>(), 0) << layout.dump();
+    batches += layout["decode"].size();
+  }
+  EXPECT_GE(batches, 1u) << record.dump();
+  EXPECT_LT(batches, 4u) << record.dump();
+}
+
 class Interrupted : public testing::TestWithParam<int> {};
 
 // The signal comes while rank 1 hangs in the second layout: the record keeps the first, says so,
