@@ -10,6 +10,7 @@
 #include "harness/cli/cmd_groups.h"
 #include "harness/cli/cmd_reference.h"
 #include "harness/cli/cmd_report.h"
+#include "harness/cli/cmd_suite.h"
 #include "harness/cli/flag_checks.h"
 #include "harness/runtime/error_text.h"
 #include "harness/runtime/errors.h"
@@ -75,6 +76,7 @@ int layoutbench_main(const std::vector<std::string>& args) {
   add("bench-layer", add_bench_layer_command(app, args));
   add("report", add_report_command(app, args));
   add("diff", add_diff_command(app, args));
+  add("suite", add_suite_command(app, args));
   std::string fault;
   add_fault_flag(app, fault);
 
