@@ -86,8 +86,9 @@ TEST(SuiteSpec, TheShippedSuitesAreValid) {
 TEST(SuiteCli, SmokeTwiceThenAFailingCheckRegresses) {
   test::TempDir dir;
   const std::string out = dir / "nightly";
-  // Timings on a shared 2-core machine move by more than the nightly 10%: only verdicts count here.
-  const std::vector<std::string> smoke = {"suite", kSmokeSuite, "--out", out, "--max-slowdown", "20"};
+  // Timings on a shared 2-core machine move by far more than a GPU's 10%: only verdicts count here.
+  const std::vector<std::string> smoke = {"suite", kSmokeSuite, "--out", out, "--max-slowdown", "20",
+                                          "--max-busbw-drop", "0.99"};
   for (int night = 1; night <= 2; ++night) {
     test::Child child(smoke);
     ASSERT_TRUE(child.wait(std::chrono::seconds(600))) << child.err();

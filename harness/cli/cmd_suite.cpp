@@ -155,6 +155,9 @@ std::function<int()> add_suite_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--max-slowdown", a->thresholds.max_slowdown,
                   "Fraction by which a time may grow or a rate drop against the previous run")
       ->check(finite_at_least(0));
+  sub->add_option("--max-busbw-drop", a->thresholds.max_busbw_drop,
+                  "Fraction by which a collective's busbw may drop against the previous run")
+      ->check(finite_at_least(0));
   return [a, argv] {
     const std::string suite_dir = a->suite.find('/') == std::string::npos ? "." : a->suite.substr(0, a->suite.find_last_of('/'));
     const SuiteSpec spec = read_suite(a->suite, a->shared.empty() ? suite_dir + "/../../shared" : a->shared);
