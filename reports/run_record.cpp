@@ -1,6 +1,7 @@
 #include "reports/run_record.h"
 
 #include "harness/runtime/atomic_file.h"
+#include "harness/runtime/build_info.h"
 #include "harness/runtime/errors.h"
 #include "harness/runtime/file_util.h"
 
@@ -48,8 +49,15 @@ nlohmann::json run_record(const std::string& subcommand, const std::vector<std::
                           const std::string& device) {
   std::string command;
   for (const auto& arg : argv) command += (command.empty() ? "" : " ") + arg;
-  return {{"schema", kRunSchema}, {"subcommand", subcommand}, {"command", command},
-          {"commit", source_commit()}, {"device", device}, {"date", utc_now()}};
+  const std::string commit = source_commit();
+  const bool dirty = commit.size() > 6 && commit.compare(commit.size() - 6, 6, "-dirty") == 0;
+  // What else a rerun needs: the libraries, the GPUs and the environment this binary ran with.
+  const nlohmann::json provenance = {{"dirty_tree", dirty},
+                                     {"versions", software_versions()},
+                                     {"gpus", gpu_descriptions()},
+                                     {"environment", relevant_environment()}};
+  return {{"schema", kRunSchema}, {"subcommand", subcommand}, {"command", command}, {"commit", commit},
+          {"device", device},     {"date", utc_now()},        {"provenance", provenance}};
 }
 
 void write_json(const std::string& path, const nlohmann::json& record) {

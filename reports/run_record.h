@@ -14,6 +14,9 @@ constexpr const char* kRunSchema = "layoutbench.run/1";
 // `git rev-parse HEAD` in the source tree, with "-dirty" when the tree has changes.
 std::string source_commit();
 
+// A record's header: schema, subcommand, command, commit, device, date, and "provenance" (whether
+// the tree was dirty, LibTorch/CUDA/NCCL/driver versions, the GPUs with their clocks, and the
+// environment variables that change NCCL's or LibTorch's behaviour).
 nlohmann::json run_record(const std::string& subcommand, const std::vector<std::string>& argv,
                           const std::string& device);
 
