@@ -21,6 +21,8 @@
 
 #include <fstream>
 
+#include <torch/version.h>
+
 namespace lb {
 namespace {
 
@@ -35,6 +37,21 @@ std::vector<std::string> entries(const std::string& dir) {
     if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.push_back(e->d_name);
   ::closedir(d);
   return names;
+}
+
+// What a rerun needs beside the command and commit: versions, GPUs, and the NCCL-relevant environment.
+TEST(RunRecord, CarriesItsProvenance) {
+  ::setenv("NCCL_TEST_PROVENANCE_KNOB", "7", 1);
+  const nlohmann::json r = run_record("check", {"layoutbench", "check"}, "cpu");
+  ::unsetenv("NCCL_TEST_PROVENANCE_KNOB");
+  ASSERT_TRUE(r.contains("provenance")) << r.dump();
+  const nlohmann::json& p = r["provenance"];
+  EXPECT_EQ(p["versions"]["libtorch"], std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+                                           "." + std::to_string(TORCH_VERSION_PATCH));
+  EXPECT_EQ(p["environment"]["NCCL_TEST_PROVENANCE_KNOB"], "7");
+  EXPECT_FALSE(p["environment"].contains("HOME"));  // only what changes a measurement
+  EXPECT_TRUE(p["gpus"].is_array());
+  EXPECT_EQ(p["dirty_tree"].get<bool>(), r["commit"].get<std::string>().find("-dirty") != std::string::npos);
 }
 
 TEST(AtomicFile, ReplacesWholeAndLeavesNoTemporary) {
