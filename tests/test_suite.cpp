@@ -104,7 +104,12 @@ TEST(SuiteCli, SmokeTwiceThenAFailingCheckRegresses) {
       EXPECT_EQ(record["subcommand"], r["subcommand"]);
     }
     EXPECT_TRUE(is_regular_file(out + "/" + runs.back() + "/report.html"));
+    const std::string history = test::read_file_text(out + "/history.html");
+    EXPECT_NE(history.find(runs.back().substr(17)), std::string::npos);  // this night's commit is on the x axis
     if (night == 2) {
+      // Two points per series of the check verdicts (a line per layout).
+      EXPECT_NE(history.find("check-qwen: worst rel_l2 / threshold"), std::string::npos);
+      EXPECT_EQ(history.find("class=\"point fail\""), std::string::npos);
       ASSERT_TRUE(index.contains("diff"));
       EXPECT_EQ(index["diff"]["against"], runs.front());
       EXPECT_EQ(index["diff"]["regressions"], 0) << index["diff"].dump(1);

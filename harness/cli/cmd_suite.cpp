@@ -7,6 +7,7 @@
 #include "harness/runtime/errors.h"
 #include "harness/runtime/file_util.h"
 #include "reports/record_lint.h"
+#include "reports/report_history.h"
 #include "reports/report_html.h"
 #include "reports/run_diff.h"
 #include "reports/run_record.h"
@@ -201,8 +202,9 @@ std::function<int()> add_suite_command(CLI::App& app, const std::vector<std::str
     const size_t body = page.find("<body>");
     page.insert(body == std::string::npos ? 0 : body + 6, summary_html(index));
     write_file_atomically(folder + "/report.html", page);
+    write_file_atomically(a->out + "/history.html", render_history_html(a->out));
     std::cout << "suite: " << spec.runs.size() - size_t(failed) << "/" << spec.runs.size() << " runs ok; report "
-              << folder << "/report.html\n";
+              << folder << "/report.html, history " << a->out << "/history.html\n";
     return index["exit_code"].get<int>();
   };
 }
