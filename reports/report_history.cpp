@@ -128,7 +128,7 @@ std::string num(double v) { return format(v, std::fabs(v) >= 100 ? "%.0f" : "%.3
 
 // A point per night at its index; a night without a value breaks the line there.
 std::string line_chart(const std::map<std::string, std::map<size_t, Value>>& series, const std::vector<Night>& nights) {
-  const double w = 760, h = 240, left = 70, right = 20, top = 15, bottom = 60;
+  const double w = 800, h = 240, left = 70, right = 70, top = 15, bottom = 60;  // room for the end labels
   double lo = INFINITY, hi = -INFINITY;
   for (const auto& [name, points] : series)
     for (const auto& [i, v] : points) lo = std::min(lo, v.v), hi = std::max(hi, v.v);
