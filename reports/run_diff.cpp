@@ -17,6 +17,8 @@ namespace {
 
 std::string signed_percent(double old_v, double new_v) { return format(100.0 * (new_v / old_v - 1), "%+.1f%%"); }
 
+std::string cell_or_dash(const std::optional<double>& v) { return v ? format(*v, "%.3f") : "-"; }
+
 // A time (lower is better) or a rate (higher is better), judged by the fraction it got worse.
 void compare_metric(DiffResult& d, const std::string& subject, const std::string& name, std::optional<double> old_v,
                     std::optional<double> new_v, bool higher_is_better, double max_worse, const char* spec) {
@@ -138,6 +140,114 @@ void diff_reference(DiffResult& d, const json& o, const json& n, const DiffThres
   const json& nm = n.contains("metrics") ? n.at("metrics") : json::object();
   compare_metric(d, "prefill", "tokens/s", number(om, "prefill_tokens_per_s"), number(nm, "prefill_tokens_per_s"), true,
                  t.max_slowdown, "%.0f");
+}
+
+// bench: per layout its prefill rate and collective times, its decode step per batch size, and
+// per new layout its ratio to the baseline it replaced (the number the layout exists for).
+void diff_bench_layout(DiffResult& d, const std::string& subject, const json& o, const json& n, const DiffThresholds& t) {
+  compare_metric(d, subject, "prefill tokens/s", number(o, "prefill_tokens_per_s"), number(n, "prefill_tokens_per_s"),
+                 true, t.max_slowdown, "%.0f");
+  const json& oc = o.contains("prefill_collectives") ? o.at("prefill_collectives") : json::object();
+  const json& nc = n.contains("prefill_collectives") ? n.at("prefill_collectives") : json::object();
+  if (oc.is_object() && nc.is_object())
+    for (const auto& [name, c] : oc.items())
+      if (nc.contains(name))
+        compare_metric(d, subject + ", prefill " + name, "ms", number(c, "ms"), number(nc.at(name), "ms"), false,
+                       t.max_slowdown, "%.3f");
+  const auto new_decode = keyed(array_at(n, "decode"), "batch");
+  for (const auto& [batch, old_step] : keyed(array_at(o, "decode"), "batch")) {
+    const json* new_step = find_key(new_decode, batch);
+    if (!new_step) d.regressions.push_back({subject + ", decode b=" + batch, "in the old run, missing in the new"});
+    else
+      compare_metric(d, subject + ", decode b=" + batch, "step ms", number(*old_step, "step_ms"),
+                     number(*new_step, "step_ms"), false, t.max_slowdown, "%.3f");
+  }
+}
+
+void diff_bench(DiffResult& d, const json& o, const json& n, const DiffThresholds& t) {
+  const auto old_layouts = keyed(array_at(o, "layouts"), "layout");
+  const auto new_layouts = keyed(array_at(n, "layouts"), "layout");
+  for (const auto& [name, old_layout] : old_layouts) {
+    const json* new_layout = find_key(new_layouts, name);
+    if (!new_layout) d.regressions.push_back({"layout " + name, "in the old run, missing in the new"});
+    else diff_bench_layout(d, "layout " + name, *old_layout, *new_layout, t);
+  }
+  for (const auto& [name, unused] : new_layouts)
+    if (!find_key(old_layouts, name)) d.info.push_back({"layout " + name, "new"});
+  const auto new_ratios = keyed(array_at(n, "ratios"), "layout");
+  for (const auto& [name, old_ratio] : keyed(array_at(o, "ratios"), "layout")) {
+    const json* new_ratio = find_key(new_ratios, name);
+    if (!new_ratio) continue;  // its layout or baseline is missing: said above
+    const std::string subject = name + " vs " + text(*old_ratio, "baseline");
+    for (const auto& [key, value] : old_ratio->items())
+      if (key == "prefill_speedup" || key.rfind("decode_speedup_b", 0) == 0)
+        compare_metric(d, subject, key, number(*old_ratio, key.c_str()), number(*new_ratio, key.c_str()), true,
+                       t.max_slowdown, "%.3f");
+  }
+}
+
+// gsm8k: accuracy regresses only when the new 95% interval lies wholly below the old one (two runs
+// of the same layout on the same questions differ by chance within their intervals); agreement with
+// the reference by any drop past max_agreement_drop; a question's answer that changed is listed
+// (correct -> wrong a regression, the reverse an improvement), at most kListedAnswers per run.
+constexpr size_t kListedAnswers = 20;
+
+void diff_gsm8k_run(DiffResult& d, const std::string& subject, const json& o, const json& n, const DiffThresholds& t) {
+  const json& oa = o.contains("accuracy") ? o.at("accuracy") : json::object();
+  const json& na = n.contains("accuracy") ? n.at("accuracy") : json::object();
+  const auto old_v = number(oa, "value"), new_v = number(na, "value");
+  const auto old_low = number(oa, "low95"), new_high = number(na, "high95");
+  if (old_v && new_v && *old_v != *new_v) {
+    const DiffLine line{subject, "accuracy " + format(*old_v, "%.3f") + " -> " + format(*new_v, "%.3f") + " (95% up to " +
+                                     cell_or_dash(new_high) + ", old from " + cell_or_dash(old_low) + ")"};
+    if (old_low && new_high && *new_high < *old_low) d.regressions.push_back(line);
+    else if (*new_v > *old_v && number(na, "low95") && number(oa, "high95") && *number(na, "low95") > *number(oa, "high95"))
+      d.improvements.push_back(line);
+    else d.info.push_back(line);
+  }
+  if (o.contains("agreement") && n.contains("agreement")) {
+    auto share = [](const json& a) -> std::optional<double> {
+      const auto same = number(a, "identical"), total = number(a, "total");
+      if (!same || !total || *total <= 0) return std::nullopt;
+      return *same / *total;
+    };
+    const auto old_s = share(o.at("agreement")), new_s = share(n.at("agreement"));
+    if (old_s && new_s && *old_s - *new_s > t.max_agreement_drop)
+      d.regressions.push_back({subject, "agreement with the reference " + format(*old_s, "%.3f") + " -> " +
+                                            format(*new_s, "%.3f")});
+    else if (old_s && new_s && *new_s - *old_s > t.max_agreement_drop)
+      d.improvements.push_back({subject, "agreement with the reference " + format(*old_s, "%.3f") + " -> " +
+                                             format(*new_s, "%.3f")});
+  }
+  compare_metric(d, subject, "decode tokens/s", number(o, "decode_tokens_per_s"), number(n, "decode_tokens_per_s"), true,
+                 t.max_slowdown, "%.0f");
+  compare_metric(d, subject, "prefill tokens/s", number(o, "prefill_tokens_per_s"), number(n, "prefill_tokens_per_s"),
+                 true, t.max_slowdown, "%.0f");
+  size_t changed = 0;
+  const auto new_questions = keyed(array_at(n, "questions"), "line");
+  for (const auto& [line, old_q] : keyed(array_at(o, "questions"), "line")) {
+    const json* new_q = find_key(new_questions, line);
+    if (!new_q || scalar_text(old_q->value("answer", json())) == scalar_text(new_q->value("answer", json()))) continue;
+    if (++changed > kListedAnswers) continue;
+    const DiffLine l{subject + ", question on line " + line, "answer " + scalar_text(old_q->value("answer", json())) +
+                                                                 " -> " + scalar_text(new_q->value("answer", json()))};
+    const bool was = flag(*old_q, "correct"), is = flag(*new_q, "correct");
+    (was && !is ? d.regressions : !was && is ? d.improvements : d.info).push_back(l);
+  }
+  if (changed > kListedAnswers)
+    d.info.push_back({subject, std::to_string(changed - kListedAnswers) + " more questions changed their answer"});
+}
+
+void diff_gsm8k(DiffResult& d, const json& o, const json& n, const DiffThresholds& t) {
+  const auto old_runs = keyed(array_at(o, "runs"), "name");
+  const auto new_runs = keyed(array_at(n, "runs"), "name");
+  for (const auto& [name, old_run] : old_runs) {
+    const json* new_run = find_key(new_runs, name);
+    if (!new_run) d.regressions.push_back({"run " + name, "in the old run, missing in the new"});
+    else diff_gsm8k_run(d, "run " + name, *old_run, *new_run, t);
+  }
+  for (const auto& [name, unused] : new_runs)
+    if (!find_key(old_runs, name)) d.info.push_back({"run " + name, "new"});
 }
 
 }  // namespace
@@ -265,6 +375,8 @@ DiffResult diff_runs(const json& old_run, const json& new_run, const DiffThresho
   if (sub == "check") diff_check(d, old_run, new_run, t);
   else if (sub == "collectives") diff_collectives(d, old_run, new_run, t);
   else if (sub == "reference") diff_reference(d, old_run, new_run, t);
+  else if (sub == "bench") diff_bench(d, old_run, new_run, t);
+  else if (sub == "gsm8k") diff_gsm8k(d, old_run, new_run, t);
   else d.info.push_back({"subcommand", "no comparison rules for '" + sub + "' records"});
   return d;
 }

@@ -1,7 +1,13 @@
 #pragma once
 // Two run records of the same subcommand, compared: what got worse past a threshold, what got
 // better, and what only changed shape (layouts or rows added). `layoutbench diff` exits 1 on a
-// regression, so a CI job can hold a new commit's record against a committed one.
+// regression, so a CI job can hold a new commit's record against a committed one. Rules by
+// subcommand: check (a layout or layer that passed and fails, rel_l2 growth, layout time),
+// collectives (time, busbw, wrong elements per row), reference (prefill tokens/s), bench (per
+// layout prefill tokens/s, time per collective, decode step per batch size; per new layout its
+// ratio to its baseline), gsm8k (per run accuracy when the 95% intervals part, agreement with the
+// reference, tokens/s, and each question whose answer changed). A row, layout, batch or run that is
+// gone is a regression; a new one is info.
 #include "reports/run_record.h"
 
 #include <nlohmann/json.hpp>
@@ -21,6 +27,10 @@ struct DiffThresholds {
   double max_slowdown = 0.10;
   // busbw of a collectives row may drop by this fraction.
   double max_busbw_drop = 0.10;
+  // A gsm8k layout's share of answers identical to the reference's may drop by this much: greedy
+  // decoding is deterministic for a given build and device, so any drop is a change of the math
+  // (or of a near-tie), and worth a look.
+  double max_agreement_drop = 0.0;
 };
 
 struct DiffLine {
