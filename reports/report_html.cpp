@@ -3,6 +3,7 @@
 #include "reports/record_fields.h"
 
 #include <algorithm>
+#include <map>
 #include <cmath>
 #include <optional>
 #include <sstream>
@@ -473,6 +474,126 @@ std::string reference_section(const json& run) {
   return out.str();
 }
 
+// Per layout: prefill time, rate and share of the matmul peak; decode step per batch size with its
+// share of the memory floor; time per collective; each new layout's ratios to its baseline; bars
+// of the prefill rates and of the decode steps.
+std::string bench_section(const json& run) {
+  std::ostringstream out;
+  out << "<h3>Bench</h3>\n"
+      << kv_table({{"model", run.contains("model") && run["model"].is_object() ? text(run["model"], "name") : text(run, "model")},
+                   {"dtype", text(run, "dtype")},
+                   {"kernels", text(run, "kernels")},
+                   {"ranks", text(run, "ranks")},
+                   {"peak matmul", cell(number(run, "peak_matmul_tflops"), "%.0f TFLOP/s")},
+                   {"peak copy", cell(number(run, "peak_copy_gbps"), "%.0f GB/s")},
+                   {"decode context", text(run, "decode_context")},
+                   {"CUDA graphs", text(run, "cuda_graphs")}});
+  Rows prefill, decode, collectives;
+  std::vector<Bar> prefill_bars, decode_bars;
+  for (const json& l : array_at(run, "layouts")) {
+    const std::string name = text(l, "layout");
+    const auto share = number(l, "prefill_share_of_matmul_peak");
+    prefill.push_back({name, text(l, "replaces"), cell(number(l, "prefill_ms"), "%.2f"),
+                       cell(number(l, "prefill_tokens_per_s"), "%.0f"), cell(number(l, "prefill_tflops_per_rank"), "%.1f"),
+                       share ? format(100 * *share, "%.0f%%") : "-"});
+    prefill_bars.push_back({name, number(l, "prefill_tokens_per_s").value_or(0), "", false});
+    for (const json& d : array_at(l, "decode")) {
+      const auto floor_share = number(d, "share_of_memory_floor");
+      decode.push_back({name, text(d, "batch"), cell(number(d, "step_ms"), "%.3f"), cell(number(d, "tokens_per_s"), "%.0f"),
+                        floor_share ? format(100 * *floor_share, "%.0f%%") : "-"});
+      decode_bars.push_back({name + " b=" + text(d, "batch"), number(d, "step_ms").value_or(0), "", false});
+    }
+    const json& c = object_at(l, "prefill_collectives");
+    for (const auto& [op, v] : c.items())
+      collectives.push_back({name, op, text(v, "calls"), cell(number(v, "ms"), "%.3f"),
+                             number(v, "bytes") ? bytes_text(*number(v, "bytes")) : "-"});
+  }
+  out << "<h3>Prefill</h3>\n"
+      << table({"layout", "replaces", "ms", "tokens/s", "TFLOP/s per rank", "of peak"}, prefill)
+      << bar_chart(prefill_bars, "tokens/s", "%.0f");
+  if (!decode.empty())
+    out << "<h3>Decode steps</h3>\n"
+        << table({"layout", "batch", "step ms", "tokens/s", "of the memory floor"}, decode)
+        << bar_chart(decode_bars, "ms/step", "%.3f");
+  if (!collectives.empty())
+    out << "<h3>Prefill collectives</h3>\n" << table({"layout", "collective", "calls", "ms", "bytes"}, collectives);
+  Rows ratios;
+  for (const json& r : array_at(run, "ratios")) {
+    std::string decode_ratios;
+    for (const auto& [key, v] : r.items())
+      if (key.rfind("decode_speedup_b", 0) == 0)
+        decode_ratios += (decode_ratios.empty() ? "" : ", ") + ("b=" + key.substr(16)) + " " + cell(number(r, key.c_str()), "%.3fx");
+    ratios.push_back({text(r, "layout"), text(r, "baseline"), cell(number(r, "prefill_speedup"), "%.3fx"),
+                      decode_ratios.empty() ? "-" : decode_ratios});
+  }
+  if (!ratios.empty())
+    out << "<h3>New layouts against their baselines (above 1: faster)</h3>\n"
+        << table({"layout", "baseline", "prefill", "decode"}, ratios);
+  return out.str();
+}
+
+// Per generation run (the reference, then each layout): accuracy with its 95% interval, agreement
+// with the reference, tokens/s; a histogram of where a layout's text first leaves the reference's;
+// the questions whose answer differs from the reference's, both texts, folded.
+std::string gsm8k_section(const json& run) {
+  std::ostringstream out;
+  const bool meaningful = !run.contains("accuracy_meaningful") || flag(run, "accuracy_meaningful");
+  out << "<h3>GSM8K</h3>\n"
+      << kv_table({{"data", text(run, "data")},
+                   {"shots", text(run, "shots")},
+                   {"max new tokens", text(run, "max_new_tokens")},
+                   {"weights", text(run, "weights")},
+                   {"accuracy", meaningful ? "" : "not meaningful: random weights (agreement with the reference is)"}});
+  const json& runs = array_at(run, "runs");
+  const json* reference = nullptr;
+  for (const json& r : runs)
+    if (text(r, "name") == "reference") reference = &r;
+  Rows rows;
+  for (const json& r : runs) {
+    const json& a = object_at(r, "accuracy");
+    const json& g = object_at(r, "agreement");
+    rows.push_back({text(r, "name"), cell(number(a, "value"), "%.3f"),
+                    number(a, "low95") ? format(*number(a, "low95"), "%.3f") + "-" + format(number(a, "high95").value_or(NAN), "%.3f") : "-",
+                    text(a, "correct") + "/" + text(a, "total"),
+                    g.empty() ? "-" : text(g, "identical") + "/" + text(g, "total"),
+                    cell(number(r, "prefill_tokens_per_s"), "%.0f"), cell(number(r, "decode_tokens_per_s"), "%.0f")});
+  }
+  out << table({"run", "accuracy", "95% interval", "correct", "identical to the reference", "prefill tokens/s",
+                "decode tokens/s"},
+               rows);
+  for (const json& r : runs) {
+    if (&r == reference) continue;
+    // Where each question's text first differs from the reference's, in bins of 8 new tokens.
+    std::map<int64_t, int> bins;
+    int identical = 0;
+    for (const json& q : array_at(r, "questions")) {
+      const auto at = number(q, "first_difference");
+      if (!at || *at < 0) ++identical;
+      else ++bins[int64_t(*at) / 8];
+    }
+    std::vector<Bar> bars;
+    if (identical) bars.push_back({"identical", double(identical), "", false});
+    for (const auto& [bin, n] : bins)
+      bars.push_back({"tokens " + std::to_string(bin * 8) + "-" + std::to_string(bin * 8 + 7), double(n), "", false});
+    out << "<h3>" << html_escape(text(r, "name")) << ": first token that differs from the reference</h3>\n"
+        << bar_chart(bars, "questions", "%.0f");
+    if (!reference) continue;
+    std::map<std::string, const json*> by_line;
+    for (const json& q : array_at(*reference, "questions")) by_line[text(q, "line")] = &q;
+    Rows differ;
+    for (const json& q : array_at(r, "questions")) {
+      const auto it = by_line.find(text(q, "line"));
+      if (it == by_line.end() || scalar_text(q.value("answer", json())) == scalar_text(it->second->value("answer", json())))
+        continue;
+      differ.push_back({text(q, "line"), scalar_text(it->second->value("answer", json())), text(*it->second, "text"),
+                        scalar_text(q.value("answer", json())), text(q, "text")});
+    }
+    out << "<details><summary>" << differ.size() << " question(s) whose answer differs from the reference's</summary>\n"
+        << table({"line", "reference answer", "reference text", "answer", "text"}, differ) << "</details>\n";
+  }
+  return out.str();
+}
+
 // Any JSON as HTML: objects as key/value tables, arrays of objects as tables with a column per key,
 // other arrays as lists, scalars as text.
 std::string json_html(const json& v) {
@@ -547,6 +668,8 @@ std::string render_report_html(const std::vector<nlohmann::json>& runs) {
     else if (sub == "check") out << check_section(run, i + 1);
     else if (sub == "collectives") out << collectives_section(run);
     else if (sub == "reference") out << reference_section(run);
+    else if (sub == "bench") out << bench_section(run);
+    else if (sub == "gsm8k") out << gsm8k_section(run);
     else out << generic_section(run);
     out << "</section>\n";
   }

@@ -13,6 +13,10 @@ namespace lb {
 //   layout time and communication time per collective, a table per layout;
 // - collectives: the nccl-tests table and busbw bars;
 // - reference: the prefill summary and the per-layer table;
+// - bench: per layout prefill time, tokens/s and share of the matmul peak, decode step per batch
+//   size and share of the memory floor, time per collective, ratios to the baselines, bars;
+// - gsm8k: per run accuracy with its interval, agreement with the reference, tokens/s, where the
+//   layouts' texts first differ (histogram), the questions whose answer differs (folded);
 // - anything else: a key/value table.
 // Every text from a record is HTML-escaped.
 std::string render_report_html(const std::vector<nlohmann::json>& runs);

@@ -20,7 +20,7 @@ std::function<int()> add_report_command(CLI::App& app, const std::vector<std::st
     std::string history;
   };
   auto a = std::make_shared<Args>();
-  CLI::App* sub = app.add_subcommand("report", "Render run records (check, collectives, reference) as one "
+  CLI::App* sub = app.add_subcommand("report", "Render run records (check, collectives, reference, bench, gsm8k) as one "
                                                "self-contained HTML page with tables and SVG charts, or with "
                                                "--history every metric across a suite's run folders");
   sub->add_option("runs", a->runs, "Run records written by --json")->check(input_file());
