@@ -74,7 +74,7 @@ json gsm8k_record() {
 TEST(ReportGsm8k, AccuracyAgreementHistogramAndTheDifferingAnswers) {
   const std::string page = render_report_html({gsm8k_record()});
   EXPECT_FALSE(contains(page, "<h3>Fields</h3>"));
-  for (const char* part : {"0.667", "0.100-0.900", "2/3", "975.9", "not meaningful"})
+  for (const char* part : {"0.667", "0.100-0.900", "2/3", "976", "not meaningful"})
     EXPECT_TRUE(contains(page, part)) << part;
   EXPECT_EQ(count(page, "<svg"), 1u) << "one histogram, for the one layout";
   EXPECT_TRUE(contains(page, "tokens 8-15"));  // question 2 first differs at token 9
