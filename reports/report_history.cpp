@@ -37,17 +37,9 @@ using Metrics = std::map<std::string, std::map<std::string, std::map<size_t, Val
 
 std::vector<Night> read_nights(const std::string& dir) {
   if (!is_directory(dir)) throw InputError("report --history " + dir + ": not a folder");
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      const std::string name = e->d_name;
-      if (name != "." && name != ".." && is_regular_file(dir + "/" + name + "/suite.json")) names.push_back(name);
-    }
-    ::closedir(d);
-  }
+  const std::vector<std::string> names = suite_run_folders(dir);
   if (names.empty())
     throw InputError("report --history " + dir + ": no run folder (a folder holding suite.json, as `suite --out` writes)");
-  std::sort(names.begin(), names.end());  // they start with the UTC date
   std::vector<Night> nights;
   for (const std::string& name : names) {
     Night n;
@@ -194,6 +186,19 @@ std::string value_table(const std::map<std::string, std::map<size_t, Value>>& se
 }
 
 }  // namespace
+
+std::vector<std::string> suite_run_folders(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name != "." && name != ".." && is_regular_file(dir + "/" + name + "/suite.json")) names.push_back(name);
+    }
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 std::string render_history_html(const std::string& dir) {
   const std::vector<Night> nights = read_nights(dir);

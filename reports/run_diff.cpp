@@ -164,16 +164,24 @@ void diff_bench_layout(DiffResult& d, const std::string& subject, const json& o,
   }
 }
 
-void diff_bench(DiffResult& d, const json& o, const json& n, const DiffThresholds& t) {
-  const auto old_layouts = keyed(array_at(o, "layouts"), "layout");
-  const auto new_layouts = keyed(array_at(n, "layouts"), "layout");
-  for (const auto& [name, old_layout] : old_layouts) {
-    const json* new_layout = find_key(new_layouts, name);
-    if (!new_layout) d.regressions.push_back({"layout " + name, "in the old run, missing in the new"});
-    else diff_bench_layout(d, "layout " + name, *old_layout, *new_layout, t);
+// Entries of two arrays matched by `key`: one gone is a regression, a new one info, the others
+// compared by `compare(subject, old, new)`.
+template <typename Compare>
+void diff_matched(DiffResult& d, const json& old_array, const json& new_array, const char* key, const std::string& what,
+                  Compare compare) {
+  const auto old_entries = keyed(old_array, key), new_entries = keyed(new_array, key);
+  for (const auto& [name, old_entry] : old_entries) {
+    const json* new_entry = find_key(new_entries, name);
+    if (!new_entry) d.regressions.push_back({what + " " + name, "in the old run, missing in the new"});
+    else compare(what + " " + name, *old_entry, *new_entry);
   }
-  for (const auto& [name, unused] : new_layouts)
-    if (!find_key(old_layouts, name)) d.info.push_back({"layout " + name, "new"});
+  for (const auto& [name, unused] : new_entries)
+    if (!find_key(old_entries, name)) d.info.push_back({what + " " + name, "new"});
+}
+
+void diff_bench(DiffResult& d, const json& o, const json& n, const DiffThresholds& t) {
+  diff_matched(d, array_at(o, "layouts"), array_at(n, "layouts"), "layout", "layout",
+               [&](const std::string& subject, const json& a, const json& b) { diff_bench_layout(d, subject, a, b, t); });
   const auto new_ratios = keyed(array_at(n, "ratios"), "layout");
   for (const auto& [name, old_ratio] : keyed(array_at(o, "ratios"), "layout")) {
     const json* new_ratio = find_key(new_ratios, name);
@@ -239,15 +247,8 @@ void diff_gsm8k_run(DiffResult& d, const std::string& subject, const json& o, co
 }
 
 void diff_gsm8k(DiffResult& d, const json& o, const json& n, const DiffThresholds& t) {
-  const auto old_runs = keyed(array_at(o, "runs"), "name");
-  const auto new_runs = keyed(array_at(n, "runs"), "name");
-  for (const auto& [name, old_run] : old_runs) {
-    const json* new_run = find_key(new_runs, name);
-    if (!new_run) d.regressions.push_back({"run " + name, "in the old run, missing in the new"});
-    else diff_gsm8k_run(d, "run " + name, *old_run, *new_run, t);
-  }
-  for (const auto& [name, unused] : new_runs)
-    if (!find_key(old_runs, name)) d.info.push_back({"run " + name, "new"});
+  diff_matched(d, array_at(o, "runs"), array_at(n, "runs"), "name", "run",
+               [&](const std::string& subject, const json& a, const json& b) { diff_gsm8k_run(d, subject, a, b, t); });
 }
 
 }  // namespace

@@ -12,7 +12,6 @@
 #include "reports/run_diff.h"
 #include "reports/run_record.h"
 
-#include <dirent.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -32,21 +31,6 @@ void make_dir(const std::string& path) {
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
     throw InputError("--out: cannot create " + path + ": " + std::strerror(errno));
   if (!is_directory(path)) throw InputError("--out: " + path + " exists and is not a folder");
-}
-
-// Earlier run folders in `dir` (those holding a suite.json), oldest first: their names start
-// with the UTC date, so the name order is the time order.
-std::vector<std::string> run_folders(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      const std::string name = e->d_name;
-      if (name != "." && name != ".." && is_regular_file(dir + "/" + name + "/suite.json")) names.push_back(name);
-    }
-    ::closedir(d);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
 }
 
 // <UTC date>_<commit>, short enough to read; "-dirty" kept, since such a run cannot be rebuilt.
@@ -163,7 +147,7 @@ std::function<int()> add_suite_command(CLI::App& app, const std::vector<std::str
     const std::string suite_dir = a->suite.find('/') == std::string::npos ? "." : a->suite.substr(0, a->suite.find_last_of('/'));
     const SuiteSpec spec = read_suite(a->suite, a->shared.empty() ? suite_dir + "/../../shared" : a->shared);
     make_dir(a->out);
-    const std::vector<std::string> earlier = run_folders(a->out);
+    const std::vector<std::string> earlier = suite_run_folders(a->out);
     const std::string folder = unused_folder(a->out, folder_name());
     make_dir(folder);
     std::string command;
