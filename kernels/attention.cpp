@@ -155,7 +155,7 @@ torch::Tensor batched_attention(const torch::Tensor& q, const torch::Tensor& k, 
 
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const TokenPlacement& q_tokens, const TokenPlacement& k_tokens, double scale,
-                               bool fused) {
+                               bool fused, int64_t max_scores) {
 #if TORCH_VERSION_MAJOR >= 2
   // The same placement on both sides: each sequence's tokens in position order, so the mask is
   // the plain causal one.
@@ -205,11 +205,21 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
     }
 #endif
     if (!o.defined()) {
-      torch::Tensor scores = torch::matmul(qs, ks.transpose(1, 2)) * scale;  // [Hq, nq, nk]
-      const torch::Tensor future = kp.unsqueeze(0) > qp.unsqueeze(1);
-      scores = scores.masked_fill(future.unsqueeze(0), -std::numeric_limits<float>::infinity());
-      const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
-      o = torch::matmul(probs, vs);
+      // A long sequence's whole scores with their masked and softmax copies (DeepSeek-V3 in f32: 128
+      // heads, 3001 tokens, 4.6 GB each) next to a model's f32 weights ran a GPU out of memory.
+      const int64_t block = std::max<int64_t>(1, max_scores / std::max<int64_t>(1, qs.size(0) * nk));
+      std::vector<torch::Tensor> parts;
+      for (int64_t first = 0; first < nq; first += block) {
+        const int64_t rows = std::min(block, nq - first);
+        const torch::Tensor qb = block >= nq ? qs : qs.narrow(1, first, rows);
+        const torch::Tensor qpb = block >= nq ? qp : qp.narrow(0, first, rows);
+        torch::Tensor scores = torch::matmul(qb, ks.transpose(1, 2)) * scale;  // [Hq, rows, nk]
+        const torch::Tensor future = kp.unsqueeze(0) > qpb.unsqueeze(1);
+        scores = scores.masked_fill(future.unsqueeze(0), -std::numeric_limits<float>::infinity());
+        const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+        parts.push_back(torch::matmul(probs, vs));
+      }
+      o = parts.size() == 1 ? parts[0] : torch::cat(parts, 1);
     }
     grouped_out.narrow(0, first_q, nq).copy_(o.transpose(0, 1));
   }

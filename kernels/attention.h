@@ -26,9 +26,12 @@ TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Dev
 // Decode-shaped calls (separate query and key placements, at most 16 queries per sequence, key
 // counts within 2x of each other) take one batched plain product over all sequences instead, fused
 // or not: there the per-sequence launches (and cuDNN's per-shape setup), not the arithmetic, were
-// the cost.
+// the cost. The plain path takes each sequence's queries in blocks whose scores hold at most
+// `max_scores` elements (a row's result does not depend on the block), so a long sequence with
+// many heads does not hold its whole [Hq, nq, nk] scores and their copies at once.
+constexpr int64_t kAttentionMaxScores = int64_t(1) << 28;  // 1 GiB of fp32 scores
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const TokenPlacement& q_tokens, const TokenPlacement& k_tokens, double scale,
-                               bool fused = false);
+                               bool fused = false, int64_t max_scores = kAttentionMaxScores);
 
 }  // namespace lb
