@@ -86,9 +86,10 @@ TEST(SuiteSpec, TheShippedSuitesAreValid) {
 TEST(SuiteCli, SmokeTwiceThenAFailingCheckRegresses) {
   test::TempDir dir;
   const std::string out = dir / "nightly";
-  // Timings on a shared 2-core machine move by far more than a GPU's 10%: only verdicts count here.
-  const std::vector<std::string> smoke = {"suite", kSmokeSuite, "--out", out, "--max-slowdown", "20",
-                                          "--max-busbw-drop", "0.99"};
+  // Timings on a loaded 2-core machine move by anything (a CPU collective went from 0.03 to 0.96
+  // ms under ctest -j2): only verdicts and records count here, so no timing can regress.
+  const std::vector<std::string> smoke = {"suite", kSmokeSuite, "--out", out, "--max-slowdown", "1e9",
+                                          "--max-busbw-drop", "1"};
   for (int night = 1; night <= 2; ++night) {
     test::Child child(smoke);
     ASSERT_TRUE(child.wait(std::chrono::seconds(600))) << child.err();
