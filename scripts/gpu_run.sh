@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu profile-decode decode-2gpu kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu profile-decode decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -162,6 +162,12 @@ for step in "${steps[@]}"; do
           --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 3 \
           --json "$OUT/bench_decode_${m}_4L_1gpu_bf16_fused.json" || status=1
       done ;;
+    nightly)
+      # The nightly suite on this machine's GPUs (suites/nightly-${gpus}gpu.json), its run folder, report
+      # and history packed in one file (the machine returns few files).
+      timeout "${LB_NIGHTLY_TIMEOUT:-1500}" $bin suite "suites/nightly-${gpus}gpu.json" --out "$OUT/nightly" \
+        --shared "${LB_SHARED_DIR:-../shared}" || status=1
+      tar czf "$OUT/nightly_${gpus}gpu.tgz" -C "$OUT" nightly && rm -rf "$OUT/nightly" ;;
     profile-decode)
       # Each kernel of one graphed decode step on one GPU, timed by Nsight Compute (no clock or cache
       # control, so the times are those of back-to-back replay); LB_PROFILE_BATCHES, default "1 64".
