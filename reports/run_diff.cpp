@@ -142,56 +142,92 @@ void diff_reference(DiffResult& d, const json& o, const json& n, const DiffThres
                  t.max_slowdown, "%.0f");
 }
 
+// An array of a record whose entries are matched across the two runs by one field, and what a
+// subject calls an entry: {"layouts", "layout", "layout "}, {"decode", "batch", "decode b="}.
+struct Matched {
+  const char* array;
+  const char* key;
+  const char* label;
+};
+
+// The entries of `m.array` in `parent` by their key, in the array's order. An entry without its
+// key, or two entries with one key, would be compared with the wrong entry of the other run, so
+// such a record is refused instead of read.
+std::vector<std::pair<std::string, const json*>> keyed_uniquely(const json& parent, const Matched& m,
+                                                                const std::string& where, const char* run) {
+  const std::string place =
+      std::string("the ") + run + " run's \"" + m.array + "\"" + (where.empty() ? "" : " of " + where);
+  std::vector<std::pair<std::string, const json*>> out;
+  for (const json& e : array_at(parent, m.array)) {
+    const std::string name = text(e, m.key);
+    if (name.empty()) throw InputError("cannot compare runs: an entry of " + place + " has no \"" + m.key + "\"");
+    if (find_key(out, name))
+      throw InputError("cannot compare runs: " + place + " has two entries with \"" + m.key + "\" " + name);
+    out.push_back({name, &e});
+  }
+  return out;
+}
+
+// Entries matched across the runs: one gone is a regression, a new one info, the others compared
+// by `compare(subject, old, new)`. `where` names the parent ("layout tp"), "" at the top.
+template <typename Compare>
+void diff_matched(DiffResult& d, const std::string& where, const json& o, const json& n, const Matched& m,
+                  Compare compare) {
+  const auto old_entries = keyed_uniquely(o, m, where, "old"), new_entries = keyed_uniquely(n, m, where, "new");
+  const std::string prefix = (where.empty() ? "" : where + ", ") + m.label;
+  for (const auto& [name, old_entry] : old_entries) {
+    const json* new_entry = find_key(new_entries, name);
+    if (!new_entry) d.regressions.push_back({prefix + name, "in the old run, missing in the new"});
+    else compare(prefix + name, *old_entry, *new_entry);
+  }
+  for (const auto& [name, unused] : new_entries)
+    if (!find_key(old_entries, name)) d.info.push_back({prefix + name, "new"});
+}
+
+// A collective that a layout no longer calls (or newly calls) is a change of the layout, not of
+// its speed: its time is in the prefill rate, so it is only said.
+void diff_prefill_collectives(DiffResult& d, const std::string& subject, const json& o, const json& n,
+                              const DiffThresholds& t) {
+  const json& old_calls = object_at(o, "prefill_collectives");
+  const json& new_calls = object_at(n, "prefill_collectives");
+  for (const auto& [name, c] : old_calls.items()) {
+    if (!new_calls.contains(name)) d.info.push_back({subject + ", prefill " + name, "no longer called"});
+    else
+      compare_metric(d, subject + ", prefill " + name, "ms", number(c, "ms"), number(new_calls.at(name), "ms"), false,
+                     t.max_slowdown, "%.3f");
+  }
+  for (const auto& [name, c] : new_calls.items())
+    if (!old_calls.contains(name)) d.info.push_back({subject + ", prefill " + name, "newly called"});
+}
+
 // bench: per layout its prefill rate and collective times, its decode step per batch size, and
 // per new layout its ratio to the baseline it replaced (the number the layout exists for).
 void diff_bench_layout(DiffResult& d, const std::string& subject, const json& o, const json& n, const DiffThresholds& t) {
   compare_metric(d, subject, "prefill tokens/s", number(o, "prefill_tokens_per_s"), number(n, "prefill_tokens_per_s"),
                  true, t.max_slowdown, "%.0f");
-  const json& oc = o.contains("prefill_collectives") ? o.at("prefill_collectives") : json::object();
-  const json& nc = n.contains("prefill_collectives") ? n.at("prefill_collectives") : json::object();
-  if (oc.is_object() && nc.is_object())
-    for (const auto& [name, c] : oc.items())
-      if (nc.contains(name))
-        compare_metric(d, subject + ", prefill " + name, "ms", number(c, "ms"), number(nc.at(name), "ms"), false,
-                       t.max_slowdown, "%.3f");
-  const auto new_decode = keyed(array_at(n, "decode"), "batch");
-  for (const auto& [batch, old_step] : keyed(array_at(o, "decode"), "batch")) {
-    const json* new_step = find_key(new_decode, batch);
-    if (!new_step) d.regressions.push_back({subject + ", decode b=" + batch, "in the old run, missing in the new"});
-    else
-      compare_metric(d, subject + ", decode b=" + batch, "step ms", number(*old_step, "step_ms"),
-                     number(*new_step, "step_ms"), false, t.max_slowdown, "%.3f");
-  }
+  diff_prefill_collectives(d, subject, o, n, t);
+  diff_matched(d, subject, o, n, {"decode", "batch", "decode b="},
+               [&](const std::string& step, const json& a, const json& b) {
+                 compare_metric(d, step, "step ms", number(a, "step_ms"), number(b, "step_ms"), false, t.max_slowdown,
+                                "%.3f");
+               });
 }
 
-// Entries of two arrays matched by `key`: one gone is a regression, a new one info, the others
-// compared by `compare(subject, old, new)`.
-template <typename Compare>
-void diff_matched(DiffResult& d, const json& old_array, const json& new_array, const char* key, const std::string& what,
-                  Compare compare) {
-  const auto old_entries = keyed(old_array, key), new_entries = keyed(new_array, key);
-  for (const auto& [name, old_entry] : old_entries) {
-    const json* new_entry = find_key(new_entries, name);
-    if (!new_entry) d.regressions.push_back({what + " " + name, "in the old run, missing in the new"});
-    else compare(what + " " + name, *old_entry, *new_entry);
-  }
-  for (const auto& [name, unused] : new_entries)
-    if (!find_key(old_entries, name)) d.info.push_back({what + " " + name, "new"});
+void diff_bench_ratio(DiffResult& d, const std::string& name, const json& o, const json& n, const DiffThresholds& t) {
+  const std::string subject = name + " vs " + text(o, "baseline");
+  for (const auto& [key, value] : o.items())
+    if (key == "prefill_speedup" || key.rfind("decode_speedup_b", 0) == 0)
+      compare_metric(d, subject, key, number(o, key.c_str()), number(n, key.c_str()), true, t.max_slowdown, "%.3f");
 }
 
 void diff_bench(DiffResult& d, const json& o, const json& n, const DiffThresholds& t) {
-  diff_matched(d, array_at(o, "layouts"), array_at(n, "layouts"), "layout", "layout",
+  diff_matched(d, "", o, n, {"layouts", "layout", "layout "},
                [&](const std::string& subject, const json& a, const json& b) { diff_bench_layout(d, subject, a, b, t); });
-  const auto new_ratios = keyed(array_at(n, "ratios"), "layout");
-  for (const auto& [name, old_ratio] : keyed(array_at(o, "ratios"), "layout")) {
-    const json* new_ratio = find_key(new_ratios, name);
-    if (!new_ratio) continue;  // its layout or baseline is missing: said above
-    const std::string subject = name + " vs " + text(*old_ratio, "baseline");
-    for (const auto& [key, value] : old_ratio->items())
-      if (key == "prefill_speedup" || key.rfind("decode_speedup_b", 0) == 0)
-        compare_metric(d, subject, key, number(*old_ratio, key.c_str()), number(*new_ratio, key.c_str()), true,
-                       t.max_slowdown, "%.3f");
-  }
+  const Matched ratios{"ratios", "layout", ""};
+  const auto new_ratios = keyed_uniquely(n, ratios, "", "new");
+  for (const auto& [name, old_ratio] : keyed_uniquely(o, ratios, "", "old"))
+    // A ratio is gone when its layout or its baseline is, which is said above.
+    if (const json* new_ratio = find_key(new_ratios, name)) diff_bench_ratio(d, name, *old_ratio, *new_ratio, t);
 }
 
 // gsm8k: accuracy regresses only when the new 95% interval lies wholly below the old one (two runs
@@ -200,54 +236,82 @@ void diff_bench(DiffResult& d, const json& o, const json& n, const DiffThreshold
 // (correct -> wrong a regression, the reverse an improvement), at most kListedAnswers per run.
 constexpr size_t kListedAnswers = 20;
 
-void diff_gsm8k_run(DiffResult& d, const std::string& subject, const json& o, const json& n, const DiffThresholds& t) {
-  const json& oa = o.contains("accuracy") ? o.at("accuracy") : json::object();
-  const json& na = n.contains("accuracy") ? n.at("accuracy") : json::object();
+std::string interval_text(const json& accuracy) {
+  return "[" + cell_or_dash(number(accuracy, "low95")) + ", " + cell_or_dash(number(accuracy, "high95")) + "]";
+}
+
+void diff_accuracy(DiffResult& d, const std::string& subject, const json& o, const json& n) {
+  const json& oa = object_at(o, "accuracy");
+  const json& na = object_at(n, "accuracy");
   const auto old_v = number(oa, "value"), new_v = number(na, "value");
-  const auto old_low = number(oa, "low95"), new_high = number(na, "high95");
-  if (old_v && new_v && *old_v != *new_v) {
-    const DiffLine line{subject, "accuracy " + format(*old_v, "%.3f") + " -> " + format(*new_v, "%.3f") + " (95% up to " +
-                                     cell_or_dash(new_high) + ", old from " + cell_or_dash(old_low) + ")"};
-    if (old_low && new_high && *new_high < *old_low) d.regressions.push_back(line);
-    else if (*new_v > *old_v && number(na, "low95") && number(oa, "high95") && *number(na, "low95") > *number(oa, "high95"))
-      d.improvements.push_back(line);
-    else d.info.push_back(line);
+  if (!old_v || !new_v || *old_v == *new_v) return;
+  const auto old_low = number(oa, "low95"), old_high = number(oa, "high95");
+  const auto new_low = number(na, "low95"), new_high = number(na, "high95");
+  const bool wholly_below = old_low && new_high && *new_high < *old_low;
+  const bool wholly_above = old_high && new_low && *new_low > *old_high;
+  const DiffLine line{subject, "accuracy " + format(*old_v, "%.3f") + " -> " + format(*new_v, "%.3f") + " (95% " +
+                                   interval_text(oa) + " -> " + interval_text(na) + ")"};
+  (wholly_below ? d.regressions : wholly_above ? d.improvements : d.info).push_back(line);
+}
+
+// The share of a layout's answers identical to the reference's; the reference run has none.
+std::optional<double> agreement_share(const json& run) {
+  const json& a = object_at(run, "agreement");
+  const auto identical = number(a, "identical"), total = number(a, "total");
+  if (!identical || !total || *total <= 0) return std::nullopt;
+  return *identical / *total;
+}
+
+void diff_agreement(DiffResult& d, const std::string& subject, const json& o, const json& n, const DiffThresholds& t) {
+  const auto old_share = agreement_share(o), new_share = agreement_share(n);
+  if (!old_share || !new_share) return;
+  const DiffLine line{subject, "agreement with the reference " + format(*old_share, "%.3f") + " -> " +
+                                   format(*new_share, "%.3f")};
+  if (*old_share - *new_share > t.max_agreement_drop) d.regressions.push_back(line);
+  else if (*new_share - *old_share > t.max_agreement_drop) d.improvements.push_back(line);
+}
+
+// Past kListedAnswers the changed answers are only counted, so a long run does not flood the
+// output; a correct answer lost among them still makes the summary a regression.
+void diff_answers(DiffResult& d, const std::string& subject, const json& o, const json& n) {
+  const Matched questions{"questions", "line", ""};
+  const auto new_questions = keyed_uniquely(n, questions, subject, "new");
+  size_t listed = 0, lost = 0, gained = 0, other = 0;
+  for (const auto& [line, old_q] : keyed_uniquely(o, questions, subject, "old")) {
+    const json* new_q = find_key(new_questions, line);
+    if (!new_q) continue;  // a question dropped from the data set: the accuracy's total says so
+    const std::string old_answer = scalar_text(old_q->value("answer", json()));
+    const std::string new_answer = scalar_text(new_q->value("answer", json()));
+    if (old_answer == new_answer) continue;
+    const bool was = flag(*old_q, "correct"), is = flag(*new_q, "correct");
+    if (listed < kListedAnswers) {
+      ++listed;
+      (was && !is ? d.regressions : !was && is ? d.improvements : d.info)
+          .push_back({subject + ", question on line " + line, "answer " + old_answer + " -> " + new_answer});
+    } else {
+      ++(was && !is ? lost : !was && is ? gained : other);
+    }
   }
-  if (o.contains("agreement") && n.contains("agreement")) {
-    auto share = [](const json& a) -> std::optional<double> {
-      const auto same = number(a, "identical"), total = number(a, "total");
-      if (!same || !total || *total <= 0) return std::nullopt;
-      return *same / *total;
-    };
-    const auto old_s = share(o.at("agreement")), new_s = share(n.at("agreement"));
-    if (old_s && new_s && *old_s - *new_s > t.max_agreement_drop)
-      d.regressions.push_back({subject, "agreement with the reference " + format(*old_s, "%.3f") + " -> " +
-                                            format(*new_s, "%.3f")});
-    else if (old_s && new_s && *new_s - *old_s > t.max_agreement_drop)
-      d.improvements.push_back({subject, "agreement with the reference " + format(*old_s, "%.3f") + " -> " +
-                                             format(*new_s, "%.3f")});
-  }
+  const size_t unlisted = lost + gained + other;
+  if (unlisted == 0) return;
+  const DiffLine more{subject, std::to_string(unlisted) + " more questions changed their answer (" +
+                                   std::to_string(lost) + " correct -> wrong, " + std::to_string(gained) +
+                                   " wrong -> correct)"};
+  (lost > 0 ? d.regressions : gained > 0 ? d.improvements : d.info).push_back(more);
+}
+
+void diff_gsm8k_run(DiffResult& d, const std::string& subject, const json& o, const json& n, const DiffThresholds& t) {
+  diff_accuracy(d, subject, o, n);
+  diff_agreement(d, subject, o, n, t);
   compare_metric(d, subject, "decode tokens/s", number(o, "decode_tokens_per_s"), number(n, "decode_tokens_per_s"), true,
                  t.max_slowdown, "%.0f");
   compare_metric(d, subject, "prefill tokens/s", number(o, "prefill_tokens_per_s"), number(n, "prefill_tokens_per_s"),
                  true, t.max_slowdown, "%.0f");
-  size_t changed = 0;
-  const auto new_questions = keyed(array_at(n, "questions"), "line");
-  for (const auto& [line, old_q] : keyed(array_at(o, "questions"), "line")) {
-    const json* new_q = find_key(new_questions, line);
-    if (!new_q || scalar_text(old_q->value("answer", json())) == scalar_text(new_q->value("answer", json()))) continue;
-    if (++changed > kListedAnswers) continue;
-    const DiffLine l{subject + ", question on line " + line, "answer " + scalar_text(old_q->value("answer", json())) +
-                                                                 " -> " + scalar_text(new_q->value("answer", json()))};
-    const bool was = flag(*old_q, "correct"), is = flag(*new_q, "correct");
-    (was && !is ? d.regressions : !was && is ? d.improvements : d.info).push_back(l);
-  }
-  if (changed > kListedAnswers)
-    d.info.push_back({subject, std::to_string(changed - kListedAnswers) + " more questions changed their answer"});
+  diff_answers(d, subject, o, n);
 }
 
 void diff_gsm8k(DiffResult& d, const json& o, const json& n, const DiffThresholds& t) {
-  diff_matched(d, array_at(o, "runs"), array_at(n, "runs"), "name", "run",
+  diff_matched(d, "", o, n, {"runs", "name", "run "},
                [&](const std::string& subject, const json& a, const json& b) { diff_gsm8k_run(d, subject, a, b, t); });
 }
 

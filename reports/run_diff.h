@@ -4,10 +4,13 @@
 // regression, so a CI job can hold a new commit's record against a committed one. Rules by
 // subcommand: check (a layout or layer that passed and fails, rel_l2 growth, layout time),
 // collectives (time, busbw, wrong elements per row), reference (prefill tokens/s), bench (per
-// layout prefill tokens/s, time per collective, decode step per batch size; per new layout its
-// ratio to its baseline), gsm8k (per run accuracy when the 95% intervals part, agreement with the
-// reference, tokens/s, and each question whose answer changed). A row, layout, batch or run that is
-// gone is a regression; a new one is info.
+// layout prefill tokens/s, time per prefill collective, decode step per batch size; per new layout
+// its prefill and decode speedups over its baseline; all by max_slowdown), gsm8k (per run: accuracy
+// only when the new 95% interval lies wholly below or above the old one, agreement with the
+// reference past max_agreement_drop, decode and prefill tokens/s by max_slowdown, and each question
+// whose answer changed: correct -> wrong a regression, the reverse an improvement, else info; 20
+// listed per run, the rest counted). A row, layout, batch or run that is gone is a regression; a new
+// one is info.
 #include "reports/run_record.h"
 
 #include <nlohmann/json.hpp>
@@ -52,7 +55,9 @@ enum class DiffInputs { MustMatch, MayDiffer };
 // Throws InputError when the records cannot be compared: a "schema" missing, different or not
 // ours, different subcommands, models (compared by content: config without its name, and the
 // weights' fingerprint, so one checkpoint at two paths matches), dtypes, or, unless `inputs` is
-// MayDiffer, different inputs (then listed under info instead). A run that ended with an error,
+// MayDiffer, different inputs (then listed under info instead); or when a bench or gsm8k entry that
+// is matched across the runs (layout, decode batch, ratio, run, question) lacks its key or shares
+// it with another entry. A run that ended with an error,
 // an interrupt or before completing is a regression of the new run (an info line of the old).
 DiffResult diff_runs(const nlohmann::json& old_run, const nlohmann::json& new_run, const DiffThresholds& t = {},
                      DiffInputs inputs = DiffInputs::MustMatch);
