@@ -8,6 +8,8 @@
 
 #include <sys/stat.h>
 
+#include <cstdio>
+
 #include <nlohmann/json.hpp>
 
 namespace lb {
@@ -62,10 +64,110 @@ TEST(ReportHistory, AChartPerMetricAPointPerNight) {
   EXPECT_EQ(count(page, " M"), 2u * 3u + 1u);
 }
 
+// A night of a collectives run (two sizes of one collective) and a gsm8k run (a reference and a
+// layout agreeing on 30 of 40 answers).
+void write_collectives_gsm8k_night(const std::string& dir, const std::string& folder, double busbw_largest) {
+  const std::string path = dir + "/" + folder;
+  ::mkdir(path.c_str(), 0755);
+  auto row = [](const char* op, const char* algo, double bytes, double busbw) {
+    return json{{"op", op}, {"algo", algo}, {"split", "balanced"}, {"bytes", bytes}, {"busbw_GBps", busbw}};
+  };
+  json collectives = {{"schema", kRunSchema}, {"subcommand", "collectives"},
+                      {"rows", {row("all_reduce", "", 67108864, busbw_largest), row("all_reduce", "", 1048576, 56.78),
+                                row("all_gatherv", "grouped", 1048576, 3.5)}}};
+  json gsm8k = {{"schema", kRunSchema}, {"subcommand", "gsm8k"},
+                {"runs", {{{"name", "reference"}, {"accuracy", {{"value", 0.625}, {"total", 40}}}},
+                          {{"name", "tp"}, {"accuracy", {{"value", 0.6}, {"total", 40}}},
+                           {"agreement", {{"identical", 30}, {"total", 40}}}}}}};
+  write_json(path + "/coll.json", collectives);
+  write_json(path + "/gsm.json", gsm8k);
+  json index = {{"schema", kRunSchema}, {"suite", "t"}, {"folder", folder}, {"commit", folder.substr(17)},
+                {"runs", {{{"name", "coll"}, {"record", "coll.json"}, {"exit_code", 0}},
+                          {{"name", "gsm"}, {"record", "gsm.json"}, {"exit_code", 0}}}}};
+  write_json(path + "/suite.json", index);
+}
+
+TEST(ReportHistory, CollectivesAtTheLargestSizeAndGsm8kAgreement) {
+  test::TempDir dir;
+  write_collectives_gsm8k_night(dir.path, "20261129T010000Z_aaaaaaa", 12.34);
+  write_collectives_gsm8k_night(dir.path, "20261130T010000Z_bbbbbbb", 23.4);
+  const std::string page = render_history_html(dir.path);
+  EXPECT_EQ(count(page, "<svg"), 3u) << "busbw, accuracy, agreement";
+  EXPECT_NE(page.find("coll: busbw GB/s at the largest size"), std::string::npos);
+  EXPECT_NE(page.find("gsm: accuracy"), std::string::npos);
+  EXPECT_NE(page.find("gsm: agreement with the reference"), std::string::npos);
+  // The largest size's busbw per collective, never a smaller size's.
+  EXPECT_NE(page.find("<td>12.3</td>"), std::string::npos);
+  EXPECT_NE(page.find("<td>23.4</td>"), std::string::npos);
+  EXPECT_EQ(page.find("56.8"), std::string::npos);
+  EXPECT_NE(page.find("<td>3.5</td>"), std::string::npos);    // all_gatherv has one size: that one
+  EXPECT_NE(page.find("<td>0.75</td>"), std::string::npos);   // 30 of 40 identical
+  EXPECT_NE(page.find("<td>0.625</td>"), std::string::npos);  // the reference's accuracy
+  // Two series (all_reduce, all_gatherv grouped) + two (reference, tp) + one (tp), two nights each.
+  EXPECT_EQ(count(page, "<circle"), (2u + 2u + 1u) * 2u);
+}
+
+TEST(ReportHistory, ACheckAboveItsThresholdIsRedUnderTheFailLine) {
+  test::TempDir dir;
+  write_night(dir.path, "20261129T010000Z_aaaaaaa", true, false, 1000);
+  write_night(dir.path, "20261130T010000Z_bbbbbbb", false, false, 1000);
+  const std::string page = render_history_html(dir.path);
+  EXPECT_EQ(count(page, "class=\"limit\""), 1u) << "only the check chart has a pass/fail line";
+  EXPECT_EQ(count(page, "class=\"point fail\""), 1u);
+  EXPECT_NE(page.find("<td class=\"fail\">30000 FAIL</td>"), std::string::npos) << "0.3 / 1e-5 in the table";
+  EXPECT_NE(page.find("FAILED: exit 1"), std::string::npos);
+}
+
+TEST(ReportHistory, AMissingRecordOrIndexIsAGapMarkedFailed) {
+  test::TempDir dir;
+  write_night(dir.path, "20261129T010000Z_aaaaaaa", true, false, 1000);
+  write_night(dir.path, "20261130T010000Z_bbbbbbb", true, false, 1000);
+  write_night(dir.path, "20261201T010000Z_ccccccc", true, false, 1000);
+  write_night(dir.path, "20261202T010000Z_ddddddd", true, false, 1000);
+  // Night 2: bench exited 0 but its record is gone. Night 3: the suite.json was cut short.
+  ::remove((dir / "20261130T010000Z_bbbbbbb/bench.json").c_str());
+  test::write_file_text(dir / "20261201T010000Z_ccccccc/suite.json", "{\"runs\": [");
+  const std::string page = render_history_html(dir.path);
+  EXPECT_NE(page.find("FAILED: no record"), std::string::npos);
+  EXPECT_NE(page.find("ccccccc"), std::string::npos) << "the broken night keeps its column, named by its folder";
+  // Check: nights 1, 2, 4; bench tokens/s and two decode series: nights 1 and 4.
+  EXPECT_EQ(count(page, "<circle"), 3u + 3u * 2u);
+  // The tables say failed where the run failed (night 2's bench, three series), "-" where no
+  // run was listed (night 3: every series, and both runs in the runs table).
+  EXPECT_EQ(count(page, "<td class=\"fail\">failed</td>"), 3u);
+  EXPECT_EQ(count(page, "<td class=\"gap\">-</td>"), 4u + 2u);
+}
+
+TEST(ReportHistory, OddFieldsDoNotThrowAndALayoutWithoutLayersIsNoZero) {
+  test::TempDir dir;
+  const std::string night = dir / "20261129T010000Z_aaaaaaa";
+  ::mkdir(night.c_str(), 0755);
+  json check = {{"schema", kRunSchema}, {"subcommand", "check"},
+                {"layouts", {{{"layout", "oom"}, {"pass", false}, {"layers", json::array()}},
+                             {{"layout", "tp"}, {"pass", true}, {"layers", "not a list"}}}}};
+  json bench = {{"schema", kRunSchema}, {"subcommand", "bench"}, {"layouts", "not a list"}};
+  write_json(night + "/check.json", check);
+  write_json(night + "/bench.json", bench);
+  write_json(night + "/suite.json", {{"schema", kRunSchema}, {"folder", 5}, {"commit", 7},
+                                     {"runs", {{{"name", "check"}, {"record", "check.json"}, {"exit_code", 1}},
+                                               {{"name", "bench"}, {"record", 3}, {"exit_code", 0}},
+                                               "not a run"}}});
+  std::string page;
+  ASSERT_NO_THROW(page = render_history_html(dir.path));
+  EXPECT_EQ(page.find("<svg"), std::string::npos) << "no layout measured a layer: nothing to draw";
+  EXPECT_NE(page.find("FAILED: exit 1"), std::string::npos);
+}
+
 TEST(ReportHistory, AFolderWithoutNightsIsAnError) {
   test::TempDir dir;
   EXPECT_THROW(render_history_html(dir.path), InputError);
   EXPECT_THROW(render_history_html(dir / "missing"), InputError);
+  try {
+    render_history_html(dir.path);
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.path), std::string::npos) << e.what();
+  }
 }
 
 TEST(ReportHistory, FromTheCommandLine) {
