@@ -3,8 +3,10 @@
 #include "reports/record_fields.h"
 
 #include <algorithm>
-#include <map>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <utility>
@@ -247,6 +249,54 @@ std::string bar_chart(const std::vector<Bar>& bars, const std::string& unit, con
   return out.str();
 }
 
+// A value per series in each group; nullopt where that series has none (no bar, "-" printed).
+struct BarGroup {
+  std::string label;
+  std::vector<std::optional<double>> values;
+};
+
+// Horizontal bars in groups (a heading row, then a bar per series); a series keeps its color in
+// every group. Each group has its own linear scale from zero: groups can differ tenfold (a decode
+// step at batch 1 and at 64) and a shared scale would flatten the small group's bars to slivers;
+// the values printed at the bars' ends keep the groups comparable.
+std::string grouped_bar_chart(const std::vector<std::string>& series, const std::vector<BarGroup>& groups,
+                              const std::string& unit, const char* spec) {
+  if (series.empty() || groups.empty()) return "<p>Nothing recorded.</p>\n";
+  size_t longest = 0;
+  for (const auto& s : series) longest = std::max(longest, s.size());
+  const double width = 980, row = 20, top = 6;
+  const double label_w = std::clamp(7.0 * longest + 24, 80.0, 420.0);
+  const double bar_w = width - label_w - 200;
+  const double height = top * 2 + row * groups.size() * (series.size() + 1);
+
+  std::ostringstream out;
+  out << "<svg class=\"chart\" viewBox=\"0 0 " << width << " " << height << "\" width=\"" << width << "\" height=\""
+      << height << "\" role=\"img\" font-size=\"12\">\n";
+  double y = top;
+  for (const auto& g : groups) {
+    out << "<text x=\"4\" y=\"" << px(y + 14) << "\" font-weight=\"600\">" << html_escape(g.label) << "</text>\n";
+    y += row;
+    double max_value = 0;
+    for (const auto& v : g.values)
+      if (v) max_value = std::max(max_value, *v);
+    for (size_t i = 0; i < series.size(); ++i, y += row) {
+      const std::optional<double> v = i < g.values.size() ? g.values[i] : std::nullopt;
+      const double w = v && max_value > 0 ? std::max(0.0, *v) / max_value * bar_w : 0;
+      const std::string value = v ? format(*v, spec) + " " + unit : "-";
+      out << "<text x=\"" << px(label_w - 6) << "\" y=\"" << px(y + 14) << "\" text-anchor=\"end\">"
+          << html_escape(series[i]) << "</text>";
+      if (v)
+        out << "<rect x=\"" << px(label_w) << "\" y=\"" << px(y + 3) << "\" width=\"" << px(w) << "\" height=\""
+            << px(row - 6) << "\" fill=\"" << color(i) << "\"><title>" << html_escape(g.label + ", " + series[i])
+            << ": " << html_escape(value) << "</title></rect>";
+      out << "<text x=\"" << px(label_w + w + 6) << "\" y=\"" << px(y + 14) << "\">" << html_escape(value)
+          << "</text>\n";
+    }
+  }
+  out << "</svg>\n";
+  return out.str();
+}
+
 // ---- sections -------------------------------------------------------------------------------
 
 std::string run_header(const json& run, size_t index) {
@@ -474,122 +524,275 @@ std::string reference_section(const json& run) {
   return out.str();
 }
 
-// Per layout: prefill time, rate and share of the matmul peak; decode step per batch size with its
-// share of the memory floor; time per collective; each new layout's ratios to its baseline; bars
-// of the prefill rates and of the decode steps.
-std::string bench_section(const json& run) {
-  std::ostringstream out;
-  out << "<h3>Bench</h3>\n"
-      << kv_table({{"model", run.contains("model") && run["model"].is_object() ? text(run["model"], "name") : text(run, "model")},
-                   {"dtype", text(run, "dtype")},
-                   {"kernels", text(run, "kernels")},
-                   {"ranks", text(run, "ranks")},
-                   {"peak matmul", cell(number(run, "peak_matmul_tflops"), "%.0f TFLOP/s")},
-                   {"peak copy", cell(number(run, "peak_copy_gbps"), "%.0f GB/s")},
-                   {"decode context", text(run, "decode_context")},
-                   {"CUDA graphs", text(run, "cuda_graphs")}});
-  Rows prefill, decode, collectives;
-  std::vector<Bar> prefill_bars, decode_bars;
-  for (const json& l : array_at(run, "layouts")) {
-    const std::string name = text(l, "layout");
-    const auto share = number(l, "prefill_share_of_matmul_peak");
-    prefill.push_back({name, text(l, "replaces"), cell(number(l, "prefill_ms"), "%.2f"),
-                       cell(number(l, "prefill_tokens_per_s"), "%.0f"), cell(number(l, "prefill_tflops_per_rank"), "%.1f"),
-                       share ? format(100 * *share, "%.0f%%") : "-"});
-    prefill_bars.push_back({name, number(l, "prefill_tokens_per_s").value_or(0), "", false});
-    for (const json& d : array_at(l, "decode")) {
-      const auto floor_share = number(d, "share_of_memory_floor");
-      decode.push_back({name, text(d, "batch"), cell(number(d, "step_ms"), "%.3f"), cell(number(d, "tokens_per_s"), "%.0f"),
-                        floor_share ? format(100 * *floor_share, "%.0f%%") : "-"});
-      decode_bars.push_back({name + " b=" + text(d, "batch"), number(d, "step_ms").value_or(0), "", false});
-    }
-    const json& c = object_at(l, "prefill_collectives");
-    for (const auto& [op, v] : c.items())
-      collectives.push_back({name, op, text(v, "calls"), cell(number(v, "ms"), "%.3f"),
-                             number(v, "bytes") ? bytes_text(*number(v, "bytes")) : "-"});
-  }
-  out << "<h3>Prefill</h3>\n"
-      << table({"layout", "replaces", "ms", "tokens/s", "TFLOP/s per rank", "of peak"}, prefill)
-      << bar_chart(prefill_bars, "tokens/s", "%.0f");
-  if (!decode.empty())
-    out << "<h3>Decode steps</h3>\n"
-        << table({"layout", "batch", "step ms", "tokens/s", "of the memory floor"}, decode)
-        << bar_chart(decode_bars, "ms/step", "%.3f");
-  if (!collectives.empty())
-    out << "<h3>Prefill collectives</h3>\n" << table({"layout", "collective", "calls", "ms", "bytes"}, collectives);
-  Rows ratios;
-  for (const json& r : array_at(run, "ratios")) {
-    std::string decode_ratios;
-    for (const auto& [key, v] : r.items())
-      if (key.rfind("decode_speedup_b", 0) == 0)
-        decode_ratios += (decode_ratios.empty() ? "" : ", ") + ("b=" + key.substr(16)) + " " + cell(number(r, key.c_str()), "%.3fx");
-    ratios.push_back({text(r, "layout"), text(r, "baseline"), cell(number(r, "prefill_speedup"), "%.3fx"),
-                      decode_ratios.empty() ? "-" : decode_ratios});
-  }
-  if (!ratios.empty())
-    out << "<h3>New layouts against their baselines (above 1: faster)</h3>\n"
-        << table({"layout", "baseline", "prefill", "decode"}, ratios);
-  return out.str();
+// ---- bench ----------------------------------------------------------------------------------
+
+std::string percent(const std::optional<double>& share) { return share ? format(100 * *share, "%.0f%%") : "-"; }
+
+// The time of every prefill collective of a layout summed; "-" for records that kept none, while
+// a 1-rank layout's empty object is a real zero.
+std::string collectives_total(const json& layout) {
+  if (!layout.is_object() || !layout.contains("prefill_collectives")) return "-";
+  double ms = 0;
+  for (const auto& item : object_at(layout, "prefill_collectives").items()) ms += number(item.value(), "ms").value_or(0);
+  return format(ms, "%.3f");
 }
 
-// Per generation run (the reference, then each layout): accuracy with its 95% interval, agreement
-// with the reference, tokens/s; a histogram of where a layout's text first leaves the reference's;
-// the questions whose answer differs from the reference's, both texts, folded.
-std::string gsm8k_section(const json& run) {
-  std::ostringstream out;
-  const bool meaningful = !run.contains("accuracy_meaningful") || flag(run, "accuracy_meaningful");
-  out << "<h3>GSM8K</h3>\n"
-      << kv_table({{"data", text(run, "data")},
-                   {"shots", text(run, "shots")},
-                   {"max new tokens", text(run, "max_new_tokens")},
+std::string bench_facts(const json& run) {
+  const json& model = object_at(run, "model");
+  return "<h3>Bench</h3>\n" +
+         kv_table({{"model", model.contains("name") ? text(model, "name") : text(run, "model")},
                    {"weights", text(run, "weights")},
-                   {"accuracy", meaningful ? "" : "not meaningful: random weights (agreement with the reference is)"}});
-  const json& runs = array_at(run, "runs");
-  const json* reference = nullptr;
+                   {"dtype", text(run, "dtype")},
+                   {"kernels", text(run, "kernels")},
+                   {"ranks", text(run, "ranks") + (run.contains("backend") ? " (" + text(run, "backend") + ")" : "")},
+                   {"sequence lengths", run.contains("seq_lens") ? list_text(run.at("seq_lens")) : ""},
+                   {"measured matmul peak", cell(number(run, "peak_matmul_tflops"), "%.0f TFLOP/s")},
+                   {"measured copy peak", cell(number(run, "peak_copy_gbps"), "%.0f GB/s")},
+                   {"decode context", text(run, "decode_context")},
+                   {"CUDA graphs", text(run, "cuda_graphs")}});
+}
+
+std::string bench_prefill(const json& run) {
+  Rows rows;
+  std::vector<Bar> bars;
+  for (const json& l : array_at(run, "layouts")) {
+    const std::string name = text(l, "layout");
+    rows.push_back({name, text(l, "replaces"), cell(number(l, "prefill_ms"), "%.2f"),
+                    cell(number(l, "prefill_tokens_per_s"), "%.0f"), cell(number(l, "prefill_tflops_per_rank"), "%.1f"),
+                    percent(number(l, "prefill_share_of_matmul_peak")), collectives_total(l)});
+    bars.push_back({name, number(l, "prefill_tokens_per_s").value_or(0), "", false});
+  }
+  if (rows.empty()) return "<p>No layouts recorded.</p>\n";
+  return "<h3>Prefill</h3>\n" +
+         table({"layout", "replaces", "ms", "tokens/s", "TFLOP/s per rank", "of the measured peak",
+                "collectives ms (all)"},
+               rows) +
+         "<h3>Prefill tokens/s</h3>\n" + bar_chart(bars, "tokens/s", "%.0f");
+}
+
+// A row per layout and batch size; the chart groups the layouts' steps by batch size, so that
+// each group answers "which layout decodes fastest at this batch".
+std::string bench_decode(const json& run) {
+  Rows rows;
+  std::vector<std::string> names;
+  std::vector<std::string> batches;  // in first-seen order
+  std::map<std::pair<std::string, size_t>, double> step;  // (batch, layout index) -> step ms
+  const json& layouts = array_at(run, "layouts");
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    names.push_back(text(layouts[i], "layout"));
+    for (const json& d : array_at(layouts[i], "decode")) {
+      const std::string batch = text(d, "batch");
+      rows.push_back({names.back(), batch, cell(number(d, "step_ms"), "%.3f"), cell(number(d, "tokens_per_s"), "%.0f"),
+                      percent(number(d, "share_of_memory_floor"))});
+      if (std::find(batches.begin(), batches.end(), batch) == batches.end()) batches.push_back(batch);
+      if (auto ms = number(d, "step_ms")) step[{batch, i}] = *ms;
+    }
+  }
+  if (rows.empty()) return "";  // prefill-only runs (no --decode-batch)
+  std::vector<BarGroup> groups;
+  for (const auto& batch : batches) {
+    BarGroup g{"batch " + batch, {}};
+    for (size_t i = 0; i < names.size(); ++i) {
+      const auto it = step.find({batch, i});
+      g.values.push_back(it == step.end() ? std::nullopt : std::optional<double>(it->second));
+    }
+    groups.push_back(std::move(g));
+  }
+  return "<h3>Decode steps</h3>\n" +
+         table({"layout", "batch", "step ms", "tokens/s", "of the memory floor"}, rows) +
+         "<h3>Decode step latency per batch size (each batch on its own scale)</h3>\n" +
+         grouped_bar_chart(names, groups, "ms/step", "%.3f");
+}
+
+std::string bench_collectives(const json& run) {
+  Rows rows;
+  for (const json& l : array_at(run, "layouts"))
+    for (const auto& item : object_at(l, "prefill_collectives").items()) {
+      const json& v = item.value();
+      rows.push_back({text(l, "layout"), item.key(), text(v, "calls"), cell(number(v, "ms"), "%.3f"),
+                      number(v, "bytes") ? bytes_text(*number(v, "bytes")) : "-"});
+    }
+  if (rows.empty()) return "";
+  return "<h3>Prefill collectives</h3>\n" + table({"layout", "collective", "calls", "ms", "bytes"}, rows);
+}
+
+// "all_reduce@attn_tp, all_reduce@moe (3.301 ms)"; "(none)" where the layout dropped them all.
+std::string ops_text(const json& changed, const char* ops, const char* ms) {
+  std::string out = list_text(array_at(changed, ops));
+  if (out.empty()) return "(none)";
+  if (auto v = number(changed, ms)) out += " (" + format(*v, "%.3f") + " ms)";
+  return out;
+}
+
+// "b=1 0.939x, b=8 0.928x, b=64 0.932x": by batch size, not by the keys' alphabetical order.
+std::string decode_ratios(const json& ratio) {
+  std::vector<std::pair<double, std::string>> by_batch;
+  if (ratio.is_object())
+    for (const auto& item : ratio.items()) {
+      const std::string& key = item.key();
+      if (key.rfind("decode_speedup_b", 0) != 0) continue;
+      const std::string batch = key.substr(16);
+      by_batch.push_back(
+          {std::strtod(batch.c_str(), nullptr), "b=" + batch + " " + cell(number(ratio, key.c_str()), "%.3fx")});
+    }
+  std::sort(by_batch.begin(), by_batch.end());
+  std::string out;
+  for (const auto& [batch, part] : by_batch) out += (out.empty() ? "" : ", ") + part;
+  return out.empty() ? "-" : out;
+}
+
+std::string bench_ratios(const json& run) {
+  Rows rows;
+  for (const json& r : array_at(run, "ratios")) {
+    const json& changed = object_at(r, "changed_collectives");
+    const bool has_changed = !changed.empty();
+    rows.push_back({text(r, "layout"), text(r, "baseline"), cell(number(r, "prefill_speedup"), "%.3fx"),
+                    decode_ratios(r),
+                    has_changed ? ops_text(changed, "baseline_ops", "baseline_ms") : "-",
+                    has_changed ? ops_text(changed, "layout_ops", "layout_ms") : "-",
+                    cell(number(changed, "speedup"), "%.3fx")});
+  }
+  if (rows.empty()) return "";
+  return "<h3>New layouts against their baselines (above 1: faster)</h3>\n" +
+         table({"layout", "baseline", "prefill", "decode", "baseline's collectives", "layout's collectives",
+                "collectives"},
+               rows);
+}
+
+// Per layout: prefill time, rate, TFLOP/s and share of the measured matmul peak, collective time;
+// decode step per batch size with its share of the memory floor; time and bytes per collective;
+// each new layout's ratios to its baseline; bars of the prefill rates and the decode steps.
+std::string bench_section(const json& run) {
+  return bench_facts(run) + bench_prefill(run) + bench_decode(run) + bench_collectives(run) + bench_ratios(run);
+}
+
+// ---- gsm8k ----------------------------------------------------------------------------------
+
+// An extracted answer; null when the text held none.
+std::string answer_text(const json& question) {
+  if (!question.is_object() || !question.contains("answer") || question.at("answer").is_null()) return "(none)";
+  return text(question, "answer");
+}
+
+// The reference generation run: named so by the CLI, else the first run that is not compared to one.
+const json* reference_run(const json& runs) {
   for (const json& r : runs)
-    if (text(r, "name") == "reference") reference = &r;
+    if (text(r, "name") == "reference") return &r;
+  for (const json& r : runs)
+    if (r.is_object() && !r.contains("agreement")) return &r;
+  return nullptr;
+}
+
+std::string gsm8k_runs_table(const json& runs, bool meaningful) {
   Rows rows;
   for (const json& r : runs) {
     const json& a = object_at(r, "accuracy");
     const json& g = object_at(r, "agreement");
-    rows.push_back({text(r, "name"), cell(number(a, "value"), "%.3f"),
-                    number(a, "low95") ? format(*number(a, "low95"), "%.3f") + "-" + format(number(a, "high95").value_or(NAN), "%.3f") : "-",
-                    text(a, "correct") + "/" + text(a, "total"),
+    std::string accuracy = cell(number(a, "value"), "%.3f");
+    if (!meaningful && number(a, "value")) accuracy += " (not meaningful: random weights)";
+    const auto low = number(a, "low95"), high = number(a, "high95");
+    rows.push_back({text(r, "name"), accuracy, low && high ? format(*low, "%.3f") + "-" + format(*high, "%.3f") : "-",
+                    a.contains("correct") ? text(a, "correct") + "/" + text(a, "total") : "-",
                     g.empty() ? "-" : text(g, "identical") + "/" + text(g, "total"),
                     cell(number(r, "prefill_tokens_per_s"), "%.0f"), cell(number(r, "decode_tokens_per_s"), "%.0f")});
   }
-  out << table({"run", "accuracy", "95% interval", "correct", "identical to the reference", "prefill tokens/s",
+  return table({"run", "accuracy", "95% interval", "correct", "identical to the reference", "prefill tokens/s",
                 "decode tokens/s"},
                rows);
+}
+
+// first_difference is the 0-based index of the first generated token where the layout's tokens
+// leave the reference's (the shorter length when one is a prefix of the other), null when the
+// generations are identical. Bins are a power of two wide, at most 16 of them, and empty bins are
+// drawn too so that the shape is a histogram.
+std::string first_difference_histogram(const json& layout_run) {
+  std::vector<int64_t> at;
+  int identical = 0;
+  bool recorded = false;
+  for (const json& q : array_at(layout_run, "questions")) {
+    if (!q.is_object() || !q.contains("first_difference")) continue;
+    recorded = true;
+    const auto d = number(q, "first_difference");
+    if (q.at("first_difference").is_null() || (d && *d < 0)) ++identical;
+    else if (d) at.push_back(int64_t(std::min(*d, 1e15)));  // a corrupt huge value must not overflow the bins
+  }
+  if (!recorded) return "<p>No first differences recorded.</p>\n";
+  int64_t width = 1;
+  const int64_t last = at.empty() ? 0 : *std::max_element(at.begin(), at.end());
+  while (last / width >= 16) width *= 2;
+  std::vector<int> bins(size_t(last / width) + 1, 0);
+  for (int64_t a : at) ++bins[size_t(a / width)];
+  std::vector<Bar> bars = {{"identical", double(identical), "", false}};
+  if (!at.empty())
+    for (size_t b = 0; b < bins.size(); ++b) {
+      const int64_t lo = int64_t(b) * width;
+      bars.push_back({width == 1 ? "token " + std::to_string(lo)
+                                 : "tokens " + std::to_string(lo) + "-" + std::to_string(lo + width - 1),
+                      double(bins[b]), "", false});
+    }
+  return bar_chart(bars, "questions", "%.0f");
+}
+
+// The questions whose extracted answer differs from the reference run's, matched by dataset line
+// (by position for records without lines), folded: a 200-question run lists many.
+std::string differing_answers(const json& layout_run, const json& reference) {
+  const json& ref_questions = array_at(reference, "questions");
+  std::map<std::string, const json*> by_line;
+  for (const json& q : ref_questions)
+    if (q.is_object() && q.contains("line")) by_line[text(q, "line")] = &q;
+  const json& questions = array_at(layout_run, "questions");
+  Rows rows;
+  for (size_t i = 0; i < questions.size(); ++i) {
+    const json& q = questions[i];
+    const json* ref = nullptr;
+    if (q.is_object() && q.contains("line")) {
+      const auto it = by_line.find(text(q, "line"));
+      if (it != by_line.end()) ref = it->second;
+    } else if (i < ref_questions.size()) {
+      ref = &ref_questions[i];
+    }
+    if (!ref || answer_text(q) == answer_text(*ref)) continue;
+    rows.push_back({text(q, "line"), text(q, "reference_answer"), answer_text(*ref), answer_text(q),
+                    cell(number(q, "first_difference"), "%.0f"), text(*ref, "text"), text(q, "text")});
+  }
+  std::ostringstream out;
+  out << "<details><summary>" << rows.size()
+      << " question(s) whose answer differs from the reference run's</summary>\n";
+  if (!rows.empty())
+    out << table({"line", "dataset answer", "reference run's answer", "layout's answer", "first differing token",
+                  "reference run's text", "layout's text"},
+                 rows);
+  out << "</details>\n";
+  return out.str();
+}
+
+// Per generation run (the reference, then each layout): accuracy with its 95% interval, agreement
+// with the reference, tokens/s; per layout, a histogram of where its text first leaves the
+// reference's and the questions whose answer differs, both texts, folded.
+std::string gsm8k_section(const json& run) {
+  // Random weights answer nothing right; the agreement with the reference is what such a run checks.
+  const bool meaningful = !run.contains("accuracy_meaningful") || flag(run, "accuracy_meaningful");
+  const json& model = object_at(run, "model");
+  std::ostringstream out;
+  out << "<h3>GSM8K</h3>\n"
+      << kv_table({{"model", model.contains("name") ? text(model, "name") : text(run, "model")},
+                   {"weights", text(run, "weights")},
+                   {"dtype", text(run, "dtype")},
+                   {"ranks", text(run, "ranks")},
+                   {"data", text(run, "data")},
+                   {"shots", text(run, "shots")},
+                   {"max new tokens", text(run, "max_new_tokens")},
+                   {"accuracy", meaningful ? "meaningful" : "not meaningful: random weights (agreement with the "
+                                                            "reference is what this run checks)"}});
+  const json& runs = array_at(run, "runs");
+  if (runs.empty()) return out.str() + "<p>No runs recorded.</p>\n";
+  out << gsm8k_runs_table(runs, meaningful);
+  const json* reference = reference_run(runs);
   for (const json& r : runs) {
     if (&r == reference) continue;
-    // Where each question's text first differs from the reference's, in bins of 8 new tokens.
-    std::map<int64_t, int> bins;
-    int identical = 0;
-    for (const json& q : array_at(r, "questions")) {
-      const auto at = number(q, "first_difference");
-      if (!at || *at < 0) ++identical;
-      else ++bins[int64_t(*at) / 8];
-    }
-    std::vector<Bar> bars;
-    if (identical) bars.push_back({"identical", double(identical), "", false});
-    for (const auto& [bin, n] : bins)
-      bars.push_back({"tokens " + std::to_string(bin * 8) + "-" + std::to_string(bin * 8 + 7), double(n), "", false});
-    out << "<h3>" << html_escape(text(r, "name")) << ": first token that differs from the reference</h3>\n"
-        << bar_chart(bars, "questions", "%.0f");
-    if (!reference) continue;
-    std::map<std::string, const json*> by_line;
-    for (const json& q : array_at(*reference, "questions")) by_line[text(q, "line")] = &q;
-    Rows differ;
-    for (const json& q : array_at(r, "questions")) {
-      const auto it = by_line.find(text(q, "line"));
-      if (it == by_line.end() || scalar_text(q.value("answer", json())) == scalar_text(it->second->value("answer", json())))
-        continue;
-      differ.push_back({text(q, "line"), scalar_text(it->second->value("answer", json())), text(*it->second, "text"),
-                        scalar_text(q.value("answer", json())), text(q, "text")});
-    }
-    out << "<details><summary>" << differ.size() << " question(s) whose answer differs from the reference's</summary>\n"
-        << table({"line", "reference answer", "reference text", "answer", "text"}, differ) << "</details>\n";
+    out << "<h3>" << html_escape(text(r, "name")) << ": first generated token that differs from the reference</h3>\n"
+        << first_difference_histogram(r);
+    if (reference) out << differing_answers(r, *reference);
   }
   return out.str();
 }
