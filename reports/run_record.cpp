@@ -45,12 +45,17 @@ std::string source_commit() {
   return commit;
 }
 
+bool is_dirty_commit(const std::string& commit) {
+  const std::string suffix = "-dirty";
+  return commit.size() > suffix.size() && commit.compare(commit.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 nlohmann::json run_record(const std::string& subcommand, const std::vector<std::string>& argv,
                           const std::string& device) {
   std::string command;
   for (const auto& arg : argv) command += (command.empty() ? "" : " ") + arg;
   const std::string commit = source_commit();
-  const bool dirty = commit.size() > 6 && commit.compare(commit.size() - 6, 6, "-dirty") == 0;
+  const bool dirty = is_dirty_commit(commit);
   // What else a rerun needs: the libraries, the GPUs and the environment this binary ran with.
   const nlohmann::json provenance = {{"dirty_tree", dirty},
                                      {"versions", software_versions()},

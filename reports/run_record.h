@@ -13,6 +13,8 @@ constexpr const char* kRunSchema = "layoutbench.run/1";
 // The commit: $LB_COMMIT if set (GPU machines get a copy of the tree without .git), else
 // `git rev-parse HEAD` in the source tree, with "-dirty" when the tree has changes.
 std::string source_commit();
+// Whether a commit from source_commit() names a tree with changes.
+bool is_dirty_commit(const std::string& commit);
 
 // A record's header: schema, subcommand, command, commit, device, date, and "provenance" (whether
 // the tree was dirty, LibTorch/CUDA/NCCL/driver versions, the GPUs with their clocks, and the

@@ -34,14 +34,12 @@ void make_dir(const std::string& path) {
 }
 
 // <UTC date>_<commit>, short enough to read; "-dirty" kept, since such a run cannot be rebuilt.
-std::string folder_name() {
+std::string folder_name(const std::string& commit) {
   const std::time_t now = std::time(nullptr);
   char date[32];
   std::strftime(date, sizeof date, "%Y%m%dT%H%M%SZ", std::gmtime(&now));
-  std::string commit = source_commit();
-  const bool dirty = commit.size() > 6 && commit.compare(commit.size() - 6, 6, "-dirty") == 0;
-  commit = commit.substr(0, std::min<size_t>(commit.find('-'), 10));
-  return std::string(date) + "_" + commit + (dirty ? "-dirty" : "");
+  return std::string(date) + "_" + commit.substr(0, std::min<size_t>(commit.find('-'), 10)) +
+         (is_dirty_commit(commit) ? "-dirty" : "");
 }
 
 std::string unused_folder(const std::string& out, const std::string& name) {
@@ -148,12 +146,13 @@ std::function<int()> add_suite_command(CLI::App& app, const std::vector<std::str
     const SuiteSpec spec = read_suite(a->suite, a->shared.empty() ? suite_dir + "/../../shared" : a->shared);
     make_dir(a->out);
     const std::vector<std::string> earlier = suite_run_folders(a->out);
-    const std::string folder = unused_folder(a->out, folder_name());
+    const std::string commit = source_commit();  // two git calls: once for the folder and the index
+    const std::string folder = unused_folder(a->out, folder_name(commit));
     make_dir(folder);
     std::string command;
     for (const auto& arg : argv) command += (command.empty() ? "" : " ") + arg;
     nlohmann::json index = {{"schema", kRunSchema}, {"suite", spec.name},        {"command", command},
-                            {"commit", source_commit()}, {"folder", base_name(folder)}, {"runs", nlohmann::json::array()}};
+                            {"commit", commit}, {"folder", base_name(folder)}, {"runs", nlohmann::json::array()}};
     const std::string index_path = folder + "/suite.json";
     write_json(index_path, index);
     int failed = 0;
