@@ -15,6 +15,9 @@ for tool in cmake:cmake g++:g++ make:make git:git; do
 done
 # ICU copied by scripts/carry_icu.sh stands in for libicu-dev where it cannot be installed.
 carried_icu=""
+if [ ! -f /usr/include/unicode/regex.h ] && [ ! -d .carry/icu ] && [ -f .carry/icu.tar.xz ]; then
+  tar xJf .carry/icu.tar.xz -C .carry
+fi
 if [ ! -f /usr/include/unicode/regex.h ] && [ -f .carry/icu/include/unicode/regex.h ]; then
   carried_icu=$PWD/.carry/icu
   export LD_LIBRARY_PATH=$carried_icu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

@@ -15,6 +15,9 @@ OUT=$(cd "$OUT" && pwd)
 export BUILD_DIR=${BUILD_DIR:-build-gpu}
 # ICU carried from the CI machine (scripts/carry_icu.sh) where libicu-dev is missing: its libraries
 # must be found at run time too, libicudata included (a dependency of libicuuc).
+if [ ! -f /usr/include/unicode/regex.h ] && [ ! -d .carry/icu ] && [ -f .carry/icu.tar.xz ]; then
+  tar xJf .carry/icu.tar.xz -C .carry
+fi
 if [ ! -f /usr/include/unicode/regex.h ] && [ -d .carry/icu/lib ]; then
   export LD_LIBRARY_PATH=$PWD/.carry/icu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
