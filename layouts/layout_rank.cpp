@@ -3,6 +3,7 @@
 #include "harness/runtime/errors.h"
 #include "kernels/fused_norm.h"
 #include "kernels/rmsnorm.h"
+#include "kernels/small_linear.h"
 #include "layouts/shard.h"
 #include "oracles/deepseek_v3_layer.h"
 #include "oracles/qwen3_moe_layer.h"
@@ -324,7 +325,7 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
     attn = mla_attention(c, w, m.q, latent, k_pe, local_, cp ? cp_keys_ : local_, cache, /*absorbed=*/true);
   }
   if (capture) capture->add("attn_out", attn, mine, plan_.attn_rank * attn.size(1) * attn.size(2));
-  return torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
+  return linear(attn.flatten(1), w["self_attn.o_proj.weight"], w.fused_kernels);
 }
 
 torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const torch::Tensor& x,

@@ -4,6 +4,7 @@
 #include "kernels/fused_routing.h"
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
+#include "kernels/small_linear.h"
 #include "oracles/cached_attention.h"
 
 namespace lb {
@@ -16,13 +17,14 @@ MlaLatent mla_latent(const ModelConfig& c, const LayerWeights& w, const Rope& ro
 MlaLatent mla_latent(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const CosSin& cs,
                      const torch::Tensor& x_normed) {
   const int64_t T = x_normed.size(0);
+  const bool fused = w.fused_kernels;
   torch::Tensor q = c.q_lora_rank > 0
-                        ? torch::linear(rmsnorm(torch::linear(x_normed, w["self_attn.q_a_proj.weight"]),
-                                                w["self_attn.q_a_layernorm.weight"], c.rms_eps),
-                                        w["self_attn.q_b_proj.weight"])
-                        : torch::linear(x_normed, w["self_attn.q_proj.weight"]);
+                        ? linear(rmsnorm(linear(x_normed, w["self_attn.q_a_proj.weight"], fused),
+                                         w["self_attn.q_a_layernorm.weight"], c.rms_eps),
+                                 w["self_attn.q_b_proj.weight"], fused)
+                        : linear(x_normed, w["self_attn.q_proj.weight"], fused);
   q = q.view({T, q.size(1) / c.qk_head_dim(), c.qk_head_dim()});  // not -1: T may be 0
-  torch::Tensor compressed = torch::linear(x_normed, w["self_attn.kv_a_proj_with_mqa.weight"]);
+  torch::Tensor compressed = linear(x_normed, w["self_attn.kv_a_proj_with_mqa.weight"], fused);
   torch::Tensor latent = rmsnorm(compressed.narrow(1, 0, c.kv_lora_rank), w["self_attn.kv_a_layernorm.weight"],
                                  c.rms_eps);
   torch::Tensor k_pe = compressed.narrow(1, c.kv_lora_rank, c.qk_rope_head_dim).unsqueeze(1);  // one shared head
@@ -70,7 +72,7 @@ torch::Tensor deepseek_layer(const ModelConfig& c, const LayerWeights& w, const 
   const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
   MlaLatent m = mla_latent(c, w, rope, normed, tokens.pos);
   torch::Tensor attn = mla_attention(c, w, m.q, m.latent, m.k_pe, tokens, tokens, cache, absorbed);
-  torch::Tensor o = torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
+  torch::Tensor o = linear(attn.flatten(1), w["self_attn.o_proj.weight"], w.fused_kernels);
   torch::Tensor h = x + o;
   Routing routing;
   torch::Tensor mlp = deepseek_mlp(c, w, rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps), &routing);

@@ -5,6 +5,7 @@
 #include "kernels/fused_routing.h"
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
+#include "kernels/small_linear.h"
 #include "oracles/cached_attention.h"
 
 #include <tuple>
@@ -22,15 +23,15 @@ QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const CosSin& c
   auto heads = [&](const torch::Tensor& t) { return t.view({T, t.size(1) / d, d}); };
   torch::Tensor q, k, v;
   if (w.qkv.defined()) {  // strided views of one product's columns
-    const torch::Tensor all = torch::linear(x_normed, w.qkv);
+    const torch::Tensor all = linear(x_normed, w.qkv, w.fused_kernels);
     const int64_t nq = w["self_attn.q_proj.weight"].size(0), nk = w["self_attn.k_proj.weight"].size(0);
     q = heads(all.narrow(1, 0, nq));
     k = heads(all.narrow(1, nq, nk));
     v = heads(all.narrow(1, nq + nk, all.size(1) - nq - nk));
   } else {
-    q = heads(torch::linear(x_normed, w["self_attn.q_proj.weight"]));
-    k = heads(torch::linear(x_normed, w["self_attn.k_proj.weight"]));
-    v = heads(torch::linear(x_normed, w["self_attn.v_proj.weight"]));
+    q = heads(linear(x_normed, w["self_attn.q_proj.weight"], w.fused_kernels));
+    k = heads(linear(x_normed, w["self_attn.k_proj.weight"], w.fused_kernels));
+    v = heads(linear(x_normed, w["self_attn.v_proj.weight"], w.fused_kernels));
   }
   if (w.fused_kernels)
     return {qk_norm_rope_fused(q, w["self_attn.q_norm.weight"], cs, c.rms_eps),
@@ -43,7 +44,7 @@ QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const CosSin& c
 torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch::Tensor& x_normed, Routing* chosen) {
   if (!c.is_moe_layer(w.layer))
     return swiglu_mlp(x_normed, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"]);
-  torch::Tensor logits = torch::linear(x_normed, w["mlp.gate.weight"]);
+  torch::Tensor logits = linear(x_normed, w["mlp.gate.weight"], w.fused_kernels);
   const auto route = w.fused_kernels ? fused_route_softmax_topk : route_softmax_topk;
   Routing routing = route(logits, c.experts_per_token, c.norm_topk_prob);
   if (chosen) {
@@ -60,7 +61,7 @@ torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rop
                                                : rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
   QkvStates s = qwen3_qkv(c, w, rope, normed, tokens.pos);
   torch::Tensor attn = gqa_attention(w, s.q, s.k, s.v, tokens, tokens, c.attention_scale(), cache);
-  torch::Tensor o = torch::linear(attn.flatten(1), w["self_attn.o_proj.weight"]);
+  torch::Tensor o = linear(attn.flatten(1), w["self_attn.o_proj.weight"], w.fused_kernels);
   // The residual add and the next norm, one kernel on the fused path.
   torch::Tensor h, post;
   if (w.fused_kernels) {

@@ -28,6 +28,13 @@ template <typename T, int V> __device__ inline void store_pack(T* p, const Pack<
   *reinterpret_cast<Pack<T, V>*>(p) = x;
 }
 
+// 16 bytes of weights, which a kernel reads once: kept out of L1, where reused data stays.
+__device__ inline uint4 load_streaming(const uint4* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+
 // The sum (max) of v over the 32 lanes of a warp, on every lane, in one fixed order.
 __device__ inline float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -20,8 +20,10 @@ namespace lb::cuda {
 constexpr int64_t kDecodeMaxChunk = 512;
 // Query heads of one KV head that one GQA block takes; more heads per KV head take more blocks.
 constexpr int64_t kGqaHeadsPerBlock = 8;
-// Heads one MLA block takes (two per warp); each latent row read serves all of them.
+// Heads one MLA block takes; each latent row read serves all of them. f32: two per warp on CUDA
+// cores; bf16 and f16: four m16 tiles on tensor cores.
 constexpr int64_t kMlaHeadsPerBlock = 16;
+constexpr int64_t kMlaTcHeadsPerBlock = 64;
 
 // Where the chunks' results go: acc [rows * heads, chunks, value_dim] and max_sum [rows * heads,
 // chunks, 2] (the chunk's score max and sum of exp(score - max)), fp32.
@@ -42,6 +44,8 @@ cudaError_t gqa_decode_attention(Dtype dtype, const void* q, const void* k, cons
 
 // The MLA sizes the kernel takes (DeepSeek-V3's latent rank and rotary size).
 bool mla_decode_supports(int64_t rank, int64_t rope_dim);
+// Heads per MLA block for this dtype: the launch's blocks are rows x ceil(heads / this) x chunks.
+int64_t mla_heads_per_block(Dtype dtype);
 
 // q_latent [n, heads, rank], q_pe [n, heads, rope_dim]; latent [slots, cap, rank], pe [slots, cap,
 // rope_dim]; out [n, heads, rank] = softmax(scale * (q_latent . latent + q_pe . pe)) . latent.

@@ -1,6 +1,7 @@
 #include "kernels/cuda/moe_decode.h"
 
 #include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/dispatch.cuh"
 
 namespace lb::cuda {
@@ -123,28 +124,6 @@ constexpr int kTiles = 1;   // 8-pair tiles per pass over the weights
 // 32 tokens, one pair per expert, 92% of copy bandwidth against 84%). `pairs` counts those of
 // experts held elsewhere too, so an expert-parallel shard overestimates its own average.
 constexpr int64_t kMmaMinPairsPerExpert = 2;
-
-template <typename T> __device__ inline void mma_16x8x16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
-template <>
-__device__ inline void mma_16x8x16<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-template <>
-__device__ inline void mma_16x8x16<__half>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Weights are read once per pass: keep them out of L1.
-__device__ inline uint4 load_streaming(const uint4* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
 
 // acc[t][m] += (rows g, g + 8 of matrix m) x (input rows of tile t) over slabs s .. s + kU.
 template <typename T, int kMats, int kU>

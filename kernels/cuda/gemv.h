@@ -1,0 +1,21 @@
+#pragma once
+// The launcher of the matrix-vector kernel (kernels/cuda/gemv.cu) behind linear_fused
+// (kernels/small_linear.h): y [m, n] = x [m, k] . w [n, k]^T for a few rows m, in fp32, rounded to
+// the dtype. A decode step at batch 1 is made of such products, where cuBLAS read the weights at
+// 1.5-2.3 TB/s (H200, Qwen3's q/k/v and o projections).
+#include "kernels/cuda/dtype.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace lb::cuda {
+
+// The most rows of x one call takes; more take cuBLAS.
+constexpr int64_t kGemvMaxRows = 4;
+
+// x, w, y contiguous and 16-byte aligned, k a multiple of 8; 16-bit dtypes only.
+cudaError_t gemv(Dtype dtype, const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k,
+                 cudaStream_t stream);
+
+}  // namespace lb::cuda

@@ -1,0 +1,45 @@
+#include "kernels/small_linear.h"
+
+#include <cstdint>
+
+#ifdef LB_HAVE_CUDA
+#include "kernels/cuda/gemv.h"
+#include "kernels/cuda_glue.h"
+#endif
+
+namespace lb {
+
+bool linear_fused_uses_kernel(const torch::Tensor& x, const torch::Tensor& weight) {
+#ifdef LB_HAVE_CUDA
+  const auto dtype = kernel_dtype(x);
+  return dtype && *dtype != cuda::Dtype::F32 && x.dim() == 2 && x.size(0) <= cuda::kGemvMaxRows &&
+         weight.dim() == 2 && weight.size(1) == x.size(1) && x.size(1) % 8 == 0 && weight.device() == x.device() &&
+         weight.scalar_type() == x.scalar_type() && weight.is_contiguous() &&
+         reinterpret_cast<std::uintptr_t>(weight.data_ptr()) % 16 == 0 &&
+         (!x.is_contiguous() || reinterpret_cast<std::uintptr_t>(x.data_ptr()) % 16 == 0);
+#else
+  (void)x, (void)weight;
+  return false;
+#endif
+}
+
+torch::Tensor linear_fused(const torch::Tensor& x, const torch::Tensor& weight) {
+#ifdef LB_HAVE_CUDA
+  if (linear_fused_uses_kernel(x, weight)) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const torch::Tensor xc = x.contiguous();
+    torch::Tensor y = torch::empty({x.size(0), weight.size(0)}, x.options());
+    check_launch(cuda::gemv(*kernel_dtype(x), xc.data_ptr(), weight.data_ptr(), y.data_ptr(), x.size(0),
+                            weight.size(0), x.size(1), stream_of(x)),
+                 "matrix-vector kernel");
+    return y;
+  }
+#endif
+  return torch::linear(x, weight);
+}
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, bool fused) {
+  return fused ? linear_fused(x, weight) : torch::linear(x, weight);
+}
+
+}  // namespace lb

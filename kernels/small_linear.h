@@ -1,0 +1,19 @@
+#pragma once
+// torch::linear for the few rows of a decode step: on a GPU, in bf16 or f16, with at most
+// cuda::kGemvMaxRows (4) rows, one matrix-vector kernel that reads the weights near the copy
+// bandwidth (kernels/cuda/gemv.cu); otherwise, and on the CPU, torch::linear itself. fp32
+// accumulation either way, so the two differ only in rounding order.
+#include <torch/torch.h>
+
+namespace lb {
+
+// x [rows, k], weight [n, k] (no bias) -> [rows, n].
+torch::Tensor linear_fused(const torch::Tensor& x, const torch::Tensor& weight);
+
+// linear_fused with `fused`, else torch::linear: the model code's one call for both paths.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, bool fused);
+
+// Whether linear_fused runs the kernel for these inputs.
+bool linear_fused_uses_kernel(const torch::Tensor& x, const torch::Tensor& weight);
+
+}  // namespace lb
