@@ -329,13 +329,12 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
 }
 
 torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const torch::Tensor& x,
-                              LayerCapture* capture) const {
+                              const torch::Tensor& normed, LayerCapture* capture) const {
   // The router's view: the rows the MLP ran on, with their token indices.
   auto keep_routing = [&](const Routing& r, const torch::Tensor& tokens) {
     if (capture) capture->add_routing(r, tokens);
   };
   Routing routing;
-  const torch::Tensor normed = norm(x, w["post_attention_layernorm.weight"]);
   switch (step.comm) {
     case MlpComm::AllReduce: {
       torch::Tensor y = mlp_partial(w, normed, &routing).contiguous();
@@ -418,13 +417,20 @@ torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, L
   if (mutation_ == Mutation::AllReduceWrongGroup && attn_tp.size() < ctx_.world_size()) ctx_.world().all_reduce(attn);
   else if (attn_tp.size() > 1) attn_tp.all_reduce(attn);
   keep("o_proj", attn, mine);
-  torch::Tensor h = mutation_ == Mutation::MissingResidualAdd ? attn : x + attn;
+  torch::Tensor h, post;
+  if (options_.fused_kernels && mutation_ != Mutation::MissingResidualAdd) {
+    // The residual add and the norm after it in one kernel: a decode step is made of small launches.
+    std::tie(h, post) = add_rmsnorm_fused(x, attn, w["post_attention_layernorm.weight"], config_.rms_eps);
+  } else {
+    h = mutation_ == Mutation::MissingResidualAdd ? attn : x + attn;
+    post = norm(h, w["post_attention_layernorm.weight"]);
+  }
   keep("residual", h, mine);
   torch::Tensor m;
   if (step.comm == MlpComm::ScatterReplicated) {  // attention TP 1: the replicated MLP on all rows
-    m = mlp_partial(w, norm(h, w["post_attention_layernorm.weight"]));
+    m = mlp_partial(w, post);
   } else {
-    m = mlp(step, w, h, capture);
+    m = mlp(step, w, h, post, capture);
   }
   torch::Tensor out = h + m;
   keep("mlp_out", m, mine), keep("layer_out", out, mine);

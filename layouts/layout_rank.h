@@ -93,7 +93,9 @@ class LayoutRank {
   torch::Tensor head(const torch::Tensor& x, const HeadPlan& plan) const;
   torch::Tensor slots_of(const torch::Tensor& seq) const;
   torch::Tensor norm(const torch::Tensor& x, const torch::Tensor& weight) const;  // RMSNorm, fused when asked  // cache slot of each sequence index
-  torch::Tensor mlp(const MlpStep& step, const LayerWeights& w, const torch::Tensor& h, LayerCapture* capture) const;
+  // normed: h after the post-attention norm (computed with the residual add, one kernel on the fused path).
+  torch::Tensor mlp(const MlpStep& step, const LayerWeights& w, const torch::Tensor& h, const torch::Tensor& normed,
+                    LayerCapture* capture) const;
 
   RankContext& ctx_;
   const LayoutSpec& layout_;
