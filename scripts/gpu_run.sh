@@ -136,8 +136,14 @@ for step in "${steps[@]}"; do
       grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40
       fail_on_gpu_skips "$OUT/kernels.log" ;;
     bench-moe)
-      $bin bench-moe --json "$OUT/bench_moe_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _).json" \
-        || status=1
+      # Our fused experts, then the peers (SGLang's Triton kernel, torch grouped_mm) in the same call:
+      # a speed claim is a ratio to them measured side by side (scripts/results_table.py pairs the files).
+      gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _)
+      $bin bench-moe --tokens 1,2,4,8,16,32,64,512,4096,8192,16384 --json "$OUT/bench_moe_$gpu_name.json" || status=1
+      PYTHONUNBUFFERED=1 timeout 400 python3 "${LB_SHARED_DIR:-../shared}/peers/fused_moe_peers.py" --max-seconds 300 --reps 10 \
+        --out "$OUT/peers_fused_moe_$gpu_name.json" > "$OUT/peers_fused_moe.log" 2>&1 || status=1
+      tail -30 "$OUT/peers_fused_moe.log"
+      [ -n "${LB_BENCH_MOE_ONLY:-}" ] && continue
       for k in reference fused; do
         $bin reference --model qwen3-30b-a3b --layers 48 --tokens 4096 --dtype bf16 --device cuda --repeats 3 \
           --kernels $k --json "$OUT/reference_qwen3-30b-a3b_48L_4096tok_bf16_kernels_$k.json" || status=1

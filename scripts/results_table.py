@@ -10,6 +10,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- RESULTS:BEGIN -->", "<!-- RESULTS:END -->"
+PEERS_BEGIN, PEERS_END = "<!-- PEERS:BEGIN -->", "<!-- PEERS:END -->"
 TABLE_DOC = ROOT / "docs" / "results.md"
 
 
@@ -220,14 +221,57 @@ def table():
     return "\n".join(head + rows())
 
 
+# The peers' rows per model: fused_moe_peers.py names the models shorter than the presets.
+PEER_MODEL = {"qwen3-30b-a3b": "qwen3", "deepseek-v3": "deepseek-v3"}
+PEER_COLUMNS = [("sglang_triton", "graph_gemm_ms", "SGLang, two GEMMs alone (graph)"),
+                ("sglang_triton", "graph_ms", "SGLang, whole step (graph; its align/SiLU/sum as torch ops)"),
+                ("sglang_triton_borrowed", "graph_gemm_ms", "SGLang GEMMs, Qwen3's tuned table as stand-in (graph)"),
+                ("torch_grouped_mm", "graph_ms", "torch grouped_mm, whole (graph)")]
+
+
+def peers_tables():
+    """Our fused experts (bench-moe) beside the peers that scripts/gpu_run.sh's bench-moe step times in the
+    same device call (../shared/peers/fused_moe_peers.py): the peer's time over ours per token count, so
+    > 1 means ours is faster."""
+    out = []
+    for path in sorted((ROOT / "results").rglob("peers_fused_moe_*.json")):
+        ours_path = path.parent / path.name.replace("peers_fused_moe_", "bench_moe_")
+        if not ours_path.exists():
+            continue
+        peers, ours = json.loads(path.read_text()), json.loads(ours_path.read_text())
+        out.append(f"From {record_link(ours_path)} and {record_link(path)} ({ours['device'].split(' (')[0]}, "
+                   f"at {ours.get('commit')}); peer time over ours, > 1: ours is faster.")
+        for m in ours["models"]:
+            rows = {(r["peer"], r["tokens"]): r for r in peers["rows"]
+                    if r.get("model") == PEER_MODEL.get(m["model"]) and not r.get("error")}
+            mine = [x for x in m["rows"] if any(t == x["tokens"] for _, t in rows)]
+            if not mine:
+                continue
+            out.append("")
+            out.append(f"| {m['model']} experts, tokens | " + " | ".join(str(x["tokens"]) for x in mine) + " |")
+            out.append("|---|" + "---|" * len(mine))
+            out.append("| ours, ms | " + " | ".join(f"{x['fused_ms']:.3f}" for x in mine) + " |")
+            for peer, key, label in PEER_COLUMNS:
+                cells = []
+                for x in mine:
+                    r = rows.get((peer, x["tokens"]))
+                    cells.append(f"{r[key] / x['fused_ms']:.2f}" if r and r.get(key) else "")
+                if any(cells):
+                    out.append(f"| {label} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out).strip() or "No bench-moe record has its peers beside it yet."
+
+
 def main():
-    text = table()
+    text, peers = table(), peers_tables()
     if "--write" in sys.argv:
         s = TABLE_DOC.read_text()
-        a, b = s.index(BEGIN) + len(BEGIN), s.index(END)
-        TABLE_DOC.write_text(s[:a] + "\n" + text + "\n" + s[b:])
+        for (begin, end), block in (((BEGIN, END), text), ((PEERS_BEGIN, PEERS_END), peers)):
+            a, b = s.index(begin) + len(begin), s.index(end)
+            s = s[:a] + "\n" + block + "\n" + s[b:]
+        TABLE_DOC.write_text(s)
     else:
-        print(text)
+        print(text + "\n\n" + peers)
 
 
 if __name__ == "__main__":
