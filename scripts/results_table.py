@@ -243,7 +243,7 @@ def peers_tables():
                    f"at {ours.get('commit')}); peer time over ours, > 1: ours is faster.")
         for m in ours["models"]:
             rows = {(r["peer"], r["tokens"]): r for r in peers["rows"]
-                    if r.get("model") == PEER_MODEL.get(m["model"]) and not r.get("error")}
+                    if r.get("model") in (m["model"], PEER_MODEL.get(m["model"])) and not r.get("error")}
             mine = [x for x in m["rows"] if any(t == x["tokens"] for _, t in rows)]
             if not mine:
                 continue

@@ -13,50 +13,89 @@ constexpr int kWarps = 4;
 // 16-byte packs of its weight row each lane has in flight: 4 KB a warp. With up to 16 blocks on an
 // SM that is far more than the copy bandwidth needs, and one pass covers a 2048-wide row.
 constexpr int kUnroll = 8;
+// Warps a launch aims for: ~32 per SM of an H200 (132 SMs), 4 KB of loads in flight each.
+constexpr int64_t kWantedWarps = 4096;
 
-// One warp per output column n: its lanes split the weight row w[n] in 16-byte packs, every load
-// issued before the first product, and the x rows (a few KB, read by every warp) come from L1.
+// Block: kWarps / split columns, each taken by `split` warps that cut its weight row in `split`
+// parts of whole passes. A warp's lanes split its part in 16-byte packs, every load of a pass issued
+// before the first product; the x rows (a few KB, read by every warp) come from L1. Narrow outputs
+// with long rows (DeepSeek-V3's kv_a: 576 x 7168, a router: 128 x 2048) take split 4, so that
+// enough loads are in flight over the GPU.
 template <typename T, int M>
-__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* x, const T* w, T* y, int64_t n, int64_t k) {
+__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* x, const T* w, T* y, int64_t n, int64_t k,
+                                                           int split) {
   constexpr int kVec = 8;
-  const int lane = threadIdx.x % 32;
-  const int64_t column = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
-  if (column >= n) return;
-  const uint4* row = reinterpret_cast<const uint4*>(w + column * k);
+  __shared__ float partial[kWarps][M];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t column = int64_t(blockIdx.x) * (kWarps / split) + warp / split;
+  const int part = warp % split;
   const int64_t packs = k / kVec;
+  const int64_t passes = (packs + 32 * kUnroll - 1) / (32 * kUnroll);
+  const int64_t pass_begin = passes * part / split, pass_end = passes * (part + 1) / split;
   float acc[M] = {};
-  for (int64_t first = 0; first < packs; first += 32 * kUnroll) {
-    uint4 loaded[kUnroll];
+  if (column < n) {
+    const uint4* row = reinterpret_cast<const uint4*>(w + column * k);
+    for (int64_t first = pass_begin * 32 * kUnroll; first < pass_end * 32 * kUnroll; first += 32 * kUnroll) {
+      uint4 loaded[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t p = first + u * 32 + lane;
-      loaded[u] = p < packs ? load_streaming(row + p) : make_uint4(0, 0, 0, 0);
-    }
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t p = first + u * 32 + lane;
+        loaded[u] = p < packs ? load_streaming(row + p) : make_uint4(0, 0, 0, 0);
+      }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t p = first + u * 32 + lane;
-      if (p >= packs) continue;
-      const Pack<T, kVec> weights = *reinterpret_cast<const Pack<T, kVec>*>(&loaded[u]);
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t p = first + u * 32 + lane;
+        if (p >= packs) continue;
+        const Pack<T, kVec> weights = *reinterpret_cast<const Pack<T, kVec>*>(&loaded[u]);
 #pragma unroll
-      for (int m = 0; m < M; ++m) {
-        const Pack<T, kVec> xs = load_pack<T, kVec>(x + m * k + p * kVec);
+        for (int m = 0; m < M; ++m) {
+          const Pack<T, kVec> xs = load_pack<T, kVec>(x + m * k + p * kVec);
 #pragma unroll
-        for (int e = 0; e < kVec; ++e) acc[m] += to_f(weights.v[e]) * to_f(xs.v[e]);
+          for (int e = 0; e < kVec; ++e) acc[m] += to_f(weights.v[e]) * to_f(xs.v[e]);
+        }
       }
     }
   }
 #pragma unroll
-  for (int m = 0; m < M; ++m) {
-    const float total = warp_sum(acc[m]);
-    if (lane == m) y[m * n + column] = from_f<T>(total);
+  for (int m = 0; m < M; ++m) acc[m] = warp_sum(acc[m]);
+  if (split == 1) {
+    if (column < n && lane < M)
+#pragma unroll
+      for (int m = 0; m < M; ++m)
+        if (lane == m) y[m * n + column] = from_f<T>(acc[m]);
+    return;
   }
+  if (lane == 0)
+#pragma unroll
+    for (int m = 0; m < M; ++m) partial[warp][m] = acc[m];
+  __syncthreads();
+  if (part != 0 || column >= n || lane >= M) return;
+  float total = 0.0f;
+  for (int w2 = warp; w2 < warp + split; ++w2)
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+      if (lane == m) total += partial[w2][m];
+#pragma unroll
+  for (int m = 0; m < M; ++m)
+    if (lane == m) y[m * n + column] = from_f<T>(total);
+}
+
+// Warps per column: 1 where the columns alone give every SM dozens of warps, else up to kWarps (a
+// part has at least one whole pass).
+int split_for(int64_t n, int64_t k) {
+  const int64_t passes = (k / 8 + 32 * kUnroll - 1) / (32 * kUnroll);
+  int split = 1;
+  while (split < kWarps && n * split < kWantedWarps && passes >= 2 * split) split *= 2;
+  return split;
 }
 
 template <typename T, int M>
 cudaError_t launch(const void* x, const void* w, void* y, int64_t n, int64_t k, cudaStream_t stream) {
-  const int64_t blocks = (n + kWarps - 1) / kWarps;
+  const int split = split_for(n, k);
+  const int64_t columns_per_block = kWarps / split;
+  const int64_t blocks = (n + columns_per_block - 1) / columns_per_block;
   gemv_kernel<T, M><<<unsigned(blocks), kWarps * 32, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(w),
-                                                                   static_cast<T*>(y), n, k);
+                                                                   static_cast<T*>(y), n, k, split);
   return cudaGetLastError();
 }
 
