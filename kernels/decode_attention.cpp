@@ -25,11 +25,9 @@ namespace {
 // Fewer positions per block and its fixed costs (the query load, three barriers, the partials it
 // writes) outweigh the keys it reads; the most is the kernels' shared-memory bound.
 constexpr int64_t kMinChunk = 16, kMaxChunk = 512;
-// Blocks per SM a split aims for. GQA: its blocks are small (4 warps, 16 KB of shared memory) and
-// wait on memory; at 2 per SM a batch-64 Qwen3 step read its keys and values at ~0.9 TB/s (H200,
-// Nsight Compute), too few loads in flight. MLA: enough to overlap one block's loads with
-// another's arithmetic (the tensor-core kernel holds one block per SM).
-constexpr int64_t kGqaBlocksPerSm = 8, kMlaBlocksPerSm = 2;
+// Blocks per SM a split aims for: enough to overlap one block's loads with another's arithmetic.
+// (8 for GQA was tried on an H200: batch 64 no faster, batch 1 slower, its merge over twice the chunks.)
+constexpr int64_t kBlocksPerSm = 2;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -161,7 +159,7 @@ torch::Tensor gqa_kernel(const torch::Tensor& q, const torch::Tensor& k_cache, c
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t n = q.size(0), heads = q.size(1), d = q.size(2), kv_heads = k_cache.size(2);
   const int64_t tiles = ceil_div(heads / kv_heads, cuda::kGqaHeadsPerBlock);
-  const DecodeSplit split = decode_split(n * kv_heads * tiles, k_cache.size(1), sm_count(q), kGqaBlocksPerSm);
+  const DecodeSplit split = decode_split(n * kv_heads * tiles, k_cache.size(1), sm_count(q));
   const torch::Tensor qc = q.contiguous(), sc = slot.contiguous(), lc = len.contiguous();
   Workspace w = workspace(q, heads, split.chunks, d);
   torch::Tensor out = torch::empty({n, heads, d}, q.options());
@@ -179,7 +177,7 @@ torch::Tensor mla_kernel(const torch::Tensor& q_latent, const torch::Tensor& q_p
   const c10::cuda::CUDAGuard guard(q_latent.device());
   const int64_t n = q_latent.size(0), heads = q_latent.size(1), rank = q_latent.size(2), rope_dim = q_pe.size(2);
   const int64_t groups = ceil_div(heads, cuda::mla_heads_per_block(*kernel_dtype(q_latent)));
-  const DecodeSplit split = decode_split(n * groups, latent_cache.size(1), sm_count(q_latent), kMlaBlocksPerSm);
+  const DecodeSplit split = decode_split(n * groups, latent_cache.size(1), sm_count(q_latent));
   const torch::Tensor ql = q_latent.contiguous(), qp = q_pe.contiguous(), sc = slot.contiguous(), lc = len.contiguous();
   Workspace w = workspace(q_latent, heads, split.chunks, rank);
   torch::Tensor out = torch::empty({n, heads, rank}, q_latent.options());
@@ -195,10 +193,9 @@ torch::Tensor mla_kernel(const torch::Tensor& q_latent, const torch::Tensor& q_p
 
 }  // namespace
 
-DecodeSplit decode_split(int64_t blocks_per_chunk, int64_t cap, int64_t sms, int64_t blocks_per_sm) {
+DecodeSplit decode_split(int64_t blocks_per_chunk, int64_t cap, int64_t sms) {
   if (cap <= 0) return {kMinChunk, 1};
-  const int64_t wanted = ceil_div(std::max<int64_t>(blocks_per_sm, 1) * std::max<int64_t>(sms, 1),
-                                  std::max<int64_t>(blocks_per_chunk, 1));
+  const int64_t wanted = ceil_div(kBlocksPerSm * std::max<int64_t>(sms, 1), std::max<int64_t>(blocks_per_chunk, 1));
   const int64_t chunks = std::clamp(wanted, ceil_div(cap, kMaxChunk), ceil_div(cap, kMinChunk));
   const int64_t chunk = ceil_div(ceil_div(cap, chunks), kMinChunk) * kMinChunk;
   return {chunk, ceil_div(cap, chunk)};

@@ -36,12 +36,12 @@ bool decode_attention_mla_uses_kernel(const torch::Tensor& q_latent, const torch
 
 // How the kernels cut the cap positions of each row: `chunks` chunks of `chunk` positions (a
 // multiple of 16, at most 512), enough of them that `blocks_per_chunk` (rows x head groups) times
-// `chunks` blocks reach about `blocks_per_sm` per SM, and no more than the cap needs: a batch-1
-// step still spreads over the GPU while a batch-64 one is not cut into chunks it does not need.
+// `chunks` blocks reach about two per SM, and no more than the cap needs: a batch-1 step still
+// spreads over the GPU while a batch-64 one is not cut into chunks it does not need.
 struct DecodeSplit {
   int64_t chunk = 0;
   int64_t chunks = 0;
 };
-DecodeSplit decode_split(int64_t blocks_per_chunk, int64_t cap, int64_t sms, int64_t blocks_per_sm);
+DecodeSplit decode_split(int64_t blocks_per_chunk, int64_t cap, int64_t sms);
 
 }  // namespace lb

@@ -1,7 +1,7 @@
 #pragma once
 // torch::linear for the few rows of a decode step: on a GPU, in bf16 or f16, with at most
-// cuda::kGemvMaxRows (4) rows, one matrix-vector kernel that reads the weights near the copy
-// bandwidth (kernels/cuda/gemv.cu); otherwise, and on the CPU, torch::linear itself. fp32
+// cuda::kGemvMaxRows (4) rows and a weight of at most 32 MB, one matrix-vector kernel
+// (kernels/cuda/gemv.cu); otherwise, and on the CPU, torch::linear itself. fp32
 // accumulation either way, so the two differ only in rounding order.
 #include <torch/torch.h>
 
