@@ -310,9 +310,32 @@ void diff_gsm8k_run(DiffResult& d, const std::string& subject, const json& o, co
   diff_answers(d, subject, o, n);
 }
 
+// Within the new record: a layout whose accuracy lies outside the reference's 95% interval on the
+// same questions computes another model. Only where accuracy means something (a trained checkpoint;
+// with random weights every answer is wrong).
+void diff_layouts_against_reference(DiffResult& d, const json& n) {
+  if (!n.value("accuracy_meaningful", false) || !n.contains("runs") || !n["runs"].is_array()) return;
+  const json* reference = nullptr;
+  for (const json& run : n["runs"])
+    if (run.is_object() && run.value("name", "") == "reference") reference = &run;
+  if (!reference) return;
+  const json& ra = object_at(*reference, "accuracy");
+  const auto low = number(ra, "low95"), high = number(ra, "high95");
+  if (!low || !high) return;
+  for (const json& run : n["runs"]) {
+    if (!run.is_object() || &run == reference) continue;
+    const auto v = number(object_at(run, "accuracy"), "value");
+    if (v && (*v < *low || *v > *high))
+      d.regressions.push_back({"run " + run.value("name", std::string("?")),
+                               "accuracy " + format(*v, "%.3f") + " outside the reference's 95% interval " +
+                                   interval_text(ra) + " in the same run"});
+  }
+}
+
 void diff_gsm8k(DiffResult& d, const json& o, const json& n, const DiffThresholds& t) {
   diff_matched(d, "", o, n, {"runs", "name", "run "},
                [&](const std::string& subject, const json& a, const json& b) { diff_gsm8k_run(d, subject, a, b, t); });
+  diff_layouts_against_reference(d, n);
 }
 
 }  // namespace

@@ -173,6 +173,22 @@ TEST(DiffGsm8k, AccuracyRegressesOnlyWhenTheIntervalsPart) {
   EXPECT_TRUE(has(apart.regressions, "run tp", "accuracy 0.600 -> 0.300")) << format_diff(apart);
 }
 
+// A trained checkpoint's accuracy means something: a layout outside the reference's interval in the
+// new run is a regression, even against an old run where it was as low; with random weights it is not.
+TEST(DiffGsm8k, LayoutOutsideTheReferenceIntervalIsARegression) {
+  json low = gsm8k(15, 50, "3", true);  // tp 0.30 against the reference's 0.60 [0.50, 0.70]
+  low["accuracy_meaningful"] = true;
+  const DiffResult d = diff_runs(low, low);
+  EXPECT_TRUE(has(d.regressions, "run tp", "accuracy 0.300 outside the reference's 95% interval")) << format_diff(d);
+  EXPECT_FALSE(has(d.regressions, "run reference", "outside")) << format_diff(d);
+  json inside = gsm8k(27, 50, "3", true);  // 0.54: inside
+  inside["accuracy_meaningful"] = true;
+  EXPECT_FALSE(diff_runs(inside, inside).regressed()) << format_diff(diff_runs(inside, inside));
+  json random_weights = low;
+  random_weights["accuracy_meaningful"] = false;
+  EXPECT_FALSE(diff_runs(random_weights, random_weights).regressed());
+}
+
 TEST(DiffGsm8k, AgreementDropIsARegression) {
   const DiffResult d = diff_runs(gsm8k(30, 50, "3", true), gsm8k(30, 47, "3", true));
   EXPECT_TRUE(has(d.regressions, "run tp", "agreement with the reference 1.000 -> 0.940")) << format_diff(d);
