@@ -56,10 +56,14 @@ INSTANTIATE_TEST_SUITE_P(CpuRanks, HungRank, testing::Values(2, 4));
 
 TEST(HungRank, Gsm8kKeepsTheFinishedRunsAndEnds) {
   test::TempDir dir;
+  // Rank 1 waits at the barrier for the whole reference run of rank 0: 8 s was too short once on the
+  // GPU machine (a CUDA build under ctest -j 8 beside the GPU tests), and then no run had finished.
+  constexpr int kGsm8kTimeoutS = 20;
   test::Child child({"gsm8k", "--model", "tiny-qwen3-moe", "--layout", "tp", "--backend", "cpu", "--ranks", "2",
                      "--data", test::fixture_dir("gsm8k/good.jsonl"), "--tokenizer",
                      test::fixture_dir("tokenizers/tiny-bpe/tokenizer.json"), "--shots", "0", "--max-new-tokens", "4",
-                     "--timeout", std::to_string(kTimeoutS), "--inject-fault", "hang:1:any:2", "--json", dir / "g.json"});
+                     "--timeout", std::to_string(kGsm8kTimeoutS), "--inject-fault", "hang:1:any:2", "--json",
+                     dir / "g.json"});
   ASSERT_TRUE(child.wait(kLimit)) << child.err();
   EXPECT_LT(child.seconds(), kBoundS);
   EXPECT_EQ(child.exit_code(), 1) << child.err();
