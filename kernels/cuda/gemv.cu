@@ -10,8 +10,9 @@ namespace lb::cuda {
 namespace {
 
 constexpr int kWarps = 4;
-// 16-byte packs of its weight row each lane has in flight: 4 KB a warp. With up to 16 blocks on an
-// SM that is far more than the copy bandwidth needs, and one pass covers a 2048-wide row.
+// 16-byte packs of its weight row each lane has in flight: 4 KB a warp; one pass covers a
+// 2048-wide row. (On an H200 Qwen3's q/k/v and o products still read at under 2 TB/s: at 17-21 MB
+// the launch and the ramp of the grid cost about as much as the bytes.)
 constexpr int kUnroll = 8;
 // Warps a launch aims for: ~32 per SM of an H200 (132 SMs), 4 KB of loads in flight each.
 constexpr int64_t kWantedWarps = 4096;
@@ -19,8 +20,8 @@ constexpr int64_t kWantedWarps = 4096;
 // Block: kWarps / split columns, each taken by `split` warps that cut its weight row in `split`
 // parts of whole passes. A warp's lanes split its part in 16-byte packs, every load of a pass issued
 // before the first product; the x rows (a few KB, read by every warp) come from L1. Narrow outputs
-// with long rows (DeepSeek-V3's kv_a: 576 x 7168, a router: 128 x 2048) take split 4, so that
-// enough loads are in flight over the GPU.
+// with long rows (DeepSeek-V3's kv_a: 576 x 7168) take split 4, so that enough loads are in flight
+// over the GPU.
 template <typename T, int M>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* x, const T* w, T* y, int64_t n, int64_t k,
                                                            int split) {
