@@ -361,8 +361,8 @@ __global__ void __launch_bounds__(kMlaWarps * 32) mla_chunk_kernel(MlaParams p) 
 
 // The MLA kernel for 16-bit types, on tensor cores: at batch 64 the CUDA-core kernel above spent
 // ~1.3 ms a layer on DeepSeek-V3 (128 heads x 576-wide scores per position), 40% of a decode step,
-// while the latent rows it reads take ~20 us at the copy bandwidth. Block (chunk, group of
-// kMlaTcHeads heads, row): the group's queries [64 heads, R + P] stay in shared memory, the chunk's
+// while the latent rows it reads take ~20 us at the copy bandwidth; this one takes ~0.16 ms (H200).
+// Block (chunk, group of kMlaTcHeadsPerBlock heads, row): the group's queries [64 heads, R + P] stay in shared memory, the chunk's
 // latent and rotary rows pass through it kMlaTcKeys at a time (the next copy in flight during the
 // current products), and each position is read once for all 64 heads. Warp w takes the 16 heads of
 // m16 tile w / 2 and half w % 2 of the R value columns: it computes the tile's scores against the
