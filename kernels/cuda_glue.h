@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 #include <torch/torch.h>
 
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -24,6 +25,9 @@ inline std::optional<cuda::Dtype> kernel_dtype(const torch::Tensor& x) {
     default: return std::nullopt;
   }
 }
+
+// The kernels load and store 16 bytes at a time.
+inline bool aligned16(const torch::Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16 == 0; }
 
 inline void check_launch(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));

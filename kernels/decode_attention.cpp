@@ -132,8 +132,6 @@ torch::Tensor plain_mla(const torch::Tensor& q_latent, const torch::Tensor& q_pe
 #ifdef LB_HAVE_CUDA
 static_assert(kMaxChunk <= cuda::kDecodeMaxChunk, "a chunk the kernels' shared memory holds");
 
-bool aligned16(const torch::Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16 == 0; }
-
 // A query tensor the kernels can read after .contiguous() (a copy is freshly allocated, so aligned).
 bool query_fits(const torch::Tensor& q) { return !q.is_contiguous() || aligned16(q); }
 

@@ -61,6 +61,13 @@ std::pair<torch::Tensor, torch::Tensor> add_rmsnorm_fused(const torch::Tensor& x
   return {h, rmsnorm(h, weight, eps)};
 }
 
+std::pair<torch::Tensor, torch::Tensor> add_rmsnorm(const torch::Tensor& x, const torch::Tensor& residual,
+                                                    const torch::Tensor& weight, double eps, bool fused) {
+  if (fused) return add_rmsnorm_fused(x, residual, weight, eps);
+  torch::Tensor h = x + residual;
+  return {h, rmsnorm(h, weight, eps)};
+}
+
 torch::Tensor qk_norm_rope_fused(const torch::Tensor& x, const torch::Tensor& weight, const CosSin& cs, double eps) {
 #ifdef LB_HAVE_CUDA
   const int64_t dim = x.size(-1);

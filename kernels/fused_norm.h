@@ -16,6 +16,11 @@ torch::Tensor rmsnorm_fused(const torch::Tensor& x, const torch::Tensor& weight,
 std::pair<torch::Tensor, torch::Tensor> add_rmsnorm_fused(const torch::Tensor& x, const torch::Tensor& residual,
                                                           const torch::Tensor& weight, double eps);
 
+// add_rmsnorm_fused with `fused`, else the plain x + residual and rmsnorm(): the model code's one
+// call for both paths.
+std::pair<torch::Tensor, torch::Tensor> add_rmsnorm(const torch::Tensor& x, const torch::Tensor& residual,
+                                                    const torch::Tensor& weight, double eps, bool fused);
+
 // x [T, heads, dim]: apply_rope(rmsnorm(x, weight, eps), cs, /*interleaved=*/false).
 torch::Tensor qk_norm_rope_fused(const torch::Tensor& x, const torch::Tensor& weight, const CosSin& cs, double eps);
 

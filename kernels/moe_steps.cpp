@@ -14,8 +14,6 @@ namespace lb {
 #ifdef LB_HAVE_CUDA
 namespace {
 
-bool aligned16(const torch::Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16 == 0; }
-
 // Up to this many (token, expert) pairs (four decode tokens at top 8) each pair gets its own
 // blocks: sorting would cost a launch, and few experts are chosen twice. Measured on an H200 at
 // the Qwen3 and DeepSeek-V3 shapes: faster than the sorted kernels at 1-4 tokens (4 tokens: 79% /

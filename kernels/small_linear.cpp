@@ -23,9 +23,8 @@ bool linear_fused_uses_kernel(const torch::Tensor& x, const torch::Tensor& weigh
   return dtype && *dtype != cuda::Dtype::F32 && x.dim() == 2 && x.size(0) <= cuda::kGemvMaxRows &&
          weight.numel() * weight.element_size() <= kGemvMaxWeightBytes &&
          weight.dim() == 2 && weight.size(1) == x.size(1) && x.size(1) % 8 == 0 && weight.device() == x.device() &&
-         weight.scalar_type() == x.scalar_type() && weight.is_contiguous() &&
-         reinterpret_cast<std::uintptr_t>(weight.data_ptr()) % 16 == 0 &&
-         (!x.is_contiguous() || reinterpret_cast<std::uintptr_t>(x.data_ptr()) % 16 == 0);
+         weight.scalar_type() == x.scalar_type() && weight.is_contiguous() && aligned16(weight) &&
+         (!x.is_contiguous() || aligned16(x));
 #else
   (void)x, (void)weight;
   return false;

@@ -418,12 +418,14 @@ torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, L
   else if (attn_tp.size() > 1) attn_tp.all_reduce(attn);
   keep("o_proj", attn, mine);
   torch::Tensor h, post;
-  if (options_.fused_kernels && mutation_ != Mutation::MissingResidualAdd) {
-    // The residual add and the norm after it in one kernel: a decode step is made of small launches.
-    std::tie(h, post) = add_rmsnorm_fused(x, attn, w["post_attention_layernorm.weight"], config_.rms_eps);
-  } else {
-    h = mutation_ == Mutation::MissingResidualAdd ? attn : x + attn;
+  if (mutation_ == Mutation::MissingResidualAdd) {
+    h = attn;
     post = norm(h, w["post_attention_layernorm.weight"]);
+  } else {
+    // The residual add and the norm after it: one kernel on the fused path, where a decode step is
+    // made of small launches.
+    std::tie(h, post) = add_rmsnorm(x, attn, w["post_attention_layernorm.weight"], config_.rms_eps,
+                                    options_.fused_kernels);
   }
   keep("residual", h, mine);
   torch::Tensor m;

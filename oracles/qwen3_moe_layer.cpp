@@ -63,13 +63,7 @@ torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rop
   torch::Tensor attn = gqa_attention(w, s.q, s.k, s.v, tokens, tokens, c.attention_scale(), cache);
   torch::Tensor o = linear(attn.flatten(1), w["self_attn.o_proj.weight"], w.fused_kernels);
   // The residual add and the next norm, one kernel on the fused path.
-  torch::Tensor h, post;
-  if (w.fused_kernels) {
-    std::tie(h, post) = add_rmsnorm_fused(x, o, w["post_attention_layernorm.weight"], c.rms_eps);
-  } else {
-    h = x + o;
-    post = rmsnorm(h, w["post_attention_layernorm.weight"], c.rms_eps);
-  }
+  const auto [h, post] = add_rmsnorm(x, o, w["post_attention_layernorm.weight"], c.rms_eps, w.fused_kernels);
   Routing routing;
   torch::Tensor mlp = qwen3_mlp(c, w, post, &routing);
   if (chosen) *chosen = routing;

@@ -5,6 +5,8 @@
 // a difference. The whole 200-question runs are records under results/gsm8k/.
 #include "test_util.h"
 
+#include "datasets/gsm8k.h"
+
 #include <nlohmann/json.hpp>
 
 #include <fstream>
@@ -18,13 +20,6 @@ const std::string kGsm8kTest = join_path(LB_SHARED_DIR, "datasets/gsm8k/test.jso
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);
   return nlohmann::json::parse(in);
-}
-
-// The text up to the first stop string, as the harness scores it (its record keeps the stop).
-std::string cut_at_stop(const std::string& text) {
-  size_t cut = text.size();
-  for (const char* stop : {"Question:", "\n\n\n", "<|endoftext|>", "<|im_end|>", "</s>"}) cut = std::min(cut, text.find(stop));
-  return text.substr(0, cut);
 }
 
 bool one_begins_the_other(const std::string& a, const std::string& b) {
@@ -50,6 +45,7 @@ TEST_P(TrainedCheckpoint, ReferenceFollowsTheTransformersAnchorAndALayoutTheRefe
   const nlohmann::json& reference = record["runs"][0];
   const nlohmann::json& layout = record["runs"][1];
   for (int q = 0; q < kQuestions; ++q) {
+    // The record keeps the stop string; the anchor's text ends before it, as the harness scores.
     const std::string ours = cut_at_stop(reference["questions"][q]["text"].get<std::string>());
     const std::string theirs = anchor["questions"][q]["text"].get<std::string>();
     EXPECT_EQ(reference["questions"][q]["line"], anchor["questions"][q]["line"]);
