@@ -14,12 +14,12 @@ namespace {
 // all experts, which beats a grouped GEMM when every expert has work and counts are close, as in
 // a long prefill. Past this much padding (or with an idle expert) the grouped GEMM wins.
 constexpr double kMaxPaddingShare = 1.25;
-// Up to this many (token, expert) pairs (64 decode tokens at top 8) each expert's weights are
-// streamed once by the decode kernels: GEMMs would spend their time on a host sync and launches.
-constexpr int64_t kDecodeMaxPairs = 512;
-// A decode batch past that (up to 4x, e.g. 256 sequences at top 8, graph buckets 128 and 256) runs
-// the decode kernels on chunks of tokens: each chunk streams the experts it uses again, but nothing
-// waits on the host, so the step can still be captured in a CUDA graph.
+// Up to decode_moe_max_pairs (moe_steps.h) each expert's weights are streamed once (or once per
+// 64 pairs) by kernels that need no host sync: GEMMs would spend their time on one and on launches.
+// Where only the warp-per-row kernels fit (kRowKernelsMaxPairs), a decode batch past that (up to
+// 4x, e.g. 256 sequences at top 8, graph buckets 128 and 256) runs them on chunks of tokens: each
+// chunk streams the experts it uses again, but nothing waits on the host, so the step can still be
+// captured in a CUDA graph.
 constexpr int64_t kDecodeMaxChunks = 4;
 
 // Pairs (token * k + slot) sorted by local expert; pairs whose expert is held elsewhere get key
@@ -80,11 +80,12 @@ torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const
 torch::Tensor fused_moe_experts(const torch::Tensor& x, const Routing& routing, const ExpertWeights& experts) {
   const torch::Tensor gate_up = gate_up_of(experts);
   const int64_t k = routing.experts.size(1), pairs = routing.experts.numel();
-  if (x.is_cuda() && pairs <= kDecodeMaxPairs) {
+  const int64_t most = x.is_cuda() ? decode_moe_max_pairs(x, experts.down) : 0;
+  if (x.is_cuda() && pairs <= most) {
     const torch::Tensor y = decode_moe(x, routing.experts, routing.weights, gate_up, experts.down, experts.first_expert);
     if (y.defined()) return y;
-  } else if (x.is_cuda() && pairs <= kDecodeMaxChunks * kDecodeMaxPairs) {
-    const int64_t chunk = kDecodeMaxPairs / k;
+  } else if (x.is_cuda() && most == kRowKernelsMaxPairs && pairs <= kDecodeMaxChunks * most) {
+    const int64_t chunk = most / k;
     std::vector<torch::Tensor> parts;
     for (int64_t first = 0; first < x.size(0); first += chunk) {
       const int64_t n = std::min(chunk, x.size(0) - first);

@@ -6,6 +6,7 @@
 #include "kernels/cuda/moe_decode.h"
 #include "kernels/cuda/moe_pairs.h"
 #include "kernels/cuda/moe_rows.h"
+#include "kernels/cuda/moe_stream.h"
 #include "kernels/cuda_glue.h"
 #endif
 
@@ -98,6 +99,16 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   check_launch(cuda::moe_sort_pairs(ec.data_ptr<int64_t>(), pairs, first_expert, held, order.data_ptr<int64_t>(),
                                     offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream),
                "MoE pair sort kernel");
+  if (cuda::moe_stream_fits(*d, hidden, inter)) {
+    check_launch(cuda::moe_stream_gate_up(*d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
+                                          offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held,
+                                          pairs, inter, hidden, k, stream),
+                 "MoE streamed gate/up kernel");
+    check_launch(cuda::moe_stream_down(*d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(),
+                                       held, pairs, hidden, inter, stream),
+                 "MoE streamed down kernel");
+    return combine_pairs(y, row_of_pair, tokens, k);
+  }
   check_launch(cuda::moe_decode_gate_up(*d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
                                         offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held, pairs,
                                         inter, hidden, k, stream),
@@ -109,6 +120,15 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
 #else
   return {};
 #endif
+}
+
+int64_t decode_moe_max_pairs(const torch::Tensor& x, const torch::Tensor& down) {
+#ifdef LB_HAVE_CUDA
+  const auto d = kernel_dtype(x);
+  if (d && x.dim() == 2 && down.dim() == 3 && cuda::moe_stream_fits(*d, x.size(1), down.size(2)))
+    return cuda::kMaxSortPairs;
+#endif
+  return kRowKernelsMaxPairs;
 }
 
 }  // namespace lb

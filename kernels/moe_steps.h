@@ -16,14 +16,21 @@ torch::Tensor silu_mul_weight(const torch::Tensor& h, const torch::Tensor& w);
 // undefined for rows in pair order (row t * k + s).
 torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k);
 
-// A decode batch's experts with no host synchronization, in four kernels: the (token, expert)
-// pairs sorted by expert in one block, gate/up and down with each expert's weight rows streamed
-// once for all its pairs, then combine_pairs. Up to four tokens' pairs skip the sort: gate/up
+// A batch's experts with no host synchronization, in four kernels: the (token, expert) pairs
+// sorted by expert in one block, gate/up and down with each expert's weight rows streamed once for
+// all its pairs (or once per 64 of them), then combine_pairs. Up to four tokens' pairs skip the sort: gate/up
 // and down run one block per pair (kernels/cuda/moe_pairs.cu). The same contract as
 // fused_moe_experts (experts from first_expert on held here; gate_up [E, 2I, H], down [E, H, I]). An undefined tensor when the
 // kernels cannot take these inputs: not on a GPU, too many pairs, or sizes that are not multiples
 // of the load width.
 torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, const torch::Tensor& weights,
                          const torch::Tensor& gate_up, const torch::Tensor& down, int64_t first_expert);
+
+// The most pairs decode_moe should take in one call for these inputs (x [tokens, hidden], down
+// [E, H, I]): 8192 where the streamed kernels (kernels/cuda/moe_stream.h) fit, whose blocks take
+// up to 64 pairs of an expert per pass over its weights; otherwise kRowKernelsMaxPairs (64 tokens
+// at top 8), past which the warp-per-row kernels fall behind a grouped GEMM.
+constexpr int64_t kRowKernelsMaxPairs = 512;
+int64_t decode_moe_max_pairs(const torch::Tensor& x, const torch::Tensor& down);
 
 }  // namespace lb

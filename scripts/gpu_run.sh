@@ -139,8 +139,9 @@ for step in "${steps[@]}"; do
       # Our fused experts, then the peers (SGLang's Triton kernel, torch grouped_mm) in the same call:
       # a speed claim is a ratio to them measured side by side (scripts/results_table.py pairs the files).
       gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _)
-      $bin bench-moe --tokens 1,2,4,8,16,32,64,512,4096,8192,16384 --json "$OUT/bench_moe_$gpu_name.json" || status=1
-      PYTHONUNBUFFERED=1 timeout 400 python3 "${LB_SHARED_DIR:-../shared}/peers/fused_moe_peers.py" --max-seconds 300 --reps 10 \
+      moe_tokens=1,2,4,8,16,32,64,128,256,512,1024,2048,4096,8192,16384
+      $bin bench-moe --tokens $moe_tokens --json "$OUT/bench_moe_$gpu_name.json" || status=1
+      PYTHONUNBUFFERED=1 timeout 400 python3 "${LB_SHARED_DIR:-../shared}/peers/fused_moe_peers.py" --max-seconds 300 --reps 10 --tokens $moe_tokens \
         --out "$OUT/peers_fused_moe_$gpu_name.json" > "$OUT/peers_fused_moe.log" 2>&1 || status=1
       tail -30 "$OUT/peers_fused_moe.log"
       [ -n "${LB_BENCH_MOE_ONLY:-}" ] && continue

@@ -37,6 +37,11 @@ __device__ inline void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(s));
 }
+// Two 8x8 tiles: lanes 0-15 name the rows (0-7 of the first tile, 8-15 of the second).
+__device__ inline void ldmatrix_x2(uint32_t (&r)[2], const void* row) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
+}
 __device__ inline void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"

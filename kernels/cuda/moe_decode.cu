@@ -14,37 +14,87 @@ constexpr int kRows = 4;   // output rows per warp: each input value loaded serv
 // the accumulators stay in registers with enough warps resident to keep loads in flight.
 constexpr int kChunkRows = 8;
 
-// One block: counting sort of the pairs by local expert (stable, so pair order within an expert
-// is pair id order), in shared memory; pairs of experts held elsewhere get key `held` and go last.
-__global__ void sort_pairs_kernel(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held,
-                                  int64_t* order, int64_t* offsets, int64_t* row_of_pair) {
+// One block: a stable counting sort of the pairs by local expert (pair order within an expert is
+// pair id order); pairs of experts held elsewhere get key `held` and go last. Each warp takes a
+// contiguous segment of the pairs and counts its keys, 32 at a time (lanes with the same key found
+// by one match), into its own row of counts; the (key, warp) order of those counts gives every
+// warp its first position per key, and a second walk places each pair. Nothing is compared pair
+// against pair, so 8192 pairs cost about as much as a few hundred.
+constexpr int kSortWarps = 8;
+
+__global__ void __launch_bounds__(kSortWarps * 32)
+    sort_pairs_kernel(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
+                      int64_t* offsets, int64_t* row_of_pair) {
   extern __shared__ int shared[];
-  int* start = shared;              // [held + 2]: counts, then exclusive sums
-  int* key = shared + held + 2;     // [pairs]
-  for (int64_t e = threadIdx.x; e < held + 2; e += blockDim.x) start[e] = 0;
+  const int keys = int(held) + 1;
+  int* start = shared;                   // [keys]: each key's first position
+  int* counts = shared + keys;           // [kSortWarps][keys]: then each warp's next position in a key
+  __shared__ int warp_totals[kSortWarps];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int i = threadIdx.x; i < (kSortWarps + 1) * keys; i += blockDim.x) shared[i] = 0;
   __syncthreads();
-  for (int64_t p = threadIdx.x; p < pairs; p += blockDim.x) {
+  const int64_t per_warp = (pairs + kSortWarps - 1) / kSortWarps;
+  const int64_t lo = min(pairs, warp * per_warp), hi = min(pairs, lo + per_warp);
+  int* mine = counts + warp * keys;
+  const auto key_of = [&](int64_t p) {
     const int64_t local = experts[p] - first_expert;
-    key[p] = int(local >= 0 && local < held ? local : held);
-    atomicAdd(&start[key[p]], 1);
+    return int(local >= 0 && local < held ? local : held);
+  };
+  for (int64_t base = lo; base < hi; base += 32) {  // the warp's counts
+    const int64_t p = base + lane;
+    const unsigned active = __ballot_sync(0xffffffffu, p < hi);
+    if (p < hi) {
+      const int key = key_of(p);
+      const unsigned same = __match_any_sync(active, key);
+      if (lane == __ffs(same) - 1) mine[key] += __popc(same);
+    }
+    __syncwarp();
   }
   __syncthreads();
-  if (threadIdx.x == 0) {
+  for (int key = threadIdx.x; key < keys; key += blockDim.x) {  // per key: the warps' exclusive sums
     int sum = 0;
-    for (int64_t e = 0; e <= held; ++e) {
-      const int c = start[e];
-      start[e] = sum;
-      offsets[e] = sum;
+    for (int w = 0; w < kSortWarps; ++w) {
+      const int c = counts[w * keys + key];
+      counts[w * keys + key] = sum;
       sum += c;
+    }
+    start[key] = sum;
+  }
+  __syncthreads();
+  {  // start: the keys' totals become their exclusive sums; each thread a run of consecutive keys
+    const int per_thread = (keys + int(blockDim.x) - 1) / int(blockDim.x), k0 = int(threadIdx.x) * per_thread;
+    int own = 0;
+    for (int i = k0; i < k0 + per_thread && i < keys; ++i) own += start[i];
+    int inclusive = own;
+    for (int o = 1; o < 32; o *= 2) {
+      const int v = __shfl_up_sync(0xffffffffu, inclusive, o);
+      if (lane >= o) inclusive += v;
+    }
+    if (lane == 31) warp_totals[warp] = inclusive;
+    __syncthreads();
+    int run = inclusive - own;
+    for (int w = 0; w < warp; ++w) run += warp_totals[w];
+    for (int i = k0; i < k0 + per_thread && i < keys; ++i) {
+      const int total = start[i];
+      start[i] = run;
+      offsets[i] = run;
+      run += total;
     }
   }
   __syncthreads();
-  for (int64_t p = threadIdx.x; p < pairs; p += blockDim.x) {
-    int rank = 0;
-    for (int64_t q = 0; q < p; ++q) rank += key[q] == key[p];
-    const int64_t position = start[key[p]] + rank;
-    order[position] = p;
-    row_of_pair[p] = key[p] < held ? position : -1;
+  for (int64_t base = lo; base < hi; base += 32) {  // the warp's placements
+    const int64_t p = base + lane;
+    const unsigned active = __ballot_sync(0xffffffffu, p < hi);
+    if (p < hi) {
+      const int key = key_of(p);
+      const unsigned same = __match_any_sync(active, key);
+      const int position = start[key] + mine[key] + __popc(same & ((1u << lane) - 1u));
+      order[position] = p;
+      row_of_pair[p] = key < held ? position : -1;
+      __syncwarp(active);  // every lane has read mine[key] before its first lane moves it on
+      if (lane == __ffs(same) - 1) mine[key] += __popc(same);
+    }
+    __syncwarp();
   }
 }
 
@@ -249,8 +299,9 @@ int moe_decode_alignment(Dtype dtype) { return dtype == Dtype::F32 ? 4 : 8; }
 cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
                            int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream) {
   if (pairs > kMaxSortPairs || held > kMaxSortExperts) return cudaErrorInvalidValue;
-  const size_t shared = size_t(held + 2 + pairs) * sizeof(int);
-  sort_pairs_kernel<<<1, 512, shared, stream>>>(experts, pairs, first_expert, held, order, offsets, row_of_pair);
+  const size_t shared = size_t(kSortWarps + 1) * size_t(held + 1) * sizeof(int);
+  sort_pairs_kernel<<<1, kSortWarps * 32, shared, stream>>>(experts, pairs, first_expert, held, order, offsets,
+                                                             row_of_pair);
   return cudaGetLastError();
 }
 

@@ -1,0 +1,194 @@
+#include "kernels/cuda/moe_stream.h"
+
+#include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/dispatch.cuh"
+#include "kernels/cuda/mma.cuh"
+
+namespace lb::cuda {
+
+namespace {
+
+// Block (row tile, expert): 4 warps, each 16 weight rows (of each matrix) against up to kN sorted
+// pairs per pass over K. A stage is 64 K columns (128 bytes of a row) of the block's 64 rows per
+// matrix and of its pairs' input rows; kStages of them are in flight while one is multiplied.
+// Registers hold only the accumulators, so the loads in flight are bounded by shared memory, not
+// by registers as in moe_decode.cu's tensor-core kernel, which reached ~80% of the copy bandwidth.
+constexpr int kWarps = 4;
+constexpr int kTileRows = 16 * kWarps;
+constexpr int kStageCols = 64;
+constexpr int kRowChunks = kStageCols * 2 / 16;  // 16-byte chunks of a row in one stage
+constexpr int kStages = 4;
+
+// Chunk c of row r of a stage's tile: rows of 128 bytes, chunks XOR-swizzled by the row, so that
+// the 8 rows one ldmatrix reads at the same column fall in 8 different bank groups.
+__device__ inline int swizzled(int r, int c) { return r * kRowChunks + (c ^ (r % kRowChunks)); }
+
+template <int kMats, int kN> struct Stage {
+  static constexpr int kWeightChunks = kMats * kTileRows * kRowChunks;
+  static constexpr int kChunks = kWeightChunks + kN * kRowChunks;
+  static constexpr int kWeightPerThread = kWeightChunks / (kWarps * 32);
+  static constexpr int kInputPerThread = (kN * kRowChunks + kWarps * 32 - 1) / (kWarps * 32);
+  static constexpr size_t kSharedBytes = size_t(kStages) * kChunks * 16;
+};
+
+template <typename T, bool kGateUp, int kN>
+__global__ void __launch_bounds__(kWarps * 32)
+    stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets, const float* pair_weight,
+                  T* out, int64_t out_cols, int64_t K, int64_t k) {
+  constexpr int kMats = kGateUp ? 2 : 1;
+  constexpr int kTiles = kN / 8;
+  using S = Stage<kMats, kN>;
+  extern __shared__ uint4 shared[];  // [kStages][S::kChunks]
+  const int64_t e = blockIdx.y, begin = offsets[e], end = offsets[e + 1];
+  const int64_t row0 = int64_t(blockIdx.x) * kTileRows;
+  if (begin == end) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int stages = int(K / kStageCols);
+
+  // The weight chunks this thread copies each stage: consecutive threads take consecutive chunks of
+  // a row, 8 threads a row's 128 bytes.
+  const T* w_src[S::kWeightPerThread];
+  int w_dst[S::kWeightPerThread];
+#pragma unroll
+  for (int i = 0; i < S::kWeightPerThread; ++i) {
+    const int t = threadIdx.x + i * kWarps * 32;
+    const int m = t / (kTileRows * kRowChunks), r = t / kRowChunks % kTileRows, c = t % kRowChunks;
+    const int64_t row = row0 + r < out_cols ? row0 + r : out_cols - 1;  // past the end: a valid row, never stored
+    w_src[i] = weight + ((e * kMats + m) * out_cols + row) * K + c * 8;
+    w_dst[i] = m * kTileRows * kRowChunks + swizzled(r, c);
+  }
+
+  for (int64_t first = begin; first < end; first += kN) {
+    const int n = int(end - first < kN ? end - first : kN);
+    const int tiles = (n + 7) / 8;
+    const T* x_src[S::kInputPerThread];
+    int x_dst[S::kInputPerThread];
+#pragma unroll
+    for (int i = 0; i < S::kInputPerThread; ++i) {
+      const int t = threadIdx.x + i * kWarps * 32;
+      const int p = t / kRowChunks, c = t % kRowChunks;
+      // Pairs past n are not loaded: their columns of the products are garbage and never stored.
+      x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
+      x_dst[i] = S::kWeightChunks + swizzled(p, c);
+    }
+    const auto issue = [&](int s) {
+      uint4* buffer = shared + (s % kStages) * S::kChunks;
+#pragma unroll
+      for (int i = 0; i < S::kWeightPerThread; ++i) cp_async_16(buffer + w_dst[i], w_src[i] + s * kStageCols);
+#pragma unroll
+      for (int i = 0; i < S::kInputPerThread; ++i)
+        if (x_src[i]) cp_async_16(buffer + x_dst[i], x_src[i] + s * kStageCols);
+    };
+
+    float acc[kMats][kTiles][4] = {};
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+      if (s < stages) issue(s);
+      cp_async_commit();  // empty groups too: the wait below counts groups
+    }
+    for (int s = 0; s < stages; ++s) {
+      cp_async_wait<kStages - 2>();
+      __syncthreads();  // stage s is everyone's, and everyone is done with the buffer refilled next
+      if (s + kStages - 1 < stages) issue(s + kStages - 1);
+      cp_async_commit();
+      const uint4* buffer = shared + (s % kStages) * S::kChunks;
+#pragma unroll
+      for (int kk = 0; kk < kStageCols / 16; ++kk) {
+        // A: lanes 0-7 rows 0-7, 8-15 rows 8-15 of the warp's 16, at the k-step's first 8 columns;
+        // lanes 16-31 the same rows at its next 8.
+        uint32_t a[kMats][4];
+        const int a_row = warp * 16 + lane % 16, a_chunk = 2 * kk + lane / 16;
+#pragma unroll
+        for (int m = 0; m < kMats; ++m)
+          ldmatrix_x4(a[m], buffer + m * kTileRows * kRowChunks + swizzled(a_row, a_chunk));
+#pragma unroll
+        for (int j = 0; j < kTiles; ++j) {
+          if (j >= tiles) break;  // block-uniform
+          // B: lanes 0-7 pairs 8j..8j+7 at the first 8 columns, lanes 8-15 at the next 8.
+          uint32_t b[2];
+          ldmatrix_x2(b, buffer + S::kWeightChunks + swizzled(8 * j + lane % 8, 2 * kk + (lane / 8) % 2));
+#pragma unroll
+          for (int m = 0; m < kMats; ++m) mma_16x8x16<T>(acc[m][j], a[m], b[0], b[1]);
+        }
+      }
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // the buffers are free for the next pass
+
+    // acc[m][j][r]: row 16 * warp + lane / 4 + 8 * (r / 2), pair 8j + 2 * (lane % 4) + r % 2.
+#pragma unroll
+    for (int j = 0; j < kTiles; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int p = 8 * j + 2 * (lane % 4) + r % 2;
+        const int64_t row = row0 + 16 * warp + lane / 4 + 8 * (r / 2);
+        if (p >= n || row >= out_cols) continue;
+        const float a = acc[0][j][r];
+        const float v = kGateUp ? a / (1.0f + __expf(-a)) * acc[kMats - 1][j][r] * pair_weight[order[first + p]] : a;
+        out[(first + p) * out_cols + row] = from_f<T>(v);
+      }
+  }
+}
+
+// Pairs a block takes per pass: about twice the average per expert, so that few experts need a
+// second pass over their weights, and no more than needed, since the input rows share the stages.
+int pairs_per_pass(int64_t pairs, int64_t experts) {
+  const double average = double(pairs) / double(experts > 0 ? experts : 1);
+  return average <= 4 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : 64;
+}
+
+template <typename T, bool kGateUp, int kN>
+cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
+                        const float* pair_weight, void* out, int64_t experts, int64_t out_cols, int64_t K, int64_t k,
+                        cudaStream_t stream) {
+  constexpr size_t shared = Stage<kGateUp ? 2 : 1, kN>::kSharedBytes;
+  // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
+  const cudaError_t attr = cudaFuncSetAttribute(stream_kernel<T, kGateUp, kN>,
+                                                cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
+  if (attr != cudaSuccess) return attr;
+  const dim3 grid(unsigned((out_cols + kTileRows - 1) / kTileRows), unsigned(experts));
+  stream_kernel<T, kGateUp, kN><<<grid, kWarps * 32, shared, stream>>>(
+      static_cast<const T*>(in), static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out),
+      out_cols, K, k);
+  return cudaGetLastError();
+}
+
+template <bool kGateUp>
+cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
+                   const float* pair_weight, void* out, int64_t experts, int64_t pairs, int64_t out_cols, int64_t K,
+                   int64_t k, cudaStream_t stream) {
+  if (experts == 0 || out_cols == 0) return cudaSuccess;
+  if (dtype == Dtype::F32 || K % kStageCols != 0 || experts > 65535) return cudaErrorInvalidValue;
+  return with_element_type(dtype, [&](auto e) -> cudaError_t {
+    using T = typename decltype(e)::type;
+    if constexpr (sizeof(T) != 2) {
+      return cudaErrorInvalidValue;
+    } else {
+      switch (pairs_per_pass(pairs, experts)) {
+        case 8: return launch_with<T, kGateUp, 8>(in, weight, order, offsets, pair_weight, out, experts, out_cols, K, k, stream);
+        case 16: return launch_with<T, kGateUp, 16>(in, weight, order, offsets, pair_weight, out, experts, out_cols, K, k, stream);
+        case 32: return launch_with<T, kGateUp, 32>(in, weight, order, offsets, pair_weight, out, experts, out_cols, K, k, stream);
+        default: return launch_with<T, kGateUp, 64>(in, weight, order, offsets, pair_weight, out, experts, out_cols, K, k, stream);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+bool moe_stream_fits(Dtype dtype, int64_t hidden, int64_t inter) {
+  return dtype != Dtype::F32 && hidden % kStageCols == 0 && inter % kStageCols == 0 && hidden > 0 && inter > 0;
+}
+
+cudaError_t moe_stream_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
+                               const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
+                               int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream) {
+  return launch<true>(dtype, x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter, hidden, k, stream);
+}
+
+cudaError_t moe_stream_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
+                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream) {
+  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, stream);
+}
+
+}  // namespace lb::cuda
