@@ -1,6 +1,8 @@
 #include "kernels/moe_steps.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/moe_decode.h"
@@ -125,8 +127,12 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
 int64_t decode_moe_max_pairs(const torch::Tensor& x, const torch::Tensor& down) {
 #ifdef LB_HAVE_CUDA
   const auto d = kernel_dtype(x);
-  if (d && x.dim() == 2 && down.dim() == 3 && cuda::moe_stream_fits(*d, x.size(1), down.size(2)))
-    return cuda::kMaxSortPairs;
+  // Exploration only: LB_MOE_STREAM_MAX_PAIRS moves the crossover to the GEMMs.
+  static const int64_t most = [] {
+    const char* v = std::getenv("LB_MOE_STREAM_MAX_PAIRS");
+    return v ? std::min<int64_t>(std::atoll(v), cuda::kMaxSortPairs) : int64_t(8192);
+  }();
+  if (d && x.dim() == 2 && down.dim() == 3 && cuda::moe_stream_fits(*d, x.size(1), down.size(2))) return most;
 #endif
   return kRowKernelsMaxPairs;
 }

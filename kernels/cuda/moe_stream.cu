@@ -4,6 +4,10 @@
 #include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda/mma.cuh"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
 namespace lb::cuda {
 
 namespace {
@@ -13,8 +17,6 @@ namespace {
 // matrix and of its pairs' input rows; kStages of them are in flight while one is multiplied.
 // Registers hold only the accumulators, so the loads in flight are bounded by shared memory, not
 // by registers as in moe_decode.cu's tensor-core kernel, which reached ~80% of the copy bandwidth.
-constexpr int kWarps = 4;
-constexpr int kTileRows = 16 * kWarps;
 constexpr int kStageCols = 64;
 constexpr int kRowChunks = kStageCols * 2 / 16;  // 16-byte chunks of a row in one stage
 constexpr int kStages = 4;
@@ -23,7 +25,8 @@ constexpr int kStages = 4;
 // the 8 rows one ldmatrix reads at the same column fall in 8 different bank groups.
 __device__ inline int swizzled(int r, int c) { return r * kRowChunks + (c ^ (r % kRowChunks)); }
 
-template <int kMats, int kN> struct Stage {
+template <int kMats, int kN, int kWarps> struct Stage {
+  static constexpr int kTileRows = 16 * kWarps;
   static constexpr int kWeightChunks = kMats * kTileRows * kRowChunks;
   static constexpr int kChunks = kWeightChunks + kN * kRowChunks;
   static constexpr int kWeightPerThread = kWeightChunks / (kWarps * 32);
@@ -31,16 +34,17 @@ template <int kMats, int kN> struct Stage {
   static constexpr size_t kSharedBytes = size_t(kStages) * kChunks * 16;
 };
 
-template <typename T, bool kGateUp, int kN>
+template <typename T, bool kGateUp, int kN, int kWarps>
 __global__ void __launch_bounds__(kWarps * 32)
     stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets, const float* pair_weight,
                   T* out, int64_t out_cols, int64_t K, int64_t k) {
   constexpr int kMats = kGateUp ? 2 : 1;
   constexpr int kTiles = kN / 8;
-  using S = Stage<kMats, kN>;
+  using S = Stage<kMats, kN, kWarps>;
+  constexpr int kTileRows = S::kTileRows;
   extern __shared__ uint4 shared[];  // [kStages][S::kChunks]
-  const int64_t e = blockIdx.y, begin = offsets[e], end = offsets[e + 1];
-  const int64_t row0 = int64_t(blockIdx.x) * kTileRows;
+  const int64_t e = blockIdx.z, begin = offsets[e], end = offsets[e + 1];
+  const int64_t row0 = int64_t(blockIdx.y) * kTileRows;
   if (begin == end) return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int stages = int(K / kStageCols);
@@ -58,7 +62,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     w_dst[i] = m * kTileRows * kRowChunks + swizzled(r, c);
   }
 
-  for (int64_t first = begin; first < end; first += kN) {
+  // Blocks x = 0 .. passes - 1 of a row tile take its expert's pairs kN at a time in turn; they are
+  // launched together, so the second reads of the weights mostly come from L2.
+  for (int64_t first = begin + int64_t(blockIdx.x) * kN; first < end; first += int64_t(gridDim.x) * kN) {
     const int n = int(end - first < kN ? end - first : kN);
     const int tiles = (n + 7) / 8;
     const T* x_src[S::kInputPerThread];
@@ -132,25 +138,48 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 // Pairs a block takes per pass: about twice the average per expert, so that few experts need a
 // second pass over their weights, and no more than needed, since the input rows share the stages.
-int pairs_per_pass(int64_t pairs, int64_t experts) {
-  const double average = double(pairs) / double(experts > 0 ? experts : 1);
-  return average <= 4 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : 64;
+int pairs_per_pass(double average) { return average <= 4 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : 64; }
+
+// Blocks per row tile, each taking every passes-th group of kN pairs: enough that an expert with
+// a quarter more pairs than the average is done in one round.
+int passes_for(double average, int kN) { return std::max(1, int(std::ceil(1.25 * average / kN))); }
+
+// Exploration only: LB_MOE_STREAM_WARPS overrides the warps per block (2, 4 or 8).
+int warps_for(int kN) {
+  static const int forced = [] {
+    const char* v = std::getenv("LB_MOE_STREAM_WARPS");
+    return v ? std::atoi(v) : 0;
+  }();
+  if (forced == 2 || forced == 4 || forced == 8) return forced;
+  return 4;
 }
 
-template <typename T, bool kGateUp, int kN>
+template <typename T, bool kGateUp, int kN, int kWarps>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
-                        const float* pair_weight, void* out, int64_t experts, int64_t out_cols, int64_t K, int64_t k,
-                        cudaStream_t stream) {
-  constexpr size_t shared = Stage<kGateUp ? 2 : 1, kN>::kSharedBytes;
+                        const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
+                        int64_t k, cudaStream_t stream) {
+  using S = Stage<kGateUp ? 2 : 1, kN, kWarps>;
+  constexpr size_t shared = S::kSharedBytes;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
-  const cudaError_t attr = cudaFuncSetAttribute(stream_kernel<T, kGateUp, kN>,
+  const cudaError_t attr = cudaFuncSetAttribute(stream_kernel<T, kGateUp, kN, kWarps>,
                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
   if (attr != cudaSuccess) return attr;
-  const dim3 grid(unsigned((out_cols + kTileRows - 1) / kTileRows), unsigned(experts));
-  stream_kernel<T, kGateUp, kN><<<grid, kWarps * 32, shared, stream>>>(
+  const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
+  stream_kernel<T, kGateUp, kN, kWarps><<<grid, kWarps * 32, shared, stream>>>(
       static_cast<const T*>(in), static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out),
       out_cols, K, k);
   return cudaGetLastError();
+}
+
+template <typename T, bool kGateUp, int kN>
+cudaError_t launch_warps(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
+                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols,
+                         int64_t K, int64_t k, cudaStream_t stream) {
+  switch (warps_for(kN)) {
+    case 2: return launch_with<T, kGateUp, kN, 2>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
+    case 8: return launch_with<T, kGateUp, kN, 8>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
+    default: return launch_with<T, kGateUp, kN, 4>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
+  }
 }
 
 template <bool kGateUp>
@@ -159,16 +188,18 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
                    int64_t k, cudaStream_t stream) {
   if (experts == 0 || out_cols == 0) return cudaSuccess;
   if (dtype == Dtype::F32 || K % kStageCols != 0 || experts > 65535) return cudaErrorInvalidValue;
+  const double average = double(pairs) / double(experts);
+  const int kn = pairs_per_pass(average), passes = passes_for(average, kn);
   return with_element_type(dtype, [&](auto e) -> cudaError_t {
     using T = typename decltype(e)::type;
     if constexpr (sizeof(T) != 2) {
       return cudaErrorInvalidValue;
     } else {
-      switch (pairs_per_pass(pairs, experts)) {
-        case 8: return launch_with<T, kGateUp, 8>(in, weight, order, offsets, pair_weight, out, experts, out_cols, K, k, stream);
-        case 16: return launch_with<T, kGateUp, 16>(in, weight, order, offsets, pair_weight, out, experts, out_cols, K, k, stream);
-        case 32: return launch_with<T, kGateUp, 32>(in, weight, order, offsets, pair_weight, out, experts, out_cols, K, k, stream);
-        default: return launch_with<T, kGateUp, 64>(in, weight, order, offsets, pair_weight, out, experts, out_cols, K, k, stream);
+      switch (kn) {
+        case 8: return launch_warps<T, kGateUp, 8>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
+        case 16: return launch_warps<T, kGateUp, 16>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
+        case 32: return launch_warps<T, kGateUp, 32>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
+        default: return launch_warps<T, kGateUp, 64>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
       }
     }
   });
