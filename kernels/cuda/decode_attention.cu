@@ -519,14 +519,16 @@ __global__ void __launch_bounds__(kMlaTcWarps * 32, 1) mla_tc_chunk_kernel(MlaPa
 // chunks, so the block's time is its chain of waits on memory, not its bytes: warps that walked
 // their chunks one after another took ~15 us a layer (H200, Qwen3, 36 chunks). Here nothing waits
 // twice: the block's threads form `groups` groups of V / 4 threads (a float4 of a chunk's row
-// each), group g takes chunks g, g + groups, ..., and its first kCombineUnroll chunks' loads go out
-// before the max is known; the weights are computed once per chunk (a thread each) into shared
-// memory. The groups' sums meet in shared memory in a fixed order, so a result does not change
-// from run to run.
+// each), group g takes chunks g, g + groups, ..., U of them per round with their loads in flight
+// together, and the first round's loads go out before the max is known; the weights are computed
+// once per chunk (a thread each) into shared memory. The groups' sums meet in shared memory in a
+// fixed order, so a result does not change from run to run. With few chunks (3 a row at batch 64)
+// each chunk has a group of its own and U is 1: registers held for loads that never come would
+// only cost blocks per SM.
 constexpr int kCombineMaxThreads = 512;
 constexpr int kCombineMaxGroups = 8;
-constexpr int kCombineUnroll = 8;  // chunks per group whose loads are in flight together
-constexpr int kCombineTile = 256;  // chunk weights in shared memory at once
+constexpr int kCombineUnroll = 8;  // U with more chunks than groups
+constexpr int kCombineTile = 256;  // chunk weights in shared memory at once (at most)
 
 struct CombineParams {
   DecodePartials partials;
@@ -546,26 +548,26 @@ __device__ inline float block_max(float v, float* part) {
   return v;
 }
 
-template <typename T, int V>
+template <typename T, int V, int U>
 __global__ void __launch_bounds__(kCombineMaxThreads) combine_chunks_kernel(CombineParams p) {
   constexpr int kRow = V / 4;  // threads per chunk row
-  static_assert(V % 4 == 0 && kRow <= kCombineMaxThreads && kRow * kCombineMaxGroups >= 32, "value size");
-  static_assert(kCombineTile % (kCombineMaxGroups * kCombineUnroll) == 0, "rounds tile the weights");
+  static_assert(V % 4 == 0 && kRow <= kCombineMaxThreads && kCombineMaxGroups * U <= kCombineTile, "sizes");
   __shared__ float4 group_acc[kCombineMaxThreads];  // [groups][kRow]
   __shared__ float weight[kCombineTile];
   __shared__ float warp_max_part[kCombineMaxThreads / 32], warp_sum_part[kCombineMaxThreads / 32];
   const int groups = blockDim.x / kRow, g = threadIdx.x / kRow, r = threadIdx.x % kRow;
-  const int round = groups * kCombineUnroll;  // chunks per round: a power of two dividing kCombineTile
+  const int round = groups * U;                        // chunks per round
+  const int tile_size = kCombineTile / round * round;  // whole rounds
   const int64_t row_head = blockIdx.x, i = row_head / p.heads;
   const int64_t length = valid_length(p.slot[i], p.len[i], p.slots, p.cap);
   const int used = int((length + p.chunk - 1) / p.chunk);
   const float2* max_sum = reinterpret_cast<const float2*>(p.partials.max_sum) + row_head * p.chunks;
   const float4* acc = reinterpret_cast<const float4*>(p.partials.acc) + row_head * p.chunks * kRow + r;
 
-  float4 a[kCombineUnroll];
+  float4 a[U];
   const auto load_round = [&](int first) {
 #pragma unroll
-    for (int u = 0; u < kCombineUnroll; ++u) {
+    for (int u = 0; u < U; ++u) {
       const int c = first + g + groups * u;
       a[u] = c < used ? __ldg(acc + int64_t(c) * kRow) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
@@ -578,8 +580,8 @@ __global__ void __launch_bounds__(kCombineMaxThreads) combine_chunks_kernel(Comb
 
   float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   float total = 0.0f;
-  for (int tile = 0; tile < used; tile += kCombineTile) {  // one tile unless a row has over 256 chunks
-    const int end = min(used, tile + kCombineTile);
+  for (int tile = 0; tile < used; tile += tile_size) {  // one tile unless a row has hundreds of chunks
+    const int end = min(used, tile + tile_size);
     for (int c = tile + threadIdx.x; c < end; c += blockDim.x) {
       const float2 ms = __ldg(max_sum + c);
       const float w = expf(ms.x - top);
@@ -590,7 +592,7 @@ __global__ void __launch_bounds__(kCombineMaxThreads) combine_chunks_kernel(Comb
     for (int first = tile; first < end; first += round) {
       if (first > 0) load_round(first);
 #pragma unroll
-      for (int u = 0; u < kCombineUnroll; ++u) {
+      for (int u = 0; u < U; ++u) {
         const int c = first + g + groups * u;
         if (c >= end) break;
         const float w = weight[c - tile];
@@ -618,21 +620,18 @@ __global__ void __launch_bounds__(kCombineMaxThreads) combine_chunks_kernel(Comb
   store_pack<T, 4>(static_cast<T*>(p.out) + row_head * V + 4 * r, out);
 }
 
-// Threads for a merge of `chunks` chunks of V values: one group per chunk up to kCombineMaxGroups
-// (a power of two, at least one warp in all); the partials of a batch-64 step have 3 chunks a row,
-// where more idle groups would only cost blocks per SM.
-int combine_threads(int64_t chunks, int value_dim) {
-  const int row = value_dim / 4;
-  int groups = 1;
-  while (groups < chunks && groups < kCombineMaxGroups && 2 * groups * row <= kCombineMaxThreads) groups *= 2;
-  while (groups * row < 32) groups *= 2;
-  return groups * row;
-}
-
 template <typename T, int V>
 cudaError_t launch_combine_for(const CombineParams& params, int64_t rows, cudaStream_t stream) {
-  const int threads = combine_threads(params.chunks, V);
-  combine_chunks_kernel<T, V><<<unsigned(rows), threads, 0, stream>>>(params);
+  constexpr int kRow = V / 4;
+  constexpr int kWarpGroups = kRow < 32 ? 32 / kRow : 1;  // groups come in these steps: whole warps
+  const auto whole_warps = [](int64_t groups) { return int((groups + kWarpGroups - 1) / kWarpGroups * kWarpGroups); };
+  const int64_t chunks = std::max<int64_t>(params.chunks, 1);
+  if (chunks <= kCombineMaxGroups && whole_warps(chunks) * kRow <= kCombineMaxThreads) {
+    combine_chunks_kernel<T, V, 1><<<unsigned(rows), whole_warps(chunks) * kRow, 0, stream>>>(params);
+  } else {
+    const int groups = whole_warps(std::min(kCombineMaxGroups, kCombineMaxThreads / kRow));
+    combine_chunks_kernel<T, V, kCombineUnroll><<<unsigned(rows), groups * kRow, 0, stream>>>(params);
+  }
   return cudaGetLastError();
 }
 
