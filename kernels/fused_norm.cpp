@@ -68,25 +68,62 @@ std::pair<torch::Tensor, torch::Tensor> add_rmsnorm(const torch::Tensor& x, cons
   return {h, rmsnorm(h, weight, eps)};
 }
 
+#ifdef LB_HAVE_CUDA
+namespace {
+
+// One set of heads as the q/k norm + RoPE kernel takes it: the input read in place when its heads
+// are packed (tokens at any stride: q and k are column blocks of one qkv product), the weight, and
+// a fresh packed output.
+struct QkOperands {
+  cuda::Dtype dtype;
+  torch::Tensor x, w, y;
+  cuda::QkHeads heads() const { return {x.data_ptr(), x.stride(0), w.data_ptr(), y.data_ptr(), x.size(1)}; }
+};
+
+// The operands when the kernel takes x [T, heads, dim] with this weight and cos/sin, else none.
+std::optional<QkOperands> qk_operands(const torch::Tensor& x, const torch::Tensor& weight, const CosSin& cs) {
+  const auto d = norm_dtype(x, weight);
+  if (!d || x.dim() != 3 || cs.cos.scalar_type() != x.scalar_type() || x.size(2) > 1024 || x.size(2) % 2 != 0)
+    return std::nullopt;
+  const bool packed_heads = x.stride(2) == 1 && x.stride(1) == x.size(2);
+  const torch::Tensor xc = packed_heads ? x : x.contiguous();
+  return QkOperands{*d, xc, weight.contiguous(), torch::empty(xc.sizes(), xc.options())};
+}
+
+}  // namespace
+#endif
+
 torch::Tensor qk_norm_rope_fused(const torch::Tensor& x, const torch::Tensor& weight, const CosSin& cs, double eps) {
 #ifdef LB_HAVE_CUDA
-  const int64_t dim = x.size(-1);
-  const auto d = norm_dtype(x, weight);
-  if (d && cs.cos.scalar_type() == x.scalar_type() && dim <= 1024 && dim % 2 == 0) {
+  if (const auto a = qk_operands(x, weight, cs)) {
     const c10::cuda::CUDAGuard guard(x.device());
-    // Heads of a token packed, tokens at any stride (q and k are column blocks of one qkv product).
-    const bool strided = x.dim() == 3 && x.stride(2) == 1 && x.stride(1) == dim;
-    const torch::Tensor xc = strided ? x : x.contiguous(), wc = weight.contiguous(), c = cs.cos.contiguous(),
-                        s = cs.sin.contiguous();
-    torch::Tensor y = torch::empty(xc.sizes(), xc.options());
-    check_launch(cuda::qk_norm_rope(*d, xc.data_ptr(), xc.dim() == 3 ? xc.stride(0) : x.size(1) * dim, wc.data_ptr(),
-                                    c.data_ptr(), s.data_ptr(), y.data_ptr(), x.size(0), x.size(1), dim, float(eps),
-                                    stream_of(x)),
+    const torch::Tensor c = cs.cos.contiguous(), s = cs.sin.contiguous();
+    const cuda::QkHeads h = a->heads();
+    check_launch(cuda::qk_norm_rope(a->dtype, h.x, h.x_stride, h.w, c.data_ptr(), s.data_ptr(), h.y, x.size(0), h.heads,
+                                    x.size(2), float(eps), stream_of(x)),
                  "q/k norm + rope kernel");
-    return y;
+    return a->y;
   }
 #endif
   return apply_rope(rmsnorm(x, weight, eps), cs, /*interleaved=*/false);
+}
+
+std::pair<torch::Tensor, torch::Tensor> qk_norm_rope_pair_fused(const torch::Tensor& q, const torch::Tensor& q_weight,
+                                                                const torch::Tensor& k, const torch::Tensor& k_weight,
+                                                                const CosSin& cs, double eps) {
+#ifdef LB_HAVE_CUDA
+  const auto a = qk_operands(q, q_weight, cs), b = qk_operands(k, k_weight, cs);
+  if (a && b && q.device() == k.device() && q.scalar_type() == k.scalar_type() && q.size(0) == k.size(0) &&
+      q.size(2) == k.size(2)) {
+    const c10::cuda::CUDAGuard guard(q.device());
+    const torch::Tensor c = cs.cos.contiguous(), s = cs.sin.contiguous();
+    check_launch(cuda::qk_norm_rope_pair(a->dtype, a->heads(), b->heads(), c.data_ptr(), s.data_ptr(), q.size(0),
+                                         q.size(2), float(eps), stream_of(q)),
+                 "q and k norm + rope kernel");
+    return {a->y, b->y};
+  }
+#endif
+  return {qk_norm_rope_fused(q, q_weight, cs, eps), qk_norm_rope_fused(k, k_weight, cs, eps)};
 }
 
 }  // namespace lb

@@ -24,4 +24,10 @@ std::pair<torch::Tensor, torch::Tensor> add_rmsnorm(const torch::Tensor& x, cons
 // x [T, heads, dim]: apply_rope(rmsnorm(x, weight, eps), cs, /*interleaved=*/false).
 torch::Tensor qk_norm_rope_fused(const torch::Tensor& x, const torch::Tensor& weight, const CosSin& cs, double eps);
 
+// {qk_norm_rope_fused(q, q_weight, ...), qk_norm_rope_fused(k, k_weight, ...)}: on a GPU one kernel
+// launch for both (q [T, Hq, dim] and k [T, Hk, dim], the same values as two calls).
+std::pair<torch::Tensor, torch::Tensor> qk_norm_rope_pair_fused(const torch::Tensor& q, const torch::Tensor& q_weight,
+                                                                const torch::Tensor& k, const torch::Tensor& k_weight,
+                                                                const CosSin& cs, double eps);
+
 }  // namespace lb

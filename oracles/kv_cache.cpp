@@ -1,5 +1,7 @@
 #include "oracles/kv_cache.h"
 
+#include "kernels/cache_write.h"
+
 namespace lb {
 
 KvCache::KvCache(int64_t layers, int64_t slots, int64_t capacity, const std::vector<std::vector<int64_t>>& part_shapes,
@@ -23,10 +25,13 @@ KvCache::KvCache(int64_t layers, int64_t slots, int64_t capacity, const std::vec
 void KvCache::write(int64_t layer, const std::vector<torch::Tensor>& rows, const torch::Tensor& flat) {
   auto& parts = parts_.at(size_t(layer));
   TORCH_CHECK(rows.size() == parts.size(), "KV cache: ", rows.size(), " parts written to ", parts.size());
-  for (size_t i = 0; i < parts.size(); ++i) {
-    torch::Tensor view = parts[i].view({slots_ * capacity_, -1});
-    view.index_copy_(0, flat, rows[i].reshape({rows[i].size(0), view.size(1)}).to(parts[i].scalar_type()));
-  }
+  std::vector<torch::Tensor> views;
+  for (const torch::Tensor& part : parts) views.push_back(part.view({slots_ * capacity_, -1}));
+  // On a GPU one kernel for every part: an index_copy_ per part, plus a copy of a strided view
+  // (Qwen3's values are a column block of the qkv product), were 2-3 launches a layer.
+  if (write_cache_rows_fused(views, rows, flat)) return;
+  for (size_t i = 0; i < parts.size(); ++i)
+    views[i].index_copy_(0, flat, rows[i].reshape({rows[i].size(0), views[i].size(1)}).to(parts[i].scalar_type()));
 }
 
 }  // namespace lb

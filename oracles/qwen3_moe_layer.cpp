@@ -33,9 +33,11 @@ QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const CosSin& c
     k = heads(linear(x_normed, w["self_attn.k_proj.weight"], w.fused_kernels));
     v = heads(linear(x_normed, w["self_attn.v_proj.weight"], w.fused_kernels));
   }
-  if (w.fused_kernels)
-    return {qk_norm_rope_fused(q, w["self_attn.q_norm.weight"], cs, c.rms_eps),
-            qk_norm_rope_fused(k, w["self_attn.k_norm.weight"], cs, c.rms_eps), v};
+  if (w.fused_kernels) {
+    auto [q_out, k_out] =
+        qk_norm_rope_pair_fused(q, w["self_attn.q_norm.weight"], k, w["self_attn.k_norm.weight"], cs, c.rms_eps);
+    return {q_out, k_out, v};
+  }
   q = rmsnorm(q, w["self_attn.q_norm.weight"], c.rms_eps);
   k = rmsnorm(k, w["self_attn.k_norm.weight"], c.rms_eps);
   return {apply_rope(q, cs, false), apply_rope(k, cs, false), v};

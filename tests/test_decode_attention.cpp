@@ -362,6 +362,19 @@ TEST(GpuDecodeAttention, GqaKernelOtherHeadSizesAndGroups) {
   expect_gqa_kernel_matches({16, 2, 128, 5}, 4, torch::kBFloat16, 1e-2);
 }
 
+// A cache of over 256 chunks of the largest size (512): the merge holds the weights of 256 chunks
+// at a time, so the first row (at full length) spans two of its tiles on any GPU. f32 is held to
+// 1e-4, not 1e-5: both sides sum 131584 positions, in different orders. Leaving out the second
+// tile (its one chunk, 0.4% of the positions) would move that row by far more (~6%, estimated).
+TEST(GpuDecodeAttention, MergeOverMoreChunksThanOneTile) {
+  LB_SKIP_WITHOUT_GPU();
+  torch::manual_seed(26);
+  const int64_t cap = 512 * 257;
+  ASSERT_GT(decode_split(3, cap, 132).chunks, 256);
+  expect_gqa_kernel_matches({2, 1, 64, cap}, 3, torch::kFloat32, 1e-4);
+  expect_gqa_kernel_matches({2, 1, 128, cap}, 3, torch::kBFloat16, 1e-2);
+}
+
 // DeepSeek-V3: 128 heads (64 per rank at TP 2), kv_lora_rank 512, rotary 64.
 TEST(GpuDecodeAttention, MlaKernelMatchesPlainAtDeepSeekShapes) {
   LB_SKIP_WITHOUT_GPU();

@@ -50,6 +50,19 @@ void expect_norms_match(torch::Device device, torch::ScalarType dtype, double to
   const torch::Tensor from_strided = qk_norm_rope_fused(strided, w.to(dtype), cs, 1e-6);
   EXPECT_TRUE(from_strided.is_contiguous());
   EXPECT_TRUE(torch::equal(from_strided, got));
+  // q (32 heads) and k (4 heads, their own weight) as column blocks of one qkv product, in one
+  // launch: each the same values as a call of its own, and k near the plain ops in fp32.
+  const torch::Tensor qkv = (torch::randn({300, 40 * 128}, o) * 2).to(dtype);
+  const torch::Tensor q_cols = qkv.narrow(1, 0, 32 * 128).view({300, 32, 128});
+  const torch::Tensor k_cols = qkv.narrow(1, 32 * 128, 4 * 128).view({300, 4, 128});
+  const torch::Tensor wq = w.to(dtype), wk = (torch::rand({128}, o) + 0.5).to(dtype);
+  const auto [q_pair, k_pair] = qk_norm_rope_pair_fused(q_cols, wq, k_cols, wk, cs, 1e-6);
+  EXPECT_TRUE(torch::equal(q_pair, qk_norm_rope_fused(q_cols, wq, cs, 1e-6)));
+  EXPECT_TRUE(torch::equal(k_pair, qk_norm_rope_fused(k_cols, wk, cs, 1e-6)));
+  const torch::Tensor k_want = apply_rope(rmsnorm(k_cols.to(torch::kFloat32), wk.to(torch::kFloat32), 1e-6),
+                                          rope_cos_sin(rope, pos, torch::kFloat32), false);
+  EXPECT_LT(rel_l2(k_pair, k_want), tol);
+  EXPECT_GT(rel_l2(k_pair, apply_rope(rmsnorm(k_cols, wq, 1e-6), cs, false)), 10 * tol) << "k with q's weight";
 }
 
 TEST(FusedNorm, CpuFallbackIsThePlainOps) { expect_norms_match(torch::kCPU, torch::kFloat32, 1e-6, 1e-7); }

@@ -21,7 +21,6 @@ constexpr int kGqaWarps = 4;
 constexpr int kMlaWarps = 8;
 constexpr int kMlaHeadsPerWarp = 2;
 static_assert(kMlaWarps * kMlaHeadsPerWarp == kMlaHeadsPerBlock, "MLA heads per block");
-constexpr int kCombineWarps = 4;
 
 // A row's valid length: its len clamped to [0, cap], or 0 for a slot outside the cache (nothing
 // is read for it).
@@ -515,69 +514,140 @@ __global__ void __launch_bounds__(kMlaTcWarps * 32, 1) mla_tc_chunk_kernel(MlaPa
 }
 
 // One block per (row, head): the chunks that hold positions of the row, merged with weights
-// exp(m_c - M) (M the largest chunk max): out = sum_c w_c acc_c / sum_c w_c l_c. Zeros without keys.
-// The warps take every kCombineWarps-th chunk, and each warp keeps kCombineUnroll chunks' loads in
-// flight: a row of a short batch has dozens of small chunks, and one warp walking them one load
-// at a time waited on memory for ~19 us per layer at batch 1 (H200, Qwen3, 36 chunks).
-constexpr int kCombineMaxPerLane = 16;  // value sizes up to 512
-constexpr int kCombineUnroll = 4;
+// w_c = exp(m_c - M) (M the largest chunk max): out = sum_c w_c acc_c / sum_c w_c l_c. Zeros
+// without keys. At batch 1 the grid is only rows x heads blocks (32 for Qwen3) over dozens of
+// chunks, so the block's time is its chain of waits on memory, not its bytes: warps that walked
+// their chunks one after another took ~15 us a layer (H200, Qwen3, 36 chunks). Here nothing waits
+// twice: the block's threads form `groups` groups of V / 4 threads (a float4 of a chunk's row
+// each), group g takes chunks g, g + groups, ..., U of them per round with their loads in flight
+// together, and the first round's loads go out before the max is known; the weights are computed
+// once per chunk (a thread each) into shared memory. The groups' sums meet in shared memory in a
+// fixed order, so a result does not change from run to run. With few chunks (3 a row at batch 64)
+// each chunk has a group of its own and U is 1: registers held for loads that never come would
+// only cost blocks per SM.
+constexpr int kCombineMaxThreads = 512;
+constexpr int kCombineMaxGroups = 8;
+constexpr int kCombineUnroll = 8;  // U with more chunks than groups
+constexpr int kCombineTile = 256;  // chunk weights in shared memory at once (at most)
 
-template <typename T>
-__global__ void __launch_bounds__(kCombineWarps * 32)
-    combine_chunks_kernel(DecodePartials partials, const int64_t* slot, const int64_t* len, T* out, int64_t heads,
-                          int64_t slots, int64_t cap, int chunk, int chunks, int value_dim) {
-  __shared__ float warp_acc[kCombineWarps][32 * kCombineMaxPerLane];
-  __shared__ float warp_part[kCombineWarps];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t row_head = blockIdx.x;
-  const int64_t i = row_head / heads;
-  const int64_t length = valid_length(slot[i], len[i], slots, cap);
-  const int used = int((length + chunk - 1) / chunk);
-  const float* max_sum = partials.max_sum + row_head * chunks * 2;
-  const float* acc = partials.acc + row_head * chunks * value_dim;
+struct CombineParams {
+  DecodePartials partials;
+  const int64_t *slot, *len;
+  void* out;
+  int64_t heads, slots, cap;
+  int chunk, chunks;
+};
+
+// The max of v over the block, on every thread; `part` holds one value per warp.
+__device__ inline float block_max(float v, float* part) {
+  const int warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = warp_max(v);
+  if (threadIdx.x % 32 == 0) part[warp] = v;
+  __syncthreads();
+  for (int w = 0; w < warps; ++w) v = fmaxf(v, part[w]);
+  return v;
+}
+
+template <typename T, int V, int U>
+__global__ void __launch_bounds__(kCombineMaxThreads) combine_chunks_kernel(CombineParams p) {
+  constexpr int kRow = V / 4;  // threads per chunk row
+  static_assert(V % 4 == 0 && kRow <= kCombineMaxThreads && kCombineMaxGroups * U <= kCombineTile, "sizes");
+  __shared__ float4 group_acc[kCombineMaxThreads];  // [groups][kRow]
+  __shared__ float weight[kCombineTile];
+  __shared__ float warp_max_part[kCombineMaxThreads / 32], warp_sum_part[kCombineMaxThreads / 32];
+  const int groups = blockDim.x / kRow, g = threadIdx.x / kRow, r = threadIdx.x % kRow;
+  const int round = groups * U;                        // chunks per round
+  const int tile_size = kCombineTile / round * round;  // whole rounds
+  const int64_t row_head = blockIdx.x, i = row_head / p.heads;
+  const int64_t length = valid_length(p.slot[i], p.len[i], p.slots, p.cap);
+  const int used = int((length + p.chunk - 1) / p.chunk);
+  const float2* max_sum = reinterpret_cast<const float2*>(p.partials.max_sum) + row_head * p.chunks;
+  const float4* acc = reinterpret_cast<const float4*>(p.partials.acc) + row_head * p.chunks * kRow + r;
+
+  float4 a[U];
+  const auto load_round = [&](int first) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = first + g + groups * u;
+      a[u] = c < used ? __ldg(acc + int64_t(c) * kRow) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+  };
+  load_round(0);  // in flight during the max and the weights, which they do not depend on
+
   float top = -INFINITY;
-  for (int c = threadIdx.x; c < used; c += blockDim.x) top = fmaxf(top, __ldg(max_sum + 2 * c));
-  top = warp_max(top);
-  if (lane == 0) warp_part[warp] = top;
-  __syncthreads();
+  for (int c = threadIdx.x; c < used; c += blockDim.x) top = fmaxf(top, __ldg(&max_sum[c].x));
+  top = block_max(top, warp_max_part);
+
+  float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  float total = 0.0f;
+  for (int tile = 0; tile < used; tile += tile_size) {  // one tile unless a row has hundreds of chunks
+    const int end = min(used, tile + tile_size);
+    for (int c = tile + threadIdx.x; c < end; c += blockDim.x) {
+      const float2 ms = __ldg(max_sum + c);
+      const float w = expf(ms.x - top);
+      weight[c - tile] = w;
+      total += w * ms.y;
+    }
+    __syncthreads();
+    for (int first = tile; first < end; first += round) {
+      if (first > 0) load_round(first);
 #pragma unroll
-  for (int w = 0; w < kCombineWarps; ++w) top = fmaxf(top, warp_part[w]);
-  __syncthreads();  // warp_part is reused for the sums
-  float total = 0.0f, o[kCombineMaxPerLane] = {};
-#pragma unroll kCombineUnroll
-  for (int c = warp; c < used; c += kCombineWarps) {
-    const float w = expf(__ldg(max_sum + 2 * c) - top);
-    total += w * __ldg(max_sum + 2 * c + 1);
-#pragma unroll
-    for (int x = 0; x < kCombineMaxPerLane; ++x)
-      if (lane + 32 * x < value_dim) o[x] += w * __ldg(acc + int64_t(c) * value_dim + lane + 32 * x);
+      for (int u = 0; u < U; ++u) {
+        const int c = first + g + groups * u;
+        if (c >= end) break;
+        const float w = weight[c - tile];
+        o.x += w * a[u].x, o.y += w * a[u].y, o.z += w * a[u].z, o.w += w * a[u].w;
+      }
+    }
+    __syncthreads();  // every group is done with this tile's weights
   }
-#pragma unroll
-  for (int x = 0; x < kCombineMaxPerLane; ++x)
-    if (lane + 32 * x < value_dim) warp_acc[warp][lane + 32 * x] = o[x];
-  if (lane == 0) warp_part[warp] = total;
+
+  group_acc[threadIdx.x] = o;
+  total = warp_sum(total);
+  if (threadIdx.x % 32 == 0) warp_sum_part[threadIdx.x / 32] = total;
   __syncthreads();
+  if (g != 0) return;
   float sum_l = 0.0f;
-#pragma unroll
-  for (int w = 0; w < kCombineWarps; ++w) sum_l += warp_part[w];
+  for (int w = 0; w < int(blockDim.x / 32); ++w) sum_l += warp_sum_part[w];
   const float inverse = used > 0 ? 1.0f / sum_l : 0.0f;  // sum_l >= 1: each used chunk holds its max, exp(0)
-  for (int x = threadIdx.x; x < value_dim; x += blockDim.x) {
-    float v = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kCombineWarps; ++w) v += warp_acc[w][x];
-    out[row_head * value_dim + x] = from_f<T>(v * inverse);
+  float4 v = group_acc[r];
+  for (int h = 1; h < groups; ++h) {
+    const float4 x = group_acc[h * kRow + r];
+    v.x += x.x, v.y += x.y, v.z += x.z, v.w += x.w;
   }
+  const Pack<T, 4> out{{from_f<T>(v.x * inverse), from_f<T>(v.y * inverse), from_f<T>(v.z * inverse),
+                        from_f<T>(v.w * inverse)}};
+  store_pack<T, 4>(static_cast<T*>(p.out) + row_head * V + 4 * r, out);
+}
+
+template <typename T, int V>
+cudaError_t launch_combine_for(const CombineParams& params, int64_t rows, cudaStream_t stream) {
+  constexpr int kRow = V / 4;
+  constexpr int kWarpGroups = kRow < 32 ? 32 / kRow : 1;  // groups come in these steps: whole warps
+  const auto whole_warps = [](int64_t groups) { return int((groups + kWarpGroups - 1) / kWarpGroups * kWarpGroups); };
+  const int64_t chunks = std::max<int64_t>(params.chunks, 1);
+  if (chunks <= kCombineMaxGroups && whole_warps(chunks) * kRow <= kCombineMaxThreads) {
+    combine_chunks_kernel<T, V, 1><<<unsigned(rows), whole_warps(chunks) * kRow, 0, stream>>>(params);
+  } else {
+    const int groups = whole_warps(std::min(kCombineMaxGroups, kCombineMaxThreads / kRow));
+    combine_chunks_kernel<T, V, kCombineUnroll><<<unsigned(rows), groups * kRow, 0, stream>>>(params);
+  }
+  return cudaGetLastError();
 }
 
 template <typename T>
 cudaError_t launch_combine(DecodePartials partials, const int64_t* slot, const int64_t* len, void* out, int64_t n,
                            int64_t heads, int64_t slots, int64_t cap, int64_t chunk, int64_t chunks, int64_t value_dim,
                            cudaStream_t stream) {
-  if (value_dim % 32 != 0 || value_dim > 32 * kCombineMaxPerLane) return cudaErrorInvalidValue;
   if (n * heads > int64_t(INT32_MAX)) return cudaErrorInvalidValue;
-  combine_chunks_kernel<T><<<unsigned(n * heads), kCombineWarps * 32, 0, stream>>>(
-      partials, slot, len, static_cast<T*>(out), heads, slots, cap, int(chunk), int(chunks), int(value_dim));
-  return cudaGetLastError();
+  const CombineParams params{partials, slot, len, out, heads, slots, cap, int(chunk), int(chunks)};
+  switch (value_dim) {
+    case 64: return launch_combine_for<T, 64>(params, n * heads, stream);
+    case 128: return launch_combine_for<T, 128>(params, n * heads, stream);
+    case 256: return launch_combine_for<T, 256>(params, n * heads, stream);
+    case 512: return launch_combine_for<T, 512>(params, n * heads, stream);
+    default: return cudaErrorInvalidValue;
+  }
 }
 
 // Shapes every launcher checks: a grid within CUDA's limits and a chunk within the shared memory.

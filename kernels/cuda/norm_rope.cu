@@ -89,24 +89,36 @@ __global__ void __launch_bounds__(kNormThreads)
   }
 }
 
-// One block per (token, head) row; blockDim.x == dim rounded up to a warp multiple.
+// One block per (token, head) row; blockDim.x == dim rounded up to a warp multiple. Blocks
+// 0 .. tokens * a.heads - 1 take head set a, the rest set b: Qwen3's q and k heads in one launch
+// (the two sets share the token's cos and sin), each row with the same math as a launch of its own.
+template <typename T> struct HeadSet {
+  const T* x;
+  int64_t x_stride;
+  const T* w;
+  T* y;
+  int64_t heads;
+};
+
 template <typename T>
-__global__ void qk_norm_rope_kernel(const T* x, int64_t x_stride, const T* w, const T* cos, const T* sin, T* y,
-                                    int64_t heads, int64_t dim, float eps) {
+__global__ void qk_norm_rope_kernel(HeadSet<T> a, HeadSet<T> b, const T* cos, const T* sin, int64_t tokens,
+                                    int64_t dim, float eps) {
   extern __shared__ float normed[];
-  const int64_t row = blockIdx.x, token = row / heads;
+  const bool in_a = blockIdx.x < tokens * a.heads;
+  const HeadSet<T> set = in_a ? a : b;
+  const int64_t row = in_a ? blockIdx.x : blockIdx.x - tokens * a.heads, token = row / set.heads;
   const int c = threadIdx.x;
-  const float v = c < dim ? to_f(x[token * x_stride + (row % heads) * dim + c]) : 0.0f;
+  const float v = c < dim ? to_f(set.x[token * set.x_stride + (row % set.heads) * dim + c]) : 0.0f;
   const float rstd = rsqrtf(block_sum(v * v) / float(dim) + eps);
-  if (c < dim) normed[c] = to_f(w[c]) * round_to<T>(v * rstd);
+  if (c < dim) normed[c] = to_f(set.w[c]) * round_to<T>(v * rstd);
   __syncthreads();
   if (c >= dim) return;
   const int64_t half = dim / 2;
   const float n = round_to<T>(normed[c]);
   const float rotated = c < half ? -round_to<T>(normed[c + half]) : round_to<T>(normed[c - half]);
-  const float a = round_to<T>(n * to_f(cos[token * dim + c]));
-  const float b = round_to<T>(rotated * to_f(sin[token * dim + c]));
-  y[row * dim + c] = from_f<T>(a + b);
+  const float a_part = round_to<T>(n * to_f(cos[token * dim + c]));
+  const float b_part = round_to<T>(rotated * to_f(sin[token * dim + c]));
+  set.y[row * dim + c] = from_f<T>(a_part + b_part);
 }
 
 int threads_for(int64_t cols) {
@@ -136,14 +148,19 @@ cudaError_t launch_rmsnorm(const void* x, const void* r, const void* w, void* h,
   return cudaGetLastError();
 }
 
+template <typename T> HeadSet<T> typed(const QkHeads& h) {
+  return {static_cast<const T*>(h.x), h.x_stride, static_cast<const T*>(h.w), static_cast<T*>(h.y), h.heads};
+}
+
 template <typename T>
-cudaError_t launch_qk(const void* x, int64_t x_stride, const void* w, const void* c, const void* sn, void* y,
-                      int64_t tokens, int64_t heads, int64_t dim, float eps, cudaStream_t s) {
-  if (tokens * heads == 0) return cudaSuccess;
-  if (dim > 1024 || dim % 2) return cudaErrorInvalidValue;
-  qk_norm_rope_kernel<T><<<dim3(unsigned(tokens * heads)), threads_for(dim), dim * sizeof(float), s>>>(
-      static_cast<const T*>(x), x_stride, static_cast<const T*>(w), static_cast<const T*>(c), static_cast<const T*>(sn),
-      static_cast<T*>(y), heads, dim, eps);
+cudaError_t launch_qk(const QkHeads& a, const QkHeads& b, const void* c, const void* sn, int64_t tokens, int64_t dim,
+                      float eps, cudaStream_t s) {
+  if (dim > 1024 || dim % 2 || a.heads < 0 || b.heads < 0) return cudaErrorInvalidValue;
+  const int64_t rows = tokens * (a.heads + b.heads);
+  if (rows == 0) return cudaSuccess;
+  if (rows > int64_t(INT32_MAX)) return cudaErrorInvalidValue;
+  qk_norm_rope_kernel<T><<<dim3(unsigned(rows)), threads_for(dim), dim * sizeof(float), s>>>(
+      typed<T>(a), typed<T>(b), static_cast<const T*>(c), static_cast<const T*>(sn), tokens, dim, eps);
   return cudaGetLastError();
 }
 
@@ -157,8 +174,14 @@ cudaError_t rmsnorm(Dtype dtype, const void* x, const void* residual, const void
 
 cudaError_t qk_norm_rope(Dtype dtype, const void* x, int64_t x_stride, const void* w, const void* cos, const void* sin,
                          void* y, int64_t tokens, int64_t heads, int64_t dim, float eps, cudaStream_t stream) {
+  return qk_norm_rope_pair(dtype, {x, x_stride, w, y, heads}, {nullptr, 0, nullptr, nullptr, 0}, cos, sin, tokens, dim,
+                           eps, stream);
+}
+
+cudaError_t qk_norm_rope_pair(Dtype dtype, const QkHeads& a, const QkHeads& b, const void* cos, const void* sin,
+                              int64_t tokens, int64_t dim, float eps, cudaStream_t stream) {
   return with_element_type(dtype, [&](auto e) {
-    return launch_qk<typename decltype(e)::type>(x, x_stride, w, cos, sin, y, tokens, heads, dim, eps, stream);
+    return launch_qk<typename decltype(e)::type>(a, b, cos, sin, tokens, dim, eps, stream);
   });
 }
 

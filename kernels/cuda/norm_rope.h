@@ -21,4 +21,19 @@ cudaError_t rmsnorm(Dtype dtype, const void* x, const void* residual, const void
 cudaError_t qk_norm_rope(Dtype dtype, const void* x, int64_t x_stride, const void* w, const void* cos, const void* sin,
                          void* y, int64_t tokens, int64_t heads, int64_t dim, float eps, cudaStream_t stream);
 
+// One set of heads for qk_norm_rope_pair: `heads` rows of dim per token in x (tokens x_stride
+// elements apart), their norm weight w [dim], and y [tokens, heads, dim] packed.
+struct QkHeads {
+  const void* x;
+  int64_t x_stride;
+  const void* w;
+  void* y;
+  int64_t heads;
+};
+
+// qk_norm_rope on two sets of heads (Qwen3's q and k, each with its own norm weight) with the same
+// cos and sin, in one launch: the same values as two calls.
+cudaError_t qk_norm_rope_pair(Dtype dtype, const QkHeads& a, const QkHeads& b, const void* cos, const void* sin,
+                              int64_t tokens, int64_t dim, float eps, cudaStream_t stream);
+
 }  // namespace lb::cuda
