@@ -34,7 +34,7 @@ template <int kMats, int kN, int kWarps> struct Stage {
   static constexpr size_t kSharedBytes = size_t(kStages) * kChunks * 16;
 };
 
-template <typename T, bool kGateUp, int kN, int kWarps>
+template <typename T, bool kGateUp, int kN, int kWarps, bool kPrefetch>
 __global__ void __launch_bounds__(kWarps * 32)
     stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets, const float* pair_weight,
                   T* out, int64_t out_cols, int64_t K, int64_t k) {
@@ -80,7 +80,13 @@ __global__ void __launch_bounds__(kWarps * 32)
     const auto issue = [&](int s) {
       uint4* buffer = shared + (s % kStages) * S::kChunks;
 #pragma unroll
-      for (int i = 0; i < S::kWeightPerThread; ++i) cp_async_16(buffer + w_dst[i], w_src[i] + s * kStageCols);
+      for (int i = 0; i < S::kWeightPerThread; ++i) {
+        if constexpr (kPrefetch) {
+          cp_async_16_prefetch256(buffer + w_dst[i], w_src[i] + s * kStageCols);
+        } else {
+          cp_async_16(buffer + w_dst[i], w_src[i] + s * kStageCols);
+        }
+      }
 #pragma unroll
       for (int i = 0; i < S::kInputPerThread; ++i)
         if (x_src[i]) cp_async_16(buffer + x_dst[i], x_src[i] + s * kStageCols);
@@ -138,36 +144,43 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 // Pairs a block takes per pass: about twice the average per expert, so that few experts need a
 // second pass over their weights, and no more than needed, since the input rows share the stages.
-int pairs_per_pass(double average) { return average <= 4 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : 64; }
+int pairs_per_pass(double average) {
+  static const int most = [] {  // exploration only: LB_MOE_STREAM_MAX_KN=64 caps it
+    const char* v = std::getenv("LB_MOE_STREAM_MAX_KN");
+    return v && std::atoi(v) == 64 ? 64 : 128;
+  }();
+  const int kn = average <= 4 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : average <= 44 ? 64 : 128;
+  return std::min(kn, most);
+}
 
 // Blocks per row tile, each taking every passes-th group of kN pairs: enough that an expert with
 // a quarter more pairs than the average is done in one round.
 int passes_for(double average, int kN) { return std::max(1, int(std::ceil(1.25 * average / kN))); }
 
-// Exploration only: LB_MOE_STREAM_WARPS overrides the warps per block (2, 4 or 8).
-int warps_for(int kN) {
-  static const int forced = [] {
-    const char* v = std::getenv("LB_MOE_STREAM_WARPS");
-    return v ? std::atoi(v) : 0;
+// Exploration only: LB_MOE_STREAM_PREFETCH=1 has L2 fetch 256 bytes around each weight copy.
+bool prefetch_wanted() {
+  static const bool wanted = [] {
+    const char* v = std::getenv("LB_MOE_STREAM_PREFETCH");
+    return v && std::atoi(v) == 1;
   }();
-  if (forced == 2 || forced == 4 || forced == 8) return forced;
-  return 4;
+  return wanted;
 }
 
-template <typename T, bool kGateUp, int kN, int kWarps>
+template <typename T, bool kGateUp, int kN, bool kPrefetch>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
                         int64_t k, cudaStream_t stream) {
+  // 64 or more pairs a pass: 128 rows a block, so that each input row brought in serves twice the weights.
+  constexpr int kWarps = kN >= 64 ? 8 : 4;
   using S = Stage<kGateUp ? 2 : 1, kN, kWarps>;
   constexpr size_t shared = S::kSharedBytes;
+  const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kPrefetch>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
-  const cudaError_t attr = cudaFuncSetAttribute(stream_kernel<T, kGateUp, kN, kWarps>,
-                                                cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
+  const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
   if (attr != cudaSuccess) return attr;
   const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
-  stream_kernel<T, kGateUp, kN, kWarps><<<grid, kWarps * 32, shared, stream>>>(
-      static_cast<const T*>(in), static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out),
-      out_cols, K, k);
+  kernel<<<grid, kWarps * 32, shared, stream>>>(static_cast<const T*>(in), static_cast<const T*>(weight), order,
+                                                offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
   return cudaGetLastError();
 }
 
@@ -175,11 +188,9 @@ template <typename T, bool kGateUp, int kN>
 cudaError_t launch_warps(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                          const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols,
                          int64_t K, int64_t k, cudaStream_t stream) {
-  switch (warps_for(kN)) {
-    case 2: return launch_with<T, kGateUp, kN, 2>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
-    case 8: return launch_with<T, kGateUp, kN, 8>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
-    default: return launch_with<T, kGateUp, kN, 4>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
-  }
+  if (prefetch_wanted())
+    return launch_with<T, kGateUp, kN, true>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
+  return launch_with<T, kGateUp, kN, false>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
 }
 
 template <bool kGateUp>
@@ -199,7 +210,8 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
         case 8: return launch_warps<T, kGateUp, 8>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
         case 16: return launch_warps<T, kGateUp, 16>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
         case 32: return launch_warps<T, kGateUp, 32>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
-        default: return launch_warps<T, kGateUp, 64>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
+        case 64: return launch_warps<T, kGateUp, 64>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
+        default: return launch_warps<T, kGateUp, 128>(in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
       }
     }
   });
