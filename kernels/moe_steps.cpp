@@ -1,8 +1,6 @@
 #include "kernels/moe_steps.h"
 
-#include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/moe_decode.h"
@@ -22,6 +20,10 @@ namespace {
 // the Qwen3 and DeepSeek-V3 shapes: faster than the sorted kernels at 1-4 tokens (4 tokens: 79% /
 // 101% of copy bandwidth against 66% / 90%), not always at 8.
 constexpr int64_t kPairPathMaxPairs = 32;
+// Past this many pairs (1024 tokens at top 8) the grouped GEMMs beat the streamed kernels, whose
+// 64-row by 64-pair tiles bring in too few products per byte (H200, 2048 tokens: Qwen3 0.78 ms
+// against 1.18, DeepSeek-V3 8.65 against 9.65).
+constexpr int64_t kStreamMaxPairs = 8192;
 
 }  // namespace
 #endif
@@ -112,11 +114,11 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
     return combine_pairs(y, row_of_pair, tokens, k);
   }
   check_launch(cuda::moe_decode_gate_up(*d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
-                                        offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held, pairs,
-                                        inter, hidden, k, stream),
+                                        offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held, inter,
+                                        hidden, k, stream),
                "MoE decode gate/up kernel");
   check_launch(cuda::moe_decode_down(*d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(), held,
-                                     pairs, hidden, inter, stream),
+                                     hidden, inter, stream),
                "MoE decode down kernel");
   return combine_pairs(y, row_of_pair, tokens, k);
 #else
@@ -127,12 +129,8 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
 int64_t decode_moe_max_pairs(const torch::Tensor& x, const torch::Tensor& down) {
 #ifdef LB_HAVE_CUDA
   const auto d = kernel_dtype(x);
-  // Exploration only: LB_MOE_STREAM_MAX_PAIRS moves the crossover to the GEMMs.
-  static const int64_t most = [] {
-    const char* v = std::getenv("LB_MOE_STREAM_MAX_PAIRS");
-    return v ? std::min<int64_t>(std::atoll(v), cuda::kMaxSortPairs) : int64_t(8192);
-  }();
-  if (d && x.dim() == 2 && down.dim() == 3 && cuda::moe_stream_fits(*d, x.size(1), down.size(2))) return most;
+  if (d && x.dim() == 2 && down.dim() == 3 && cuda::moe_stream_fits(*d, x.size(1), down.size(2)))
+    return kStreamMaxPairs;
 #endif
   return kRowKernelsMaxPairs;
 }

@@ -54,12 +54,6 @@ __device__ inline void cp_async_16(void* shared, const void* global) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(shared));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(global));
 }
-// The same, with L2 fetching the whole 256-byte block around the source: for a stream read 128
-// bytes at a time, the next piece is then on its way before it is asked for.
-__device__ inline void cp_async_16_prefetch256(void* shared, const void* global) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(s), "l"(global));
-}
 __device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
 // Waits until at most `pending` of this thread's committed groups are still in flight.
 template <int pending> __device__ inline void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(pending)); }

@@ -1,7 +1,6 @@
 #include "kernels/cuda/moe_decode.h"
 
 #include "kernels/cuda/convert.cuh"
-#include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/dispatch.cuh"
 
 namespace lb::cuda {
@@ -156,118 +155,12 @@ __global__ void decode_kernel(const T* in, const T* weight, const int64_t* order
   }
 }
 
-// Tensor-core kernel for 16-bit types (mma.sync m16n8k16, fp32 accumulators), for when experts
-// average two or more pairs. Block (row tile, expert); each warp computes 16 output rows (of each
-// matrix) against 8 * kTiles sorted pairs per pass over the weights. Since a dot product does not
-// depend on the order of its terms, lane (g, q) = (lane / 4, lane % 4) reads K columns 8q .. 8q + 8
-// of each 32-column slab of weight rows g and g + 8 and of input row g: one 16-byte load each,
-// holding exactly the A and B fragment registers of the slab's two k16 steps (the same K
-// permutation on both operands). A microbenchmark on an H200 tried 1, 2 and 4 tiles, 2 and 4
-// slabs in flight and 2, 4 and 8 warps: this one was fastest, Qwen3 at 64 tokens 76% of copy
-// bandwidth against 49% with the kernel above (bench-moe: 83%). A version without the tile loop
-// was compiled to hold fewer loads in flight (72 registers against 142) and reached only 61%.
-constexpr int kMmaWarps = 4;
-constexpr int kSlab = 32;   // K columns per 16-byte load of each lane
-constexpr int kUnroll = 4;  // slabs whose loads are in flight at once
-constexpr int kTiles = 1;   // 8-pair tiles per pass over the weights
-// Below this many pairs per held expert the kernel above is as fast or faster (H200: DeepSeek-V3 at
-// 32 tokens, one pair per expert, 92% of copy bandwidth against 84%). `pairs` counts those of
-// experts held elsewhere too, so an expert-parallel shard overestimates its own average.
-constexpr int64_t kMmaMinPairsPerExpert = 2;
-
-// acc[t][m] += (rows g, g + 8 of matrix m) x (input rows of tile t) over slabs s .. s + kU.
-template <typename T, int kMats, int kU>
-__device__ inline void mma_slabs(float (&acc)[kTiles][kMats][4], const uint4* const (&w)[kMats][2],
-                                 const uint4* const (&x)[kTiles], int64_t s, int tiles) {
-  constexpr int kPacks = kSlab * sizeof(T) / 16;  // 16-byte packs per slab of one row
-  // Every load is issued before the first mma, so that kU slabs of weights are in flight.
-  uint4 a[kU][kMats][2], b[kU][kTiles];
-#pragma unroll
-  for (int u = 0; u < kU; ++u)
-#pragma unroll
-    for (int m = 0; m < kMats; ++m)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) a[u][m][h] = load_streaming(w[m][h] + (s + u) * kPacks);
-#pragma unroll
-  for (int u = 0; u < kU; ++u)
-#pragma unroll
-    for (int t = 0; t < kTiles; ++t)
-      if (t < tiles) b[u][t] = __ldg(x[t] + (s + u) * kPacks);
-#pragma unroll
-  for (int u = 0; u < kU; ++u)
-#pragma unroll
-    for (int t = 0; t < kTiles; ++t) {
-      if (t >= tiles) break;  // warp-uniform
-#pragma unroll
-      for (int m = 0; m < kMats; ++m) {
-        const uint4 lo = a[u][m][0], hi = a[u][m][1];
-        mma_16x8x16<T>(acc[t][m], {lo.x, hi.x, lo.y, hi.y}, b[u][t].x, b[u][t].y);
-        mma_16x8x16<T>(acc[t][m], {lo.z, hi.z, lo.w, hi.w}, b[u][t].z, b[u][t].w);
-      }
-    }
-}
-
-template <typename T, bool kGateUp>
-__global__ void __launch_bounds__(kMmaWarps * 32)
-    mma_decode_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
-                      const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
-  constexpr int kMats = kGateUp ? 2 : 1;
-  const int64_t e = blockIdx.y, begin = offsets[e], end = offsets[e + 1];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
-  const int64_t row0 = (int64_t(blockIdx.x) * kMmaWarps + warp) * 16;
-  if (begin == end || row0 >= out_cols) return;
-  const uint4* w[kMats][2];
-#pragma unroll
-  for (int m = 0; m < kMats; ++m)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t row = row0 + g + 8 * h < out_cols ? row0 + g + 8 * h : row0;  // past the end: never stored
-      w[m][h] = reinterpret_cast<const uint4*>(weight + ((e * kMats + m) * out_cols + row) * K + 8 * q);
-    }
-  const int64_t slabs = K / kSlab;
-  for (int64_t first = begin; first < end; first += 8 * kTiles) {
-    const int n = int(end - first < 8 * kTiles ? end - first : 8 * kTiles);
-    const int tiles = (n + 7) / 8;
-    const uint4* x[kTiles];
-#pragma unroll
-    for (int t = 0; t < kTiles; ++t) {
-      const int64_t i = t * 8 + g < n ? first + t * 8 + g : first;  // columns past n repeat the first pair
-      x[t] = reinterpret_cast<const uint4*>(in + (kGateUp ? order[i] / k : i) * K + 8 * q);
-    }
-    float acc[kTiles][kMats][4] = {};
-    int64_t s = 0;
-    for (; s + kUnroll <= slabs; s += kUnroll) mma_slabs<T, kMats, kUnroll>(acc, w, x, s, tiles);
-    for (; s < slabs; ++s) mma_slabs<T, kMats, 1>(acc, w, x, s, tiles);
-    // acc[t][m][r] is row g + 8 * (r / 2) for pair t * 8 + 2q + r % 2.
-#pragma unroll
-    for (int t = 0; t < kTiles; ++t)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int p = t * 8 + 2 * q + r % 2;
-        const int64_t row = row0 + g + 8 * (r / 2);
-        if (p >= n || row >= out_cols) continue;
-        const float a = acc[t][0][r];
-        const float v = kGateUp ? a / (1.0f + __expf(-a)) * acc[t][kMats - 1][r] * pair_weight[order[first + p]] : a;
-        out[(first + p) * out_cols + row] = from_f<T>(v);
-      }
-  }
-}
-
 template <typename T, bool kGateUp>
 cudaError_t launch(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
-                   const float* pair_weight, void* out, int64_t experts, int64_t pairs, int64_t out_cols, int64_t K,
-                   int64_t k, cudaStream_t s) {
+                   const float* pair_weight, void* out, int64_t experts, int64_t out_cols, int64_t K, int64_t k,
+                   cudaStream_t s) {
   if (experts == 0 || out_cols == 0) return cudaSuccess;
   if (K % (16 / sizeof(T)) != 0 || experts > 65535) return cudaErrorInvalidValue;
-  if constexpr (sizeof(T) == 2) {
-    if (K % kSlab == 0 && pairs >= kMmaMinPairsPerExpert * experts) {
-      const dim3 grid(unsigned((out_cols + kMmaWarps * 16 - 1) / (kMmaWarps * 16)), unsigned(experts));
-      mma_decode_kernel<T, kGateUp><<<grid, kMmaWarps * 32, 0, s>>>(static_cast<const T*>(in),
-                                                                   static_cast<const T*>(weight), order, offsets,
-                                                                   pair_weight, static_cast<T*>(out), out_cols, K, k);
-      return cudaGetLastError();
-    }
-  }
   const dim3 grid(unsigned((out_cols + kWarps * kRows - 1) / (kWarps * kRows)), unsigned(experts));
   decode_kernel<T, kGateUp><<<grid, kWarps * 32, 0, s>>>(static_cast<const T*>(in), static_cast<const T*>(weight),
                                                          order, offsets, pair_weight, static_cast<T*>(out), out_cols,
@@ -279,18 +172,18 @@ cudaError_t launch(const void* in, const void* weight, const int64_t* order, con
 
 cudaError_t moe_decode_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                                const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
-                               int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream) {
+                               int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream) {
   return with_element_type(dtype, [&](auto e) {
-    return launch<typename decltype(e)::type, true>(x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter,
-                                                    hidden, k, stream);
+    return launch<typename decltype(e)::type, true>(x, gate_up, order, offsets, pair_weight, act, experts, inter, hidden,
+                                                    k, stream);
   });
 }
 
 cudaError_t moe_decode_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
-                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream) {
+                            int64_t experts, int64_t hidden, int64_t inter, cudaStream_t stream) {
   return with_element_type(dtype, [&](auto e) {
-    return launch<typename decltype(e)::type, false>(act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden,
-                                                     inter, 1, stream);
+    return launch<typename decltype(e)::type, false>(act, down, nullptr, offsets, nullptr, y, experts, hidden, inter, 1,
+                                                     stream);
   });
 }
 
