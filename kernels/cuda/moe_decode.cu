@@ -21,6 +21,21 @@ constexpr int kChunkRows = 8;
 // against pair, so 8192 pairs cost about as much as a few hundred.
 constexpr int kSortWarps = 8;
 
+// visit(p, key, same, active) on this warp's lanes for pairs lo .. hi - 1, 32 at a time: `same`
+// holds the lanes of the round whose pair has the same key, `active` those with a pair.
+template <typename KeyOf, typename Visit>
+__device__ inline void walk_pairs(int64_t lo, int64_t hi, int lane, const KeyOf& key_of, const Visit& visit) {
+  for (int64_t base = lo; base < hi; base += 32) {
+    const int64_t p = base + lane;
+    const unsigned active = __ballot_sync(0xffffffffu, p < hi);
+    if (p < hi) {
+      const int key = key_of(p);
+      visit(p, key, __match_any_sync(active, key), active);
+    }
+    __syncwarp();
+  }
+}
+
 __global__ void __launch_bounds__(kSortWarps * 32)
     sort_pairs_kernel(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
                       int64_t* offsets, int64_t* row_of_pair) {
@@ -39,16 +54,9 @@ __global__ void __launch_bounds__(kSortWarps * 32)
     const int64_t local = experts[p] - first_expert;
     return int(local >= 0 && local < held ? local : held);
   };
-  for (int64_t base = lo; base < hi; base += 32) {  // the warp's counts
-    const int64_t p = base + lane;
-    const unsigned active = __ballot_sync(0xffffffffu, p < hi);
-    if (p < hi) {
-      const int key = key_of(p);
-      const unsigned same = __match_any_sync(active, key);
-      if (lane == __ffs(same) - 1) mine[key] += __popc(same);
-    }
-    __syncwarp();
-  }
+  walk_pairs(lo, hi, lane, key_of, [&](int64_t, int key, unsigned same, unsigned) {  // the warp's counts
+    if (lane == __ffs(same) - 1) mine[key] += __popc(same);
+  });
   __syncthreads();
   for (int key = threadIdx.x; key < keys; key += blockDim.x) {  // per key: the warps' exclusive sums
     int sum = 0;
@@ -81,20 +89,13 @@ __global__ void __launch_bounds__(kSortWarps * 32)
     }
   }
   __syncthreads();
-  for (int64_t base = lo; base < hi; base += 32) {  // the warp's placements
-    const int64_t p = base + lane;
-    const unsigned active = __ballot_sync(0xffffffffu, p < hi);
-    if (p < hi) {
-      const int key = key_of(p);
-      const unsigned same = __match_any_sync(active, key);
-      const int position = start[key] + mine[key] + __popc(same & ((1u << lane) - 1u));
-      order[position] = p;
-      row_of_pair[p] = key < held ? position : -1;
-      __syncwarp(active);  // every lane has read mine[key] before its first lane moves it on
-      if (lane == __ffs(same) - 1) mine[key] += __popc(same);
-    }
-    __syncwarp();
-  }
+  walk_pairs(lo, hi, lane, key_of, [&](int64_t p, int key, unsigned same, unsigned active) {  // the placements
+    const int position = start[key] + mine[key] + __popc(same & ((1u << lane) - 1u));
+    order[position] = p;
+    row_of_pair[p] = key < held ? position : -1;
+    __syncwarp(active);  // every lane has read mine[key] before its first lane moves it on
+    if (lane == __ffs(same) - 1) mine[key] += __popc(same);
+  });
 }
 
 // Block (row tile, expert); warp w handles output rows row0 .. row0 + kRows. With kGateUp it
