@@ -175,8 +175,8 @@ cudaError_t moe_decode_gate_up(Dtype dtype, const void* x, const void* gate_up, 
                                const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
                                int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream) {
   return with_element_type(dtype, [&](auto e) {
-    return launch<typename decltype(e)::type, true>(x, gate_up, order, offsets, pair_weight, act, experts, inter, hidden,
-                                                    k, stream);
+    return launch<typename decltype(e)::type, true>(x, gate_up, order, offsets, pair_weight, act, experts, inter,
+                                                    hidden, k, stream);
   });
 }
 
