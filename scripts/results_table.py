@@ -251,6 +251,10 @@ def peers_tables():
             out.append(f"| {m['model']} experts, tokens | " + " | ".join(str(x["tokens"]) for x in mine) + " |")
             out.append("|---|" + "---|" * len(mine))
             out.append("| ours, ms | " + " | ".join(f"{x['fused_ms']:.3f}" for x in mine) + " |")
+            # Each side draws its own random routing: where few experts are used, time follows their count.
+            used = [rows.get(("sglang_triton", x["tokens"])) for x in mine]
+            out.append("| experts used, ours / SGLang's | " +
+                       " | ".join(f"{x['experts_used']}/{u['experts_used']}" if u else "" for x, u in zip(mine, used)) + " |")
             for peer, key, label in PEER_COLUMNS:
                 cells = []
                 for x in mine:
