@@ -13,11 +13,14 @@
 #include "reports/record_file.h"
 #include "reports/run_record.h"
 
+#include <ATen/Context.h>
+
 #include <algorithm>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <set>
 
 namespace lb {
@@ -39,6 +42,16 @@ struct BenchMoeArgs {
 constexpr double kPrefillPeakShare = 0.5;
 constexpr double kDecodeBandwidthShare = 0.6;
 
+// From here the device's default generator draws as a fresh generator seeded with `seed` would.
+// ../shared/peers/fused_moe_peers.py seeds one per model (seed) and one per token count (seed *
+// 1000003 + T) and draws in the same order, so both time the same weights, inputs and routing: with
+// few tokens, a different routing would use a different number of experts.
+void reseed(const torch::Device& device, uint64_t seed) {
+  at::Generator generator = at::globalContext().defaultGenerator(device);
+  const std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_current_seed(seed);
+}
+
 struct MoeRow {
   int64_t tokens = 0, experts_used = 0;
   double reference_ms = 0, fused_ms = 0, flops = 0, expert_bytes = 0, rel_l2 = 0;
@@ -57,6 +70,8 @@ int run_bench_moe(const BenchMoeArgs& a, const std::vector<std::string>& argv) {
   // On disk from here on (an unwritable path fails now), rewritten after every row.
   nlohmann::json header = run_record("bench-moe", argv, device_name(device));
   header["dtype"] = dtype_name(dtype);
+  header["draws"] = "as ../shared/peers/fused_moe_peers.py: a generator seeded seed per model, seed * 1000003 + T per "
+                    "token count";
   header["targets"] = {{"prefill_8192_share_of_matmul_peak", kPrefillPeakShare},
                        {"decode_1_64_share_of_bandwidth", kDecodeBandwidthShare}};
   header["models"] = nlohmann::json::array();
@@ -75,9 +90,10 @@ int run_bench_moe(const BenchMoeArgs& a, const std::vector<std::string>& argv) {
   for (const ModelConfig& c : configs) {
     const int64_t E = c.num_experts, H = c.hidden, I = c.moe_intermediate, k = c.experts_per_token;
     const auto o = torch::TensorOptions().device(device).dtype(dtype);
-    const ExpertWeights w = stack_experts(torch::randn({E, I, H}, o) / std::sqrt(double(H)),
-                                          torch::randn({E, I, H}, o) / std::sqrt(double(H)),
-                                          torch::randn({E, H, I}, o) / std::sqrt(double(I)));
+    reseed(device, a.seed);
+    const torch::Tensor gate_up = torch::randn({E, 2 * I, H}, o) / std::sqrt(double(H));  // stacked, as stack_experts
+    const ExpertWeights w{gate_up.narrow(1, 0, I), gate_up.narrow(1, I, I),
+                          torch::randn({E, H, I}, o) / std::sqrt(double(I)), 0, gate_up};
     std::cout << c.name << ": " << E << " experts, top " << k << ", hidden " << H << ", intermediate " << I
               << " (softmax top-k routing of random logits)\n"
               << "  tokens  experts   reference_ms   fused_ms  speedup   fused_TFLOP/s  %peak   fused_GB/s  %bw   rel_l2\n";
@@ -87,6 +103,7 @@ int run_bench_moe(const BenchMoeArgs& a, const std::vector<std::string>& argv) {
     });
     Progress progress("bench-moe: " + c.name, int64_t(token_counts.size()));
     for (int64_t T : token_counts) {
+      reseed(device, a.seed * 1000003 + uint64_t(T));
       const torch::Tensor x = torch::randn({T, H}, o);
       const Routing r = route_softmax_topk(torch::randn({T, E}, torch::TensorOptions().device(device)), k, true);
       MoeRow row;
