@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu profile-decode decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu profile-decode profile-prefill decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -192,6 +192,24 @@ for step in "${steps[@]}"; do
           head -30 "$OUT/ncu_decode_${m}_b$b.txt"
         done
       done ;;
+    profile-prefill)
+      # Where each layout's prefill time goes on each GPU (compute, NCCL, both at once, idle), from one
+      # prefill under Nsight Systems (bench brackets it: LB_PROFILE_PREFILL); LB_PROFILE_LAYOUTS picks them.
+      nsys_bin=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda/bin/nsys 2>/dev/null | head -1)
+      if [ -z "$nsys_bin" ]; then echo "profile-prefill: no nsys on this machine"; status=1; continue; fi
+      mkdir -p /tmp/nsys_prefill
+      for l in ${LB_PROFILE_LAYOUTS:-tp cp-fused-moe dp-attn-rsv dp-attn-ar}; do
+        LB_PROFILE_PREFILL=$l timeout 600 "$nsys_bin" profile --capture-range=cudaProfilerApi --capture-range-end=stop \
+          -t cuda --force-overwrite true -o "/tmp/prefill_$l" $bin bench --model qwen3-30b-a3b --layout "$l" \
+          --gpus "$gpus" --layers 4 --lengths 2048,2048,2048,2048 --kernels fused --repeats 1 > "/tmp/nsys_$l.log" 2>&1 \
+          || { status=1; tail -5 "/tmp/nsys_$l.log"; continue; }
+        "$nsys_bin" stats --report cuda_gpu_trace --format csv --force-export true --output "/tmp/prefill_$l" \
+          "/tmp/prefill_$l.nsys-rep" > /dev/null 2>&1 || status=1
+        python3 scripts/nsys_prefill_summary.py "/tmp/prefill_${l}_cuda_gpu_trace.csv" \
+          --json "/tmp/nsys_prefill/${l}_${gpus}gpu.json" > "/tmp/nsys_prefill/${l}_${gpus}gpu.txt" || status=1
+        head -20 "/tmp/nsys_prefill/${l}_${gpus}gpu.txt"
+      done
+      tar czf "$OUT/nsys_prefill_${gpus}gpu.tgz" -C /tmp nsys_prefill ;;  # one file: the machine returns few
     decode-2gpu)
       # Every layout's decode beside its baseline on 2 GPUs, graphs on; run twice for the reproducibility of the ratios.
       for run in 1 2; do

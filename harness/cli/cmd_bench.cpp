@@ -262,6 +262,17 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
         const double ms = timed([&] { bench->prefill(i); });
         if (ctx.rank() == 0) results[i].prefill_ms.push_back(ms);
       }
+    // One more prefill of the layout LB_PROFILE_PREFILL names, between cudaProfilerStart and Stop on
+    // rank 0 (a process-wide capture range for `nsys profile --capture-range=cudaProfilerApi`):
+    // every rank's kernels and NCCL calls of one prefill, for scripts/nsys_prefill_summary.py.
+    const char* profile_prefill = std::getenv("LB_PROFILE_PREFILL");
+    for (size_t i = 0; profile_prefill && i < layouts.size(); ++i) {
+      if (layouts[i].name != profile_prefill) continue;
+      set_timing(i, false);
+      if (ctx.rank() == 0) cuda_profiler_range(true);
+      timed([&] { bench->prefill(i); });  // ends with every rank's device done and a barrier
+      if (ctx.rank() == 0) cuda_profiler_range(false);
+    }
     // Per-collective times: more prefills with each call timed on its own (barrier, device waits),
     // the median per call.
     std::vector<std::vector<std::vector<CollectiveRecord>>> timed_calls(layouts.size());
