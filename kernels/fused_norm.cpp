@@ -57,8 +57,7 @@ std::pair<torch::Tensor, torch::Tensor> add_rmsnorm_fused(const torch::Tensor& x
     return {h, y};
   }
 #endif
-  torch::Tensor h = x + residual;
-  return {h, rmsnorm(h, weight, eps)};
+  return add_rmsnorm(x, residual, weight, eps, /*fused=*/false);
 }
 
 std::pair<torch::Tensor, torch::Tensor> add_rmsnorm(const torch::Tensor& x, const torch::Tensor& residual,

@@ -24,6 +24,7 @@ constexpr int64_t kPairPathMaxPairs = 32;
 // 64-row by 64-pair tiles bring in too few products per byte (H200, 2048 tokens: Qwen3 0.78 ms
 // against 1.18, DeepSeek-V3 8.65 against 9.65).
 constexpr int64_t kStreamMaxPairs = 8192;
+static_assert(kStreamMaxPairs <= cuda::kMaxSortPairs, "decode_moe sorts every pair it takes");
 
 }  // namespace
 #endif
