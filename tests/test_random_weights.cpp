@@ -37,6 +37,27 @@ TEST(RandomWeights, SliceEqualsNarrowOfFullTensor) {
   }
 }
 
+// Made a few rows at a time (as a large table is), every slice has the same elements as made at once.
+TEST(RandomWeights, BlocksDoNotChangeTheValues) {
+  const std::vector<int64_t> shape = {7, 13, 5};
+  const torch::Tensor whole = hashed_uniform("table", 4, shape, torch::kCPU, std::nullopt, int64_t(1) << 30);
+  for (int64_t block : {int64_t(1), int64_t(64), int64_t(66), int64_t(200)}) {
+    EXPECT_TRUE(torch::equal(hashed_uniform("table", 4, shape, torch::kCPU, std::nullopt, block), whole)) << block;
+    for (int64_t dim = 0; dim < 3; ++dim) {
+      const Slice slice{dim, 2, shape[dim] - 3};
+      EXPECT_TRUE(torch::equal(hashed_uniform("table", 4, shape, torch::kCPU, slice, block),
+                               whole.narrow(dim, slice.start, slice.length)))
+          << "block " << block << " dim " << dim;
+    }
+  }
+  ModelConfig config = *find_preset("tiny-qwen3-moe");
+  const TensorSpec spec{"w", {9, 16}, InitKind::OutputLinear};
+  const torch::Tensor once = random_tensor(spec, config, 2, torch::kBFloat16, torch::kCPU, Slice{1, 3, 8}, 1 << 30);
+  EXPECT_TRUE(torch::equal(random_tensor(spec, config, 2, torch::kBFloat16, torch::kCPU, Slice{1, 3, 8}, 10), once));
+  // Another seed gives other values: the comparison above can fail.
+  EXPECT_FALSE(torch::equal(random_tensor(spec, config, 3, torch::kBFloat16, torch::kCPU, Slice{1, 3, 8}, 10), once));
+}
+
 TEST(RandomWeights, InitKindsScaleAsDocumented) {
   ModelConfig config = *find_preset("tiny-qwen3-moe");
   auto std_of = [&](InitKind kind, std::vector<int64_t> shape) {

@@ -1,6 +1,9 @@
 #include "harness/model/random_weights.h"
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <utility>
 
 namespace lb {
 
@@ -38,35 +41,9 @@ torch::Tensor mix32(torch::Tensor x) {
   return x;
 }
 
-// Linear indices (into the full row-major tensor) of the elements of `slice`, shaped like it.
-torch::Tensor slice_indices(const std::vector<int64_t>& shape, const std::optional<Slice>& slice,
-                            torch::Device device) {
-  auto opts = torch::TensorOptions().dtype(torch::kInt64).device(device);
-  if (!slice) {
-    int64_t n = 1;
-    for (int64_t s : shape) n *= s;
-    return torch::arange(n, opts).view(shape);
-  }
-  int64_t outer = 1, inner = 1;
-  for (int64_t d = 0; d < slice->dim; ++d) outer *= shape[d];
-  for (size_t d = slice->dim + 1; d < shape.size(); ++d) inner *= shape[d];
-  const int64_t dim_size = shape[slice->dim];
-  auto o = torch::arange(outer, opts).view({outer, 1, 1}) * (dim_size * inner);
-  auto j = (torch::arange(slice->length, opts) + slice->start).view({1, slice->length, 1}) * inner;
-  auto i = torch::arange(inner, opts).view({1, 1, inner});
-  std::vector<int64_t> out_shape = shape;
-  out_shape[slice->dim] = slice->length;
-  return (o + j + i).view(out_shape);
-}
-
-}  // namespace
-
-torch::Tensor hashed_uniform(const std::string& name, uint64_t seed, const std::vector<int64_t>& shape,
-                             torch::Device device, std::optional<Slice> slice) {
-  torch::NoGradGuard no_grad;
-  const uint64_t key = fnv1a(name, seed);
+// Uniform values in (-1, 1) * sqrt(3) for the elements at linear indices `idx`, as float32.
+torch::Tensor uniform_of(const torch::Tensor& idx, uint64_t key) {
   const int64_t key_lo = int64_t(key & 0xFFFFFFFFULL), key_hi = int64_t(key >> 32);
-  torch::Tensor idx = slice_indices(shape, slice, device);
   torch::Tensor h = mix32(torch::bitwise_xor(torch::bitwise_and(idx, kLow32), key_lo));
   h = mix32(torch::bitwise_xor(torch::bitwise_xor(h, shift_right(idx, 32)), key_hi));
   // 24 high bits -> (0, 1) exactly representable in float32, then centred with unit variance.
@@ -74,21 +51,84 @@ torch::Tensor hashed_uniform(const std::string& name, uint64_t seed, const std::
   return (u * 2.0f - 1.0f) * float(std::sqrt(3.0));
 }
 
-torch::Tensor random_tensor(const TensorSpec& spec, const ModelConfig& config, uint64_t seed,
-                            torch::ScalarType dtype, torch::Device device, std::optional<Slice> slice) {
-  torch::Tensor u = hashed_uniform(spec.name, seed, spec.shape, device, slice);
-  const double fan_in = spec.shape.size() > 1 ? double(spec.shape.back()) : 1.0;
-  torch::Tensor w;
-  switch (spec.init) {
-    case InitKind::Linear: w = u * float(1.0 / std::sqrt(fan_in)); break;
-    case InitKind::OutputLinear:
-      w = u * float(1.0 / std::sqrt(fan_in * 2.0 * double(config.num_layers)));
-      break;
-    case InitKind::Embedding: w = u; break;
-    case InitKind::Norm: w = 1.0f + u * float(0.1 / std::sqrt(3.0)); break;
-    case InitKind::Bias: w = u * float(0.05 / std::sqrt(3.0)); break;
+// Linear indices (into the full row-major tensor) of rows first .. first + rows - 1 (along dim 0)
+// of `slice` of it (or of the whole tensor), shaped like them.
+torch::Tensor block_indices(const std::vector<int64_t>& shape, const std::optional<Slice>& slice, int64_t first,
+                            int64_t rows, torch::Device device) {
+  auto opts = torch::TensorOptions().dtype(torch::kInt64).device(device);
+  if (shape.empty()) return torch::zeros({}, opts);
+  const int64_t dims = int64_t(shape.size());
+  torch::Tensor idx;
+  int64_t stride = 1;
+  for (int64_t d = dims - 1; d >= 0; --d) {
+    int64_t start = 0, length = shape[d];
+    if (slice && slice->dim == d) start = slice->start, length = slice->length;
+    if (d == 0) start += first, length = rows;
+    std::vector<int64_t> view(dims, 1);
+    view[d] = length;
+    const torch::Tensor part = ((torch::arange(length, opts) + start) * stride).view(view);
+    idx = idx.defined() ? idx + part : part;
+    stride *= shape[d];
   }
-  return w.to(dtype);
+  return idx;
+}
+
+// The (sliced) tensor's shape, and how many of its dim-0 rows hold about `block_elements` elements.
+std::pair<std::vector<int64_t>, int64_t> out_shape_and_block(const std::vector<int64_t>& shape,
+                                                             const std::optional<Slice>& slice,
+                                                             int64_t block_elements) {
+  std::vector<int64_t> out = shape;
+  if (slice) out[slice->dim] = slice->length;
+  int64_t row_elements = 1;
+  for (size_t d = 1; d < out.size(); ++d) row_elements *= out[d];
+  return {out, std::max<int64_t>(1, block_elements / std::max<int64_t>(1, row_elements))};
+}
+
+// Fills `out` (shaped like the slice) block by block along dim 0 with make(uniform values of the block).
+template <typename Make>
+torch::Tensor fill_by_blocks(torch::Tensor out, const std::string& name, uint64_t seed, const std::vector<int64_t>& shape,
+                             const std::optional<Slice>& slice, int64_t block_elements, const Make& make) {
+  const uint64_t key = fnv1a(name, seed);
+  const auto uniform = [&](int64_t first, int64_t rows) {
+    return uniform_of(block_indices(shape, slice, first, rows, out.device()), key);
+  };
+  if (out.dim() == 0) return out.copy_(make(uniform(0, 1)));
+  const int64_t block = out_shape_and_block(shape, slice, block_elements).second;
+  for (int64_t first = 0; first < out.size(0); first += block) {
+    const int64_t rows = std::min(block, out.size(0) - first);
+    out.narrow(0, first, rows).copy_(make(uniform(first, rows)));
+  }
+  return out;
+}
+
+}  // namespace
+
+torch::Tensor hashed_uniform(const std::string& name, uint64_t seed, const std::vector<int64_t>& shape,
+                             torch::Device device, std::optional<Slice> slice, int64_t block_elements) {
+  torch::NoGradGuard no_grad;
+  const std::vector<int64_t> out_shape = out_shape_and_block(shape, slice, block_elements).first;
+  const torch::Tensor out = torch::empty(out_shape, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  return fill_by_blocks(out, name, seed, shape, slice, block_elements, [](const torch::Tensor& u) { return u; });
+}
+
+torch::Tensor random_tensor(const TensorSpec& spec, const ModelConfig& config, uint64_t seed,
+                            torch::ScalarType dtype, torch::Device device, std::optional<Slice> slice,
+                            int64_t block_elements) {
+  torch::NoGradGuard no_grad;
+  const double fan_in = spec.shape.size() > 1 ? double(spec.shape.back()) : 1.0;
+  const auto init = [&](const torch::Tensor& u) -> torch::Tensor {
+    switch (spec.init) {
+      case InitKind::Linear: return u * float(1.0 / std::sqrt(fan_in));
+      case InitKind::OutputLinear: return u * float(1.0 / std::sqrt(fan_in * 2.0 * double(config.num_layers)));
+      case InitKind::Embedding: return u;
+      case InitKind::Norm: return 1.0f + u * float(0.1 / std::sqrt(3.0));
+      case InitKind::Bias: return u * float(0.05 / std::sqrt(3.0));
+    }
+    throw std::logic_error("unhandled InitKind");
+  };
+  const std::vector<int64_t> out_shape = out_shape_and_block(spec.shape, slice, block_elements).first;
+  const torch::Tensor out = torch::empty(out_shape, torch::TensorOptions().dtype(dtype).device(device));
+  return fill_by_blocks(out, spec.name, seed, spec.shape, slice, block_elements, init);
 }
 
 }  // namespace lb
