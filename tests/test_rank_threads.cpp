@@ -121,6 +121,42 @@ TEST(CollectiveWatch, CountsCallsPerRankAndGroup) {
   EXPECT_TRUE(contains(watch.overdue(CollectiveWatch::Clock::now() + 1s), "(call 4): rank(s) 1 did not arrive"));
 }
 
+// A probe blocked in the driver must not block a rank recording its next launch: with CUDA's lazy
+// kernel loading, what the probe waits for can be that very rank's next collective.
+TEST(CollectiveWatch, ALaunchIsRecordedWhileAProbeBlocks) {
+  CollectiveWatch watch(100ms);
+  const WatchedGroup world{"world", "world", {0, 1}};
+  struct Gate {
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool probing = false, peer_recorded = false;
+  };
+  auto gate = std::make_shared<Gate>();
+  // Rank 0's probe blocks until rank 1's launch has been recorded (5 s at most, so a failure ends).
+  watch.launched(0, world, "all_reduce", [gate] {
+    std::unique_lock<std::mutex> lock(gate->mutex);
+    gate->probing = true;
+    gate->changed.notify_all();
+    return gate->changed.wait_for(lock, 5s, [&] { return gate->peer_recorded; });
+  });
+  std::thread poller([&] { (void)watch.overdue(); });
+  {
+    std::unique_lock<std::mutex> lock(gate->mutex);
+    ASSERT_TRUE(gate->changed.wait_for(lock, 5s, [&] { return gate->probing; }));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  watch.launched(1, world, "all_reduce", [] { return true; });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  {
+    std::lock_guard<std::mutex> lock(gate->mutex);
+    gate->peer_recorded = true;
+  }
+  gate->changed.notify_all();
+  poller.join();
+  EXPECT_LT(seconds, 1.0) << "launched() waited for the blocked probe";
+  EXPECT_EQ(watch.overdue(CollectiveWatch::Clock::now() + 1s), "");  // both finished and forgotten
+}
+
 TEST(CollectiveWatch, MembersInOtherProcessesAreNotCalledAbsent) {
   CollectiveWatch watch(100ms, {0});  // this process runs world rank 0 only (mpirun)
   watch.launched(0, {"world", "world", {0, 1}}, "all_reduce", [] { return false; });

@@ -24,12 +24,28 @@ void CollectiveWatch::launched(int rank, const WatchedGroup& group, const std::s
                                std::function<bool()> done) {
   std::lock_guard<std::mutex> lock(mutex_);
   const int64_t seq = ++launched_[{rank, group.key}];
-  pending_.push_back({rank, group, op, seq, Clock::now(), std::move(done)});
+  pending_.push_back({rank, group, op, seq, Clock::now(), std::move(done), next_id_++});
 }
 
 std::string CollectiveWatch::overdue(Clock::time_point now) {
+  // The probes run without the lock: a probe can block in the driver behind a rank's thread (CUDA's
+  // lazy loading of a kernel holds its device's context until the device's queued work, a
+  // collective waiting for a peer, drains), and a peer's thread that then waited here to record its
+  // last launch would never launch what that collective waits for (seen as a hang of cp-moe-dp's
+  // decode on 2 H200s, d616225).
+  std::vector<std::pair<int64_t, std::function<bool()>>> probes;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const Call& c : pending_) probes.emplace_back(c.id, c.done);
+  }
+  std::vector<int64_t> finished;
+  for (const auto& [id, done] : probes)
+    if (done()) finished.push_back(id);
   std::lock_guard<std::mutex> lock(mutex_);
-  pending_.erase(std::remove_if(pending_.begin(), pending_.end(), [](const Call& c) { return c.done(); }),
+  pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
+                                [&](const Call& c) {
+                                  return std::find(finished.begin(), finished.end(), c.id) != finished.end();
+                                }),
                  pending_.end());
   auto late = std::find_if(pending_.begin(), pending_.end(), [&](const Call& c) { return now - c.start > timeout_; });
   if (late == pending_.end()) return "";

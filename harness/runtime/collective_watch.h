@@ -34,7 +34,8 @@ class CollectiveWatch {
   std::chrono::milliseconds timeout() const { return timeout_; }
 
   // World rank `rank` launched its next call of `op` on `group` (calls are counted per rank and
-  // group); `done` tells whether the device has finished it. Thread-safe.
+  // group); `done` tells whether the device has finished it. Thread-safe, and never waits for a
+  // probe: overdue() calls `done` outside the lock.
   void launched(int rank, const WatchedGroup& group, const std::string& op, std::function<bool()> done);
 
   // Forgets finished calls; for the oldest unfinished call launched longer than the timeout ago,
@@ -51,6 +52,7 @@ class CollectiveWatch {
     int64_t seq;
     Clock::time_point start;
     std::function<bool()> done;
+    int64_t id;  // unique in this watch
   };
 
   bool is_local(int rank) const;
@@ -59,6 +61,7 @@ class CollectiveWatch {
   const std::vector<int> local_ranks_;
   std::mutex mutex_;
   std::vector<Call> pending_;                           // in launch order
+  int64_t next_id_ = 0;
   std::map<std::pair<int, std::string>, int64_t> launched_;  // (world rank, group key) -> calls launched
 };
 
