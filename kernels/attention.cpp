@@ -1,5 +1,7 @@
 #include "kernels/attention.h"
 
+#include "kernels/matmul.h"
+
 #include <algorithm>
 #include <limits>
 #include <optional>
@@ -141,10 +143,10 @@ torch::Tensor batched_attention(const torch::Tensor& q, const torch::Tensor& k, 
                                .reshape({S, kv_heads, group * max_q, q.size(2)});
   const torch::Tensor ks = padded(k, k_row, k_slot, S * max_k).view({S, max_k, kv_heads, k.size(2)}).permute({0, 2, 3, 1});
   const torch::Tensor vs = padded(v, k_row, k_slot, S * max_k).view({S, max_k, kv_heads, dv}).permute({0, 2, 1, 3});
-  torch::Tensor scores = (torch::matmul(qs, ks) * scale).view({S, kv_heads, group, max_q, max_k});
+  torch::Tensor scores = (matmul_acc32(qs, ks) * scale).view({S, kv_heads, group, max_q, max_k});
   scores = scores.masked_fill(kp > qp, -std::numeric_limits<float>::infinity());
   const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
-  const torch::Tensor o = torch::matmul(probs.view({S, kv_heads, group * max_q, max_k}), vs)  // [S, Hkv, g * Lq, Dv]
+  const torch::Tensor o = matmul_acc32(probs.view({S, kv_heads, group * max_q, max_k}), vs)  // [S, Hkv, g * Lq, Dv]
                               .view({S, kv_heads, group, max_q, dv})
                               .permute({0, 3, 1, 2, 4})
                               .reshape({S * max_q, heads, dv});
@@ -213,11 +215,11 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
         const int64_t rows = std::min(block, nq - first);
         const torch::Tensor qb = block >= nq ? qs : qs.narrow(1, first, rows);
         const torch::Tensor qpb = block >= nq ? qp : qp.narrow(0, first, rows);
-        torch::Tensor scores = torch::matmul(qb, ks.transpose(1, 2)) * scale;  // [Hq, rows, nk]
+        torch::Tensor scores = matmul_acc32(qb, ks.transpose(1, 2)) * scale;  // [Hq, rows, nk]
         const torch::Tensor future = kp.unsqueeze(0) > qpb.unsqueeze(1);
         scores = scores.masked_fill(future.unsqueeze(0), -std::numeric_limits<float>::infinity());
         const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
-        parts.push_back(torch::matmul(probs, vs));
+        parts.push_back(matmul_acc32(probs, vs));
       }
       o = parts.size() == 1 ? parts[0] : torch::cat(parts, 1);
     }

@@ -1,6 +1,7 @@
 #include "oracles/cached_attention.h"
 
 #include "kernels/decode_attention.h"
+#include "kernels/matmul.h"
 #include "oracles/deepseek_v3_layer.h"
 
 namespace lb {
@@ -38,12 +39,12 @@ torch::Tensor mla_decode_absorbed(const ModelConfig& c, const LayerWeights& w, c
   const torch::Tensor w_uk = kv_b.narrow(1, 0, c.qk_nope_head_dim);             // [H, nope, R]
   const torch::Tensor w_uv = kv_b.narrow(1, c.qk_nope_head_dim, c.v_head_dim);  // [H, v, R]
   const torch::Tensor q_nope = q.narrow(2, 0, c.qk_nope_head_dim).transpose(0, 1);  // [H, n, nope]
-  const torch::Tensor q_latent = torch::bmm(q_nope, w_uk).transpose(0, 1);          // [n, H, R]
+  const torch::Tensor q_latent = matmul_acc32(q_nope, w_uk).transpose(0, 1);          // [n, H, R]
   const torch::Tensor q_pe = q.narrow(2, c.qk_nope_head_dim, c.qk_rope_head_dim);
   const auto& parts = cache.cache->layer(w.layer);
   const torch::Tensor o_latent = decode_attention_mla(q_latent, q_pe.contiguous(), parts[0], parts[1], cache.read_slot,
                                                       cache.read_len, c.attention_scale(), w.fused_kernels);
-  return torch::bmm(o_latent.transpose(0, 1), w_uv.transpose(1, 2)).transpose(0, 1);  // [n, H, v]
+  return matmul_acc32(o_latent.transpose(0, 1), w_uv.transpose(1, 2)).transpose(0, 1);  // [n, H, v]
 }
 
 // The oracle form: every cached position of each query's slot expanded into keys and values.
