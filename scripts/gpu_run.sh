@@ -214,11 +214,11 @@ for step in "${steps[@]}"; do
       # Every layout's decode beside its baseline on 2 GPUs, graphs on; run twice for the reproducibility of the ratios.
       for run in 1 2; do
         timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model qwen3-30b-a3b --layout all --gpus "$gpus" --layers 4 \
-          --lengths 2048,2048,2048,2048 --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 3 \
+          --lengths 2048,2048,2048,2048 --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 15 \
           --json "$OUT/bench_decode_qwen3-30b-a3b_4L_${gpus}gpu_bf16_fused_run$run.json" || status=1
       done
       timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model deepseek-v3 --layout tp,cp-fused-moe --gpus "$gpus" --layers 4 \
-        --lengths 2048,2048,2048,2048 --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 3 \
+        --lengths 2048,2048,2048,2048 --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 15 \
         --json "$OUT/bench_decode_deepseek-v3_layoutA_4L_${gpus}gpu_bf16_fused.json" || status=1 ;;
     check-decode)
       # The decode oracle at real shape: prefill, then 16 decode steps, every layer of every step.

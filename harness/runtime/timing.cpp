@@ -14,6 +14,12 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+double median_round_speedup(const std::vector<double>& base_times, const std::vector<double>& times) {
+  std::vector<double> ratios;
+  for (size_t k = 0; k < base_times.size() && k < times.size(); ++k) ratios.push_back(base_times[k] / times[k]);
+  return median(ratios);
+}
+
 double median_ms(const std::function<void()>& fn, torch::Device device, int repeats, double min_batch_ms) {
   using clock = std::chrono::steady_clock;
   fn();

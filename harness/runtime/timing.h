@@ -13,4 +13,9 @@ double median_ms(const std::function<void()>& fn, torch::Device device, int repe
 
 double median(std::vector<double> values);
 
+// A speedup of `times` against `base_times` measured in interleaved rounds (round k timed both back
+// to back): the median of the rounds' base / time ratios, so that a drift between rounds cancels.
+// Rounds past the shorter list are left out; 0 when there is none.
+double median_round_speedup(const std::vector<double>& base_times, const std::vector<double>& times);
+
 }  // namespace lb
