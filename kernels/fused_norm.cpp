@@ -71,12 +71,15 @@ std::pair<torch::Tensor, torch::Tensor> add_rmsnorm(const torch::Tensor& x, cons
 namespace {
 
 // One set of heads as the q/k norm + RoPE kernel takes it: the input read in place when its heads
-// are packed (tokens at any stride: q and k are column blocks of one qkv product), the weight, and
-// a fresh packed output.
+// are packed (tokens at any stride: q and k are column blocks of one qkv product) and the weight.
+// The packed output is made only once the launch is sure.
 struct QkOperands {
   cuda::Dtype dtype;
-  torch::Tensor x, w, y;
-  cuda::QkHeads heads() const { return {x.data_ptr(), x.stride(0), w.data_ptr(), y.data_ptr(), x.size(1)}; }
+  torch::Tensor x, w;
+  torch::Tensor output() const { return torch::empty(x.sizes(), x.options()); }
+  cuda::QkHeads heads(const torch::Tensor& y) const {
+    return {x.data_ptr(), x.stride(0), w.data_ptr(), y.data_ptr(), x.size(1)};
+  }
 };
 
 // The operands when the kernel takes x [T, heads, dim] with this weight and cos/sin, else none.
@@ -85,8 +88,7 @@ std::optional<QkOperands> qk_operands(const torch::Tensor& x, const torch::Tenso
   if (!d || x.dim() != 3 || cs.cos.scalar_type() != x.scalar_type() || x.size(2) > 1024 || x.size(2) % 2 != 0)
     return std::nullopt;
   const bool packed_heads = x.stride(2) == 1 && x.stride(1) == x.size(2);
-  const torch::Tensor xc = packed_heads ? x : x.contiguous();
-  return QkOperands{*d, xc, weight.contiguous(), torch::empty(xc.sizes(), xc.options())};
+  return QkOperands{*d, packed_heads ? x : x.contiguous(), weight.contiguous()};
 }
 
 }  // namespace
@@ -97,11 +99,12 @@ torch::Tensor qk_norm_rope_fused(const torch::Tensor& x, const torch::Tensor& we
   if (const auto a = qk_operands(x, weight, cs)) {
     const c10::cuda::CUDAGuard guard(x.device());
     const torch::Tensor c = cs.cos.contiguous(), s = cs.sin.contiguous();
-    const cuda::QkHeads h = a->heads();
+    const torch::Tensor y = a->output();
+    const cuda::QkHeads h = a->heads(y);
     check_launch(cuda::qk_norm_rope(a->dtype, h.x, h.x_stride, h.w, c.data_ptr(), s.data_ptr(), h.y, x.size(0), h.heads,
                                     x.size(2), float(eps), stream_of(x)),
                  "q/k norm + rope kernel");
-    return a->y;
+    return y;
   }
 #endif
   return apply_rope(rmsnorm(x, weight, eps), cs, /*interleaved=*/false);
@@ -116,10 +119,11 @@ std::pair<torch::Tensor, torch::Tensor> qk_norm_rope_pair_fused(const torch::Ten
       q.size(2) == k.size(2)) {
     const c10::cuda::CUDAGuard guard(q.device());
     const torch::Tensor c = cs.cos.contiguous(), s = cs.sin.contiguous();
-    check_launch(cuda::qk_norm_rope_pair(a->dtype, a->heads(), b->heads(), c.data_ptr(), s.data_ptr(), q.size(0),
+    const torch::Tensor qy = a->output(), ky = b->output();
+    check_launch(cuda::qk_norm_rope_pair(a->dtype, a->heads(qy), b->heads(ky), c.data_ptr(), s.data_ptr(), q.size(0),
                                          q.size(2), float(eps), stream_of(q)),
                  "q and k norm + rope kernel");
-    return {a->y, b->y};
+    return {qy, ky};
   }
 #endif
   return {qk_norm_rope_fused(q, q_weight, cs, eps), qk_norm_rope_fused(k, k_weight, cs, eps)};

@@ -25,6 +25,7 @@ constexpr int64_t kPairPathMaxPairs = 32;
 // against 1.18, DeepSeek-V3 8.65 against 9.65).
 constexpr int64_t kStreamMaxPairs = 8192;
 static_assert(kStreamMaxPairs <= cuda::kMaxSortPairs, "decode_moe sorts every pair it takes");
+static_assert(cuda::kMaxSortExperts <= 65535, "the expert kernels take one expert per grid.z or grid.y index");
 
 }  // namespace
 #endif
@@ -80,7 +81,7 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   const int64_t k = experts.size(1), tokens = x.size(0);
   if (!d || !gate_up.is_cuda() || !experts.is_cuda() || gate_up.scalar_type() != x.scalar_type() ||
       down.scalar_type() != x.scalar_type() || hidden % cuda::moe_decode_alignment(*d) != 0 ||
-      inter % cuda::moe_decode_alignment(*d) != 0 || held > 65535 || held > cuda::kMaxSortExperts ||
+      inter % cuda::moe_decode_alignment(*d) != 0 || held > cuda::kMaxSortExperts ||
       pairs > cuda::kMaxSortPairs)
     return {};
   const c10::cuda::CUDAGuard guard(x.device());
