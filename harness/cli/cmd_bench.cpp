@@ -13,6 +13,7 @@
 #include "reports/record_file.h"
 #include "reports/run_record.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iomanip>
@@ -44,6 +45,7 @@ constexpr int kDecodeBurst = 8;
 // One layout's numbers (rank 0's clock; every step ends with a device wait and a barrier).
 struct LayoutBench {
   std::vector<double> prefill_ms;
+  std::vector<double> prefill_in_collectives_ms;  // rank 0's time inside collectives, per timed prefill
   std::map<int64_t, std::vector<double>> decode_step_ms;  // batch -> per-step times
   std::vector<CollectiveRecord> prefill_records;          // one prefill with per-call timing
   std::map<int64_t, std::vector<CollectiveRecord>> decode_records;
@@ -86,6 +88,19 @@ BenchSummary summarize(const std::vector<RunLayout>& layouts, const std::vector<
       j["prefill_share_of_matmul_peak"] = tflops / peaks.matmul_tflops;
     }
     os << "; collectives " << std::setprecision(2) << total_ms(r.prefill_records) << " ms";
+    if (!r.prefill_in_collectives_ms.empty()) {
+      // Rank 0's prefill split: outside any collective (its kernels, and the host's gaps between
+      // launches); inside them, the collectives' own time (each timed alone after a barrier) and the
+      // rest, waiting for members still computing.
+      const double inside = std::min(pms, median(r.prefill_in_collectives_ms));
+      const double own = std::min(inside, total_ms(r.prefill_records));
+      const nlohmann::json split = {{"compute_ms", pms - inside}, {"communication_ms", own},
+                                    {"waiting_ms", inside - own}, {"compute_share", (pms - inside) / pms},
+                                    {"communication_share", own / pms}, {"waiting_share", (inside - own) / pms}};
+      j["prefill_time_split"] = split;
+      os << " (time: compute " << std::setprecision(0) << 100 * (pms - inside) / pms << "%, communication "
+         << 100 * own / pms << "%, waiting " << 100 * (inside - own) / pms << "%)" << std::setprecision(2);
+    }
     nlohmann::json decode = nlohmann::json::array();
     for (const auto& [b, ms] : r.decode_step_ms) {
       const double step = median(ms);
@@ -193,6 +208,16 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     auto set_timing = [&](size_t i, bool on) {
       for (Communicator* c : bench->communicators(i)) c->set_timing(on), c->clear_records();
     };
+    // This rank's time inside the layout's collectives (one after the other on its stream) while
+    // spans are on, kept as events that take_spans reads after the timed run waited for the device.
+    auto set_spans = [&](size_t i, bool on) {
+      for (Communicator* c : bench->communicators(i)) c->set_spans(on);
+    };
+    auto take_spans = [&](size_t i) {
+      double total = 0;
+      for (Communicator* c : bench->communicators(i)) total += c->take_span_ms();
+      return total;
+    };
     auto records = [&](size_t i) {
       std::vector<CollectiveRecord> out;
       for (Communicator* c : bench->communicators(i)) out.insert(out.end(), c->records().begin(), c->records().end());
@@ -264,8 +289,13 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     for (int rep = 0; rep < a.repeats; ++rep)
       for (size_t i = 0; i < layouts.size(); ++i) {
         set_timing(i, false);
-        const double ms = timed([&] { bench->prefill(i); });
-        if (ctx.rank() == 0) results[i].prefill_ms.push_back(ms);
+        const double ms = timed([&] {
+          set_spans(i, true);
+          bench->prefill(i);
+          set_spans(i, false);  // before timed's closing barrier
+        });
+        const double in_collectives = take_spans(i);
+        if (ctx.rank() == 0) results[i].prefill_ms.push_back(ms), results[i].prefill_in_collectives_ms.push_back(in_collectives);
       }
     // One more prefill of the layout LB_PROFILE_PREFILL names, between cudaProfilerStart and Stop on
     // rank 0 (a process-wide capture range for `nsys profile --capture-range=cudaProfilerApi`):

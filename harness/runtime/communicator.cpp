@@ -51,7 +51,8 @@ template <typename F>
 void Communicator::recorded(const std::string& op, int64_t bytes, F&& body) {
   maybe_inject_fault(op);
   if (!timing_) {
-    body();
+    if (spans_) open_spans_.push_back(span(body));
+    else body();
     records_.push_back({op, name_, bytes, 0.0});
     return;
   }
@@ -63,6 +64,20 @@ void Communicator::recorded(const std::string& op, int64_t bytes, F&& body) {
   const double on_device = device_ms(body);
   const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   records_.push_back({op, name_, bytes, on_device >= 0 ? on_device : wall});
+}
+
+std::function<double()> Communicator::span(const std::function<void()>& body) {
+  const auto start = std::chrono::steady_clock::now();
+  body();
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return [ms] { return ms; };
+}
+
+double Communicator::take_span_ms() {
+  double total = 0;
+  for (const auto& read : open_spans_) total += read();
+  open_spans_.clear();
+  return total;
 }
 
 void Communicator::check_tensor(const char* op, const torch::Tensor& t) const {

@@ -79,6 +79,11 @@ class Communicator {
   void wait_device() { synchronize(); }
   const std::vector<CollectiveRecord>& records() const { return records_; }
   void clear_records() { records_.clear(); }
+  // Spans (off by default; for a benchmark's untimed runs, ignored while timing is on): each call's
+  // time from its start to its end, waiting for the other members included, kept without waiting
+  // for the device; take_span_ms() waits for them, adds them up and forgets them.
+  void set_spans(bool on) { spans_ = on; }
+  double take_span_ms();
 
  protected:
   // Backend primitives; arguments are already checked and outputs allocated on the right device.
@@ -104,6 +109,9 @@ class Communicator {
     synchronize();
     return -1;
   }
+  // Runs `body` and returns how to read its span (ms) later: GPU events around it where there is a
+  // device; here, CPU ranks, the wall time of the call, which returns once every member is done.
+  virtual std::function<double()> span(const std::function<void()>& body);
 
  private:
   template <typename F>
@@ -121,6 +129,8 @@ class Communicator {
   VarAlgo var_algo_ = VarAlgo::Auto;
   bool timing_ = false;
   std::vector<CollectiveRecord> records_;
+  bool spans_ = false;
+  std::vector<std::function<double()>> open_spans_;
   // (op, log2 of bytes, imbalance class) -> the measured pick.
   std::map<std::tuple<std::string, int, int>, VarAlgo> picks_;
 };

@@ -267,6 +267,34 @@ double NcclCommunicator::device_ms(const std::function<void()>& body) {
   return ms;
 }
 
+std::function<double()> NcclCommunicator::span(const std::function<void()>& body) {
+  c10::cuda::CUDAGuard guard(device_);
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  check_cuda(cudaStreamIsCapturing(stream(), &capturing), name() + " span");
+  if (capturing != cudaStreamCaptureStatusNone) {  // a graph's node, not a launch: nothing to time
+    body();
+    return [] { return 0.0; };
+  }
+  const auto event = [&] {
+    cudaEvent_t e = nullptr;
+    check_cuda(cudaEventCreate(&e), name() + " span event");
+    return std::shared_ptr<CUevent_st>(e, [](cudaEvent_t x) { cudaEventDestroy(x); });
+  };
+  const std::shared_ptr<CUevent_st> start = event(), end = event();
+  check_cuda(cudaEventRecord(start.get(), stream()), name() + " span event");
+  body();
+  check_cuda(cudaEventRecord(end.get(), stream()), name() + " span event");
+  // Read after the run has waited for its device (the benchmark's timed prefill does), so the
+  // events are done and no wait here can hang.
+  return [this, start, end] {
+    c10::cuda::CUDAGuard read_guard(device_);
+    check_cuda(cudaEventSynchronize(end.get()), name() + " span event");
+    float ms = 0;
+    check_cuda(cudaEventElapsedTime(&ms, start.get(), end.get()), name() + " span event");
+    return double(ms);
+  };
+}
+
 void NcclCommunicator::synchronize() {
   // Polls instead of cudaStreamSynchronize so that a hung collective becomes an error.
   c10::cuda::CUDAGuard guard(device_);

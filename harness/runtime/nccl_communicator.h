@@ -62,6 +62,7 @@ class NcclCommunicator : public Communicator {
   void synchronize() override;
   // Between two events on the stream around `body`, the first after a device-side alignment.
   double device_ms(const std::function<void()>& body) override;
+  std::function<double()> span(const std::function<void()>& body) override;
 
  private:
   // Reports the launch just enqueued to the watch, if any.
