@@ -557,15 +557,18 @@ std::string bench_prefill(const json& run) {
   std::vector<Bar> bars;
   for (const json& l : array_at(run, "layouts")) {
     const std::string name = text(l, "layout");
+    const json& split = object_at(l, "prefill_time_split");  // rank 0's time, where the record has it
     rows.push_back({name, text(l, "replaces"), cell(number(l, "prefill_ms"), "%.2f"),
                     cell(number(l, "prefill_tokens_per_s"), "%.0f"), cell(number(l, "prefill_tflops_per_rank"), "%.1f"),
-                    percent(number(l, "prefill_share_of_matmul_peak")), collectives_total(l)});
+                    percent(number(l, "prefill_share_of_matmul_peak")), collectives_total(l),
+                    percent(number(split, "compute_share")), percent(number(split, "communication_share")),
+                    percent(number(split, "waiting_share"))});
     bars.push_back({name, number(l, "prefill_tokens_per_s").value_or(0), "", false});
   }
   if (rows.empty()) return "<p>No layouts recorded.</p>\n";
   return "<h3>Prefill</h3>\n" +
          table({"layout", "replaces", "ms", "tokens/s", "TFLOP/s per rank", "of the measured peak",
-                "collectives ms (all)"},
+                "collectives ms (all)", "compute", "communication", "waiting"},
                rows) +
          "<h3>Prefill tokens/s</h3>\n" + bar_chart(bars, "tokens/s", "%.0f");
 }

@@ -42,6 +42,7 @@ json bench_record() {
              {"prefill_tokens_per_s", 780123.0},
              {"prefill_tflops_per_rank", 201.5},
              {"prefill_share_of_matmul_peak", 0.255},
+             {"prefill_time_split", {{"compute_share", 0.71}, {"communication_share", 0.083}, {"waiting_share", 0.207}}},
              {"prefill_collectives",
               {{"all_reduce@attn_tp", {{"calls", 8}, {"ms", 0.55}, {"bytes", 64 << 20}}},
                {"all_reduce@moe", {{"calls", 4}, {"ms", 0.25}, {"bytes", 32 << 20}}}}},
@@ -72,6 +73,9 @@ TEST(ReportBench, LayoutsDecodeBatchesRatiosAndCharts) {
                            "all_reduce@attn_tp", "64 MiB", "0.868x", "b=64 0.932x", "1.250x"})
     EXPECT_TRUE(contains(page, part)) << part;
   EXPECT_TRUE(contains(page, "<td>0.800</td>")) << "tp's collectives summed: 0.55 + 0.25 ms";
+  // tp's prefill time split (compute, communication, waiting); the other layout's record has none.
+  EXPECT_TRUE(contains(page, "<td>71%</td><td>8%</td><td>21%</td>")) << between(page, "<h3>Prefill</h3>", "</table>");
+  EXPECT_TRUE(contains(page, "<td>-</td><td>-</td><td>-</td>")) << between(page, "<h3>Prefill</h3>", "</table>");
   EXPECT_TRUE(contains(page, "all_reduce@attn_tp (0.550 ms)"));
   EXPECT_TRUE(contains(page, "all_gather@attn_cp, reduce_scatter@attn_cp (0.440 ms)"));
   EXPECT_EQ(count(page, "<svg"), 2u) << "prefill rates and decode steps";
