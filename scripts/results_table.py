@@ -174,6 +174,12 @@ def bench_row(path, r):
             parts.append(f"{x['layout']} decode " + "/".join(f"{d['step_ms']:.2f}" for d in steps) + " ms at b=" +
                          "/".join(str(d["batch"]) for d in steps) + " (" +
                          "/".join(f"{100 * d['share_of_memory_floor']:.0f}" for d in steps) + "% of the memory floor)")
+    # Rank 0's prefill time split, where the record has it (fa69c0b and later).
+    for x in r["layouts"]:
+        split = x.get("prefill_time_split")
+        if split:
+            parts.append(f"{x['layout']} prefill time: compute {100 * split['compute_share']:.0f}%, communication "
+                         f"{100 * split['communication_share']:.0f}%, waiting {100 * split['waiting_share']:.0f}%")
     if "cuda_graphs" in r:
         parts.insert(0, "CUDA graphs " + ("on" if r["cuda_graphs"] else "off"))
     what = (f"{r['dtype']}, prefill only" if r.get("model", {}).get("family") == "deepseek_v4" else f"kernels {r['kernels']}")
