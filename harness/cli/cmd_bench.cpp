@@ -61,8 +61,7 @@ struct BenchSummary {
 BenchSummary summarize(const std::vector<RunLayout>& layouts, const std::vector<LayoutBench>& results, int64_t tokens,
                        const std::optional<double>& flops, const DevicePeaks& peaks, int ranks, std::ostream& os) {
   nlohmann::json out = nlohmann::json::array();
-  std::map<std::string, double> prefill_of;
-  std::map<std::string, std::vector<double>> prefill_rounds_of;
+  std::map<std::string, std::vector<double>> prefill_rounds_of;  // each layout's timed prefills, round by round
   std::map<std::string, nlohmann::json> collectives_of;
   std::map<std::string, std::map<int64_t, double>> decode_of;
   for (size_t i = 0; i < layouts.size(); ++i) {
@@ -70,7 +69,6 @@ BenchSummary summarize(const std::vector<RunLayout>& layouts, const std::vector<
     if (r.prefill_ms.empty()) continue;
     const std::string& name = layouts[i].name;
     const double pms = median(r.prefill_ms);
-    prefill_of[name] = pms;
     prefill_rounds_of[name] = r.prefill_ms;
     collectives_of[name] = summarize_collectives(r.prefill_records);
     os << "  " << std::left << std::setw(16) << name << std::right << std::fixed << std::setprecision(2)
@@ -94,12 +92,12 @@ BenchSummary summarize(const std::vector<RunLayout>& layouts, const std::vector<
       // rest, waiting for members still computing.
       const double inside = std::min(pms, median(r.prefill_in_collectives_ms));
       const double own = std::min(inside, total_ms(r.prefill_records));
-      const nlohmann::json split = {{"compute_ms", pms - inside}, {"communication_ms", own},
-                                    {"waiting_ms", inside - own}, {"compute_share", (pms - inside) / pms},
-                                    {"communication_share", own / pms}, {"waiting_share", (inside - own) / pms}};
-      j["prefill_time_split"] = split;
-      os << " (time: compute " << std::setprecision(0) << 100 * (pms - inside) / pms << "%, communication "
-         << 100 * own / pms << "%, waiting " << 100 * (inside - own) / pms << "%)" << std::setprecision(2);
+      const double compute = pms - inside, waiting = inside - own;
+      j["prefill_time_split"] = {{"compute_ms", compute}, {"communication_ms", own}, {"waiting_ms", waiting},
+                                 {"compute_share", compute / pms}, {"communication_share", own / pms},
+                                 {"waiting_share", waiting / pms}};
+      os << " (time: compute " << std::setprecision(0) << 100 * compute / pms << "%, communication "
+         << 100 * own / pms << "%, waiting " << 100 * waiting / pms << "%)" << std::setprecision(2);
     }
     nlohmann::json decode = nlohmann::json::array();
     for (const auto& [b, ms] : r.decode_step_ms) {
@@ -123,7 +121,7 @@ BenchSummary summarize(const std::vector<RunLayout>& layouts, const std::vector<
   nlohmann::json ratios = nlohmann::json::array();
   for (const RunLayout& l : layouts) {
     const std::string& base = l.replaces;
-    if (base.empty() || !prefill_of.count(base) || !prefill_of.count(l.name)) continue;
+    if (base.empty() || !prefill_rounds_of.count(base) || !prefill_rounds_of.count(l.name)) continue;
     // Per round, not medians over ratios of medians: a round times every layout back to back, and
     // whole rounds drifted 10-20% on 2 H200s (6204bd2), which moved the ratio of medians up to 14%
     // between two runs.

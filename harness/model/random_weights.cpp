@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
-#include <utility>
 
 namespace lb {
 
@@ -73,27 +72,22 @@ torch::Tensor block_indices(const std::vector<int64_t>& shape, const std::option
   return idx;
 }
 
-// The (sliced) tensor's shape, and how many of its dim-0 rows hold about `block_elements` elements.
-std::pair<std::vector<int64_t>, int64_t> out_shape_and_block(const std::vector<int64_t>& shape,
-                                                             const std::optional<Slice>& slice,
-                                                             int64_t block_elements) {
-  std::vector<int64_t> out = shape;
-  if (slice) out[slice->dim] = slice->length;
-  int64_t row_elements = 1;
-  for (size_t d = 1; d < out.size(); ++d) row_elements *= out[d];
-  return {out, std::max<int64_t>(1, block_elements / std::max<int64_t>(1, row_elements))};
-}
-
-// Fills `out` (shaped like the slice) block by block along dim 0 with make(uniform values of the block).
+// The elements of `slice` of the tensor (or of all of it), as make(their uniform values) in
+// `dtype`, made a block of dim-0 rows of about `block_elements` elements at a time.
 template <typename Make>
-torch::Tensor fill_by_blocks(torch::Tensor out, const std::string& name, uint64_t seed, const std::vector<int64_t>& shape,
-                             const std::optional<Slice>& slice, int64_t block_elements, const Make& make) {
+torch::Tensor fill_by_blocks(const std::string& name, uint64_t seed, const std::vector<int64_t>& shape,
+                             const std::optional<Slice>& slice, int64_t block_elements, torch::ScalarType dtype,
+                             torch::Device device, const Make& make) {
+  std::vector<int64_t> out_shape = shape;
+  if (slice) out_shape[slice->dim] = slice->length;
+  torch::Tensor out = torch::empty(out_shape, torch::TensorOptions().dtype(dtype).device(device));
   const uint64_t key = fnv1a(name, seed);
   const auto uniform = [&](int64_t first, int64_t rows) {
-    return uniform_of(block_indices(shape, slice, first, rows, out.device()), key);
+    return uniform_of(block_indices(shape, slice, first, rows, device), key);
   };
   if (out.dim() == 0) return out.copy_(make(uniform(0, 1)));
-  const int64_t block = out_shape_and_block(shape, slice, block_elements).second;
+  const int64_t row_elements = out.size(0) ? out.numel() / out.size(0) : 1;
+  const int64_t block = std::max<int64_t>(1, block_elements / std::max<int64_t>(1, row_elements));
   for (int64_t first = 0; first < out.size(0); first += block) {
     const int64_t rows = std::min(block, out.size(0) - first);
     out.narrow(0, first, rows).copy_(make(uniform(first, rows)));
@@ -106,9 +100,8 @@ torch::Tensor fill_by_blocks(torch::Tensor out, const std::string& name, uint64_
 torch::Tensor hashed_uniform(const std::string& name, uint64_t seed, const std::vector<int64_t>& shape,
                              torch::Device device, std::optional<Slice> slice, int64_t block_elements) {
   torch::NoGradGuard no_grad;
-  const std::vector<int64_t> out_shape = out_shape_and_block(shape, slice, block_elements).first;
-  const torch::Tensor out = torch::empty(out_shape, torch::TensorOptions().dtype(torch::kFloat32).device(device));
-  return fill_by_blocks(out, name, seed, shape, slice, block_elements, [](const torch::Tensor& u) { return u; });
+  return fill_by_blocks(name, seed, shape, slice, block_elements, torch::kFloat32, device,
+                        [](const torch::Tensor& u) { return u; });
 }
 
 torch::Tensor random_tensor(const TensorSpec& spec, const ModelConfig& config, uint64_t seed,
@@ -126,9 +119,7 @@ torch::Tensor random_tensor(const TensorSpec& spec, const ModelConfig& config, u
     }
     throw std::logic_error("unhandled InitKind");
   };
-  const std::vector<int64_t> out_shape = out_shape_and_block(spec.shape, slice, block_elements).first;
-  const torch::Tensor out = torch::empty(out_shape, torch::TensorOptions().dtype(dtype).device(device));
-  return fill_by_blocks(out, spec.name, seed, spec.shape, slice, block_elements, init);
+  return fill_by_blocks(spec.name, seed, spec.shape, slice, block_elements, dtype, device, init);
 }
 
 }  // namespace lb
