@@ -9,6 +9,7 @@
 #include "harness/runtime/error_text.h"
 #include "harness/runtime/file_util.h"
 #include "harness/runtime/progress.h"
+#include "harness/runtime/timing.h"
 #include "harness/model/safetensors.h"
 #include "oracles/reference_model.h"
 #include "reports/record_file.h"
@@ -37,11 +38,6 @@ struct ReferenceArgs {
   std::string json;
   int repeats = 1;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 double rms(const torch::Tensor& x) { return x.to(torch::kFloat64).pow(2).mean().sqrt().item<double>(); }
 
