@@ -1,5 +1,7 @@
 #include "kernels/cuda/cache_write.h"
 
+#include "kernels/cuda/chained_launch.cuh"
+
 #include <cstdint>
 
 namespace lb::cuda {
@@ -19,6 +21,8 @@ constexpr int kCacheWriteThreads = 128;
 // row size of the launch is a multiple of (16 bytes for the models' caches).
 template <typename U>
 __global__ void __launch_bounds__(kCacheWriteThreads) cache_write_kernel(CacheWriteParams p) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   const CacheWritePart part = p.parts[blockIdx.y];
   const int64_t i = blockIdx.x, to = p.at[i];
   if (to < 0 || to >= part.dst_rows) return;
@@ -29,8 +33,8 @@ __global__ void __launch_bounds__(kCacheWriteThreads) cache_write_kernel(CacheWr
 }
 
 template <typename U> cudaError_t launch(const CacheWriteParams& params, int count, int64_t n, cudaStream_t stream) {
-  cache_write_kernel<U><<<dim3(unsigned(n), unsigned(count)), kCacheWriteThreads, 0, stream>>>(params);
-  return cudaGetLastError();
+  return launch_chained(cache_write_kernel<U>, dim3(unsigned(n), unsigned(count)), dim3(kCacheWriteThreads), 0, stream,
+                        params);
 }
 
 }  // namespace

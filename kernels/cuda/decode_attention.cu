@@ -1,5 +1,6 @@
 #include "kernels/cuda/decode_attention.h"
 
+#include "kernels/cuda/chained_launch.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda/mma.cuh"
@@ -121,6 +122,8 @@ struct GqaParams {
 // the lanes of a row group split the head dimension and each key serves every head of the block.
 template <typename T, int D>
 __global__ void __launch_bounds__(kGqaWarps * 32) gqa_chunk_kernel(GqaParams p) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   using Split = RowSplit<T, D>;
   constexpr int kHeads = int(kGqaHeadsPerBlock), kVec = Split::kVec, kLanes = Split::kLanes;
   constexpr int kPacksPerLane = Split::kPacksPerLane, kPerLane = Split::kPerLane;
@@ -256,6 +259,8 @@ struct MlaParams {
 // A warp's lanes split the latent dimension (and the first lanes the rotary one).
 template <typename T, int R, int P>
 __global__ void __launch_bounds__(kMlaWarps * 32) mla_chunk_kernel(MlaParams p) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   constexpr int kVec = 16 / int(sizeof(T));
   constexpr int kLatentPacks = R / kVec / 32;  // per lane
   constexpr int kPePacks = P / kVec;           // over the warp, one per lane
@@ -375,6 +380,8 @@ static_assert(kMlaTcWarps == 2 * (kMlaTcHeadsPerBlock / 16), "two warps per m16 
 
 template <typename T, int R, int P>
 __global__ void __launch_bounds__(kMlaTcWarps * 32, 1) mla_tc_chunk_kernel(MlaParams p) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   constexpr int D = R + P;
   // A shared-memory row of D elements plus 16 bytes: 1168 bytes for DeepSeek-V3, an odd number of
   // 16-byte units, so the 8 rows of an 8x8 tile load fall in distinct banks.
@@ -550,6 +557,8 @@ __device__ inline float block_max(float v, float* part) {
 
 template <typename T, int V, int U>
 __global__ void __launch_bounds__(kCombineMaxThreads) combine_chunks_kernel(CombineParams p) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   constexpr int kRow = V / 4;  // threads per chunk row
   static_assert(V % 4 == 0 && kRow <= kCombineMaxThreads && kCombineMaxGroups * U <= kCombineTile, "sizes");
   __shared__ float4 group_acc[kCombineMaxThreads];  // [groups][kRow]
@@ -627,12 +636,12 @@ cudaError_t launch_combine_for(const CombineParams& params, int64_t rows, cudaSt
   const auto whole_warps = [](int64_t groups) { return int((groups + kWarpGroups - 1) / kWarpGroups * kWarpGroups); };
   const int64_t chunks = std::max<int64_t>(params.chunks, 1);
   if (chunks <= kCombineMaxGroups && whole_warps(chunks) * kRow <= kCombineMaxThreads) {
-    combine_chunks_kernel<T, V, 1><<<unsigned(rows), whole_warps(chunks) * kRow, 0, stream>>>(params);
-  } else {
-    const int groups = whole_warps(std::min(kCombineMaxGroups, kCombineMaxThreads / kRow));
-    combine_chunks_kernel<T, V, kCombineUnroll><<<unsigned(rows), groups * kRow, 0, stream>>>(params);
+    return launch_chained(combine_chunks_kernel<T, V, 1>, dim3(unsigned(rows)), dim3(unsigned(whole_warps(chunks) * kRow)),
+                          0, stream, params);
   }
-  return cudaGetLastError();
+  const int groups = whole_warps(std::min(kCombineMaxGroups, kCombineMaxThreads / kRow));
+  return launch_chained(combine_chunks_kernel<T, V, kCombineUnroll>, dim3(unsigned(rows)), dim3(unsigned(groups * kRow)),
+                        0, stream, params);
 }
 
 template <typename T>
@@ -663,8 +672,9 @@ cudaError_t launch_gqa(const GqaParams& params, int64_t n, const int64_t* slot, 
   const size_t shared = sizeof(float) * size_t(std::max<int64_t>(kGqaHeadsPerBlock * params.chunk,
                                                                  kGqaWarps * kGqaHeadsPerBlock * D));
   const dim3 grid(unsigned(params.chunks), unsigned(blocks_y), unsigned(n));
-  gqa_chunk_kernel<T, D><<<grid, kGqaWarps * 32, shared, stream>>>(params);
-  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  if (const cudaError_t e = launch_chained(gqa_chunk_kernel<T, D>, grid, dim3(kGqaWarps * 32), shared, stream, params);
+      e != cudaSuccess)
+    return e;
   return launch_combine<T>(params.partials, slot, len, out, n, params.heads, params.slots, params.cap, params.chunk,
                            params.chunks, D, stream);
 }
@@ -718,12 +728,17 @@ cudaError_t mla_decode_attention(Dtype dtype, const void* q_latent, const void* 
       const cudaError_t attr = cudaFuncSetAttribute(mla_tc_chunk_kernel<T, 512, 64>,
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
       if (attr != cudaSuccess) return attr;
-      mla_tc_chunk_kernel<T, 512, 64><<<grid, kMlaTcWarps * 32, shared, stream>>>(params);
+      if (const cudaError_t err =
+              launch_chained(mla_tc_chunk_kernel<T, 512, 64>, grid, dim3(kMlaTcWarps * 32), shared, stream, params);
+          err != cudaSuccess)
+        return err;
     } else {
       const size_t shared = sizeof(float) * size_t(kMlaHeadsPerBlock * chunk);
-      mla_chunk_kernel<T, 512, 64><<<grid, kMlaWarps * 32, shared, stream>>>(params);
+      if (const cudaError_t err =
+              launch_chained(mla_chunk_kernel<T, 512, 64>, grid, dim3(kMlaWarps * 32), shared, stream, params);
+          err != cudaSuccess)
+        return err;
     }
-    if (const cudaError_t err = cudaGetLastError(); err != cudaSuccess) return err;
     return launch_combine<T>(partials, slot, len, out, n, heads, slots, cap, chunk, chunks, rank, stream);
   });
 }

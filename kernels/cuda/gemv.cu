@@ -1,5 +1,6 @@
 #include "kernels/cuda/gemv.h"
 
+#include "kernels/cuda/chained_launch.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 
@@ -33,16 +34,23 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* x, const T* 
   const int64_t packs = k / kVec;
   const int64_t passes = (packs + 32 * kUnroll - 1) / (32 * kUnroll);
   const int64_t pass_begin = passes * part / split, pass_end = passes * (part + 1) / split;
+  const uint4* row = reinterpret_cast<const uint4*>(w + (column < n ? column : 0) * k);
+  uint4 loaded[kUnroll];
+  const auto load_pass = [&](int64_t first) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t p = first + u * 32 + lane;
+      loaded[u] = p < packs && column < n ? load_streaming(row + p) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  // The weights are no earlier kernel's output: the first pass loads while that kernel finishes.
+  allow_next_kernel();
+  load_pass(pass_begin * 32 * kUnroll);
+  wait_for_previous_kernel();
   float acc[M] = {};
   if (column < n) {
-    const uint4* row = reinterpret_cast<const uint4*>(w + column * k);
     for (int64_t first = pass_begin * 32 * kUnroll; first < pass_end * 32 * kUnroll; first += 32 * kUnroll) {
-      uint4 loaded[kUnroll];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int64_t p = first + u * 32 + lane;
-        loaded[u] = p < packs ? load_streaming(row + p) : make_uint4(0, 0, 0, 0);
-      }
+      if (first != pass_begin * 32 * kUnroll) load_pass(first);
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const int64_t p = first + u * 32 + lane;
@@ -95,9 +103,8 @@ cudaError_t launch(const void* x, const void* w, void* y, int64_t n, int64_t k, 
   const int split = split_for(n, k);
   const int64_t columns_per_block = kWarps / split;
   const int64_t blocks = (n + columns_per_block - 1) / columns_per_block;
-  gemv_kernel<T, M><<<unsigned(blocks), kWarps * 32, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(w),
-                                                                   static_cast<T*>(y), n, k, split);
-  return cudaGetLastError();
+  return launch_chained(gemv_kernel<T, M>, dim3(unsigned(blocks)), dim3(kWarps * 32), 0, stream,
+                        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y), n, k, split);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "kernels/cuda/moe_decode.h"
 
+#include "kernels/cuda/chained_launch.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 
@@ -39,6 +40,8 @@ __device__ inline void walk_pairs(int64_t lo, int64_t hi, int lane, const KeyOf&
 __global__ void __launch_bounds__(kSortWarps * 32)
     sort_pairs_kernel(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
                       int64_t* offsets, int64_t* row_of_pair) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   extern __shared__ int shared[];
   const int keys = int(held) + 1;
   int* start = shared;                   // [keys]: each key's first position
@@ -104,6 +107,8 @@ __global__ void __launch_bounds__(kSortWarps * 32)
 template <typename T, bool kGateUp>
 __global__ void decode_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
                               const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   constexpr int V = 16 / sizeof(T);
   constexpr int kMats = kGateUp ? 2 : 1;
   constexpr int kChunk = kChunkRows / kMats;
@@ -163,10 +168,9 @@ cudaError_t launch(const void* in, const void* weight, const int64_t* order, con
   if (experts == 0 || out_cols == 0) return cudaSuccess;
   if (K % (16 / sizeof(T)) != 0 || experts > 65535) return cudaErrorInvalidValue;
   const dim3 grid(unsigned((out_cols + kWarps * kRows - 1) / (kWarps * kRows)), unsigned(experts));
-  decode_kernel<T, kGateUp><<<grid, kWarps * 32, 0, s>>>(static_cast<const T*>(in), static_cast<const T*>(weight),
-                                                         order, offsets, pair_weight, static_cast<T*>(out), out_cols,
-                                                         K, k);
-  return cudaGetLastError();
+  return launch_chained(decode_kernel<T, kGateUp>, grid, dim3(kWarps * 32), 0, s, static_cast<const T*>(in),
+                        static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols, K,
+                        k);
 }
 
 }  // namespace
@@ -194,9 +198,8 @@ cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_
                            int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream) {
   if (pairs > kMaxSortPairs || held > kMaxSortExperts) return cudaErrorInvalidValue;
   const size_t shared = size_t(kSortWarps + 1) * size_t(held + 1) * sizeof(int);
-  sort_pairs_kernel<<<1, kSortWarps * 32, shared, stream>>>(experts, pairs, first_expert, held, order, offsets,
-                                                             row_of_pair);
-  return cudaGetLastError();
+  return launch_chained(sort_pairs_kernel, dim3(1), dim3(kSortWarps * 32), shared, stream, experts, pairs, first_expert,
+                        held, order, offsets, row_of_pair);
 }
 
 }  // namespace lb::cuda

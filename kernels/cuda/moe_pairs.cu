@@ -1,5 +1,6 @@
 #include "kernels/cuda/moe_pairs.h"
 
+#include "kernels/cuda/chained_launch.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 
@@ -11,20 +12,6 @@ constexpr int kMaxThreads = 256;
 // Weight packs (16 bytes each) a thread loads at once: enough in flight to cover memory latency,
 // few enough registers for three blocks per SM (measured best on an H200 among 4-16).
 constexpr int kPacksPerThread = 8;
-
-// Programmatic dependent launch: the next kernel in the stream may start once every block of this
-// one has called allow_next_kernel, and must wait_for_previous_kernel before it reads what this one
-// writes. No-ops before sm_90.
-__device__ inline void wait_for_previous_kernel() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  cudaGridDependencySynchronize();
-#endif
-}
-__device__ inline void allow_next_kernel() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  cudaTriggerProgrammaticLaunchCompletion();
-#endif
-}
 
 // Block (row tile, pair p): the block's kRows output rows of kMats matrices are split along K over
 // its threads (thread t holds packs t, t + blockDim, ...) and dotted with the pair's input row.
@@ -107,18 +94,10 @@ cudaError_t launch_with(const void* in, const void* weight, void* out, const int
   constexpr int V = 16 / sizeof(T);
   constexpr int kRows = kPacksPerThread / (kMats * kPpt) > 0 ? kPacksPerThread / (kMats * kPpt) : 1;
   const int threads = int((K / V + kPpt - 1) / kPpt + 31) / 32 * 32;
-  cudaLaunchAttribute overlap[1];
-  overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  overlap[0].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(unsigned((out_cols + kRows - 1) / kRows), unsigned(pairs));
-  config.blockDim = dim3(unsigned(threads));
-  config.stream = s;
-  config.attrs = overlap;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, pair_rows_kernel<T, kMats, kRows, kPpt>, static_cast<const T*>(in),
-                            static_cast<const T*>(weight), static_cast<T*>(out), experts, first_expert, held,
-                            pair_weight, out_cols, K, k);
+  const dim3 grid(unsigned((out_cols + kRows - 1) / kRows), unsigned(pairs));
+  return launch_chained(pair_rows_kernel<T, kMats, kRows, kPpt>, grid, dim3(unsigned(threads)), 0, s,
+                        static_cast<const T*>(in), static_cast<const T*>(weight), static_cast<T*>(out), experts,
+                        first_expert, held, pair_weight, out_cols, K, k);
 }
 
 template <typename T, int kMats>

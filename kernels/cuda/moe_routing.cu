@@ -1,5 +1,6 @@
 #include "kernels/cuda/moe_routing.h"
 
+#include "kernels/cuda/chained_launch.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 
@@ -55,6 +56,8 @@ __device__ inline float take_top_k(float* row, int n, int k, int64_t* experts, W
 template <typename T>
 __global__ void softmax_topk_kernel(const T* logits, int64_t tokens, int E, int k, bool renormalize, int64_t* experts,
                                     float* weights) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   __shared__ float rows[kWarps][kMaxRoutingExperts];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t t = int64_t(blockIdx.x) * kWarps + warp;
@@ -80,6 +83,8 @@ template <typename T>
 __global__ void sigmoid_grouped_kernel(const T* logits, const float* bias, int64_t tokens, int E, int n_group,
                                        int topk_group, int k, bool renormalize, float scale, int64_t* experts,
                                        float* weights) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   __shared__ float rows[kWarps][kMaxRoutingExperts];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t t = int64_t(blockIdx.x) * kWarps + warp;
@@ -137,9 +142,8 @@ cudaError_t route_softmax_topk(Dtype dtype, const void* logits, int64_t tokens, 
   const int E = int(num_experts), K = int(k);
   return with_element_type(dtype, [&](auto e) {
     using T = typename decltype(e)::type;
-    softmax_topk_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const T*>(logits), tokens, E, K,
-                                                                    renormalize, experts, weights);
-    return cudaGetLastError();
+    return launch_chained(softmax_topk_kernel<T>, dim3(blocks(tokens)), dim3(kWarps * 32), 0, stream,
+                          static_cast<const T*>(logits), tokens, E, K, renormalize, experts, weights);
   });
 }
 
@@ -151,9 +155,9 @@ cudaError_t route_sigmoid_grouped(Dtype dtype, const void* logits, const float* 
   const int E = int(num_experts), G = int(n_group), TG = int(topk_group), K = int(k);
   return with_element_type(dtype, [&](auto e) {
     using T = typename decltype(e)::type;
-    sigmoid_grouped_kernel<<<blocks(tokens), kWarps * 32, 0, stream>>>(static_cast<const T*>(logits), bias, tokens, E, G,
-                                                                       TG, K, renormalize, scale, experts, weights);
-    return cudaGetLastError();
+    return launch_chained(sigmoid_grouped_kernel<T>, dim3(blocks(tokens)), dim3(kWarps * 32), 0, stream,
+                          static_cast<const T*>(logits), bias, tokens, E, G, TG, K, renormalize, scale, experts,
+                          weights);
   });
 }
 

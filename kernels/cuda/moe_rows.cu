@@ -1,5 +1,6 @@
 #include "kernels/cuda/moe_rows.h"
 
+#include "kernels/cuda/chained_launch.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 
@@ -12,6 +13,8 @@ constexpr int kThreads = 256;
 // One thread per V consecutive outputs of a row.
 template <typename T, int V>
 __global__ void silu_mul_weight_kernel(const T* h, const float* w, T* out, int64_t rows, int64_t inter) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   const int64_t chunks = inter / V;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * chunks) return;
@@ -31,6 +34,8 @@ __global__ void silu_mul_weight_kernel(const T* h, const float* w, T* out, int64
 template <typename T, int V>
 __global__ void combine_kernel(const T* y, const int64_t* row_of_pair, T* out, int64_t tokens, int64_t k,
                                int64_t hidden) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   const int64_t chunks = hidden / V;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= tokens * chunks) return;
@@ -60,10 +65,10 @@ cudaError_t launch_silu(const void* h, const float* w, void* out, int64_t rows, 
   const T* hp = static_cast<const T*>(h);
   T* op = static_cast<T*>(out);
   if (inter % kWide<T> == 0)
-    silu_mul_weight_kernel<T, kWide<T>><<<blocks_for(rows * inter / kWide<T>), kThreads, 0, s>>>(hp, w, op, rows, inter);
-  else
-    silu_mul_weight_kernel<T, 1><<<blocks_for(rows * inter), kThreads, 0, s>>>(hp, w, op, rows, inter);
-  return cudaGetLastError();
+    return launch_chained(silu_mul_weight_kernel<T, kWide<T>>, dim3(blocks_for(rows * inter / kWide<T>)), dim3(kThreads),
+                          0, s, hp, w, op, rows, inter);
+  return launch_chained(silu_mul_weight_kernel<T, 1>, dim3(blocks_for(rows * inter)), dim3(kThreads), 0, s, hp, w, op,
+                        rows, inter);
 }
 
 template <typename T>
@@ -73,11 +78,10 @@ cudaError_t launch_combine(const void* y, const int64_t* row_of_pair, void* out,
   const T* yp = static_cast<const T*>(y);
   T* op = static_cast<T*>(out);
   if (hidden % kWide<T> == 0)
-    combine_kernel<T, kWide<T>><<<blocks_for(tokens * hidden / kWide<T>), kThreads, 0, s>>>(yp, row_of_pair, op,
-                                                                                            tokens, k, hidden);
-  else
-    combine_kernel<T, 1><<<blocks_for(tokens * hidden), kThreads, 0, s>>>(yp, row_of_pair, op, tokens, k, hidden);
-  return cudaGetLastError();
+    return launch_chained(combine_kernel<T, kWide<T>>, dim3(blocks_for(tokens * hidden / kWide<T>)), dim3(kThreads), 0,
+                          s, yp, row_of_pair, op, tokens, k, hidden);
+  return launch_chained(combine_kernel<T, 1>, dim3(blocks_for(tokens * hidden)), dim3(kThreads), 0, s, yp, row_of_pair,
+                        op, tokens, k, hidden);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "kernels/cuda/moe_stream.h"
 
+#include "kernels/cuda/chained_launch.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda/mma.cuh"
@@ -40,6 +41,8 @@ template <typename T, bool kGateUp, int kN, int kWarps>
 __global__ void __launch_bounds__(kWarps * 32)
     stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets, const float* pair_weight,
                   T* out, int64_t out_cols, int64_t K, int64_t k) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   constexpr int kMats = kGateUp ? 2 : 1;
   constexpr int kTiles = kN / 8;
   using S = Stage<kMats, kN, kWarps>;
@@ -162,9 +165,8 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
   if (attr != cudaSuccess) return attr;
   const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
-  kernel<<<grid, kWarps * 32, shared, stream>>>(static_cast<const T*>(in), static_cast<const T*>(weight), order,
-                                                offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
-  return cudaGetLastError();
+  return launch_chained(kernel, grid, dim3(kWarps * 32), shared, stream, static_cast<const T*>(in),
+                        static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
 }
 
 template <bool kGateUp>

@@ -1,5 +1,6 @@
 #include "kernels/cuda/norm_rope.h"
 
+#include "kernels/cuda/chained_launch.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 
@@ -25,6 +26,8 @@ __device__ float block_sum(float v) {
 
 template <typename T>
 __global__ void rmsnorm_kernel(const T* x, const T* residual, const T* w, T* h_out, T* y, int64_t cols, float eps) {
+  allow_next_kernel();
+  wait_for_previous_kernel();
   const int64_t row = blockIdx.x;
   const T* xr = x + row * cols;
   float sq = 0;
@@ -54,6 +57,8 @@ template <typename T>
 __global__ void __launch_bounds__(kNormThreads)
     rmsnorm_packed_kernel(const T* x, const T* residual, const T* w, T* h_out, T* y, int64_t cols, float eps) {
   constexpr int V = 16 / int(sizeof(T));
+  allow_next_kernel();
+  wait_for_previous_kernel();
   const int64_t row = blockIdx.x, packs = cols / V;
   float v[kNormPacks][V];
   float sq = 0.0f;
@@ -104,6 +109,8 @@ template <typename T>
 __global__ void qk_norm_rope_kernel(HeadSet<T> a, HeadSet<T> b, const T* cos, const T* sin, int64_t tokens,
                                     int64_t dim, float eps) {
   extern __shared__ float normed[];
+  allow_next_kernel();
+  wait_for_previous_kernel();
   const bool in_a = blockIdx.x < tokens * a.heads;
   const HeadSet<T> set = in_a ? a : b;
   const int64_t row = in_a ? blockIdx.x : blockIdx.x - tokens * a.heads, token = row / set.heads;
@@ -136,16 +143,14 @@ cudaError_t launch_rmsnorm(const void* x, const void* r, const void* w, void* h,
   if (cols % V == 0 && packs <= int64_t(kNormThreads) * kNormPacks && aligned(x) && aligned(r) && aligned(w) &&
       aligned(h) && aligned(y)) {
     const int threads = threads_for((packs + kNormPacks - 1) / kNormPacks);
-    rmsnorm_packed_kernel<T><<<dim3(unsigned(rows)), threads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(r),
-                                                                     static_cast<const T*>(w), static_cast<T*>(h),
-                                                                     static_cast<T*>(y), cols, eps);
-    return cudaGetLastError();
+    return launch_chained(rmsnorm_packed_kernel<T>, dim3(unsigned(rows)), dim3(unsigned(threads)), 0, s,
+                          static_cast<const T*>(x), static_cast<const T*>(r), static_cast<const T*>(w),
+                          static_cast<T*>(h), static_cast<T*>(y), cols, eps);
   }
   const int threads = threads_for(cols < 256 ? cols : 256);
-  rmsnorm_kernel<T><<<dim3(unsigned(rows)), threads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(r),
-                                                            static_cast<const T*>(w), static_cast<T*>(h),
-                                                            static_cast<T*>(y), cols, eps);
-  return cudaGetLastError();
+  return launch_chained(rmsnorm_kernel<T>, dim3(unsigned(rows)), dim3(unsigned(threads)), 0, s, static_cast<const T*>(x),
+                        static_cast<const T*>(r), static_cast<const T*>(w), static_cast<T*>(h), static_cast<T*>(y),
+                        cols, eps);
 }
 
 template <typename T> HeadSet<T> typed(const QkHeads& h) {
@@ -159,9 +164,9 @@ cudaError_t launch_qk(const QkHeads& a, const QkHeads& b, const void* c, const v
   const int64_t rows = tokens * (a.heads + b.heads);
   if (rows == 0) return cudaSuccess;
   if (rows > int64_t(INT32_MAX)) return cudaErrorInvalidValue;
-  qk_norm_rope_kernel<T><<<dim3(unsigned(rows)), threads_for(dim), dim * sizeof(float), s>>>(
-      typed<T>(a), typed<T>(b), static_cast<const T*>(c), static_cast<const T*>(sn), tokens, dim, eps);
-  return cudaGetLastError();
+  return launch_chained(qk_norm_rope_kernel<T>, dim3(unsigned(rows)), dim3(unsigned(threads_for(dim))),
+                        dim * sizeof(float), s, typed<T>(a), typed<T>(b), static_cast<const T*>(c),
+                        static_cast<const T*>(sn), tokens, dim, eps);
 }
 
 }  // namespace
