@@ -3,6 +3,11 @@
 #include <algorithm>
 #include <cmath>
 
+#ifdef LB_HAVE_CUDA
+#include "kernels/cuda/rope_table.h"
+#include "kernels/cuda_glue.h"
+#endif
+
 namespace lb {
 
 namespace {
@@ -54,7 +59,24 @@ Rope make_rope(const ModelConfig& c) {
   return rope;
 }
 
-CosSin rope_cos_sin(const Rope& rope, const torch::Tensor& positions, torch::ScalarType dtype) {
+CosSin rope_cos_sin(const Rope& rope, const torch::Tensor& positions, torch::ScalarType dtype, bool fused) {
+#ifdef LB_HAVE_CUDA
+  const torch::Tensor probe = torch::empty({0}, positions.options().dtype(dtype));
+  if (fused && kernel_dtype(probe) && positions.scalar_type() == torch::kInt64 && positions.dim() == 1 &&
+      rope.inv_freq.device() == positions.device() && rope.inv_freq.scalar_type() == torch::kFloat32 &&
+      rope.inv_freq.is_contiguous()) {
+    const c10::cuda::CUDAGuard guard(positions.device());
+    const torch::Tensor pos = positions.contiguous();
+    const int64_t half = rope.inv_freq.size(0);
+    CosSin cs{torch::empty({pos.size(0), 2 * half}, probe.options()), torch::empty({pos.size(0), 2 * half}, probe.options())};
+    check_launch(cuda::rope_table(*kernel_dtype(probe), pos.data_ptr<int64_t>(), rope.inv_freq.data_ptr<float>(),
+                                  pos.size(0), half, float(rope.attention_factor), cs.cos.data_ptr(), cs.sin.data_ptr(),
+                                  stream_of(pos)),
+                 "rotary table kernel");
+    return cs;
+  }
+#endif
+  (void)fused;
   torch::Tensor inv = rope.inv_freq.to(positions.device());
   torch::Tensor freqs = positions.to(torch::kFloat32).unsqueeze(1) * inv.unsqueeze(0);  // [T, dim/2]
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);

@@ -20,8 +20,9 @@ struct CosSin {
   torch::Tensor cos, sin;  // [T, dim] in the activation dtype
 };
 // Angles of the original token positions (int64 [T]); layouts pass each token's position in its
-// sequence, wherever the token lives.
-CosSin rope_cos_sin(const Rope& rope, const torch::Tensor& positions, torch::ScalarType dtype);
+// sequence, wherever the token lives. `fused` on a GPU: one kernel makes the same bits (a decode
+// step's table is nine LibTorch launches otherwise); inv_freq must then be on positions' device.
+CosSin rope_cos_sin(const Rope& rope, const torch::Tensor& positions, torch::ScalarType dtype, bool fused = false);
 
 // x: [T, heads, dim]. Interleaved input pairs come out de-interleaved (evens then odds), as in
 // transformers; q and k get the same treatment, so their dot products are unchanged.

@@ -88,7 +88,7 @@ void LayoutRank::place_tokens(const std::vector<int64_t>& seq_lens) {
   if (mutation_ == Mutation::CpFirstTokenPosition && parallel_.attn_cp > 1 && local_.pos.numel() > 0 &&
       ctx_.rank() == members_.at(GroupKind::AttnCp).back())
     local_.pos[0].add_(1);
-  local_cs_ = rope_cos_sin(rope_, local_.pos, options_.dtype);
+  local_cs_ = rope_cos_sin(rope_, local_.pos, options_.dtype, options_.fused_kernels);
   std::vector<torch::Tensor> key_index;
   for (int r : members_.at(GroupKind::AttnCp))
     key_index.push_back(mutation_ == Mutation::ZigzagKeyBlocksReversed ? tokens_[r].flip(0) : tokens_[r]);
@@ -143,14 +143,26 @@ LayoutRank::HeadPlan LayoutRank::plan_head(const std::vector<int64_t>& wanted) c
   }
   std::vector<int64_t> to_sequence;
   for (int64_t token : wanted) to_sequence.push_back(gathered_row.at(token));
+  const auto in_order = [](const std::vector<int64_t>& v) {
+    for (size_t i = 0; i < v.size(); ++i)
+      if (v[i] != int64_t(i)) return false;
+    return true;
+  };
+  plan.mine_in_order = in_order(mine);
+  plan.sequence_in_order = in_order(to_sequence);
   plan.mine = torch::tensor(mine, torch::kInt64).to(options_.device);
   plan.to_sequence = torch::tensor(to_sequence, torch::kInt64).to(options_.device);
   return plan;
 }
 
 torch::Tensor LayoutRank::head(const torch::Tensor& x, const HeadPlan& plan) const {
-  const torch::Tensor rows = x.index_select(0, plan.mine).contiguous();
-  return logits(ctx_.world().all_gatherv(rows, plan.counts)).index_select(0, plan.to_sequence);
+  // A decode step on one rank keeps every row in order: no copies and no gather then (each is a
+  // launch of a few microseconds in a step of a few hundred).
+  const bool all_rows = plan.mine_in_order && plan.mine.size(0) == x.size(0);
+  const torch::Tensor rows = all_rows ? x.contiguous() : x.index_select(0, plan.mine).contiguous();
+  const torch::Tensor out = logits(ctx_.world_size() == 1 ? rows : ctx_.world().all_gatherv(rows, plan.counts));
+  return plan.sequence_in_order && plan.to_sequence.size(0) == out.size(0) ? out
+                                                                            : out.index_select(0, plan.to_sequence);
 }
 
 void LayoutRank::start_generation(int64_t sequences, int64_t capacity) {
@@ -201,8 +213,8 @@ torch::Tensor LayoutRank::decode(const torch::Tensor& input_ids, std::vector<tor
   local_.pos = query_pos;
   if (mutation_ == Mutation::RopeLocalPositions && cp) local_.pos = torch::arange(query_pos.size(0), query_pos.options());
   if (mutation_ == Mutation::DecodePositionOffByOne) local_.pos = query_pos + 1;
-  local_cs_ = rope_cos_sin(rope_, local_.pos, options_.dtype);
-  cp_keys_.pos = cache_.lengths().index_select(0, key_slot_);
+  local_cs_ = rope_cos_sin(rope_, local_.pos, options_.dtype, options_.fused_kernels);
+  if (cp) cp_keys_.pos = cache_.lengths().index_select(0, key_slot_);  // without CP the keys are local_'s
   torch::Tensor write_slot = cp ? key_slot_ : query_slot_;
   if (mutation_ == Mutation::DecodeKeysToNextSlot) write_slot = torch::remainder(write_slot + 1, cache_.slots());
   const torch::Tensor read_len = mutation_ == Mutation::DecodeAttendsOneShort ? query_pos : query_pos + 1;

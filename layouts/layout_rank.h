@@ -88,6 +88,8 @@ class LayoutRank {
     torch::Tensor mine;            // this rank's rows to send, local indices (device)
     std::vector<int64_t> counts;   // rows each world rank sends
     torch::Tensor to_sequence;     // gathered row of each sequence's token (device)
+    bool mine_in_order = false;    // mine is 0, 1, ..., n - 1
+    bool sequence_in_order = false;  // to_sequence is 0, 1, ..., n - 1
   };
   HeadPlan plan_head(const std::vector<int64_t>& wanted) const;
   torch::Tensor head(const torch::Tensor& x, const HeadPlan& plan) const;

@@ -73,5 +73,26 @@ TEST(GpuFusedNorm, KernelsMatchPlainOps) {
   expect_norms_match(torch::Device("cuda"), torch::kFloat32, 1e-5, 1e-5);
 }
 
+// The rotary table kernel makes the bits of the LibTorch ops it replaces, for the default table
+// (Qwen3) and YaRN's scaled one (DeepSeek-V3: attention factor != 1), at positions up to 160k.
+TEST(GpuFusedNorm, RotaryTableKernelMakesThePlainOpsBits) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
+  torch::manual_seed(8);
+  const auto ids = torch::TensorOptions().dtype(torch::kInt64).device(torch::kCUDA);
+  const torch::Tensor pos = torch::cat({torch::randint(0, 163840, {61}, ids), torch::arange(3, ids)});
+  for (const char* model : {"qwen3-30b-a3b", "deepseek-v3"}) {
+    Rope rope = make_rope(load_model_config(model));
+    rope.inv_freq = rope.inv_freq.to(torch::kCUDA);
+    for (torch::ScalarType dtype : {torch::kBFloat16, torch::kFloat32}) {
+      const CosSin want = rope_cos_sin(rope, pos, dtype), got = rope_cos_sin(rope, pos, dtype, /*fused=*/true);
+      ASSERT_EQ(got.cos.sizes(), want.cos.sizes()) << model;
+      EXPECT_EQ(got.cos.scalar_type(), dtype);
+      EXPECT_TRUE(torch::equal(got.cos, want.cos)) << model << " " << dtype;
+      EXPECT_TRUE(torch::equal(got.sin, want.sin)) << model << " " << dtype;
+      EXPECT_FALSE(torch::equal(got.cos, got.sin));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lb
