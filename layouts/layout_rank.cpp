@@ -104,7 +104,9 @@ bool LayoutRank::set_batch(const std::vector<int64_t>& new_lens) {
   return split.layout_split;
 }
 
-torch::Tensor LayoutRank::logits(const torch::Tensor& hidden) const {
+torch::Tensor LayoutRank::logits(const torch::Tensor& hidden) const { return logits_of({hidden, {}}); }
+
+torch::Tensor LayoutRank::logits_of(const Residual& hidden) const {
   torch::NoGradGuard no_grad;
   if (!final_norm_.defined()) {  // on first use: a check never needs the head
     auto load = [&](const std::string& name) {
@@ -113,7 +115,12 @@ torch::Tensor LayoutRank::logits(const torch::Tensor& hidden) const {
     final_norm_ = load("model.norm.weight");
     lm_head_ = config_.tie_word_embeddings ? embed_ : load("lm_head.weight");
   }
-  return torch::linear(norm(hidden, final_norm_), lm_head_).to(torch::kFloat32);
+  return torch::linear(sum_and_norm(hidden, final_norm_).second, lm_head_).to(torch::kFloat32);
+}
+
+std::pair<torch::Tensor, torch::Tensor> LayoutRank::sum_and_norm(const Residual& x, const torch::Tensor& weight) const {
+  if (!x.m.defined()) return {x.h, norm(x.h, weight)};
+  return add_rmsnorm(x.h, x.m, weight, config_.rms_eps, options_.fused_kernels);
 }
 
 torch::Tensor LayoutRank::norm(const torch::Tensor& x, const torch::Tensor& weight) const {
@@ -155,12 +162,16 @@ LayoutRank::HeadPlan LayoutRank::plan_head(const std::vector<int64_t>& wanted) c
   return plan;
 }
 
-torch::Tensor LayoutRank::head(const torch::Tensor& x, const HeadPlan& plan) const {
+torch::Tensor LayoutRank::head(const Residual& x, const HeadPlan& plan) const {
   // A decode step on one rank keeps every row in order: no copies and no gather then (each is a
   // launch of a few microseconds in a step of a few hundred).
-  const bool all_rows = plan.mine_in_order && plan.mine.size(0) == x.size(0);
-  const torch::Tensor rows = all_rows ? x.contiguous() : x.index_select(0, plan.mine).contiguous();
-  const torch::Tensor out = logits(ctx_.world_size() == 1 ? rows : ctx_.world().all_gatherv(rows, plan.counts));
+  torch::Tensor out;
+  if (ctx_.world_size() == 1 && plan.mine_in_order && plan.mine.size(0) == x.h.size(0)) {
+    out = logits_of(x);
+  } else {
+    const torch::Tensor rows = x.sum().index_select(0, plan.mine).contiguous();
+    out = logits(ctx_.world_size() == 1 ? rows : ctx_.world().all_gatherv(rows, plan.counts));
+  }
   return plan.sequence_in_order && plan.to_sequence.size(0) == out.size(0) ? out
                                                                             : out.index_select(0, plan.to_sequence);
 }
@@ -189,8 +200,8 @@ torch::Tensor LayoutRank::prefill(const torch::Tensor& input_ids, const std::vec
   prefill_layout_split_ = set_batch(new_lens);
   const TokenPlacement& keys = parallel_.attn_cp > 1 ? cp_keys_ : local_;
   const CacheStep step{&cache_, cache_.row_of(slots_of(keys.seq), keys.pos), {}, {}};
-  torch::Tensor x = embed(input_ids);
-  for (int64_t i = 0; i < config_.num_layers; ++i) x = layer_forward(i, x, nullptr, &step);
+  Residual x{embed(input_ids), {}};
+  for (int64_t i = 0; i < config_.num_layers; ++i) x = layer_step(i, x, nullptr, &step);
   // This rank's slots hold its DP rank's sequences.
   const int64_t dp = parallel_.dp, dp_rank = rank_coords(parallel_, ctx_.rank()).attn_dp;
   std::vector<int64_t> lengths(size_t(cache_.slots()), 0), last;
@@ -220,10 +231,10 @@ torch::Tensor LayoutRank::decode(const torch::Tensor& input_ids, std::vector<tor
   const torch::Tensor read_len = mutation_ == Mutation::DecodeAttendsOneShort ? query_pos : query_pos + 1;
   const CacheStep step{&cache_, cache_.row_of(write_slot, cp ? cp_keys_.pos : query_pos), query_slot_, read_len};
   if (captures) captures->assign(size_t(config_.num_layers), LayerCapture());
-  torch::Tensor x = embed(input_ids);
+  Residual x{embed(input_ids), {}};
   for (int64_t i = 0; i < config_.num_layers; ++i) {
-    x = layer_forward(i, x, captures ? &(*captures)[size_t(i)] : nullptr, &step);
-    if (layer_outputs) layer_outputs->push_back(x);
+    x = layer_step(i, x, captures ? &(*captures)[size_t(i)] : nullptr, &step);
+    if (layer_outputs) layer_outputs->push_back(x.sum());
   }
   cache_.lengths().add_(1);
   return head(x, decode_head_);
@@ -397,6 +408,11 @@ torch::Tensor LayoutRank::mlp(const MlpStep& step, const LayerWeights& w, const 
 
 torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, LayerCapture* capture,
                                         const CacheStep* cache) const {
+  return layer_step(layer, {x, {}}, capture, cache).sum();
+}
+
+LayoutRank::Residual LayoutRank::layer_step(int64_t layer, const Residual& input, LayerCapture* capture,
+                                            const CacheStep* cache) const {
   torch::NoGradGuard no_grad;
   const LayerWeights& w = layers_.at(layer);
   const MlpStep& step = config_.is_moe_layer(layer) ? layout_.moe : layout_.dense;
@@ -404,7 +420,8 @@ torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, L
   auto keep = [&](const char* op, const torch::Tensor& t, const torch::Tensor& tokens) {
     if (capture) capture->add(op, t, tokens);
   };
-  const torch::Tensor normed = norm(x, w["input_layernorm.weight"]);
+  torch::Tensor x, normed;
+  std::tie(x, normed) = sum_and_norm(input, w["input_layernorm.weight"]);
   keep("attn_norm", normed, mine);
   torch::Tensor attn = attention_partial(w, normed, capture, cache).contiguous();
   Communicator& attn_tp = group(GroupKind::AttnTp);
@@ -424,7 +441,7 @@ torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, L
     torch::Tensor m = mlp_partial(w, norm(h, w["post_attention_layernorm.weight"]));
     torch::Tensor out = attn_tp.all_gatherv((h + m).contiguous(), rows);
     keep("o_proj", o, slice), keep("residual", h, slice), keep("mlp_out", m, slice), keep("layer_out", out, mine);
-    return out;
+    return {out, {}};
   }
   if (mutation_ == Mutation::AllReduceWrongGroup && attn_tp.size() < ctx_.world_size()) ctx_.world().all_reduce(attn);
   else if (attn_tp.size() > 1) attn_tp.all_reduce(attn);
@@ -446,9 +463,9 @@ torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, L
   } else {
     m = mlp(step, w, h, post, capture);
   }
-  torch::Tensor out = h + m;
-  keep("mlp_out", m, mine), keep("layer_out", out, mine);
-  return out;
+  keep("mlp_out", m, mine);
+  if (capture) keep("layer_out", h + m, mine);
+  return {h, m};
 }
 
 }  // namespace lb

@@ -39,6 +39,16 @@ class LayoutRank {
   // every capture point it computes; `cache`, when given (generation), is the step's KV cache.
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, LayerCapture* capture = nullptr,
                               const CacheStep* cache = nullptr) const;
+  // A layer's output h + m (the residual stream and the MLP's output) kept as its two terms, so that
+  // the next layer's input norm (or the head's) adds them in its own kernel on the fused path: one
+  // launch fewer per layer in a decode step. m undefined: x is h itself.
+  struct Residual {
+    torch::Tensor h, m;
+    torch::Tensor sum() const { return m.defined() ? h + m : h; }
+  };
+  // layer_forward on the two terms, returning the output's two terms.
+  Residual layer_step(int64_t layer, const Residual& x, LayerCapture* capture = nullptr,
+                      const CacheStep* cache = nullptr) const;
   // Final norm and lm_head (replicated on every rank, loaded on the first call): float32 logits of
   // `hidden` [n, H]. `weights` must outlive this LayoutRank.
   torch::Tensor logits(const torch::Tensor& hidden) const;
@@ -92,7 +102,10 @@ class LayoutRank {
     bool sequence_in_order = false;  // to_sequence is 0, 1, ..., n - 1
   };
   HeadPlan plan_head(const std::vector<int64_t>& wanted) const;
-  torch::Tensor head(const torch::Tensor& x, const HeadPlan& plan) const;
+  torch::Tensor head(const Residual& x, const HeadPlan& plan) const;
+  torch::Tensor logits_of(const Residual& hidden) const;  // logits() of the sum
+  // x's sum and its RMSNorm with `weight`: one kernel on the fused path.
+  std::pair<torch::Tensor, torch::Tensor> sum_and_norm(const Residual& x, const torch::Tensor& weight) const;
   torch::Tensor slots_of(const torch::Tensor& seq) const;
   torch::Tensor norm(const torch::Tensor& x, const torch::Tensor& weight) const;  // RMSNorm, fused when asked  // cache slot of each sequence index
   // normed: h after the post-attention norm (computed with the residual add, one kernel on the fused path).
