@@ -7,7 +7,8 @@
 
 namespace lb {
 
-// x [rows, k], weight [n, k] (no bias) -> [rows, n].
+// x [rows, k], weight [n, k] (no bias) -> [rows, n]. The kernel reads `weight` before the kernel
+// before it on the stream has ended: pass weights, not a tensor computed just before.
 torch::Tensor linear_fused(const torch::Tensor& x, const torch::Tensor& weight);
 
 // linear_fused with `fused`, else torch::linear: the model code's one call for both paths.

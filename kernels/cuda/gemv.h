@@ -14,7 +14,9 @@ namespace lb::cuda {
 // The most rows of x one call takes; more take cuBLAS.
 constexpr int64_t kGemvMaxRows = 4;
 
-// x, w, y contiguous and 16-byte aligned, k a multiple of 8; 16-bit dtypes only.
+// x, w, y contiguous and 16-byte aligned, k a multiple of 8; 16-bit dtypes only. A chained launch
+// (chained_launch.cuh) that reads its first weights before waiting for the kernel before it: w must
+// not be written by a kernel still running on the stream (model weights never are).
 cudaError_t gemv(Dtype dtype, const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k,
                  cudaStream_t stream);
 
