@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu profile-decode profile-prefill decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu profile-decode profile-prefill profile-prefill-kernels decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -196,7 +196,11 @@ for step in "${steps[@]}"; do
       # Where each layout's prefill time goes on each GPU (compute, NCCL, both at once, idle), from one
       # prefill under Nsight Systems (bench brackets it: LB_PROFILE_PREFILL); LB_PROFILE_LAYOUTS picks them.
       nsys_bin=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda/bin/nsys 2>/dev/null | head -1)
-      if [ -z "$nsys_bin" ]; then echo "profile-prefill: no nsys on this machine"; status=1; continue; fi
+      if [ -z "$nsys_bin" ]; then
+        # The lent GPU machines have none (seen 2026-12-01); bench's prefill_time_split and, on one GPU,
+        # profile-prefill-kernels say where prefill time goes instead.
+        echo "profile-prefill: no nsys on this machine (try profile-prefill-kernels)"; status=1; continue
+      fi
       mkdir -p /tmp/nsys_prefill
       for l in ${LB_PROFILE_LAYOUTS:-tp cp-fused-moe dp-attn-rsv dp-attn-ar}; do
         LB_PROFILE_PREFILL=$l timeout 600 "$nsys_bin" profile --capture-range=cudaProfilerApi --capture-range-end=stop \
@@ -210,6 +214,17 @@ for step in "${steps[@]}"; do
         head -20 "/tmp/nsys_prefill/${l}_${gpus}gpu.txt"
       done
       tar czf "$OUT/nsys_prefill_${gpus}gpu.tgz" -C /tmp nsys_prefill ;;  # one file: the machine returns few
+    profile-prefill-kernels)
+      # The kernels of one 8192-token prefill on one GPU (tp on one rank: the reference's math), each
+      # timed alone by Nsight Compute and summed by name: what the compute part of a prefill is made
+      # of. One GPU only: Nsight Compute runs kernels one at a time, so NCCL peers would wait forever.
+      ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      LB_PROFILE_PREFILL=tp timeout 600 "$ncu_bin" --profile-from-start off --clock-control none --cache-control none \
+        --metrics gpu__time_duration.sum --csv $bin bench --model qwen3-30b-a3b --layout tp --gpus 1 --layers 4 \
+        --lengths 2048,2048,2048,2048 --kernels fused --repeats 1 > /tmp/ncu_prefill.csv 2> /tmp/ncu_prefill.err \
+        || { status=1; tail -5 /tmp/ncu_prefill.err; }
+      python3 scripts/ncu_summary.py /tmp/ncu_prefill.csv > "$OUT/ncu_prefill_qwen3-30b-a3b_1gpu_8192tok.txt"
+      head -30 "$OUT/ncu_prefill_qwen3-30b-a3b_1gpu_8192tok.txt" ;;
     decode-2gpu)
       # Every layout's decode beside its baseline on 2 GPUs, graphs on; run twice for the reproducibility of the ratios.
       for run in 1 2; do
