@@ -221,6 +221,22 @@ INSTANTIATE_TEST_SUITE_P(CpuRanks, EveryLayoutGeneratesTheReferenceTokens,
                          });
 
 // Bad inputs end the run with one message naming the problem, before any model work.
+// On one rank a layout's head takes its rows as they are (no copy, no gather) and the last layer's
+// two terms (h and m) straight into the final norm: its tokens must still be the reference's.
+TEST(Generate, OneRankLayoutsGenerateTheReferenceTokens) {
+  if (!have_shared()) GTEST_SKIP() << kSharedTokenizer << " or " << kGsm8kTest << " is absent (../shared is not beside the repo)";
+  test::TempDir dir;
+  const test::CliResult r =
+      test::run_cli({"gsm8k", "--model", "tiny-qwen3-moe", "--layout", "tp,dp-attn-rsv", "--backend", "cpu", "--ranks",
+                     "1", "--data", kGsm8kTest, "--tokenizer", kSharedTokenizer, "--num-questions", "6", "--shots", "1",
+                     "--max-new-tokens", "8", "--batch-size", "4", "--json", dir / "g.json"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const nlohmann::json record = read_record(dir / "g.json");
+  ASSERT_EQ(record["runs"].size(), 3u);
+  for (size_t i = 1; i < record["runs"].size(); ++i)
+    EXPECT_EQ(record["runs"][i]["agreement"]["identical"], 6) << record["runs"][i]["name"];
+}
+
 TEST(Gsm8kCli, BadInputsAreNamed) {
   const std::string tok = test::fixture_dir("tokenizers/tiny-bpe/tokenizer.json");
   auto run = [&](const std::string& data, std::vector<std::string> extra = {"--max-new-tokens", "4"}) {
