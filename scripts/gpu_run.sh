@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu profile-decode profile-prefill profile-prefill-kernels decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-prefill profile-prefill-kernels decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -171,6 +171,17 @@ for step in "${steps[@]}"; do
         timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model $m --layout tp --gpus 1 --layers 4 --lengths 2048,2048 \
           --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 3 \
           --json "$OUT/bench_decode_${m}_4L_1gpu_bf16_fused.json" || status=1
+      done ;;
+    decode-chained-ab)
+      # What chained launches save: the one-GPU Qwen3 decode bench with them off, on, off, on (same
+      # process image, one call), each run its own record.
+      for run in 1 2; do
+        for chained in 0 1; do
+          LB_CHAINED_LAUNCH=$chained timeout 600 $bin bench --model qwen3-30b-a3b --layout tp --gpus 1 --layers 4 \
+            --lengths 2048,2048 --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 3 \
+            --json "$OUT/bench_decode_qwen3-30b-a3b_4L_1gpu_bf16_fused_chained$chained-run$run.json" | grep "decode b=" \
+            || status=1
+        done
       done ;;
     nightly)
       # The nightly suite on this machine's GPUs (suites/nightly-${gpus}gpu.json), its run folder, report
