@@ -182,6 +182,8 @@ def bench_row(path, r):
                          f"{100 * split['communication_share']:.0f}%, waiting {100 * split['waiting_share']:.0f}%")
     if "cuda_graphs" in r:
         parts.insert(0, "CUDA graphs " + ("on" if r["cuda_graphs"] else "off"))
+    if r.get("cuda_graphs") and r.get("chained_launches") is False:
+        parts.insert(1, "chained launches off (LB_CHAINED_LAUNCH=0)")
     what = (f"{r['dtype']}, prefill only" if r.get("model", {}).get("family") == "deepseek_v4" else f"kernels {r['kernels']}")
     return (f"| `{short_command(r)}` | {r['device'].split(' (')[0]} x{r['ranks']} | {what}, at "
             f"{r.get('commit')}; "

@@ -153,6 +153,9 @@ TEST(BenchRecord, AFailurePartwayKeepsThePrefillsAndTheFinishedDecodeBatches) {
   const nlohmann::json record = read_json_file(dir / "b.json");
   EXPECT_EQ(record["complete"], false);
   EXPECT_TRUE(contains(record.value("error", ""), "injected fault")) << record.dump();
+  // How the decode steps ran, for telling an A/B apart: CPU ranks capture no graphs and chain nothing.
+  EXPECT_EQ(record["cuda_graphs"], false);
+  EXPECT_EQ(record["chained_launches"], false);
   ASSERT_EQ(record["layouts"].size(), 2u) << record.dump();
   size_t batches = 0;
   for (const auto& layout : record["layouts"]) {

@@ -8,6 +8,7 @@
 #include "harness/bench/device_peaks.h"
 #include "harness/runtime/errors.h"
 #include "harness/runtime/timing.h"
+#include "kernels/chained_launch.h"
 #include "kernels/fused_moe.h"
 #include "layouts/generation.h"
 #include "reports/record_file.h"
@@ -170,6 +171,8 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
   if (family->decode_positions()) {
     header["decode_context"] = a.decode_context;
     header["cuda_graphs"] = decode_options.cuda_graphs;
+    header["chained_launches"] = parse_fused_kernels(a.run.kernels) && family->backend() == Backend::Nccl &&
+                                 chained_launches_on(torch::Device(torch::kCUDA, 0));
     header["decode_burst"] = kDecodeBurst;
   }
   if (flops) header["prefill_flops"] = *flops;  // against the prefill's time: achieved TFLOP/s per GPU

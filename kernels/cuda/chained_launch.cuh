@@ -11,6 +11,8 @@
 // in every thread that does so. The wait returns once the previous grid has completed and its
 // writes are visible; since that grid waited on its own predecessor in turn, everything before it
 // is complete too. Without the launch attribute (or before sm_90) both calls are no-ops.
+#include "kernels/cuda/chained_launch.h"
+
 #include <cuda_runtime.h>
 
 #include <utility>
@@ -28,10 +30,6 @@ __device__ __forceinline__ void allow_next_kernel() {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
-
-// Whether launch_chained sets the attribute: on devices of compute capability 9.0 and later, unless
-// LB_CHAINED_LAUNCH=0 (to measure what chaining saves). Defined in chained_launch.cu.
-bool chained_launch_enabled();
 
 template <typename... Params, typename... Args>
 cudaError_t launch_chained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, cudaStream_t stream,
