@@ -298,9 +298,16 @@ std::vector<Communicator*> LayoutRank::communicators() const {
 }
 
 torch::Tensor LayoutRank::embed(const torch::Tensor& input_ids) const {
+  // A rank holding every token in order (one rank, or TP without a token split) takes the ids as
+  // they are: a decode step saves a launch.
+  const torch::Tensor& held = tokens_[ctx_.rank()];
+  bool all_in_order = held.numel() == input_ids.size(0);
+  const int64_t* index = held.data_ptr<int64_t>();
+  for (int64_t i = 0; all_in_order && i < held.numel(); ++i) all_in_order = index[i] == i;
+  if (all_in_order) return embed_.index_select(0, input_ids.to(options_.device));
   const torch::Tensor mine = input_ids.device() == my_tokens_.device()
                                  ? input_ids.index_select(0, my_tokens_)
-                                 : input_ids.index_select(0, tokens_[ctx_.rank()]).to(options_.device);
+                                 : input_ids.index_select(0, held).to(options_.device);
   return embed_.index_select(0, mine);
 }
 

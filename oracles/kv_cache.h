@@ -24,7 +24,10 @@ class KvCache {
   // Layer `layer`'s parts, [slots, capacity, ...] each.
   const std::vector<torch::Tensor>& layer(int64_t layer) const { return parts_.at(size_t(layer)); }
   // The flat row index of (slot[i], pos[i]) (int64 [n] on the device), for write().
-  torch::Tensor row_of(const torch::Tensor& slot, const torch::Tensor& pos) const { return slot * capacity_ + pos; }
+  // pos + capacity * slot in one launch (a decode step makes it each time).
+  torch::Tensor row_of(const torch::Tensor& slot, const torch::Tensor& pos) const {
+    return torch::add(pos, slot, capacity_);
+  }
   // Writes row i of every part of layer `layer` at flat row at[i] (row_of: one index for every layer
   // of a step, since index_copy_ needs no host value, unlike slicing by length).
   void write(int64_t layer, const std::vector<torch::Tensor>& rows, const torch::Tensor& at);
