@@ -36,6 +36,13 @@ torch::Tensor as_rows(const torch::Tensor& t) {
   return t.reshape({t.size(0), row}).contiguous();  // not -1: a rank may have no rows
 }
 
+// Whether index[0 .. n) is 0, 1, ..., n - 1: a selection by it would copy everything in order.
+bool counts_from_zero(const int64_t* index, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (index[i] != i) return false;
+  return true;
+}
+
 }  // namespace
 
 LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const ParallelConfig& parallel,
@@ -150,13 +157,8 @@ LayoutRank::HeadPlan LayoutRank::plan_head(const std::vector<int64_t>& wanted) c
   }
   std::vector<int64_t> to_sequence;
   for (int64_t token : wanted) to_sequence.push_back(gathered_row.at(token));
-  const auto in_order = [](const std::vector<int64_t>& v) {
-    for (size_t i = 0; i < v.size(); ++i)
-      if (v[i] != int64_t(i)) return false;
-    return true;
-  };
-  plan.mine_in_order = in_order(mine);
-  plan.sequence_in_order = in_order(to_sequence);
+  plan.mine_in_order = counts_from_zero(mine.data(), int64_t(mine.size()));
+  plan.sequence_in_order = counts_from_zero(to_sequence.data(), int64_t(to_sequence.size()));
   plan.mine = torch::tensor(mine, torch::kInt64).to(options_.device);
   plan.to_sequence = torch::tensor(to_sequence, torch::kInt64).to(options_.device);
   return plan;
@@ -301,10 +303,8 @@ torch::Tensor LayoutRank::embed(const torch::Tensor& input_ids) const {
   // A rank holding every token in order (one rank, or TP without a token split) takes the ids as
   // they are: a decode step saves a launch.
   const torch::Tensor& held = tokens_[ctx_.rank()];
-  bool all_in_order = held.numel() == input_ids.size(0);
-  const int64_t* index = held.data_ptr<int64_t>();
-  for (int64_t i = 0; all_in_order && i < held.numel(); ++i) all_in_order = index[i] == i;
-  if (all_in_order) return embed_.index_select(0, input_ids.to(options_.device));
+  if (held.numel() == input_ids.size(0) && counts_from_zero(held.data_ptr<int64_t>(), held.numel()))
+    return embed_.index_select(0, input_ids.to(options_.device));
   const torch::Tensor mine = input_ids.device() == my_tokens_.device()
                                  ? input_ids.index_select(0, my_tokens_)
                                  : input_ids.index_select(0, held).to(options_.device);
