@@ -1,5 +1,7 @@
 #include "kernels/fused_routing.h"
 
+#include "kernels/small_linear.h"
+
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/moe_routing.h"
 #include "kernels/cuda_glue.h"
@@ -38,6 +40,31 @@ Routing fused_route_softmax_topk(const torch::Tensor& logits, int64_t k, bool re
   }
 #endif
   return route_softmax_topk(logits, k, renormalize);
+}
+
+Routing fused_router_softmax_topk(const torch::Tensor& x, const torch::Tensor& gate, int64_t k, bool renormalize) {
+#ifdef LB_HAVE_CUDA
+  const auto d = kernel_dtype(x);
+  if (d && x.dim() == 2 && gate.dim() == 2 && gate.size(1) == x.size(1) && gate.device() == x.device() &&
+      gate.scalar_type() == x.scalar_type() && gate.is_contiguous() && aligned16(gate) &&
+      cuda::router_topk_fits(*d, x.size(0), gate.size(0), x.size(1), k)) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const torch::Tensor xc = x.contiguous();
+    if (aligned16(xc)) {
+      torch::Tensor logits = torch::empty({x.size(0), gate.size(0)}, x.options());
+      RoutingOut r = routing_outputs(logits, k);
+      check_launch(cuda::router_softmax_topk(*d, xc.data_ptr(), gate.data_ptr(), x.size(0), gate.size(0), x.size(1), k,
+                                             renormalize, logits.data_ptr(), r.experts.data_ptr<int64_t>(),
+                                             r.weights.data_ptr<float>(), stream_of(xc)),
+                   "router and softmax top-k kernel");
+      return {r.experts, r.weights, logits};
+    }
+  }
+#endif
+  const torch::Tensor logits = linear_fused(x, gate);
+  Routing routing = fused_route_softmax_topk(logits, k, renormalize);
+  routing.logits = logits;
+  return routing;
 }
 
 Routing fused_route_sigmoid_grouped(const torch::Tensor& logits, const torch::Tensor& correction_bias, int64_t n_group,

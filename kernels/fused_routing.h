@@ -9,6 +9,11 @@ namespace lb {
 
 Routing fused_route_softmax_topk(const torch::Tensor& logits, int64_t k, bool renormalize);
 
+// Qwen3-MoE's router whole: logits = linear_fused(x, gate) (kernels/small_linear.h) and
+// fused_route_softmax_topk of them, the logits returned in Routing::logits. For 1-4 rows on a GPU in
+// bf16/f16 with at most 128 experts, one launch (kernels/cuda/moe_routing.h) with the same bits.
+Routing fused_router_softmax_topk(const torch::Tensor& x, const torch::Tensor& gate, int64_t k, bool renormalize);
+
 Routing fused_route_sigmoid_grouped(const torch::Tensor& logits, const torch::Tensor& correction_bias, int64_t n_group,
                                     int64_t topk_group, int64_t k, bool renormalize, double scale);
 

@@ -46,13 +46,15 @@ QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const CosSin& c
 torch::Tensor qwen3_mlp(const ModelConfig& c, const LayerWeights& w, const torch::Tensor& x_normed, Routing* chosen) {
   if (!c.is_moe_layer(w.layer))
     return swiglu_mlp(x_normed, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"]);
-  torch::Tensor logits = linear(x_normed, w["mlp.gate.weight"], w.fused_kernels);
-  const auto route = w.fused_kernels ? fused_route_softmax_topk : route_softmax_topk;
-  Routing routing = route(logits, c.experts_per_token, c.norm_topk_prob);
-  if (chosen) {
-    *chosen = routing;
-    chosen->logits = logits;
+  Routing routing;
+  if (w.fused_kernels) {
+    routing = fused_router_softmax_topk(x_normed, w["mlp.gate.weight"], c.experts_per_token, c.norm_topk_prob);
+  } else {
+    const torch::Tensor logits = torch::linear(x_normed, w["mlp.gate.weight"]);
+    routing = route_softmax_topk(logits, c.experts_per_token, c.norm_topk_prob);
+    routing.logits = logits;
   }
+  if (chosen) *chosen = routing;
   return experts_forward(x_normed, routing, w.experts, w.fused_kernels);
 }
 

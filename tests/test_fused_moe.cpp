@@ -4,6 +4,7 @@
 // the row kernels; skipped without one).
 #include "kernels/fused_moe.h"
 #include "kernels/fused_routing.h"
+#include "kernels/small_linear.h"
 #include "kernels/grouped_linear.h"
 #include "kernels/moe_steps.h"
 #include "oracles/compare.h"
@@ -155,6 +156,37 @@ TEST(GpuFusedMoe, RowKernelsMatchPlainOps) {
 
 // The routing kernels choose the oracle's experts with its weights (compared per expert id, since
 // the oracle's grouped top-k is unordered), in descending order of the score that chose them.
+// Qwen3's router product and its top-k in one launch (1-4 rows): the same logits, experts and
+// weights, bit for bit, as the matrix-vector kernel and the routing kernel apart; past 4 rows the
+// two themselves. 60 experts leave some of the cluster's warps without one.
+TEST(GpuFusedMoe, RouterAndTopkInOneLaunchMatchTheTwoApart) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
+  torch::manual_seed(9);
+  const auto o = torch::TensorOptions().device(torch::Device("cuda"));
+  for (const auto dtype : {torch::kBFloat16, torch::kHalf})
+    for (const int64_t experts : {128, 60}) {
+      const torch::Tensor gate = (torch::randn({experts, 2048}, o) * 0.05).to(dtype);
+      for (const int64_t rows : {1, 2, 3, 4, 9})
+        for (const bool renormalize : {true, false}) {
+          const torch::Tensor x = torch::randn({rows, 2048}, o).to(dtype);
+          const Routing got = fused_router_softmax_topk(x, gate, 8, renormalize);
+          const torch::Tensor logits = linear_fused(x, gate);
+          const Routing want = fused_route_softmax_topk(logits, 8, renormalize);
+          const std::string what = std::to_string(experts) + " experts, " + std::to_string(rows) + " rows";
+          ASSERT_EQ(got.logits.sizes(), logits.sizes()) << what;
+          EXPECT_TRUE(torch::equal(got.logits, logits)) << what;
+          EXPECT_TRUE(torch::equal(got.experts, want.experts)) << what;
+          EXPECT_TRUE(torch::equal(got.weights, want.weights)) << what;
+          // And near the plain ops in fp32: nearly the same sets of experts (a near tie at the 8th
+          // may fall either way after rounding to 16 bits).
+          const Routing plain = route_softmax_topk(torch::linear(x.to(torch::kFloat32), gate.to(torch::kFloat32)), 8,
+                                                   renormalize);
+          const torch::Tensor same = std::get<0>(got.experts.sort(1)).eq(std::get<0>(plain.experts.sort(1)));
+          EXPECT_GE(same.to(torch::kFloat32).mean().item<float>(), 0.75) << what;
+        }
+    }
+}
+
 TEST(GpuFusedMoe, RoutingKernelsMatchOracle) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
   torch::manual_seed(5);

@@ -4,6 +4,8 @@
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 
+#include <cooperative_groups.h>
+
 namespace lb::cuda {
 
 namespace {
@@ -121,6 +123,100 @@ __global__ void sigmoid_grouped_kernel(const T* logits, const float* bias, int64
   if (lane < k) weights[t * k + lane] = (renormalize ? mine / (picked + 1e-20f) : mine) * scale;
 }
 
+// The router and its top-k: one cluster of kRouterBlocks blocks, a warp per expert (each of the
+// kRouterWarps warps of block b takes expert b * kRouterWarps + warp), every lane holding kRouterUnroll
+// 16-byte packs of the expert's weight row in flight, summed in the matrix-vector kernel's order. Each
+// block keeps its experts' logits in shared memory; after a cluster barrier block 0 reads them all
+// through distributed shared memory and warp m routes row m as softmax_topk_kernel does.
+constexpr int kRouterBlocks = 8, kRouterWarps = 16, kRouterUnroll = 8;
+static_assert(kRouterBlocks * kRouterWarps == kRouterMaxExperts, "an expert per warp of the cluster");
+
+template <typename T, int M>
+__global__ void __launch_bounds__(kRouterWarps * 32)
+    router_topk_kernel(const T* x, const T* w, int64_t K, int E, int k, bool renormalize, T* logits, int64_t* experts,
+                       float* weights) {
+  namespace cg = cooperative_groups;
+  __shared__ float own[kRouterWarps][M];      // this block's experts, each row's logit
+  __shared__ float rows[M][kRouterMaxExperts];  // block 0: every expert's logit, per row
+  const cg::cluster_group cluster = cg::this_cluster();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, block = int(cluster.block_rank());
+  const int expert = block * kRouterWarps + warp;
+  const int64_t packs = K / 8;
+  const uint4* row = reinterpret_cast<const uint4*>(w + int64_t(expert < E ? expert : 0) * K);
+  allow_next_kernel();
+  float acc[M] = {};
+  for (int64_t first = 0; first < packs; first += 32 * kRouterUnroll) {
+    uint4 loaded[kRouterUnroll];
+#pragma unroll
+    for (int u = 0; u < kRouterUnroll; ++u) {
+      const int64_t p = first + u * 32 + lane;
+      loaded[u] = p < packs && expert < E ? load_streaming(row + p) : make_uint4(0, 0, 0, 0);
+    }
+    if (first == 0) wait_for_previous_kernel();  // the weights are no earlier kernel's output; x is
+#pragma unroll
+    for (int u = 0; u < kRouterUnroll; ++u) {
+      const int64_t p = first + u * 32 + lane;
+      if (p >= packs) continue;
+      const Pack<T, 8> wp = *reinterpret_cast<const Pack<T, 8>*>(&loaded[u]);
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        const Pack<T, 8> xs = load_pack<T, 8>(x + m * K + p * 8);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[m] += to_f(wp.v[e]) * to_f(xs.v[e]);
+      }
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    const T rounded = from_f<T>(warp_sum(acc[m]));
+    if (lane == 0) {
+      own[warp][m] = to_f(rounded);
+      if (expert < E) logits[m * E + expert] = rounded;
+    }
+  }
+  cluster.sync();  // every block's logits are in its shared memory
+  if (block == 0)
+    for (int i = threadIdx.x; i < M * kRouterMaxExperts; i += blockDim.x) {
+      const int m = i / kRouterMaxExperts, e = i % kRouterMaxExperts;
+      const float* remote = cluster.map_shared_rank(&own[0][0], e / kRouterWarps);
+      rows[m][e] = remote[(e % kRouterWarps) * M + m];
+    }
+  cluster.sync();  // block 0 has read them: the other blocks may end
+  if (block != 0 || warp >= M) return;
+  float* r = rows[warp];
+  float top = -INFINITY;
+  for (int i = lane; i < E; i += 32) top = fmaxf(top, r[i]);
+  top = warp_max(top);
+  float total = 0;
+  for (int i = lane; i < E; i += 32) total += expf(r[i] - top);
+  total = warp_sum(total);
+  __syncwarp();
+  float picked;
+  const float mine =
+      take_top_k(r, E, k, experts + int64_t(warp) * k, [&](float logit, int) { return expf(logit - top) / total; }, picked);
+  if (lane < k) weights[int64_t(warp) * k + lane] = renormalize ? mine / picked : mine;
+}
+
+template <typename T, int M>
+cudaError_t launch_router(const void* x, const void* w, int64_t E, int64_t K, int64_t k, bool renormalize, void* logits,
+                          int64_t* experts, float* weights, cudaStream_t stream) {
+  cudaLaunchAttribute attributes[2] = {};
+  attributes[0].id = cudaLaunchAttributeClusterDimension;
+  attributes[0].val.clusterDim.x = kRouterBlocks;
+  attributes[0].val.clusterDim.y = 1;
+  attributes[0].val.clusterDim.z = 1;
+  attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attributes[1].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(kRouterBlocks);
+  config.blockDim = dim3(kRouterWarps * 32);
+  config.stream = stream;
+  config.attrs = attributes;
+  config.numAttrs = chained_launch_enabled() ? 2 : 1;
+  return cudaLaunchKernelEx(&config, router_topk_kernel<T, M>, static_cast<const T*>(x), static_cast<const T*>(w), K,
+                            int(E), int(k), renormalize, static_cast<T*>(logits), experts, weights);
+}
+
 unsigned blocks(int64_t tokens) { return unsigned((tokens + kWarps - 1) / kWarps); }
 
 }  // namespace
@@ -133,6 +229,30 @@ bool sigmoid_grouped_fits(int64_t num_experts, int64_t n_group, int64_t topk_gro
   return softmax_topk_fits(num_experts, k) && n_group >= 1 && n_group <= kMaxRoutingGroups &&
          num_experts % n_group == 0 && num_experts / n_group >= 2 && topk_group >= 1 && topk_group <= n_group &&
          k <= topk_group * (num_experts / n_group);
+}
+
+bool router_topk_fits(Dtype dtype, int64_t rows, int64_t num_experts, int64_t K, int64_t k) {
+  return dtype != Dtype::F32 && rows >= 1 && rows <= kRouterMaxRows && num_experts >= 1 &&
+         num_experts <= kRouterMaxExperts && K > 0 && K % 8 == 0 && softmax_topk_fits(num_experts, k);
+}
+
+cudaError_t router_softmax_topk(Dtype dtype, const void* x, const void* w, int64_t rows, int64_t num_experts,
+                                int64_t K, int64_t k, bool renormalize, void* logits, int64_t* experts,
+                                float* weights, cudaStream_t stream) {
+  if (!router_topk_fits(dtype, rows, num_experts, K, k)) return cudaErrorInvalidValue;
+  return with_element_type(dtype, [&](auto e) -> cudaError_t {
+    using T = typename decltype(e)::type;
+    if constexpr (sizeof(T) != 2) {
+      return cudaErrorInvalidValue;
+    } else {
+      switch (rows) {
+        case 1: return launch_router<T, 1>(x, w, num_experts, K, k, renormalize, logits, experts, weights, stream);
+        case 2: return launch_router<T, 2>(x, w, num_experts, K, k, renormalize, logits, experts, weights, stream);
+        case 3: return launch_router<T, 3>(x, w, num_experts, K, k, renormalize, logits, experts, weights, stream);
+        default: return launch_router<T, 4>(x, w, num_experts, K, k, renormalize, logits, experts, weights, stream);
+      }
+    }
+  });
 }
 
 cudaError_t route_softmax_topk(Dtype dtype, const void* logits, int64_t tokens, int64_t num_experts, int64_t k,
