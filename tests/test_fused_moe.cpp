@@ -154,8 +154,6 @@ TEST(GpuFusedMoe, RowKernelsMatchPlainOps) {
   EXPECT_LT(rel_l2(ys, loop), 1e-2);
 }
 
-// The routing kernels choose the oracle's experts with its weights (compared per expert id, since
-// the oracle's grouped top-k is unordered), in descending order of the score that chose them.
 // Qwen3's router product and its top-k in one launch (1-4 rows): the same logits, experts and
 // weights, bit for bit, as the matrix-vector kernel and the routing kernel apart; past 4 rows the
 // two themselves. 60 experts leave some of the cluster's warps without one.
@@ -187,6 +185,41 @@ TEST(GpuFusedMoe, RouterAndTopkInOneLaunchMatchTheTwoApart) {
     }
 }
 
+// The per-pair path's down product and its sum over a token's pairs in one kernel: the same bits
+// as the down kernel and then combine_pairs, for 1-4 tokens, with every expert held and with a
+// quarter of them (the others' pairs add zero rows), at 1, 2 and 4 packs per thread (inter 768,
+// 2048 at top 2, 4096 at top 1) and rows that do not fill the last tile (hidden 2044).
+TEST(GpuFusedMoe, PairDownAndSumInOneLaunchMatchTheTwoApart) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
+  torch::manual_seed(11);
+  const torch::Device cuda("cuda");
+  for (const MoeCase& base : {MoeCase{0, 2048, 768, 128, 8}, MoeCase{0, 2048, 2048, 16, 2}, MoeCase{0, 2044, 4096, 8, 1},
+                              MoeCase{0, 1024, 512, 8, 8}})
+    for (const int64_t tokens : {1, 2, 3, 4}) {
+      MoeCase c = base;
+      c.tokens = tokens;
+      const ExpertWeights w32 = random_experts(c, torch::TensorOptions().device(cuda));
+      const torch::Tensor gate_up = w32.gate_up.to(torch::kBFloat16), down = w32.down.to(torch::kBFloat16);
+      const torch::Tensor x = torch::randn({c.tokens, c.hidden}, torch::TensorOptions().device(cuda)).to(torch::kBFloat16);
+      const Routing r = random_routing(c, cuda);
+      const int64_t held = std::max<int64_t>(1, c.experts / 4);
+      for (const bool all_held : {true, false}) {
+        const torch::Tensor gu = all_held ? gate_up : gate_up.narrow(0, held, held);
+        const torch::Tensor dn = all_held ? down : down.narrow(0, held, held);
+        const int64_t first = all_held ? 0 : held;
+        const std::string what = std::to_string(c.inter) + " inter, " + std::to_string(tokens) + " tokens" +
+                                 (all_held ? "" : ", a quarter of the experts held");
+        const torch::Tensor one = decode_moe(x, r.experts, r.weights, gu, dn, first, DownAndSum::one_launch);
+        const torch::Tensor two = decode_moe(x, r.experts, r.weights, gu, dn, first, DownAndSum::two_launches);
+        ASSERT_TRUE(one.defined() && two.defined()) << what;
+        EXPECT_TRUE(torch::equal(one, two)) << what;
+        EXPECT_GT(one.abs().sum().item<double>(), 0) << what;
+      }
+    }
+}
+
+// The routing kernels choose the oracle's experts with its weights (compared per expert id, since
+// the oracle's grouped top-k is unordered), in descending order of the score that chose them.
 TEST(GpuFusedMoe, RoutingKernelsMatchOracle) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
   torch::manual_seed(5);

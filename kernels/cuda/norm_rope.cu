@@ -57,9 +57,16 @@ template <typename T>
 __global__ void __launch_bounds__(kNormThreads)
     rmsnorm_packed_kernel(const T* x, const T* residual, const T* w, T* h_out, T* y, int64_t cols, float eps) {
   constexpr int V = 16 / int(sizeof(T));
+  const int64_t row = blockIdx.x, packs = cols / V;
+  // The norm weight is no earlier kernel's output: it loads while that kernel finishes.
+  Pack<T, V> wp[kNormPacks];
+#pragma unroll
+  for (int k = 0; k < kNormPacks; ++k) {
+    const int64_t p = threadIdx.x + int64_t(k) * blockDim.x;
+    if (p < packs) wp[k] = load_pack<T, V>(w + p * V);
+  }
   allow_next_kernel();
   wait_for_previous_kernel();
-  const int64_t row = blockIdx.x, packs = cols / V;
   float v[kNormPacks][V];
   float sq = 0.0f;
 #pragma unroll
@@ -86,10 +93,9 @@ __global__ void __launch_bounds__(kNormThreads)
   for (int k = 0; k < kNormPacks; ++k) {
     const int64_t p = threadIdx.x + int64_t(k) * blockDim.x;
     if (p >= packs) break;
-    const Pack<T, V> wp = load_pack<T, V>(w + p * V);
     Pack<T, V> out;
 #pragma unroll
-    for (int e = 0; e < V; ++e) out.v[e] = from_f<T>(to_f(wp.v[e]) * round_to<T>(v[k][e] * rstd));
+    for (int e = 0; e < V; ++e) out.v[e] = from_f<T>(to_f(wp[k].v[e]) * round_to<T>(v[k][e] * rstd));
     store_pack<T, V>(y + row * cols + p * V, out);
   }
 }
@@ -109,15 +115,16 @@ template <typename T>
 __global__ void qk_norm_rope_kernel(HeadSet<T> a, HeadSet<T> b, const T* cos, const T* sin, int64_t tokens,
                                     int64_t dim, float eps) {
   extern __shared__ float normed[];
-  allow_next_kernel();
-  wait_for_previous_kernel();
   const bool in_a = blockIdx.x < tokens * a.heads;
   const HeadSet<T> set = in_a ? a : b;
   const int64_t row = in_a ? blockIdx.x : blockIdx.x - tokens * a.heads, token = row / set.heads;
   const int c = threadIdx.x;
+  const float weight = c < dim ? to_f(set.w[c]) : 0.0f;  // a model weight: loaded before the wait
+  allow_next_kernel();
+  wait_for_previous_kernel();
   const float v = c < dim ? to_f(set.x[token * set.x_stride + (row % set.heads) * dim + c]) : 0.0f;
   const float rstd = rsqrtf(block_sum(v * v) / float(dim) + eps);
-  if (c < dim) normed[c] = to_f(set.w[c]) * round_to<T>(v * rstd);
+  if (c < dim) normed[c] = weight * round_to<T>(v * rstd);
   __syncthreads();
   if (c >= dim) return;
   const int64_t half = dim / 2;
