@@ -4,8 +4,6 @@
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 
-#include <type_traits>
-
 namespace lb::cuda {
 
 namespace {
@@ -87,65 +85,6 @@ __global__ void __launch_bounds__(kMaxThreads, 3) pair_rows_kernel(const T* in, 
   out[p * out_cols + row0 + r] = from_f<T>(value);
 }
 
-// Block (row tile, token): the down rows of all k pairs of one token, then their sum, so that the
-// combine is no launch of its own. Each pair takes a group of whole warps that computes exactly what
-// a down block of pair_rows_kernel computes (same packs per thread, same order of sums); the pairs'
-// rows, rounded to T as that kernel stores them, are added in pair order from zero as combine_pairs
-// adds them. Pairs whose expert is not held load nothing and add a zero row.
-constexpr int kMaxSumThreads = 768;
-
-template <typename T, int kRows, int kPpt>
-__global__ void __launch_bounds__(kMaxSumThreads) pair_down_sum_kernel(const T* act, const T* weight, T* out,
-                                                                        const int64_t* experts, int64_t first_expert,
-                                                                        int64_t held, int64_t out_cols, int64_t K,
-                                                                        int k) {
-  constexpr int V = 16 / sizeof(T);
-  __shared__ float partial[kMaxSumThreads / 32][kRows];
-  const int group = int(blockDim.x) / k, j = int(threadIdx.x) / group, t = int(threadIdx.x) % group;
-  const int64_t token = blockIdx.y, p = token * k + j, row0 = int64_t(blockIdx.x) * kRows;
-  const int64_t e = experts[p] - first_expert;  // the gate/up kernel let this one start after the routing
-  const bool mine = e >= 0 && e < held;
-  Pack<T, V> w[kPpt][1][kRows];
-  if (mine)
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      const int64_t row = row0 + r < out_cols ? row0 + r : row0;  // past the end: row0 again, never stored
-      const T* base = weight + (e * out_cols + row) * K;
-#pragma unroll
-      for (int i = 0; i < kPpt; ++i) {
-        const int64_t c = (int64_t(t) + int64_t(i) * group) * V;
-        w[i][0][r] = c < K ? load_pack<T, V>(base + c) : Pack<T, V>{};
-      }
-    }
-  wait_for_previous_kernel();
-  allow_next_kernel();
-
-  float acc[1][kRows] = {};
-  if (mine)
-#pragma unroll
-    for (int i = 0; i < kPpt; ++i) {
-      const int64_t c = (int64_t(t) + int64_t(i) * group) * V;
-      if (c >= K) break;
-      dot_packs(acc, w[i], load_pack<T, V>(act + p * K + c));
-    }
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const float s = warp_sum(acc[0][r]);
-    if (lane == 0) partial[warp][r] = s;
-  }
-  __syncthreads();
-  if (threadIdx.x >= kRows || row0 + threadIdx.x >= out_cols) return;
-  const int r = threadIdx.x, warps = group / 32;
-  float total = 0.0f;
-  for (int q = 0; q < k; ++q) {
-    float row = 0.0f;
-    for (int v = 0; v < warps; ++v) row += partial[q * warps + v][r];
-    total += to_f(from_f<T>(row));
-  }
-  out[token * out_cols + row0 + r] = from_f<T>(total);
-}
-
 // The fewest packs per thread (1, 2 or 4) that cover K with at most kMaxThreads threads, and as
 // many rows as keep kPacksPerThread weight packs per thread.
 template <typename T, int kMats, int kPpt>
@@ -178,28 +117,6 @@ cudaError_t launch(const void* in, const void* weight, void* out, const int64_t*
   return cudaErrorInvalidValue;
 }
 
-// Threads a pair's group takes in pair_down_sum_kernel: as in launch_with's down blocks.
-template <int kPpt>
-int down_group(int64_t K, int V) { return int((K / V + kPpt - 1) / kPpt + 31) / 32 * 32; }
-
-template <typename T>
-cudaError_t launch_down_sum(const void* act, const void* down, void* y, const int64_t* experts, int64_t first_expert,
-                            int64_t held, int64_t tokens, int64_t k, int64_t hidden, int64_t inter, cudaStream_t s) {
-  constexpr int V = 16 / sizeof(T);
-  const int64_t packs = inter / V;
-  const auto go = [&](auto ppt) {
-    constexpr int kPpt = decltype(ppt)::value;
-    constexpr int kRows = kPacksPerThread / kPpt;
-    const dim3 grid(unsigned((hidden + kRows - 1) / kRows), unsigned(tokens));
-    return launch_chained(pair_down_sum_kernel<T, kRows, kPpt>, grid, dim3(unsigned(k * down_group<kPpt>(inter, V))), 0,
-                          s, static_cast<const T*>(act), static_cast<const T*>(down), static_cast<T*>(y), experts,
-                          first_expert, held, hidden, inter, int(k));
-  };
-  if (packs <= kMaxThreads) return go(std::integral_constant<int, 1>{});
-  if (packs <= 2 * kMaxThreads) return go(std::integral_constant<int, 2>{});
-  return go(std::integral_constant<int, 4>{});
-}
-
 template <int kMats>
 cudaError_t launch_dtype(Dtype dtype, const void* in, const void* weight, void* out, const int64_t* experts,
                          int64_t first_expert, int64_t held, const float* pair_weight, int64_t pairs, int64_t out_cols,
@@ -221,26 +138,6 @@ cudaError_t moe_pair_gate_up(Dtype dtype, const void* x, const void* gate_up, co
 cudaError_t moe_pair_down(Dtype dtype, const void* act, const void* down, const int64_t* experts, int64_t first_expert,
                           int64_t held, void* y, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream) {
   return launch_dtype<1>(dtype, act, down, y, experts, first_expert, held, nullptr, pairs, hidden, inter, 1, stream);
-}
-
-bool moe_pair_down_sum_fits(Dtype dtype, int64_t tokens, int64_t k, int64_t hidden, int64_t inter) {
-  if (!moe_pair_rows_fit(dtype, hidden, inter) || tokens < 1 || tokens > 65535 || k < 1) return false;
-  const int v = dtype == Dtype::F32 ? 4 : 8;
-  const int64_t packs = inter / v;
-  const int group = packs <= kMaxThreads ? down_group<1>(inter, v) : packs <= 2 * kMaxThreads ? down_group<2>(inter, v)
-                                                                                                : down_group<4>(inter, v);
-  return k * group <= kMaxSumThreads;
-}
-
-cudaError_t moe_pair_down_sum(Dtype dtype, const void* act, const void* down, const int64_t* experts,
-                              int64_t first_expert, int64_t held, void* out, int64_t tokens, int64_t k, int64_t hidden,
-                              int64_t inter, cudaStream_t stream) {
-  if (tokens == 0 || hidden == 0) return cudaSuccess;
-  if (!moe_pair_down_sum_fits(dtype, tokens, k, hidden, inter)) return cudaErrorInvalidValue;
-  return with_element_type(dtype, [&](auto e) {
-    return launch_down_sum<typename decltype(e)::type>(act, down, out, experts, first_expert, held, tokens, k, hidden,
-                                                       inter, stream);
-  });
 }
 
 bool moe_pair_rows_fit(Dtype dtype, int64_t hidden, int64_t inter) {

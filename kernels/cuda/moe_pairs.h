@@ -26,15 +26,6 @@ cudaError_t moe_pair_gate_up(Dtype dtype, const void* x, const void* gate_up, co
 cudaError_t moe_pair_down(Dtype dtype, const void* act, const void* down, const int64_t* experts, int64_t first_expert,
                           int64_t held, void* y, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream);
 
-// Output row t of out [tokens, hidden] = the sum over s < k of moe_pair_down's row t * k + s, each
-// rounded to the dtype first and added in fp32 from s = 0 on, as combine_pairs adds them: the same
-// bits as moe_pair_down and then combine_pairs, in one launch. Where moe_pair_down_sum_fits: a
-// token's k pairs in one block (Qwen3's inter 768 at top 8: 768 threads).
-bool moe_pair_down_sum_fits(Dtype dtype, int64_t tokens, int64_t k, int64_t hidden, int64_t inter);
-cudaError_t moe_pair_down_sum(Dtype dtype, const void* act, const void* down, const int64_t* experts,
-                              int64_t first_expert, int64_t held, void* out, int64_t tokens, int64_t k, int64_t hidden,
-                              int64_t inter, cudaStream_t stream);
-
 // Whether rows of this length can be read: a multiple of 16 bytes, at most 2048 of them (gate/up
 // rows: 1024).
 bool moe_pair_rows_fit(Dtype dtype, int64_t hidden, int64_t inter);
