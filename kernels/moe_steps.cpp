@@ -3,10 +3,7 @@
 #include <cstdint>
 
 #ifdef LB_HAVE_CUDA
-#include <ATen/cuda/CUDAContext.h>
-
 #include "kernels/cuda/moe_decode.h"
-#include "kernels/cuda/moe_pair_stream.h"
 #include "kernels/cuda/moe_pairs.h"
 #include "kernels/cuda/moe_rows.h"
 #include "kernels/cuda/moe_stream.h"
@@ -77,8 +74,7 @@ torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_
 }
 
 torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, const torch::Tensor& weights,
-                         const torch::Tensor& gate_up, const torch::Tensor& down, int64_t first_expert,
-                         PairKernels pair_kernels) {
+                         const torch::Tensor& gate_up, const torch::Tensor& down, int64_t first_expert) {
 #ifdef LB_HAVE_CUDA
   const auto d = kernel_dtype(x);
   const int64_t held = gate_up.size(0), hidden = x.size(1), inter = down.size(2), pairs = experts.numel();
@@ -94,19 +90,6 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   const torch::Tensor ec = experts.to(torch::kInt64).contiguous(), wc = weights.to(torch::kFloat32).contiguous();
   const cudaStream_t stream = stream_of(x);
   torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
-  if (pairs <= kPairPathMaxPairs && pair_kernels == PairKernels::streamed &&
-      cuda::moe_pair_stream_fits(*d, hidden, inter, k)) {
-    const int sms = at::cuda::getDeviceProperties(x.device().index())->multiProcessorCount;
-    check_launch(cuda::moe_pair_stream_gate_up(*d, xc.data_ptr(), gu.data_ptr(), ec.data_ptr<int64_t>(), first_expert,
-                                               held, wc.data_ptr<float>(), act.data_ptr(), pairs, inter, hidden, k, sms,
-                                               stream),
-                 "MoE streamed per-pair gate/up kernel");
-    torch::Tensor out = torch::empty({tokens, hidden}, x.options());
-    check_launch(cuda::moe_pair_stream_down_sum(*d, act.data_ptr(), dn.data_ptr(), ec.data_ptr<int64_t>(), first_expert,
-                                                held, out.data_ptr(), tokens, k, hidden, inter, sms, stream),
-                 "MoE streamed per-pair down and sum kernel");
-    return out;
-  }
   if (pairs <= kPairPathMaxPairs && cuda::moe_pair_rows_fit(*d, hidden, inter)) {
     check_launch(cuda::moe_pair_gate_up(*d, xc.data_ptr(), gu.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
                                         wc.data_ptr<float>(), act.data_ptr(), pairs, inter, hidden, k, stream),

@@ -18,18 +18,13 @@ torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_
 
 // A batch's experts with no host synchronization, in four kernels: the (token, expert) pairs
 // sorted by expert in one block, gate/up and down with each expert's weight rows streamed once for
-// all its pairs (or once per 64 of them), then combine_pairs. Up to four tokens' pairs skip the
-// sort, in two kernels that stream each pair's rows through shared memory, the down kernel adding
-// a token's rows itself (kernels/cuda/moe_pair_stream.h); where those do not fit, or with
-// PairKernels::per_pair_blocks (to compare), gate/up and down run one block per row tile of a pair
-// (kernels/cuda/moe_pairs.cu), then combine_pairs. The same contract as
+// all its pairs (or once per 64 of them), then combine_pairs. Up to four tokens' pairs skip the sort: gate/up
+// and down run one block per pair (kernels/cuda/moe_pairs.cu). The same contract as
 // fused_moe_experts (experts from first_expert on held here; gate_up [E, 2I, H], down [E, H, I]). An undefined tensor when the
 // kernels cannot take these inputs: not on a GPU, too many pairs, or sizes that are not multiples
 // of the load width.
-enum class PairKernels { streamed, per_pair_blocks };
 torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, const torch::Tensor& weights,
-                         const torch::Tensor& gate_up, const torch::Tensor& down, int64_t first_expert,
-                         PairKernels pair_kernels = PairKernels::streamed);
+                         const torch::Tensor& gate_up, const torch::Tensor& down, int64_t first_expert);
 
 // The most pairs decode_moe should take in one call for these inputs (x [tokens, hidden], down
 // [E, H, I]): 8192 where the streamed kernels (kernels/cuda/moe_stream.h) fit, whose blocks take
