@@ -92,8 +92,7 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
   if (pairs <= kPairPathMaxPairs && cuda::moe_pair_rows_fit(*d, hidden, inter)) {
     check_launch(cuda::moe_pair_gate_up(*d, xc.data_ptr(), gu.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
-                                        wc.data_ptr<float>(), act.data_ptr(), pairs, inter, hidden, k, dn.data_ptr(),
-                                        stream),
+                                        wc.data_ptr<float>(), act.data_ptr(), pairs, inter, hidden, k, stream),
                  "MoE per-pair gate/up kernel");
     check_launch(cuda::moe_pair_down(*d, act.data_ptr(), dn.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
                                      y.data_ptr(), pairs, hidden, inter, stream),

@@ -17,20 +17,14 @@ namespace lb::cuda {
 // Row p of act [pairs, inter] = silu(gate_e x) * (up_e x) * pair_weight[p], x = x[p / k] [hidden],
 // e = experts[p] - first_expert, with gate_up [held, 2 * inter, hidden] (gate rows first), sums in
 // fp32; rows of pairs whose expert is not in [0, held) are not written.
-// `down` ([held, hidden, inter], or null): the down kernel's weights, whose rows for each pair's
-// expert the blocks send into L2 while their own stream past (down_prefetch_enabled).
 cudaError_t moe_pair_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* experts,
                              int64_t first_expert, int64_t held, const float* pair_weight, void* act, int64_t pairs,
-                             int64_t inter, int64_t hidden, int64_t k, const void* down, cudaStream_t stream);
+                             int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream);
 
 // Row p of y [pairs, hidden] = down_e act[p], down [held, hidden, inter]; zero for pairs whose
 // expert is not held, so that the combine may add every row.
 cudaError_t moe_pair_down(Dtype dtype, const void* act, const void* down, const int64_t* experts, int64_t first_expert,
                           int64_t held, void* y, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream);
-
-// Whether the 16-bit kernels load their weights with L2 policies and the gate/up kernel prefetches
-// the down weights (sm_90): on unless LB_DOWN_PREFETCH=0 (for A/B runs).
-bool down_prefetch_enabled();
 
 // Whether rows of this length can be read: a multiple of 16 bytes, at most 2048 of them (gate/up
 // rows: 1024).
