@@ -232,7 +232,8 @@ for step in "${steps[@]}"; do
       ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
       LB_PROFILE_PREFILL=tp timeout 600 "$ncu_bin" --profile-from-start off --clock-control none --cache-control none \
         --metrics gpu__time_duration.sum --csv $bin bench --model qwen3-30b-a3b --layout tp --gpus 1 --layers 4 \
-        --lengths 2048,2048,2048,2048 --kernels fused --repeats 1 > /tmp/ncu_prefill.csv 2> /tmp/ncu_prefill.err \
+        --lengths 2048,2048,2048,2048 --decode-batch none --kernels fused --repeats 1 > /tmp/ncu_prefill.csv \
+        2> /tmp/ncu_prefill.err \
         || { status=1; tail -5 /tmp/ncu_prefill.err; }
       python3 scripts/ncu_summary.py /tmp/ncu_prefill.csv > "$OUT/ncu_prefill_qwen3-30b-a3b_1gpu_8192tok.txt"
       head -30 "$OUT/ncu_prefill_qwen3-30b-a3b_1gpu_8192tok.txt" ;;
