@@ -36,11 +36,6 @@ torch::Tensor in_token_order(const std::vector<RowPiece>& pieces, int64_t total)
   return full;
 }
 
-const std::vector<OpPiece>& pieces_of(const std::vector<std::vector<OpPiece>>& pieces, const std::string& op) {
-  const auto& ops = capture_ops();
-  return pieces.at(size_t(std::find(ops.begin(), ops.end(), op) - ops.begin()));
-}
-
 // The row verdict of a layer's output, the rows `left_out` (this layer's flips, earlier ones and
 // their shadows) left out; this layer's new flips are judged on their router logits instead, so
 // that a bug that moves a token far enough to change its experts is not excused as a near-tie.
@@ -140,7 +135,8 @@ LayoutCheck check_layout(RankContext& ctx, const LayoutSpec& layout, const Paral
     if (op_check.rows) left_out |= flip_shadow(flips, batch.seq_lens);
   }
   if (decode.steps > 0) {
-    result.decode = check_decode(ctx, rank, batch, decode.steps, decode.reference, decode.thresholds);
+    result.decode =
+        check_decode(ctx, rank, batch, decode.steps, decode.reference, decode.thresholds, decode.exact, decode.flips);
     for (const DecodeVerdict& v : result.decode) result.pass = result.pass && v.pass;
   }
   ctx.quiesce();  // no collective in flight while `rank` frees its weights and communicators

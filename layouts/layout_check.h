@@ -72,6 +72,10 @@ struct DecodeCheckOptions {
   int steps = 0;
   const DecodeTrace* reference = nullptr;
   std::vector<double> thresholds;
+  // Calibrated checks, set alike on every rank: rows that change experts are told from bugs
+  // (layouts/decode_check.h) on `exact`, the f32 reference's trace (rank 0).
+  bool flips = false;
+  const DecodeTrace* exact = nullptr;
 };
 
 // Collective over all ranks; the verdicts are filled on rank 0 (where `reference_layers`, the

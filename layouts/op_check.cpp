@@ -26,10 +26,6 @@ std::pair<torch::Tensor, torch::Tensor> by_expert(const torch::Tensor& experts, 
   return {ids, weights.defined() ? weights.gather(1, order) : torch::Tensor()};
 }
 
-// Rows whose expert set differs.
-torch::Tensor flipped_rows(const torch::Tensor& experts, const torch::Tensor& ref_experts) {
-  return by_expert(experts, {}).first.ne(by_expert(ref_experts, {}).first).any(1);
-}
 
 // Both references' top-k weights by expert id; the f32 reference's rows whose expert set differs
 // from the low-precision one's are NaN (no floor of their own).
@@ -65,6 +61,15 @@ torch::Tensor row_rel_err(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 }  // namespace
+
+torch::Tensor flipped_rows(const torch::Tensor& experts, const torch::Tensor& ref_experts) {
+  return by_expert(experts, {}).first.ne(by_expert(ref_experts, {}).first).any(1);
+}
+
+const std::vector<OpPiece>& pieces_of(const std::vector<std::vector<OpPiece>>& pieces, const std::string& op) {
+  const auto& ops = capture_ops();
+  return pieces.at(size_t(std::find(ops.begin(), ops.end(), op) - ops.begin()));
+}
 
 std::vector<std::vector<OpPiece>> gather_capture(RankContext& ctx, const LayerCapture& capture) {
   const torch::Device device = ctx.device();

@@ -43,6 +43,11 @@ struct CaptureRows {
 
 // Collective over the world. On rank 0: [capture op index][rank] pieces, on the CPU; elsewhere empty.
 std::vector<std::vector<OpPiece>> gather_capture(RankContext& ctx, const LayerCapture& capture);
+// The pieces of capture point `op` in gather_capture's result.
+const std::vector<OpPiece>& pieces_of(const std::vector<std::vector<OpPiece>>& pieces, const std::string& op);
+
+// bool [n]: the rows of two [n, k] expert choices whose expert sets differ.
+torch::Tensor flipped_rows(const torch::Tensor& experts, const torch::Tensor& ref_experts);
 
 // Rank 0: one verdict per capture point the layer has. `thresholds` maps op -> relative L2
 // (ops missing from it use `default_threshold`). With `rows.exact`, every row is also judged against

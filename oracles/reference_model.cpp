@@ -78,7 +78,7 @@ torch::Tensor ReferenceModel::prefill(const torch::Tensor& input_ids, const std:
 }
 
 torch::Tensor ReferenceModel::decode(const torch::Tensor& input_ids, KvCache& cache,
-                                     std::vector<torch::Tensor>* layer_outputs) const {
+                                     std::vector<torch::Tensor>* layer_outputs, std::vector<Routing>* routing) const {
   torch::NoGradGuard no_grad;
   const torch::Tensor slot = torch::arange(cache.slots(), cache.lengths().options());
   // Every slot takes one token at its next position: positions come from the device, never the host.
@@ -86,8 +86,10 @@ torch::Tensor ReferenceModel::decode(const torch::Tensor& input_ids, KvCache& ca
   const CacheStep step{&cache, cache.row_of(slot, tokens.pos), slot, tokens.pos + 1};
   torch::Tensor x = embed_.index_select(0, input_ids);
   for (int64_t i = 0; i < config_.num_layers; ++i) {
-    x = layer_forward(i, x, tokens, nullptr, nullptr, &step);
+    Routing chosen;
+    x = layer_forward(i, x, tokens, routing ? &chosen : nullptr, nullptr, &step);
     if (layer_outputs) layer_outputs->push_back(x);
+    if (routing) routing->push_back(std::move(chosen));
   }
   cache.lengths().add_(1);
   return head(x);

@@ -55,9 +55,10 @@ class ReferenceModel {
   torch::Tensor prefill(const torch::Tensor& input_ids, const std::vector<int64_t>& seq_lens, KvCache& cache) const;
   // One token per slot (int64 [slots] on the device) after the tokens its slot holds; returns the
   // float32 logits [slots, V] on the device, with no host synchronization. `layer_outputs`, when
-  // given, receives each layer's output [slots, H].
-  torch::Tensor decode(const torch::Tensor& input_ids, KvCache& cache,
-                       std::vector<torch::Tensor>* layer_outputs = nullptr) const;
+  // given, receives each layer's output [slots, H], and `routing` each layer's choice (empty on a
+  // dense layer).
+  torch::Tensor decode(const torch::Tensor& input_ids, KvCache& cache, std::vector<torch::Tensor>* layer_outputs = nullptr,
+                       std::vector<Routing>* routing = nullptr) const;
 
   const ModelConfig& config() const { return config_; }
   const ReferenceOptions& options() const { return options_; }

@@ -123,6 +123,8 @@ class LayoutSpecCheck : public RankCheck {
     op_check_.rows = f.row_verdicts_;
     decode_.steps = f.decode_steps_;
     decode_.thresholds.assign(size_t(config.num_layers), f.max_rel_l2_ > 0 ? f.max_rel_l2_ : kFp32MaxRelL2);
+    // With a reference dump there is no f32 reference to judge flips on.
+    decode_.flips = f.calibrate_ && f.reference_dump_.empty() && f.decode_steps_ > 0;
     if (ctx.rank() == 0 && !f.reference_dump_.empty()) {
       for (const torch::Tensor& t : f.dumped_) reference_.push_back(t.to(ctx.device()));
       require_finite_outputs("check: --reference-dump " + f.reference_dump_, reference_);
@@ -142,8 +144,9 @@ class LayoutSpecCheck : public RankCheck {
         exact = model.forward(f.batch_.ids, f.batch_.seq_lens, f.op_capture_);
         require_finite_outputs("check: the f32 reference", exact.layer_outputs);
         if (f.decode_steps_ > 0) {
-          decode_noise_ =
-              decode_noise_floor(decode_trace_, reference_decode(model, f.batch_, f.decode_steps_, &decode_trace_));
+          exact_decode_trace_ = reference_decode(model, f.batch_, f.decode_steps_, &decode_trace_);
+          decode_noise_ = decode_noise_floor(decode_trace_, exact_decode_trace_);
+          decode_.exact = &exact_decode_trace_;
           std::cout << "decode noise floor (" << dtype_name(dtype) << " vs f32, worst step), relative L2 per layer:";
           for (size_t i = 0; i < decode_noise_.size(); ++i) {
             decode_.thresholds[i] = kNoiseFloorFactor * std::max(decode_noise_[i], kMinNoiseFloor);
@@ -239,6 +242,7 @@ class LayoutSpecCheck : public RankCheck {
   double worst_row_ratio_ = 0;  // over the layouts checked so far
   DecodeTrace decode_trace_;    // rank 0, with decode steps
   DecodeCheckOptions decode_;
+  DecodeTrace exact_decode_trace_;  // rank 0, calibrated decode checks: the f32 reference's steps
   std::vector<double> decode_noise_;
 };
 
