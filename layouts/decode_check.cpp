@@ -118,8 +118,10 @@ DecodeVerdict judge_decode_layer(int step, int64_t layer, const torch::Tensor& l
   v.pass = v.diff.finite && v.diff.rel_l2 < threshold;
   // A row that chose other experts here for the first time: its router logits must agree with the
   // reference's within their own bound, or the token moved too far to call it a near-tie.
-  const torch::Tensor low_logits = low.router_logits.at(size_t(step)).at(size_t(layer));
-  if (exact && fresh.to(torch::kBool).any().item<bool>() && low_logits.defined()) {
+  const torch::Tensor low_logits =
+      exact && fresh.to(torch::kBool).any().item<bool>() ? low.router_logits.at(size_t(step)).at(size_t(layer))
+                                                         : torch::Tensor();
+  if (low_logits.defined()) {
     std::vector<RowPiece> pieces;
     for (size_t r = 0; r < router.size(); ++r)
       pieces.push_back({router[r].rows, router[r].tokens, router[r].col_offset, int(r),
