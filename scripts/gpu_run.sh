@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-prefill profile-prefill-kernels decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -203,6 +203,18 @@ for step in "${steps[@]}"; do
           head -30 "$OUT/ncu_decode_${m}_b$b.txt"
         done
       done ;;
+    profile-decode-detail)
+      # Why the batch-1 step's slowest kernels are slow alone (the step tracks their sum, docs/decode.md):
+      # Nsight Compute's full sections (memory throughput, occupancy, warp stall reasons) for the kernels
+      # LB_PROFILE_KERNELS (a regex) names, one step's launches of each.
+      ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      LB_PROFILE_DECODE_BATCH=1 timeout 600 "$ncu_bin" --profile-from-start off --set full \
+        -k "regex:${LB_PROFILE_KERNELS:-pair_rows|gemv|router_topk|rmsnorm|gqa_chunk}" \
+        $bin bench --model qwen3-30b-a3b --layout tp --gpus 1 --layers 4 --lengths 256 --decode-batch 1 \
+        --decode-context 1024 --decode-steps 1 --kernels fused --repeats 1 > "$OUT/ncu_decode_detail_b1.txt" 2>&1 \
+        || { status=1; tail -5 "$OUT/ncu_decode_detail_b1.txt"; }
+      grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per" \
+        "$OUT/ncu_decode_detail_b1.txt" | head -60 ;;
     profile-prefill)
       # Where each layout's prefill time goes on each GPU (compute, NCCL, both at once, idle), from one
       # prefill under Nsight Systems (bench brackets it: LB_PROFILE_PREFILL); LB_PROFILE_LAYOUTS picks them.
