@@ -122,10 +122,11 @@ DecodeVerdict judge_decode_layer(int step, int64_t layer, const torch::Tensor& l
       exact && fresh.to(torch::kBool).any().item<bool>() ? low.router_logits.at(size_t(step)).at(size_t(layer))
                                                          : torch::Tensor();
   if (low_logits.defined()) {
+    const torch::Tensor first_flips = fresh.to(torch::kCPU, torch::kBool);
     std::vector<RowPiece> pieces;
     for (size_t r = 0; r < router.size(); ++r)
       pieces.push_back({router[r].rows, router[r].tokens, router[r].col_offset, int(r),
-                        fresh.to(torch::kCPU, torch::kBool).index_select(0, router[r].tokens.to(torch::kCPU))});
+                        first_flips.index_select(0, router[r].tokens.to(torch::kCPU))});
     v.router_rows = judge_rows("router_logits", pieces, low_logits,
                                exact->router_logits.at(size_t(step)).at(size_t(layer)),
                                std::vector<int64_t>(size_t(sequences), 1));

@@ -26,7 +26,6 @@ std::pair<torch::Tensor, torch::Tensor> by_expert(const torch::Tensor& experts, 
   return {ids, weights.defined() ? weights.gather(1, order) : torch::Tensor()};
 }
 
-
 // Both references' top-k weights by expert id; the f32 reference's rows whose expert set differs
 // from the low-precision one's are NaN (no floor of their own).
 std::pair<torch::Tensor, torch::Tensor> weights_by_expert(const LayerCapture& low, const LayerCapture& exact) {

@@ -55,6 +55,23 @@ __device__ inline float take_top_k(float* row, int n, int k, int64_t* experts, W
   return mine;
 }
 
+// Qwen3's routing of one row held in shared memory, on one warp: the softmax over row[0 .. E) in
+// fp32, the k most probable experts (the row is overwritten), their probabilities, renormalized to
+// sum 1 when asked.
+__device__ inline void softmax_topk_row(float* row, int E, int k, bool renormalize, int64_t* experts, float* weights) {
+  const int lane = threadIdx.x % 32;
+  float top = -INFINITY;
+  for (int i = lane; i < E; i += 32) top = fmaxf(top, row[i]);
+  top = warp_max(top);
+  float total = 0;
+  for (int i = lane; i < E; i += 32) total += expf(row[i] - top);
+  total = warp_sum(total);
+  __syncwarp();
+  float picked;  // lane j keeps slot j's probability
+  const float mine = take_top_k(row, E, k, experts, [&](float logit, int) { return expf(logit - top) / total; }, picked);
+  if (lane < k) weights[lane] = renormalize ? mine / picked : mine;
+}
+
 template <typename T>
 __global__ void softmax_topk_kernel(const T* logits, int64_t tokens, int E, int k, bool renormalize, int64_t* experts,
                                     float* weights) {
@@ -65,20 +82,9 @@ __global__ void softmax_topk_kernel(const T* logits, int64_t tokens, int E, int 
   const int64_t t = int64_t(blockIdx.x) * kWarps + warp;
   if (t >= tokens) return;  // a whole warp: no block-wide barrier follows
   float* row = rows[warp];
-  float top = -INFINITY;
-  for (int i = lane; i < E; i += 32) {
-    row[i] = to_f(logits[t * E + i]);
-    top = fmaxf(top, row[i]);
-  }
-  top = warp_max(top);
-  float total = 0;
-  for (int i = lane; i < E; i += 32) total += expf(row[i] - top);
-  total = warp_sum(total);
+  for (int i = lane; i < E; i += 32) row[i] = to_f(logits[t * E + i]);
   __syncwarp();
-  float picked;  // lane j keeps slot j's probability
-  const float mine =
-      take_top_k(row, E, k, experts + t * k, [&](float logit, int) { return expf(logit - top) / total; }, picked);
-  if (lane < k) weights[t * k + lane] = renormalize ? mine / picked : mine;
+  softmax_topk_row(row, E, k, renormalize, experts + t * k, weights + t * k);
 }
 
 template <typename T>
@@ -183,18 +189,7 @@ __global__ void __launch_bounds__(kRouterWarps * 32)
     }
   cluster.sync();  // block 0 has read them: the other blocks may end
   if (block != 0 || warp >= M) return;
-  float* r = rows[warp];
-  float top = -INFINITY;
-  for (int i = lane; i < E; i += 32) top = fmaxf(top, r[i]);
-  top = warp_max(top);
-  float total = 0;
-  for (int i = lane; i < E; i += 32) total += expf(r[i] - top);
-  total = warp_sum(total);
-  __syncwarp();
-  float picked;
-  const float mine =
-      take_top_k(r, E, k, experts + int64_t(warp) * k, [&](float logit, int) { return expf(logit - top) / total; }, picked);
-  if (lane < k) weights[int64_t(warp) * k + lane] = renormalize ? mine / picked : mine;
+  softmax_topk_row(rows[warp], E, k, renormalize, experts + int64_t(warp) * k, weights + int64_t(warp) * k);
 }
 
 template <typename T, int M>
