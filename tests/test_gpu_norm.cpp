@@ -9,6 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <tuple>
+
 namespace lb {
 namespace {
 
@@ -63,6 +66,24 @@ void expect_norms_match(torch::Device device, torch::ScalarType dtype, double to
                                           rope_cos_sin(rope, pos, torch::kFloat32), false);
   EXPECT_LT(rel_l2(k_pair, k_want), tol);
   EXPECT_GT(rel_l2(k_pair, apply_rope(rmsnorm(k_cols, wq, 1e-6), cs, false)), 10 * tol) << "k with q's weight";
+  // Heads of 64 and 256 (a warp a row, as 128) and of 80 (a block a row), and a prefill's worth of
+  // rows at 128 (4100 tokens of 36 heads: 147600 rows).
+  for (const auto& [tokens, heads, dim] : {std::tuple<int64_t, int64_t, int64_t>{50, 6, 64}, {50, 6, 256}, {50, 6, 80},
+                                           {4100, 36, 128}}) {
+    ModelConfig cd = c;
+    cd.head_dim = dim;
+    const Rope rd = make_rope(cd);
+    const torch::Tensor pd = torch::arange(tokens, torch::TensorOptions().dtype(torch::kInt64).device(device)) * 7;
+    const torch::Tensor xd = torch::randn({tokens, heads, dim}, o), wd = torch::rand({dim}, o) + 0.5;
+    const torch::Tensor wantd = apply_rope(rmsnorm(xd, wd, 1e-6), rope_cos_sin(rd, pd, torch::kFloat32), false);
+    const CosSin csd = rope_cos_sin(rd, pd, dtype);
+    const torch::Tensor gotd = qk_norm_rope_fused(xd.to(dtype), wd.to(dtype), csd, 1e-6);
+    const std::string what = std::to_string(tokens) + " tokens of " + std::to_string(heads) + " heads of " + std::to_string(dim);
+    EXPECT_FALSE(gotd.isnan().any().item<bool>()) << what;
+    EXPECT_LT(rel_l2(gotd, wantd), tol) << what;
+    EXPECT_LT(rel_l2(gotd, apply_rope(rmsnorm(xd.to(dtype), wd.to(dtype), 1e-6), csd, false)), tol_same_dtype) << what;
+    EXPECT_EQ((gotd.abs().sum(2) == 0).sum().item<int64_t>(), 0) << what << ": rows left unwritten";
+  }
 }
 
 TEST(FusedNorm, CpuFallbackIsThePlainOps) { expect_norms_match(torch::kCPU, torch::kFloat32, 1e-6, 1e-7); }
