@@ -129,4 +129,38 @@ std::pair<torch::Tensor, torch::Tensor> qk_norm_rope_pair_fused(const torch::Ten
   return {qk_norm_rope_fused(q, q_weight, cs, eps), qk_norm_rope_fused(k, k_weight, cs, eps)};
 }
 
+std::pair<torch::Tensor, torch::Tensor> qk_norm_rope_pair_fused(const torch::Tensor& q, const torch::Tensor& q_weight,
+                                                                const torch::Tensor& k, const torch::Tensor& k_weight,
+                                                                const CosSin& cs, double eps, const KvRowsOut& cache,
+                                                                bool* written) {
+  *written = false;
+#ifdef LB_HAVE_CUDA
+  const auto a = qk_operands(q, q_weight, cs), b = qk_operands(k, k_weight, cs);
+  const torch::Tensor& nv = cache.new_values;
+  const int64_t tokens = q.size(0), width = k.size(1) * k.size(2);
+  const auto same = [&](const torch::Tensor& t) {
+    return t.defined() && t.device() == q.device() && t.scalar_type() == q.scalar_type();
+  };
+  if (a && b && q.device() == k.device() && q.scalar_type() == k.scalar_type() && k.size(0) == tokens &&
+      q.size(2) == k.size(2) && cuda::qk_norm_rope_to_cache_fits(q.size(2)) && same(cache.keys) &&
+      same(cache.values) && cache.keys.dim() == 2 && cache.keys.is_contiguous() && cache.keys.size(1) == width &&
+      cache.values.sizes() == cache.keys.sizes() && cache.values.is_contiguous() && same(nv) && nv.dim() == 3 &&
+      nv.size(0) == tokens && nv.size(1) * nv.size(2) == width && nv.stride(2) == 1 && nv.stride(1) == nv.size(2) &&
+      cache.at.defined() && cache.at.device() == q.device() && cache.at.scalar_type() == torch::kInt64 &&
+      cache.at.dim() == 1 && cache.at.size(0) == tokens) {
+    const c10::cuda::CUDAGuard guard(q.device());
+    const torch::Tensor c = cs.cos.contiguous(), s = cs.sin.contiguous(), at = cache.at.contiguous();
+    const torch::Tensor qy = a->output(), ky = b->output();
+    const cuda::QkCacheRows rows{cache.keys.data_ptr(), cache.values.data_ptr(), nv.data_ptr(), nv.stride(0),
+                                 at.data_ptr<int64_t>(), cache.keys.size(0)};
+    check_launch(cuda::qk_norm_rope_pair_to_cache(a->dtype, a->heads(qy), b->heads(ky), c.data_ptr(), s.data_ptr(), rows,
+                                                  tokens, q.size(2), float(eps), stream_of(q)),
+                 "q and k norm + rope kernel with the cache write");
+    *written = true;
+    return {qy, ky};
+  }
+#endif
+  return qk_norm_rope_pair_fused(q, q_weight, k, k_weight, cs, eps);
+}
+
 }  // namespace lb

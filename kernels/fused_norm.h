@@ -30,4 +30,20 @@ std::pair<torch::Tensor, torch::Tensor> qk_norm_rope_pair_fused(const torch::Ten
                                                                 const torch::Tensor& k, const torch::Tensor& k_weight,
                                                                 const CosSin& cs, double eps);
 
+// A KV cache layer's rows for qk_norm_rope_pair_fused to write: the key and value parts as [rows,
+// kv_heads * dim] (contiguous views of the cache), the values [T, kv_heads, dim] (heads packed,
+// tokens at any stride) and each token's cache row `at` (int64 [T]).
+struct KvRowsOut {
+  torch::Tensor keys, values, new_values, at;
+};
+
+// qk_norm_rope_pair_fused, and the rotated keys and the new values written to rows at[t] of the
+// cache in the same launch (a row outside it skipped, as write_cache_rows_fused does: the same bits
+// in the cache), where the kernel takes them: on a GPU, heads of 64, 128 or 256, every tensor on
+// q's device in its dtype. `written` says whether the cache was written (else nothing was).
+std::pair<torch::Tensor, torch::Tensor> qk_norm_rope_pair_fused(const torch::Tensor& q, const torch::Tensor& q_weight,
+                                                                const torch::Tensor& k, const torch::Tensor& k_weight,
+                                                                const CosSin& cs, double eps, const KvRowsOut& cache,
+                                                                bool* written);
+
 }  // namespace lb

@@ -327,7 +327,8 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
   const std::vector<int64_t> cp_rows = rows_of(GroupKind::AttnCp);
   torch::Tensor attn;
   if (c.family == ModelFamily::Qwen3Moe) {
-    QkvStates s = qwen3_qkv(c, w, local_cs_, x_normed);
+    // Without CP the rank's own keys go to the cache, in the q/k norm + RoPE launch where it can.
+    QkvStates s = qwen3_qkv(c, w, local_cs_, x_normed, cp ? nullptr : cache);
     if (capture) {
       capture->add("q", s.q, mine, plan_.attn_rank * s.q.size(1) * c.head_dim);
       capture->add("kv", s.k, mine, int64_t(plan_.attn_rank) * c.num_kv_heads / plan_.attn_size * c.head_dim);
@@ -338,7 +339,7 @@ torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::
       k = cp_group->all_gatherv(as_rows(k), cp_rows).view({-1, k.size(1), k.size(2)});
       v = cp_group->all_gatherv(as_rows(v), cp_rows).view({-1, v.size(1), v.size(2)});
     }
-    attn = gqa_attention(w, s.q, k, v, local_, cp ? cp_keys_ : local_, c.attention_scale(), cache);
+    attn = gqa_attention(w, s.q, k, v, local_, cp ? cp_keys_ : local_, c.attention_scale(), cache, s.cache_written);
   } else {
     MlaLatent m = mla_latent(c, w, rope_, local_cs_, x_normed);
     if (capture) {

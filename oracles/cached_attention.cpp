@@ -14,8 +14,8 @@ std::vector<std::vector<int64_t>> cache_part_shapes(const ModelConfig& c, const 
 
 torch::Tensor gqa_attention(const LayerWeights& w, const torch::Tensor& q, const torch::Tensor& k,
                             const torch::Tensor& v, const TokenPlacement& q_tokens, const TokenPlacement& k_tokens,
-                            double scale, const CacheStep* cache) {
-  if (cache) cache->cache->write(w.layer, {k, v}, cache->write_row);
+                            double scale, const CacheStep* cache, bool cache_written) {
+  if (cache && !cache_written) cache->cache->write(w.layer, {k, v}, cache->write_row);
   if (!cache || !cache->decode()) return causal_attention(q, k, v, q_tokens, k_tokens, scale, w.fused_kernels);
   const auto& kv = cache->cache->layer(w.layer);
   return decode_attention(q, kv[0], kv[1], cache->read_slot, cache->read_len, scale, w.fused_kernels);

@@ -16,10 +16,11 @@ namespace lb {
 std::vector<std::vector<int64_t>> cache_part_shapes(const ModelConfig& config, const LayerWeights& w);
 
 // Qwen (GQA): q [Tq, Hq, D] placed by q_tokens; k, v [Tk, Hkv, D] placed by k_tokens (pass the same
-// object for self-attention, which takes flash attention on the fused path).
+// object for self-attention, which takes flash attention on the fused path). `cache_written`: k
+// and v are in the cache step's rows already (qwen3_qkv wrote them).
 torch::Tensor gqa_attention(const LayerWeights& w, const torch::Tensor& q, const torch::Tensor& k,
                             const torch::Tensor& v, const TokenPlacement& q_tokens, const TokenPlacement& k_tokens,
-                            double scale, const CacheStep* cache);
+                            double scale, const CacheStep* cache, bool cache_written = false);
 
 // DeepSeek MLA: q [Tq, H, nope + rope]; the latent [Tk, R] and rotary key [Tk, P] of the keys.
 // A decode step attends in the latent space with the up-projections absorbed when `absorbed`, else

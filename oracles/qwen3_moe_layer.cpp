@@ -13,11 +13,12 @@
 namespace lb {
 
 QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const Rope& rope, const torch::Tensor& x_normed,
-                    const torch::Tensor& positions) {
-  return qwen3_qkv(c, w, rope_cos_sin(rope, positions, x_normed.scalar_type()), x_normed);
+                    const torch::Tensor& positions, const CacheStep* cache) {
+  return qwen3_qkv(c, w, rope_cos_sin(rope, positions, x_normed.scalar_type()), x_normed, cache);
 }
 
-QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const CosSin& cs, const torch::Tensor& x_normed) {
+QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const CosSin& cs, const torch::Tensor& x_normed,
+                    const CacheStep* cache) {
   const int64_t T = x_normed.size(0), d = c.head_dim;
   // Heads from the projection's width, not -1: a rank may have no tokens (T = 0).
   auto heads = [&](const torch::Tensor& t) { return t.view({T, t.size(1) / d, d}); };
@@ -32,6 +33,15 @@ QkvStates qwen3_qkv(const ModelConfig& c, const LayerWeights& w, const CosSin& c
     q = heads(linear(x_normed, w["self_attn.q_proj.weight"], w.fused_kernels));
     k = heads(linear(x_normed, w["self_attn.k_proj.weight"], w.fused_kernels));
     v = heads(linear(x_normed, w["self_attn.v_proj.weight"], w.fused_kernels));
+  }
+  if (w.fused_kernels && cache) {
+    const std::vector<torch::Tensor>& parts = cache->cache->layer(w.layer);
+    const int64_t width = k.size(1) * k.size(2);
+    const KvRowsOut rows{parts.at(0).view({-1, width}), parts.at(1).view({-1, width}), v, cache->write_row};
+    bool written = false;
+    auto [q_out, k_out] = qk_norm_rope_pair_fused(q, w["self_attn.q_norm.weight"], k, w["self_attn.k_norm.weight"], cs,
+                                                  c.rms_eps, rows, &written);
+    return {q_out, k_out, v, written};
   }
   if (w.fused_kernels) {
     auto [q_out, k_out] =
@@ -63,8 +73,8 @@ torch::Tensor qwen3_layer(const ModelConfig& c, const LayerWeights& w, const Rop
   const InOrderCapture keep(capture, x);
   const torch::Tensor normed = w.fused_kernels ? rmsnorm_fused(x, w["input_layernorm.weight"], c.rms_eps)
                                                : rmsnorm(x, w["input_layernorm.weight"], c.rms_eps);
-  QkvStates s = qwen3_qkv(c, w, rope, normed, tokens.pos);
-  torch::Tensor attn = gqa_attention(w, s.q, s.k, s.v, tokens, tokens, c.attention_scale(), cache);
+  QkvStates s = qwen3_qkv(c, w, rope, normed, tokens.pos, cache);
+  torch::Tensor attn = gqa_attention(w, s.q, s.k, s.v, tokens, tokens, c.attention_scale(), cache, s.cache_written);
   torch::Tensor o = linear(attn.flatten(1), w["self_attn.o_proj.weight"], w.fused_kernels);
   // The residual add and the next norm, one kernel on the fused path.
   const auto [h, post] = add_rmsnorm(x, o, w["post_attention_layernorm.weight"], c.rms_eps, w.fused_kernels);

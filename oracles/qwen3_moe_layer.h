@@ -14,12 +14,17 @@ namespace lb {
 
 struct QkvStates {
   torch::Tensor q, k, v;  // [T, heads, head_dim], q and k normed per head and rotated
+  bool cache_written = false;  // k and v are already in the cache step's rows (see below)
 };
 
+// With `cache` (the tokens' own keys go to its write rows: no CP gather between), the fused path
+// writes k and v to the cache in its q/k norm + RoPE launch where the kernel takes them, and says
+// so in cache_written; gqa_attention then skips its write.
 QkvStates qwen3_qkv(const ModelConfig& config, const LayerWeights& w, const Rope& rope, const torch::Tensor& x_normed,
-                    const torch::Tensor& positions);
+                    const torch::Tensor& positions, const CacheStep* cache = nullptr);
 // The same with the rotation's cos/sin of the positions given (computed once for every layer of a step).
-QkvStates qwen3_qkv(const ModelConfig& config, const LayerWeights& w, const CosSin& cs, const torch::Tensor& x_normed);
+QkvStates qwen3_qkv(const ModelConfig& config, const LayerWeights& w, const CosSin& cs, const torch::Tensor& x_normed,
+                    const CacheStep* cache = nullptr);
 
 // MoE (or the dense MLP of an mlp_only layer) on post-attention-normed states.
 // `chosen`, when given, receives the MoE routing (left empty on dense layers).

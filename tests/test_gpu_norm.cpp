@@ -3,6 +3,7 @@
 // the plain ops computed in fp32 (relative L2 < 1e-2, no NaN, every row written) and against the
 // plain bf16 ops (rounding in the same places: nearly bitwise).
 #include "harness/model/model_config.h"
+#include "kernels/cache_write.h"
 #include "kernels/fused_norm.h"
 #include "kernels/rmsnorm.h"
 #include "oracles/compare.h"
@@ -83,6 +84,44 @@ void expect_norms_match(torch::Device device, torch::ScalarType dtype, double to
     EXPECT_LT(rel_l2(gotd, wantd), tol) << what;
     EXPECT_LT(rel_l2(gotd, apply_rope(rmsnorm(xd.to(dtype), wd.to(dtype), 1e-6), csd, false)), tol_same_dtype) << what;
     EXPECT_EQ((gotd.abs().sum(2) == 0).sum().item<int64_t>(), 0) << what << ": rows left unwritten";
+  }
+}
+
+// The q/k norm + RoPE launch that also writes the KV cache rows: the same q and k as without the
+// cache, and the same cache as write_cache_rows_fused of the rotated keys and the values (a column
+// block of one qkv product, read in place), a row outside the cache left alone.
+TEST(GpuFusedNorm, QkNormRopeWritesTheCacheRowsTheCacheWriteWrites) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
+  torch::manual_seed(8);
+  const auto o = torch::TensorOptions().device(torch::Device("cuda"));
+  ModelConfig c = load_model_config("qwen3-30b-a3b");
+  const Rope rope = make_rope(c);
+  for (const int64_t tokens : {1, 3, 70}) {
+    const torch::Tensor pos = torch::arange(tokens, o.dtype(torch::kInt64)) * 5 + 2;
+    const CosSin cs = rope_cos_sin(rope, pos, torch::kBFloat16);
+    const torch::Tensor qkv = (torch::randn({tokens, 40 * 128}, o) * 2).to(torch::kBFloat16);
+    const torch::Tensor q = qkv.narrow(1, 0, 32 * 128).view({tokens, 32, 128});
+    const torch::Tensor k = qkv.narrow(1, 32 * 128, 4 * 128).view({tokens, 4, 128});
+    const torch::Tensor v = qkv.narrow(1, 36 * 128, 4 * 128).view({tokens, 4, 128});
+    const torch::Tensor wq = (torch::rand({128}, o) + 0.5).to(torch::kBFloat16);
+    const torch::Tensor wk = (torch::rand({128}, o) + 0.5).to(torch::kBFloat16);
+    const int64_t rows = 4 * tokens + 16;
+    // Distinct rows in the cache; past one token, the last token's outside it.
+    torch::Tensor at = torch::randperm(rows, o.dtype(torch::kInt64)).narrow(0, 0, tokens).clone();
+    if (tokens > 1) at[tokens - 1] = rows + 3;
+    const torch::Tensor before = torch::randn({rows, 4 * 128}, o).to(torch::kBFloat16);
+    torch::Tensor keys = before.clone(), values = before.clone() * 2;
+    bool written = false;
+    const auto [q_got, k_got] = qk_norm_rope_pair_fused(q, wq, k, wk, cs, 1e-6, KvRowsOut{keys, values, v, at}, &written);
+    ASSERT_TRUE(written) << tokens;
+    const auto [q_want, k_want] = qk_norm_rope_pair_fused(q, wq, k, wk, cs, 1e-6);
+    EXPECT_TRUE(torch::equal(q_got, q_want)) << tokens;
+    EXPECT_TRUE(torch::equal(k_got, k_want)) << tokens;
+    torch::Tensor keys_want = before.clone(), values_want = before.clone() * 2;
+    ASSERT_TRUE(write_cache_rows_fused({keys_want, values_want}, {k_want, v}, at));
+    EXPECT_TRUE(torch::equal(keys, keys_want)) << tokens;
+    EXPECT_TRUE(torch::equal(values, values_want)) << tokens;
+    EXPECT_FALSE(torch::equal(keys, before)) << "nothing written";
   }
 }
 

@@ -144,23 +144,49 @@ __global__ void qk_norm_rope_kernel(HeadSet<T> a, HeadSet<T> b, const T* cos, co
 // block kernel's; only the order of the sum of squares differs.
 constexpr int kQkWarpRows = 8;
 
+// The KV cache rows of qk_norm_rope_pair_to_cache, typed; k == nullptr: none.
+template <typename T> struct CacheRows {
+  T* k;
+  T* v;
+  const T* v_src;
+  int64_t v_stride;
+  const int64_t* at;
+  int64_t rows;
+};
+
 template <typename T, int E>
 __global__ void __launch_bounds__(kQkWarpRows * 32)
-    qk_norm_rope_warp_kernel(HeadSet<T> a, HeadSet<T> b, const T* cos, const T* sin, int64_t tokens, float eps) {
+    qk_norm_rope_warp_kernel(HeadSet<T> a, HeadSet<T> b, const T* cos, const T* sin, int64_t tokens, float eps,
+                             CacheRows<T> cache) {
   constexpr int kDim = 32 * E;
   const int lane = threadIdx.x % 32;
   const int64_t rows_a = tokens * a.heads, rows = rows_a + tokens * b.heads;
   const int64_t any_row = int64_t(blockIdx.x) * kQkWarpRows + threadIdx.x / 32;  // the same on a warp's lanes
+  if (any_row >= rows) {  // with a cache: the warps past the q and k rows copy one value row each
+    const int64_t value_row = any_row - rows;
+    allow_next_kernel();
+    wait_for_previous_kernel();
+    if (cache.k == nullptr || value_row >= tokens * b.heads) return;
+    const int64_t token = value_row / b.heads, head = value_row % b.heads, to = cache.at[token];
+    if (to < 0 || to >= cache.rows) return;
+    const T* from = cache.v_src + token * cache.v_stride + head * kDim + lane * E;
+    T* into = cache.v + (to * b.heads + head) * kDim + lane * E;
+#pragma unroll
+    for (int e = 0; e < E; ++e) into[e] = from[e];
+    return;
+  }
   const bool in_a = any_row < rows_a;
   const HeadSet<T> set = in_a ? a : b;
   const int64_t row = in_a ? any_row : any_row - rows_a;
   float weight[E];
 #pragma unroll
-  for (int e = 0; e < E; ++e) weight[e] = any_row < rows ? to_f(set.w[lane * E + e]) : 0.0f;  // before the wait
+  for (int e = 0; e < E; ++e) weight[e] = to_f(set.w[lane * E + e]);  // a model weight: before the wait
   allow_next_kernel();
   wait_for_previous_kernel();
-  if (any_row >= rows) return;
   const int64_t token = row / set.heads;
+  // A key row also goes to its cache row (none without a cache, or outside it).
+  const int64_t to = !in_a && cache.k != nullptr ? cache.at[token] : -1;
+  T* cached = to >= 0 && to < cache.rows ? cache.k + (to * b.heads + row % b.heads) * kDim + lane * E : nullptr;
   const T* x = set.x + token * set.x_stride + (row % set.heads) * kDim + lane * E;
   float v[E];
   float squares = 0.0f;
@@ -181,6 +207,7 @@ __global__ void __launch_bounds__(kQkWarpRows * 32)
     const float a_part = round_to<T>(round_to<T>(normed) * to_f(cos_row[e]));
     const float b_part = round_to<T>(rotated * to_f(sin_row[e]));
     y[e] = from_f<T>(a_part + b_part);
+    if (cached) cached[e] = y[e];
   }
 }
 
@@ -215,15 +242,22 @@ template <typename T> HeadSet<T> typed(const QkHeads& h) {
 
 template <typename T>
 cudaError_t launch_qk(const QkHeads& a, const QkHeads& b, const void* c, const void* sn, int64_t tokens, int64_t dim,
-                      float eps, cudaStream_t s) {
+                      float eps, cudaStream_t s, const QkCacheRows* cache = nullptr) {
   if (dim > 1024 || dim % 2 || a.heads < 0 || b.heads < 0) return cudaErrorInvalidValue;
-  const int64_t rows = tokens * (a.heads + b.heads);
+  // With a cache, one more warp per value row copies it.
+  const int64_t rows = tokens * (a.heads + b.heads) + (cache ? tokens * b.heads : 0);
   if (rows == 0) return cudaSuccess;
   if (rows > int64_t(INT32_MAX)) return cudaErrorInvalidValue;
+  const CacheRows<T> to_cache =
+      cache ? CacheRows<T>{static_cast<T*>(cache->k), static_cast<T*>(cache->v), static_cast<const T*>(cache->v_src),
+                           cache->v_stride, cache->at, cache->rows}
+            : CacheRows<T>{nullptr, nullptr, nullptr, 0, nullptr, 0};
   const auto warps = [&](auto kernel) {
     return launch_chained(kernel, dim3(unsigned((rows + kQkWarpRows - 1) / kQkWarpRows)), dim3(kQkWarpRows * 32), 0,
-                          s, typed<T>(a), typed<T>(b), static_cast<const T*>(c), static_cast<const T*>(sn), tokens, eps);
+                          s, typed<T>(a), typed<T>(b), static_cast<const T*>(c), static_cast<const T*>(sn), tokens, eps,
+                          to_cache);
   };
+  if (cache && !qk_norm_rope_to_cache_fits(dim)) return cudaErrorInvalidValue;
   switch (dim) {  // Qwen3's heads are 128 wide
     case 64: return warps(qk_norm_rope_warp_kernel<T, 2>);
     case 128: return warps(qk_norm_rope_warp_kernel<T, 4>);
@@ -253,6 +287,17 @@ cudaError_t qk_norm_rope_pair(Dtype dtype, const QkHeads& a, const QkHeads& b, c
                               int64_t tokens, int64_t dim, float eps, cudaStream_t stream) {
   return with_element_type(dtype, [&](auto e) {
     return launch_qk<typename decltype(e)::type>(a, b, cos, sin, tokens, dim, eps, stream);
+  });
+}
+
+bool qk_norm_rope_to_cache_fits(int64_t dim) { return dim == 64 || dim == 128 || dim == 256; }
+
+cudaError_t qk_norm_rope_pair_to_cache(Dtype dtype, const QkHeads& a, const QkHeads& b, const void* cos,
+                                       const void* sin, const QkCacheRows& cache, int64_t tokens, int64_t dim,
+                                       float eps, cudaStream_t stream) {
+  if (cache.k == nullptr || cache.v == nullptr || cache.v_src == nullptr || cache.at == nullptr) return cudaErrorInvalidValue;
+  return with_element_type(dtype, [&](auto e) {
+    return launch_qk<typename decltype(e)::type>(a, b, cos, sin, tokens, dim, eps, stream, &cache);
   });
 }
 

@@ -36,4 +36,25 @@ struct QkHeads {
 cudaError_t qk_norm_rope_pair(Dtype dtype, const QkHeads& a, const QkHeads& b, const void* cos, const void* sin,
                               int64_t tokens, int64_t dim, float eps, cudaStream_t stream);
 
+// Where qk_norm_rope_pair_to_cache also writes set b's rows (the keys) and the values: rows at[t]
+// of k and v ([rows, b.heads * dim] packed), token t's values at v_src + t * v_stride (b.heads *
+// dim packed); a token whose at[t] lies outside [0, rows) is not written.
+struct QkCacheRows {
+  void* k;
+  void* v;
+  const void* v_src;
+  int64_t v_stride;
+  const int64_t* at;
+  int64_t rows;
+};
+
+// Whether qk_norm_rope_pair_to_cache takes heads of this size (64, 128, 256).
+bool qk_norm_rope_to_cache_fits(int64_t dim);
+
+// qk_norm_rope_pair, and the new keys and values written to the KV cache in the same launch (the
+// same bits as the two apart): a decode step's cache write is no launch of its own.
+cudaError_t qk_norm_rope_pair_to_cache(Dtype dtype, const QkHeads& a, const QkHeads& b, const void* cos,
+                                       const void* sin, const QkCacheRows& cache, int64_t tokens, int64_t dim,
+                                       float eps, cudaStream_t stream);
+
 }  // namespace lb::cuda
