@@ -24,9 +24,9 @@ constexpr int kStreamWarps = 8;
 // short row, else in shared memory. Products run in the split kernel's order (lane by lane over its
 // packs, element by element, then the warp sum). On an H200 the grid's ramp and its blocks'
 // turnover were what the split kernel spent on Qwen3's 17-21 MB projections: alone on cold weights,
-// q/k/v 6.4 us against 9.4 and o 5.8 against 6.4 (results/decode/decode_kernels_bench_b1_round3.json);
+// q/k/v 6.4 us against 9.4 and o 5.8 against 6.4 (results/decode/decode_kernels_bench_b1_round3_76c78d0.json);
 // the batch-1 decode step 0.418 / 0.420 ms against 0.428 / 0.428 with the split kernel, in one call
-// (results/decode/bench_decode_qwen3_1gpu_gemv-split{0,1}-run{1,2}.json, at 76c78d0).
+// (results/decode/bench_decode_qwen3-30b-a3b_4L_1gpu_bf16_fused_gemv-split{0,1}_run{1,2}.json, at 76c78d0).
 template <typename T, int M, int P, int R>
 __global__ void __launch_bounds__(kStreamWarps * 32, 1) gemv_stream_kernel(const T* x, const T* w, T* y, int64_t n,
                                                                           int64_t k) {
