@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+// Whether scaled_dot_product_attention takes fewer KV heads than query heads (enable_gqa).
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
 #define LB_SDPA_TAKES_GROUPS 1
 #else
@@ -14,9 +15,6 @@
 #endif
 
 namespace lb {
-
-// Whether scaled_dot_product_attention takes fewer KV heads than query heads (enable_gqa).
-constexpr bool kSdpaTakesGroups = LB_SDPA_TAKES_GROUPS;
 
 TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Device device,
                                 const std::vector<int64_t>& past) {
@@ -196,7 +194,7 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   // LibTorch 2.5 on lets scaled_dot_product_attention read each KV head for its group of query
   // heads; before, the keys and values were repeated per query head (Qwen3: 8x), two copies of
   // ~17 MB a 2048-token sequence and layer (0.72 ms of an 8192-token 4-layer prefill on an H200).
-  const bool gqa_in_sdpa = fused && kSdpaTakesGroups && group > 1;
+  const bool gqa_in_sdpa = fused && LB_SDPA_TAKES_GROUPS && group > 1;
   for (size_t i = 0; i < q_rows.ids.size(); ++i) {
     const int64_t first_q = q_rows.begin[i], nq = q_rows.count(i);
     const int64_t j = k_rows.find(q_rows.ids[i]);

@@ -144,20 +144,10 @@ __global__ void qk_norm_rope_kernel(HeadSet<T> a, HeadSet<T> b, const T* cos, co
 // block kernel's; only the order of the sum of squares differs.
 constexpr int kQkWarpRows = 8;
 
-// The KV cache rows of qk_norm_rope_pair_to_cache, typed; k == nullptr: none.
-template <typename T> struct CacheRows {
-  T* k;
-  T* v;
-  const T* v_src;
-  int64_t v_stride;
-  const int64_t* at;
-  int64_t rows;
-};
-
 template <typename T, int E>
 __global__ void __launch_bounds__(kQkWarpRows * 32)
     qk_norm_rope_warp_kernel(HeadSet<T> a, HeadSet<T> b, const T* cos, const T* sin, int64_t tokens, float eps,
-                             CacheRows<T> cache) {
+                             QkCacheRows cache) {  // cache.k == nullptr: no cache
   constexpr int kDim = 32 * E;
   const int lane = threadIdx.x % 32;
   const int64_t rows_a = tokens * a.heads, rows = rows_a + tokens * b.heads;
@@ -169,8 +159,8 @@ __global__ void __launch_bounds__(kQkWarpRows * 32)
     if (cache.k == nullptr || value_row >= tokens * b.heads) return;
     const int64_t token = value_row / b.heads, head = value_row % b.heads, to = cache.at[token];
     if (to < 0 || to >= cache.rows) return;
-    const T* from = cache.v_src + token * cache.v_stride + head * kDim + lane * E;
-    T* into = cache.v + (to * b.heads + head) * kDim + lane * E;
+    const T* from = static_cast<const T*>(cache.v_src) + token * cache.v_stride + head * kDim + lane * E;
+    T* into = static_cast<T*>(cache.v) + (to * b.heads + head) * kDim + lane * E;
 #pragma unroll
     for (int e = 0; e < E; ++e) into[e] = from[e];
     return;
@@ -186,7 +176,8 @@ __global__ void __launch_bounds__(kQkWarpRows * 32)
   const int64_t token = row / set.heads;
   // A key row also goes to its cache row (none without a cache, or outside it).
   const int64_t to = !in_a && cache.k != nullptr ? cache.at[token] : -1;
-  T* cached = to >= 0 && to < cache.rows ? cache.k + (to * b.heads + row % b.heads) * kDim + lane * E : nullptr;
+  T* cached =
+      to >= 0 && to < cache.rows ? static_cast<T*>(cache.k) + (to * b.heads + row % b.heads) * kDim + lane * E : nullptr;
   const T* x = set.x + token * set.x_stride + (row % set.heads) * kDim + lane * E;
   float v[E];
   float squares = 0.0f;
@@ -248,10 +239,7 @@ cudaError_t launch_qk(const QkHeads& a, const QkHeads& b, const void* c, const v
   const int64_t rows = tokens * (a.heads + b.heads) + (cache ? tokens * b.heads : 0);
   if (rows == 0) return cudaSuccess;
   if (rows > int64_t(INT32_MAX)) return cudaErrorInvalidValue;
-  const CacheRows<T> to_cache =
-      cache ? CacheRows<T>{static_cast<T*>(cache->k), static_cast<T*>(cache->v), static_cast<const T*>(cache->v_src),
-                           cache->v_stride, cache->at, cache->rows}
-            : CacheRows<T>{nullptr, nullptr, nullptr, 0, nullptr, 0};
+  const QkCacheRows to_cache = cache ? *cache : QkCacheRows{nullptr, nullptr, nullptr, 0, nullptr, 0};
   const auto warps = [&](auto kernel) {
     return launch_chained(kernel, dim3(unsigned((rows + kQkWarpRows - 1) / kQkWarpRows)), dim3(kQkWarpRows * 32), 0,
                           s, typed<T>(a), typed<T>(b), static_cast<const T*>(c), static_cast<const T*>(sn), tokens, eps,
