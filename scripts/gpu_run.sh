@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -237,6 +237,25 @@ for step in "${steps[@]}"; do
         head -20 "/tmp/nsys_prefill/${l}_${gpus}gpu.txt"
       done
       tar czf "$OUT/nsys_prefill_${gpus}gpu.tgz" -C /tmp nsys_prefill ;;  # one file: the machine returns few
+    trace-prefill)
+      # Where a prefill's time goes on each GPU, from LibTorch's profiler (no nsys on the lent machines):
+      # bench traces one more prefill of each layout (LB_TRACE_LAYOUTS: tp on one GPU, all on several;
+      # LB_TRACE_LENGTHS), and scripts/nsys_prefill_summary.py splits each GPU's span into compute, NCCL
+      # and idle, lists the idle gaps and how much of them the host spent in a copy to the host or a wait.
+      trace_dir=/tmp/trace_prefill_${gpus}gpu
+      rm -rf "$trace_dir"; mkdir -p "$trace_dir"
+      trace_layouts=${LB_TRACE_LAYOUTS:-$([ "$gpus" -ge 2 ] && echo all || echo tp)}
+      timeout 600 $bin bench --model qwen3-30b-a3b --layout "$trace_layouts" --gpus "$gpus" --layers 4 \
+        --lengths "${LB_TRACE_LENGTHS:-2048,2048,2048,2048}" --decode-batch none --kernels fused --repeats 3 \
+        --trace-prefill "$trace_dir" --json "$trace_dir/bench.json" > "$trace_dir/bench.log" 2>&1 \
+        || { status=1; tail -5 "$trace_dir/bench.log"; }
+      for f in "$trace_dir"/prefill_*.json; do
+        [ -f "$f" ] || continue
+        python3 scripts/nsys_prefill_summary.py "$f" --json "${f%.json}.summary.json" > "${f%.json}.summary.txt" || status=1
+        echo "--- $(basename "$f")"; head -30 "${f%.json}.summary.txt"
+      done
+      cp "$trace_dir"/*.summary.* "$trace_dir/bench.json" "$OUT/" 2>/dev/null
+      tar czf "$OUT/trace_prefill_${gpus}gpu.tgz" -C /tmp "$(basename "$trace_dir")" ;;
     profile-prefill-kernels)
       # The kernels of one 8192-token prefill on one GPU (tp on one rank: the reference's math), each
       # timed alone by Nsight Compute and summed by name: what the compute part of a prefill is made

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Where one prefill's device time goes, per GPU, from `nsys stats --report cuda_gpu_trace --format csv`
-(every kernel, copy and memset with its start, duration and device):
+(every kernel, copy and memset with its start, duration and device), or from the Chrome trace that
+LibTorch's profiler writes (`bench --trace-prefill DIR`: the same device items, and the host thread's
+CUDA runtime calls):
 
   span      first start to last end on that device
   busy      time with at least one kernel, copy or memset running
@@ -9,8 +11,10 @@
   overlap   compute and comm at once (communication hidden behind compute)
   idle      span - busy: the device waits on the host (launches, host syncs) or on nothing
 
-then the largest kernels by summed duration. Usage:
-  nsys_prefill_summary.py TRACE.csv [--json OUT.json]
+then the idle gaps (the largest, with the items on either side, and, from a trace with host calls,
+the share of idle time during which the host sat in a synchronizing call: a device-to-host copy or a
+wait), the host's runtime calls by summed time, and the largest kernels by summed duration. Usage:
+  nsys_prefill_summary.py TRACE.csv|TRACE.json [--json OUT.json]
   nsys_prefill_summary.py --self-test
 """
 import csv
@@ -48,6 +52,77 @@ def read_trace(text):
     return rows
 
 
+def read_kineto(text):
+    """(device rows as read_trace gives them, host runtime calls as (start_ns, end_ns, name)) from a
+    Chrome trace of LibTorch's profiler (timestamps in microseconds)."""
+    events = json.loads(text).get("traceEvents", [])
+    rows, host = [], []
+    for e in events:
+        if e.get("ph") != "X" or "ts" not in e:
+            continue
+        start, end = float(e["ts"]) * 1e3, (float(e["ts"]) + float(e.get("dur", 0))) * 1e3
+        if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset"):
+            rows.append((str(e.get("args", {}).get("device", e.get("pid", 0))), start, end, e.get("name", "")))
+        elif e.get("cat") in ("cuda_runtime", "cuda_driver"):
+            host.append((start, end, e.get("name", "")))
+    if not rows:
+        raise ValueError("no kernel, gpu_memcpy or gpu_memset events: not a GPU trace of LibTorch's profiler")
+    return rows, host
+
+
+def merged(intervals):
+    out = []
+    for s, e in sorted(intervals):
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return out
+
+
+def is_blocking(call):
+    """Runtime calls that hold the host until the device catches up (a copy to the host, a wait)."""
+    return "Synchronize" in call or call.startswith(("cudaMemcpy", "cuMemcpy")) and "Async" not in call \
+        or call in ("cudaMemcpyAsync", "cuMemcpyDtoHAsync_v2")
+
+
+def gaps(items, host, min_ns=2000.0, top=8):
+    """Idle time between the device's busy intervals: gaps of at least min_ns, the largest with their
+    neighbours, and how much of the idle time the host spent inside blocking calls."""
+    busy = merged([(s, e) for s, e, _ in items])
+    found = [(b[0] - a[1], a[1], b[0]) for a, b in zip(busy, busy[1:]) if b[0] - a[1] >= min_ns]
+    ends = sorted(items, key=lambda it: it[1])
+    starts = sorted(items, key=lambda it: it[0])
+
+    def before(t):
+        last = [it for it in ends if it[1] <= t]
+        return last[-1][2][:60] if last else ""
+
+    def after(t):
+        first = [it for it in starts if it[0] >= t]
+        return first[0][2][:60] if first else ""
+
+    blocking = merged([(s, e) for s, e, n in host if is_blocking(n)])
+    in_blocking = 0.0
+    for _, s, e in found:
+        for bs, be in blocking:
+            in_blocking += max(0.0, min(e, be) - max(s, bs))
+    largest = sorted(found, reverse=True)[:top]
+    return {
+        "gaps": len(found), "gap_ms": sum(g for g, _, _ in found) / 1e6,
+        "gap_ms_in_blocking_host_calls": in_blocking / 1e6,
+        "largest": [{"us": g / 1e3, "after": before(s), "before": after(e)} for g, s, e in largest],
+    }
+
+
+def host_calls(host, top=8):
+    calls = defaultdict(lambda: [0, 0.0])
+    for s, e, name in host:
+        calls[name][0] += 1
+        calls[name][1] += e - s
+    return [{"name": n, "count": c, "ms": t / 1e6} for n, (c, t) in sorted(calls.items(), key=lambda kv: -kv[1][1])[:top]]
+
+
 def union_length(intervals):
     total, end = 0.0, None
     for s, e in sorted(intervals):
@@ -64,7 +139,7 @@ def is_comm(name):
     return "nccl" in name.lower()
 
 
-def summarize(rows, top=12):
+def summarize(rows, top=12, host=None):
     by_device = defaultdict(list)
     for device, s, e, name in rows:
         by_device[device].append((s, e, name))
@@ -81,16 +156,29 @@ def summarize(rows, top=12):
             "span_ms": span / 1e6, "busy_ms": busy / 1e6, "compute_ms": compute / 1e6, "comm_ms": comm / 1e6,
             "overlap_ms": (compute + comm - busy) / 1e6, "idle_ms": (span - busy) / 1e6, "items": len(items),
             "top": [{"name": n, "ms": t / 1e6} for n, t in sorted(kernels.items(), key=lambda kv: -kv[1])[:top]],
+            "idle_gaps": gaps(items, host or []),
         }
+    if host:
+        out["host_calls"] = host_calls(host)
     return out
 
 
 def print_summary(summary):
     for device, d in summary.items():
+        if device == "host_calls":
+            print("host runtime calls (the tracing thread), by summed time:")
+            for c in d:
+                print(f"  {c['ms']:8.3f} ms  x{c['count']:<5d} {c['name']}")
+            continue
         span = d["span_ms"] or 1.0
         print(f"device {device}: span {d['span_ms']:.2f} ms, {d['items']} kernels/copies")
         for key in ("compute", "comm", "overlap", "idle"):
             print(f"  {key:8s} {d[key + '_ms']:8.2f} ms  {100 * d[key + '_ms'] / span:5.1f}%")
+        g = d["idle_gaps"]
+        print(f"  {g['gaps']} idle gaps >= 2 us, {g['gap_ms']:.2f} ms; {g['gap_ms_in_blocking_host_calls']:.2f} ms of it "
+              "while the host sat in a copy to the host or a wait")
+        for x in g["largest"]:
+            print(f"    {x['us']:8.1f} us  after {x['after']}  before {x['before']}")
         for k in d["top"]:
             print(f"  {k['ms']:8.3f} ms  {k['name']}")
 
@@ -114,6 +202,27 @@ def self_test():
         pass
     else:
         raise AssertionError("a file without the header was accepted")
+    # A Kineto trace: kernels 0-10 us and 50-60 us on device 0; the host waits in
+    # cudaStreamSynchronize 5-40 us and launches at 45 us: 30 us of the 40 us gap were a wait.
+    trace = {"traceEvents": [
+        {"ph": "X", "cat": "kernel", "name": "gemm", "ts": 0, "dur": 10, "args": {"device": 0}},
+        {"ph": "X", "cat": "kernel", "name": "topk", "ts": 50, "dur": 10, "args": {"device": 0}},
+        {"ph": "X", "cat": "cuda_runtime", "name": "cudaStreamSynchronize", "ts": 5, "dur": 35},
+        {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 45, "dur": 3},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0, "dur": 4}]}
+    rows, host = read_kineto(json.dumps(trace))
+    k = summarize(rows, host=host)
+    g = k["0"]["idle_gaps"]
+    assert g["gaps"] == 1 and abs(g["gap_ms"] - 0.040) < 1e-9, g
+    assert abs(g["gap_ms_in_blocking_host_calls"] - 0.030) < 1e-9, g
+    assert g["largest"][0]["after"] == "gemm" and g["largest"][0]["before"] == "topk", g
+    assert k["host_calls"][0] == {"name": "cudaStreamSynchronize", "count": 1, "ms": 0.035}, k["host_calls"]
+    try:
+        read_kineto(json.dumps({"traceEvents": [trace["traceEvents"][4]]}))
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a trace without device events was accepted")
     print("self-test passed")
     return 0
 
@@ -124,7 +233,12 @@ def main(argv):
     if len(argv) not in (2, 4) or (len(argv) == 4 and argv[2] != "--json"):
         print(__doc__)
         return 2
-    summary = summarize(read_trace(open(argv[1], errors="replace").read()))
+    text = open(argv[1], errors="replace").read()
+    if text.lstrip().startswith("{"):
+        rows, host = read_kineto(text)
+        summary = summarize(rows, host=host)
+    else:
+        summary = summarize(read_trace(text))
     print_summary(summary)
     if len(argv) == 4:
         with open(argv[3], "w") as f:

@@ -7,6 +7,7 @@
 #include "harness/runtime/device.h"
 #include "harness/bench/device_peaks.h"
 #include "harness/runtime/errors.h"
+#include "harness/runtime/host_trace.h"
 #include "harness/runtime/timing.h"
 #include "kernels/chained_launch.h"
 #include "kernels/fused_moe.h"
@@ -16,6 +17,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
@@ -38,6 +40,7 @@ struct BenchArgs {
   int repeats = 5;
   int timeout_s = 600;
   std::string json;
+  std::string trace_prefill;  // a folder: one traced prefill per layout
 };
 
 // Decode steps timed together (see `decode` in run_bench).
@@ -160,6 +163,14 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     if (a.decode_context + a.decode_steps * kDecodeBurst + 3 > *positions)
       throw InputError("--decode-context " + std::to_string(a.decode_context) + " passes the model's " +
                        std::to_string(*positions) + " positions");
+  }
+
+  if (!a.trace_prefill.empty()) {
+    std::string why;
+    if (!HostTrace::available(&why)) throw InputError("--trace-prefill: " + why);
+    std::error_code made;
+    std::filesystem::create_directories(a.trace_prefill, made);
+    if (made) throw InputError("--trace-prefill " + a.trace_prefill + ": " + made.message());
   }
 
   const DecodeOptions decode_options{
@@ -309,6 +320,17 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
       timed([&] { bench->prefill(i); });  // ends with every rank's device done and a barrier
       if (ctx.rank() == 0) cuda_profiler_range(false);
     }
+    // One more prefill of every layout under LibTorch's profiler, started and saved by rank 0: its
+    // thread's ops and runtime calls, and every GPU's kernels in this process.
+    for (size_t i = 0; !a.trace_prefill.empty() && i < layouts.size(); ++i) {
+      set_timing(i, false);
+      std::optional<HostTrace> trace;
+      ctx.world().barrier();
+      if (ctx.rank() == 0) trace.emplace();
+      timed([&] { bench->prefill(i); });
+      if (ctx.rank() == 0)
+        trace->save((std::filesystem::path(a.trace_prefill) / ("prefill_" + layouts[i].name + ".json")).string());
+    }
     // Per-collective times: more prefills with each call timed on its own (barrier, device waits),
     // the median per call.
     std::vector<std::vector<std::vector<CollectiveRecord>>> timed_calls(layouts.size());
@@ -380,6 +402,10 @@ std::function<int()> add_bench_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--timeout", a->timeout_s, "Seconds before a collective that does not finish is an error")
       ->check(positive_integer());
   sub->add_option("--json", a->json, "Write the record")->check(output_file());
+  sub->add_option("--trace-prefill", a->trace_prefill,
+                  "Folder: one more prefill of each layout traced by LibTorch's profiler (rank 0's host thread, "
+                  "every GPU of its process), written as prefill_<layout>.json (Chrome trace; "
+                  "scripts/nsys_prefill_summary.py reads it)");
   return [a, argv] { return run_bench(*a, argv); };
 }
 
