@@ -27,7 +27,7 @@ TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Dev
   auto make = [&](const std::vector<int64_t>& v) {
     return torch::tensor(v, torch::kInt64).to(device);
   };
-  return {make(seq), make(pos)};
+  return {make(seq), make(pos), torch::tensor(seq, torch::kInt64)};
 }
 
 namespace {
@@ -57,8 +57,11 @@ struct SequenceRows {
   }
 };
 
-SequenceRows group_by_sequence(const torch::Tensor& seq) {
-  const torch::Tensor host = seq.to(torch::kCPU, torch::kInt64).contiguous();
+SequenceRows group_by_sequence(const TokenPlacement& tokens) {
+  const torch::Tensor& known = tokens.seq_host;
+  const torch::Tensor host = (known.defined() && known.numel() == tokens.seq.numel() ? known : tokens.seq)
+                                 .to(torch::kCPU, torch::kInt64)
+                                 .contiguous();
   const int64_t* id = host.data_ptr<int64_t>();
   const int64_t n = host.numel();
   SequenceRows rows;
@@ -176,9 +179,9 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   const int64_t group = heads / kv_heads;
   if (q.size(0) == 0) return torch::zeros({0, heads, v.size(2)}, q.options());
   // Rows regrouped by sequence once; each sequence is then a slice.
-  SequenceRows q_rows = group_by_sequence(q_tokens.seq);
+  SequenceRows q_rows = group_by_sequence(q_tokens);
   std::optional<SequenceRows> own_k_rows;  // only when the keys are placed apart from the queries
-  if (&q_tokens != &k_tokens) own_k_rows = group_by_sequence(k_tokens.seq);
+  if (&q_tokens != &k_tokens) own_k_rows = group_by_sequence(k_tokens);
   SequenceRows& k_rows = own_k_rows ? *own_k_rows : q_rows;
   if (&q_tokens != &k_tokens) {
     torch::Tensor out = batched_attention(q, k, v, q_tokens, k_tokens, q_rows, k_rows, scale);
@@ -195,8 +198,37 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   // heads; before, the keys and values were repeated per query head (Qwen3: 8x), two copies of
   // ~17 MB a 2048-token sequence and layer (0.72 ms of an 8192-token 4-layer prefill on an H200).
   const bool gqa_in_sdpa = fused && LB_SDPA_TAKES_GROUPS && group > 1;
+#if TORCH_VERSION_MAJOR >= 2
+  // Self-attention: sequences i .. i + n - 1 of one length in one call, batch n ([n, H, len, D]).
+  auto self_attend = [&](size_t i, size_t n) {
+    const int64_t first = q_rows.begin[i], len = q_rows.count(i), rows = int64_t(n) * len;
+    auto batched = [&](const torch::Tensor& t) {  // [rows, H, D] -> [n, H, len, D]
+      return t.narrow(0, first, rows).view({int64_t(n), len, t.size(1), t.size(2)}).transpose(1, 2);
+    };
+    torch::Tensor qs = batched(q_all), ks = batched(k_all), vs = batched(v_all);
+    if (group > 1 && !gqa_in_sdpa) {
+      ks = ks.repeat_interleave(group, 1);
+      vs = vs.repeat_interleave(group, 1);
+    }
+#if LB_SDPA_TAKES_GROUPS
+    const torch::Tensor o = torch::scaled_dot_product_attention(qs, ks, vs, {}, 0.0, true, scale, gqa_in_sdpa);
+#else
+    const torch::Tensor o = torch::scaled_dot_product_attention(qs, ks, vs, {}, 0.0, true, scale);
+#endif
+    grouped_out.narrow(0, first, rows).view({int64_t(n), len, heads, v.size(2)}).copy_(o.transpose(1, 2));
+  };
+#endif
   for (size_t i = 0; i < q_rows.ids.size(); ++i) {
     const int64_t first_q = q_rows.begin[i], nq = q_rows.count(i);
+#if TORCH_VERSION_MAJOR >= 2
+    if (fused && self_causal) {
+      size_t n = 1;
+      while (i + n < q_rows.ids.size() && q_rows.count(i + n) == nq) ++n;
+      self_attend(i, n);
+      i += n - 1;
+      continue;
+    }
+#endif
     const int64_t j = k_rows.find(q_rows.ids[i]);
     if (j < 0) continue;  // no keys: nothing to attend to (the rows stay zero)
     const int64_t first_k = k_rows.begin[size_t(j)], nk = k_rows.count(size_t(j));
@@ -211,15 +243,15 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
     torch::Tensor o;  // [Hq, nq, Dv]
 #if TORCH_VERSION_MAJOR >= 2
     if (fused) {
-      std::optional<torch::Tensor> mask;
-      if (!self_causal) mask = kp.unsqueeze(0) <= qp.unsqueeze(1);  // true where the query may see the key
+      // Queries apart from their keys: true where the query may see the key.
+      const torch::Tensor mask = kp.unsqueeze(0) <= qp.unsqueeze(1);
       // A batch dimension of 1: the flash and memory-efficient kernels take [B, H, S, D] only.
 #if LB_SDPA_TAKES_GROUPS
-      o = torch::scaled_dot_product_attention(qs.unsqueeze(0), ks.unsqueeze(0), vs.unsqueeze(0), mask, 0.0, self_causal,
+      o = torch::scaled_dot_product_attention(qs.unsqueeze(0), ks.unsqueeze(0), vs.unsqueeze(0), mask, 0.0, false,
                                               scale, gqa_in_sdpa)
               .squeeze(0);
 #else
-      o = torch::scaled_dot_product_attention(qs.unsqueeze(0), ks.unsqueeze(0), vs.unsqueeze(0), mask, 0.0, self_causal,
+      o = torch::scaled_dot_product_attention(qs.unsqueeze(0), ks.unsqueeze(0), vs.unsqueeze(0), mask, 0.0, false,
                                               scale)
               .squeeze(0);
 #endif

@@ -10,6 +10,12 @@ namespace lb {
 struct TokenPlacement {
   torch::Tensor seq;  // int64 [T]
   torch::Tensor pos;  // int64 [T]
+  // seq's values in host memory where its maker knew them (packed_placement, a layout's placements;
+  // undefined otherwise): attention groups rows by sequence on the host, and reading seq back from
+  // a GPU waits for every queued kernel, after which the GPU idles while the host issues the next
+  // ones (a third of an 8192-token one-GPU prefill's span on an H200). Whoever changes seq changes
+  // this too.
+  torch::Tensor seq_host;
 };
 
 // Tokens of sequences laid end to end: sequence s has seq_lens[s] tokens at positions 0..len-1,
@@ -22,7 +28,9 @@ TokenPlacement packed_placement(const std::vector<int64_t>& seq_lens, torch::Dev
 // Returns [Tq, Hq, Dv].
 // `fused` (`--kernels fused`, LibTorch 2): the product, mask and softmax in one
 // scaled_dot_product_attention call per sequence (flash attention where q_tokens and k_tokens are
-// the same object, i.e. each sequence attends to itself causally); with LibTorch 1.13, the plain path.
+// the same object, i.e. each sequence attends to itself causally; there consecutive sequences of
+// one length share a call, as its batch: each call costs ~0.1 ms of host time with cuDNN's
+// backend); with LibTorch 1.13, the plain path.
 // Decode-shaped calls (separate query and key placements, at most 16 queries per sequence, key
 // counts within 2x of each other) take one batched plain product over all sequences instead, fused
 // or not: there the per-sequence launches (and cuDNN's per-shape setup), not the arithmetic, were

@@ -19,8 +19,10 @@ namespace lb {
 
 namespace {
 
-TokenPlacement select(const TokenPlacement& all, const torch::Tensor& index) {
-  return {all.seq.index_select(0, index), all.pos.index_select(0, index)};
+// The tokens `index` names (on the device), and on the host from `host_index` (the same ids).
+TokenPlacement select(const TokenPlacement& all, const torch::Tensor& index, const torch::Tensor& host_index) {
+  return {all.seq.index_select(0, index), all.pos.index_select(0, index),
+          all.seq_host.defined() ? all.seq_host.index_select(0, host_index) : torch::Tensor()};
 }
 
 std::vector<int> my_group(const std::vector<std::vector<int>>& partition, int rank) {
@@ -86,10 +88,12 @@ LayoutRank::LayoutRank(RankContext& ctx, const LayoutSpec& layout, const Paralle
 void LayoutRank::place_tokens(const std::vector<int64_t>& seq_lens) {
   const torch::Device device = options_.device;
   TokenPlacement all = packed_placement(seq_lens, device);
-  if (mutation_ == Mutation::LastTokenOwnSequence && seq_lens.size() > 1)
+  if (mutation_ == Mutation::LastTokenOwnSequence && seq_lens.size() > 1) {
     all.seq[seq_lens[0] - 1].fill_(int64_t(seq_lens.size()));
+    all.seq_host[seq_lens[0] - 1].fill_(int64_t(seq_lens.size()));
+  }
   my_tokens_ = tokens_[ctx_.rank()].to(device);
-  local_ = select(all, my_tokens_);
+  local_ = select(all, my_tokens_, tokens_[ctx_.rank()]);
   if (mutation_ == Mutation::RopeLocalPositions && parallel_.attn_cp > 1)
     local_.pos = torch::arange(local_.pos.size(0), local_.pos.options());
   if (mutation_ == Mutation::CpFirstTokenPosition && parallel_.attn_cp > 1 && local_.pos.numel() > 0 &&
@@ -101,7 +105,7 @@ void LayoutRank::place_tokens(const std::vector<int64_t>& seq_lens) {
     key_index.push_back(mutation_ == Mutation::ZigzagKeyBlocksReversed ? tokens_[r].flip(0) : tokens_[r]);
   torch::Tensor keys = torch::cat(key_index);
   if (mutation_ == Mutation::RoundRobinKeysAsContiguous) keys = std::get<0>(keys.sort());
-  cp_keys_ = select(all, keys.to(device));
+  cp_keys_ = select(all, keys.to(device), keys);
 }
 
 bool LayoutRank::set_batch(const std::vector<int64_t>& new_lens) {

@@ -1,4 +1,5 @@
-// The fused attention path (one scaled_dot_product_attention call per sequence, LibTorch 2)
+// The fused attention path (one scaled_dot_product_attention call per sequence, or per run of
+// sequences of one length in self-attention, LibTorch 2)
 // against the plain path in fp32, on the GPU in bf16: packed causal sequences with GQA, queries
 // that see a gathered set of keys through a mask (context parallel, a KV cache), and MLA's value
 // size differing from the key size; a decode step's padded batch against one sequence at a time.
@@ -85,6 +86,8 @@ TEST(GpuAttention, FusedMatchesPlain) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
   torch::manual_seed(4);
   expect_fused_matches(32, 4, 128, 128, {3001, 17, 1024}, true, "Qwen GQA, causal");
+  // Runs of equal lengths share one call as its batch: runs of 3 and 2 between other lengths.
+  expect_fused_matches(32, 4, 128, 128, {96, 512, 512, 512, 40, 256, 256}, true, "Qwen GQA, causal, equal runs");
   expect_fused_matches(32, 4, 128, 128, {301, 18, 64}, false, "Qwen GQA, masked");
   expect_fused_matches(16, 16, 192, 128, {700, 33}, true, "MLA, causal");
   expect_fused_matches(16, 16, 192, 128, {700, 33}, false, "MLA, masked");
