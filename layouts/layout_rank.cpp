@@ -1,6 +1,7 @@
 #include "layouts/layout_rank.h"
 
 #include "harness/runtime/errors.h"
+#include "kernels/decode_start.h"
 #include "kernels/fused_norm.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/small_linear.h"
@@ -9,8 +10,10 @@
 #include "oracles/qwen3_moe_layer.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <map>
+#include <optional>
 #include <numeric>
 #include <set>
 #include <tuple>
@@ -224,9 +227,17 @@ torch::Tensor LayoutRank::decode(const torch::Tensor& input_ids, std::vector<tor
   TORCH_CHECK(cache_.allocated() && input_ids.size(0) == decode_sequences_, "decode: ", input_ids.size(0),
               " tokens for a batch of ", decode_sequences_, " sequences");
   std::tie(tokens_, my_tokens_, local_, cp_keys_) = decode_plan_;
-  // Each sequence's new token sits at its slot's length: positions come from the device.
-  const torch::Tensor query_pos = cache_.lengths().index_select(0, query_slot_);
   const bool cp = parallel_.attn_cp > 1;
+  // Each sequence's new token sits at its slot's length: positions come from the device. Where the
+  // step is plain (one rank's queries and keys, every token held in order, no planted bug), one
+  // fused launch opens it: positions, read lengths, cache rows, embeddings, the lengths' increment.
+  std::optional<DecodeStart> start;
+  static const bool plain_start = std::getenv("LB_DECODE_START_PLAIN") != nullptr;  // A/B switch, not landed
+  if (options_.fused_kernels && !cp && mutation_ == Mutation::None && !plain_start &&
+      holds_every_token_in_order(input_ids.size(0)))
+    start = decode_step_start_fused(input_ids.to(options_.device), embed_, cache_.lengths(), query_slot_,
+                                    cache_.capacity());
+  const torch::Tensor query_pos = start ? start->pos : cache_.lengths().index_select(0, query_slot_);
   local_.pos = query_pos;
   if (mutation_ == Mutation::RopeLocalPositions && cp) local_.pos = torch::arange(query_pos.size(0), query_pos.options());
   if (mutation_ == Mutation::DecodePositionOffByOne) local_.pos = query_pos + 1;
@@ -234,15 +245,18 @@ torch::Tensor LayoutRank::decode(const torch::Tensor& input_ids, std::vector<tor
   if (cp) cp_keys_.pos = cache_.lengths().index_select(0, key_slot_);  // without CP the keys are local_'s
   torch::Tensor write_slot = cp ? key_slot_ : query_slot_;
   if (mutation_ == Mutation::DecodeKeysToNextSlot) write_slot = torch::remainder(write_slot + 1, cache_.slots());
-  const torch::Tensor read_len = mutation_ == Mutation::DecodeAttendsOneShort ? query_pos : query_pos + 1;
-  const CacheStep step{&cache_, cache_.row_of(write_slot, cp ? cp_keys_.pos : query_pos), query_slot_, read_len};
+  const torch::Tensor read_len = start ? start->read_len
+                                 : mutation_ == Mutation::DecodeAttendsOneShort ? query_pos
+                                                                                : query_pos + 1;
+  const CacheStep step{&cache_, start ? start->row : cache_.row_of(write_slot, cp ? cp_keys_.pos : query_pos),
+                       query_slot_, read_len};
   if (captures) captures->assign(size_t(config_.num_layers), LayerCapture());
-  Residual x{embed(input_ids), {}};
+  Residual x{start ? start->x : embed(input_ids), {}};
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     x = layer_step(i, x, captures ? &(*captures)[size_t(i)] : nullptr, &step);
     if (layer_outputs) layer_outputs->push_back(x.sum());
   }
-  cache_.lengths().add_(1);
+  if (!start) cache_.lengths().add_(1);
   return head(x, decode_head_);
 }
 
@@ -303,12 +317,16 @@ std::vector<Communicator*> LayoutRank::communicators() const {
   return out;
 }
 
+bool LayoutRank::holds_every_token_in_order(int64_t tokens) const {
+  const torch::Tensor& held = tokens_[ctx_.rank()];
+  return held.numel() == tokens && counts_from_zero(held.data_ptr<int64_t>(), held.numel());
+}
+
 torch::Tensor LayoutRank::embed(const torch::Tensor& input_ids) const {
   // A rank holding every token in order (one rank, or TP without a token split) takes the ids as
   // they are: a decode step saves a launch.
   const torch::Tensor& held = tokens_[ctx_.rank()];
-  if (held.numel() == input_ids.size(0) && counts_from_zero(held.data_ptr<int64_t>(), held.numel()))
-    return embed_.index_select(0, input_ids.to(options_.device));
+  if (holds_every_token_in_order(input_ids.size(0))) return embed_.index_select(0, input_ids.to(options_.device));
   const torch::Tensor mine = input_ids.device() == my_tokens_.device()
                                  ? input_ids.index_select(0, my_tokens_)
                                  : input_ids.index_select(0, held).to(options_.device);

@@ -35,6 +35,8 @@ class LayoutRank {
   // This rank's rows of the embeddings, in its local token order (`input_ids` on the CPU, or on the
   // device for a decode step).
   torch::Tensor embed(const torch::Tensor& input_ids) const;
+  // Whether this rank holds all `tokens` of the step, in order (one rank, or TP without a token split).
+  bool holds_every_token_in_order(int64_t tokens) const;
   // One decoder layer on this rank's rows; `capture`, when given, receives this rank's piece of
   // every capture point it computes; `cache`, when given (generation), is the step's KV cache.
   torch::Tensor layer_forward(int64_t layer, const torch::Tensor& x, LayerCapture* capture = nullptr,
