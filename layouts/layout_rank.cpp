@@ -10,7 +10,6 @@
 #include "oracles/qwen3_moe_layer.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <functional>
 #include <map>
 #include <optional>
@@ -232,9 +231,7 @@ torch::Tensor LayoutRank::decode(const torch::Tensor& input_ids, std::vector<tor
   // step is plain (one rank's queries and keys, every token held in order, no planted bug), one
   // fused launch opens it: positions, read lengths, cache rows, embeddings, the lengths' increment.
   std::optional<DecodeStart> start;
-  static const bool plain_start = std::getenv("LB_DECODE_START_PLAIN") != nullptr;  // A/B switch, not landed
-  if (options_.fused_kernels && !cp && mutation_ == Mutation::None && !plain_start &&
-      holds_every_token_in_order(input_ids.size(0)))
+  if (options_.fused_kernels && !cp && mutation_ == Mutation::None && holds_every_token_in_order(input_ids.size(0)))
     start = decode_step_start_fused(input_ids.to(options_.device), embed_, cache_.lengths(), query_slot_,
                                     cache_.capacity());
   const torch::Tensor query_pos = start ? start->pos : cache_.lengths().index_select(0, query_slot_);
