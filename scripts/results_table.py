@@ -167,6 +167,13 @@ def bench_row(path, r):
         parts.append(f"{x['layout']} vs {x['baseline']}: prefill {x['prefill_speedup']:.2f}x "
                      f"({by[x['layout']]['prefill_ms']:.1f} / {by[x['baseline']]['prefill_ms']:.1f} ms, collectives "
                      f"{comm(x['layout']):.2f} / {comm(x['baseline']):.2f} ms){changed}" + (f", decode {decode}" if decode else ""))
+    # A layout run without its baseline: its own prefill time and share of the matmul peak.
+    paired = {x["layout"] for x in r["ratios"]} | {x["baseline"] for x in r["ratios"]}
+    for x in r["layouts"]:
+        if x["layout"] not in paired and "prefill_ms" in x:
+            peak = (f" ({100 * x['prefill_share_of_matmul_peak']:.0f}% of the matmul peak)"
+                    if "prefill_share_of_matmul_peak" in x else "")
+            parts.append(f"{x['layout']} prefill {x['prefill_ms']:.2f} ms{peak}")
     # Decode step times, where the record has the memory-traffic floor (CUDA-graph decode and later).
     for x in r["layouts"]:
         steps = [d for d in x.get("decode", []) if "share_of_memory_floor" in d]
