@@ -51,4 +51,5 @@ if [ -f "$BUILD_DIR/CMakeCache.txt" ]; then
 else
   cmake -S . -B "$BUILD_DIR" "${args[@]}" "${shared[@]}"
 fi
-cmake --build "$BUILD_DIR" -j "$(nproc)"
+# LB_BUILD_TARGET (e.g. layoutbench) builds one target: a short GPU call that needs no tests.
+cmake --build "$BUILD_DIR" -j "$(nproc)" ${LB_BUILD_TARGET:+--target "$LB_BUILD_TARGET"}
