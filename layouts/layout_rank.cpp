@@ -12,8 +12,8 @@
 #include <algorithm>
 #include <functional>
 #include <map>
-#include <optional>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <tuple>
 
