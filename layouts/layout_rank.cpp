@@ -1,5 +1,7 @@
 #include "layouts/layout_rank.h"
 
+#include <ATen/record_function.h>
+
 #include "harness/runtime/errors.h"
 #include "kernels/decode_start.h"
 #include "kernels/fused_norm.h"
@@ -171,6 +173,7 @@ LayoutRank::HeadPlan LayoutRank::plan_head(const std::vector<int64_t>& wanted) c
 }
 
 torch::Tensor LayoutRank::head(const Residual& x, const HeadPlan& plan) const {
+  RECORD_USER_SCOPE("lb::head");  // a named span in bench --trace-prefill's timeline
   // A decode step on one rank keeps every row in order: no copies and no gather then (each is a
   // launch of a few microseconds in a step of a few hundred).
   torch::Tensor out;
@@ -331,12 +334,14 @@ torch::Tensor LayoutRank::embed(const torch::Tensor& input_ids) const {
 }
 
 torch::Tensor LayoutRank::mlp_partial(const LayerWeights& w, const torch::Tensor& normed, Routing* routing) const {
+  RECORD_USER_SCOPE("lb::mlp");  // a named span in bench --trace-prefill's timeline
   return config_.family == ModelFamily::Qwen3Moe ? qwen3_mlp(config_, w, normed, routing)
                                                  : deepseek_mlp(config_, w, normed, routing);
 }
 
 torch::Tensor LayoutRank::attention_partial(const LayerWeights& w, const torch::Tensor& x_normed,
                                             LayerCapture* capture, const CacheStep* cache) const {
+  RECORD_USER_SCOPE("lb::attention");  // a named span in bench --trace-prefill's timeline
   const ModelConfig& c = config_;
   const bool cp = parallel_.attn_cp > 1;
   // A DP rank without requests still takes part in the collectives after attention.
@@ -440,6 +445,7 @@ torch::Tensor LayoutRank::layer_forward(int64_t layer, const torch::Tensor& x, L
 
 LayoutRank::Residual LayoutRank::layer_step(int64_t layer, const Residual& input, LayerCapture* capture,
                                             const CacheStep* cache) const {
+  RECORD_USER_SCOPE("lb::layer");  // a named span in bench --trace-prefill's timeline
   torch::NoGradGuard no_grad;
   const LayerWeights& w = layers_.at(layer);
   const MlpStep& step = config_.is_moe_layer(layer) ? layout_.moe : layout_.dense;

@@ -53,10 +53,11 @@ def read_trace(text):
 
 
 def read_kineto(text):
-    """(device rows as read_trace gives them, host runtime calls as (start_ns, end_ns, name)) from a
-    Chrome trace of LibTorch's profiler (timestamps in microseconds)."""
+    """(device rows as read_trace gives them, host runtime calls and the harness's named host spans
+    (lb::layer, lb::attention, lb::mlp, lb::head) as (start_ns, end_ns, name)) from a Chrome trace of
+    LibTorch's profiler (timestamps in microseconds)."""
     events = json.loads(text).get("traceEvents", [])
-    rows, host = [], []
+    rows, host, scopes = [], [], []
     for e in events:
         if e.get("ph") != "X" or "ts" not in e:
             continue
@@ -65,9 +66,11 @@ def read_kineto(text):
             rows.append((str(e.get("args", {}).get("device", e.get("pid", 0))), start, end, e.get("name", "")))
         elif e.get("cat") in ("cuda_runtime", "cuda_driver"):
             host.append((start, end, e.get("name", "")))
+        elif e.get("cat") == "user_annotation" and e.get("name", "").startswith("lb::"):
+            scopes.append((start, end, e["name"]))
     if not rows:
         raise ValueError("no kernel, gpu_memcpy or gpu_memset events: not a GPU trace of LibTorch's profiler")
-    return rows, host
+    return rows, host, scopes
 
 
 def merged(intervals):
@@ -86,7 +89,13 @@ def is_blocking(call):
         or call in ("cudaMemcpyAsync", "cuMemcpyDtoHAsync_v2")
 
 
-def gaps(items, host, min_ns=2000.0, top=8):
+def innermost(scopes, t):
+    """The shortest named host span open at time t (the harness step that was issuing work), or ''."""
+    open_now = [(e - s, n) for s, e, n in scopes if s <= t <= e]
+    return min(open_now)[1] if open_now else ""
+
+
+def gaps(items, host, scopes=(), min_ns=2000.0, top=8):
     """Idle time between the device's busy intervals: gaps of at least min_ns, the largest with their
     neighbours, and how much of the idle time the host spent inside blocking calls."""
     busy = merged([(s, e) for s, e, _ in items])
@@ -108,11 +117,20 @@ def gaps(items, host, min_ns=2000.0, top=8):
         for bs, be in blocking:
             in_blocking += max(0.0, min(e, be) - max(s, bs))
     largest = sorted(found, reverse=True)[:top]
-    return {
+    # Each gap charged to the harness step whose host work ended it (the span open when the next
+    # item started): where the host kept the GPU waiting.
+    by_scope = defaultdict(float)
+    for g, _, e in found:
+        by_scope[innermost(scopes, e) or "outside lb:: spans"] += g
+    out = {
         "gaps": len(found), "gap_ms": sum(g for g, _, _ in found) / 1e6,
         "gap_ms_in_blocking_host_calls": in_blocking / 1e6,
-        "largest": [{"us": g / 1e3, "after": before(s), "before": after(e)} for g, s, e in largest],
+        "largest": [{"us": g / 1e3, "after": before(s), "before": after(e), "host_step": innermost(scopes, e)}
+                    for g, s, e in largest],
     }
+    if scopes:
+        out["gap_ms_by_host_step"] = {n: t / 1e6 for n, t in sorted(by_scope.items(), key=lambda kv: -kv[1])}
+    return out
 
 
 def host_calls(host, top=8):
@@ -139,7 +157,7 @@ def is_comm(name):
     return "nccl" in name.lower()
 
 
-def summarize(rows, top=12, host=None):
+def summarize(rows, top=12, host=None, scopes=()):
     by_device = defaultdict(list)
     for device, s, e, name in rows:
         by_device[device].append((s, e, name))
@@ -156,7 +174,7 @@ def summarize(rows, top=12, host=None):
             "span_ms": span / 1e6, "busy_ms": busy / 1e6, "compute_ms": compute / 1e6, "comm_ms": comm / 1e6,
             "overlap_ms": (compute + comm - busy) / 1e6, "idle_ms": (span - busy) / 1e6, "items": len(items),
             "top": [{"name": n, "ms": t / 1e6} for n, t in sorted(kernels.items(), key=lambda kv: -kv[1])[:top]],
-            "idle_gaps": gaps(items, host or []),
+            "idle_gaps": gaps(items, host or [], scopes),
         }
     if host:
         out["host_calls"] = host_calls(host)
@@ -177,8 +195,11 @@ def print_summary(summary):
         g = d["idle_gaps"]
         print(f"  {g['gaps']} idle gaps >= 2 us, {g['gap_ms']:.2f} ms; {g['gap_ms_in_blocking_host_calls']:.2f} ms of it "
               "while the host sat in a copy to the host or a wait")
+        for step, ms in g.get("gap_ms_by_host_step", {}).items():
+            print(f"    {ms:8.3f} ms of it ended by host work in {step}")
         for x in g["largest"]:
-            print(f"    {x['us']:8.1f} us  after {x['after']}  before {x['before']}")
+            where = f"  [{x['host_step']}]" if x.get("host_step") else ""
+            print(f"    {x['us']:8.1f} us  after {x['after']}  before {x['before']}{where}")
         for k in d["top"]:
             print(f"  {k['ms']:8.3f} ms  {k['name']}")
 
@@ -209,16 +230,20 @@ def self_test():
         {"ph": "X", "cat": "kernel", "name": "topk", "ts": 50, "dur": 10, "args": {"device": 0}},
         {"ph": "X", "cat": "cuda_runtime", "name": "cudaStreamSynchronize", "ts": 5, "dur": 35},
         {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 45, "dur": 3},
-        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0, "dur": 4}]}
-    rows, host = read_kineto(json.dumps(trace))
-    k = summarize(rows, host=host)
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0, "dur": 4},
+        {"ph": "X", "cat": "user_annotation", "name": "lb::layer", "ts": 0, "dur": 70},
+        {"ph": "X", "cat": "user_annotation", "name": "lb::attention", "ts": 42, "dur": 20}]}
+    rows, host, scopes = read_kineto(json.dumps(trace))
+    k = summarize(rows, host=host, scopes=scopes)
     g = k["0"]["idle_gaps"]
     assert g["gaps"] == 1 and abs(g["gap_ms"] - 0.040) < 1e-9, g
     assert abs(g["gap_ms_in_blocking_host_calls"] - 0.030) < 1e-9, g
     assert g["largest"][0]["after"] == "gemm" and g["largest"][0]["before"] == "topk", g
+    assert g["largest"][0]["host_step"] == "lb::attention", g  # the innermost span open at 50 us
+    assert g["gap_ms_by_host_step"] == {"lb::attention": 0.040}, g
     assert k["host_calls"][0] == {"name": "cudaStreamSynchronize", "count": 1, "ms": 0.035}, k["host_calls"]
     try:
-        read_kineto(json.dumps({"traceEvents": [trace["traceEvents"][4]]}))
+        read_kineto(json.dumps({"traceEvents": trace["traceEvents"][4:]}))
     except ValueError:
         pass
     else:
@@ -235,8 +260,8 @@ def main(argv):
         return 2
     text = open(argv[1], errors="replace").read()
     if text.lstrip().startswith("{"):
-        rows, host = read_kineto(text)
-        summary = summarize(rows, host=host)
+        rows, host, scopes = read_kineto(text)
+        summary = summarize(rows, host=host, scopes=scopes)
     else:
         summary = summarize(read_trace(text))
     print_summary(summary)
