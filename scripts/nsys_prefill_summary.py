@@ -85,8 +85,9 @@ def merged(intervals):
 
 def is_blocking(call):
     """Runtime calls that hold the host until the device catches up (a copy to the host, a wait)."""
-    return "Synchronize" in call or call.startswith(("cudaMemcpy", "cuMemcpy")) and "Async" not in call \
-        or call in ("cudaMemcpyAsync", "cuMemcpyDtoHAsync_v2")
+    if "Synchronize" in call or call in ("cudaMemcpyAsync", "cuMemcpyDtoHAsync_v2"):
+        return True
+    return call.startswith(("cudaMemcpy", "cuMemcpy")) and "Async" not in call
 
 
 def innermost(scopes, t):
@@ -142,15 +143,7 @@ def host_calls(host, top=8):
 
 
 def union_length(intervals):
-    total, end = 0.0, None
-    for s, e in sorted(intervals):
-        if end is None or s > end:
-            total += e - s
-            end = e
-        elif e > end:
-            total += e - end
-            end = e
-    return total
+    return sum(e - s for s, e in merged(intervals))
 
 
 def is_comm(name):
