@@ -199,6 +199,16 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   // ~17 MB a 2048-token sequence and layer (0.72 ms of an 8192-token 4-layer prefill on an H200).
   const bool gqa_in_sdpa = fused && LB_SDPA_TAKES_GROUPS && group > 1;
 #if TORCH_VERSION_MAJOR >= 2
+  // [B, H, S, D] each (the flash and memory-efficient kernels take that shape only): causal without
+  // a mask, else the mask alone says which keys a query sees.
+  auto sdpa = [&](const torch::Tensor& qs, const torch::Tensor& ks, const torch::Tensor& vs,
+                  const std::optional<torch::Tensor>& mask) {
+#if LB_SDPA_TAKES_GROUPS
+    return torch::scaled_dot_product_attention(qs, ks, vs, mask, 0.0, !mask.has_value(), scale, gqa_in_sdpa);
+#else
+    return torch::scaled_dot_product_attention(qs, ks, vs, mask, 0.0, !mask.has_value(), scale);
+#endif
+  };
   // Self-attention: sequences i .. i + n - 1 of one length in one call, batch n ([n, H, len, D]).
   auto self_attend = [&](size_t i, size_t n) {
     const int64_t first = q_rows.begin[i], len = q_rows.count(i), rows = int64_t(n) * len;
@@ -210,11 +220,7 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
       ks = ks.repeat_interleave(group, 1);
       vs = vs.repeat_interleave(group, 1);
     }
-#if LB_SDPA_TAKES_GROUPS
-    const torch::Tensor o = torch::scaled_dot_product_attention(qs, ks, vs, {}, 0.0, true, scale, gqa_in_sdpa);
-#else
-    const torch::Tensor o = torch::scaled_dot_product_attention(qs, ks, vs, {}, 0.0, true, scale);
-#endif
+    const torch::Tensor o = sdpa(qs, ks, vs, std::nullopt);
     grouped_out.narrow(0, first, rows).view({int64_t(n), len, heads, v.size(2)}).copy_(o.transpose(1, 2));
   };
 #endif
@@ -243,18 +249,9 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
     torch::Tensor o;  // [Hq, nq, Dv]
 #if TORCH_VERSION_MAJOR >= 2
     if (fused) {
-      // Queries apart from their keys: true where the query may see the key.
+      // Queries apart from their keys: true where the query may see the key. A batch dimension of 1.
       const torch::Tensor mask = kp.unsqueeze(0) <= qp.unsqueeze(1);
-      // A batch dimension of 1: the flash and memory-efficient kernels take [B, H, S, D] only.
-#if LB_SDPA_TAKES_GROUPS
-      o = torch::scaled_dot_product_attention(qs.unsqueeze(0), ks.unsqueeze(0), vs.unsqueeze(0), mask, 0.0, false,
-                                              scale, gqa_in_sdpa)
-              .squeeze(0);
-#else
-      o = torch::scaled_dot_product_attention(qs.unsqueeze(0), ks.unsqueeze(0), vs.unsqueeze(0), mask, 0.0, false,
-                                              scale)
-              .squeeze(0);
-#endif
+      o = sdpa(qs.unsqueeze(0), ks.unsqueeze(0), vs.unsqueeze(0), mask).squeeze(0);
     }
 #endif
     if (!o.defined()) {
