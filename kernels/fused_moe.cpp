@@ -3,6 +3,7 @@
 #include "harness/runtime/errors.h"
 #include "kernels/grouped_linear.h"
 #include "kernels/moe_steps.h"
+#include "kernels/moe_slots.h"
 
 #include <algorithm>
 
@@ -42,8 +43,8 @@ torch::Tensor gate_up_of(const ExpertWeights& experts) {
 }
 
 // Host-side group sizes (one sync), then the GEMMs: one strided batched GEMM over padded rows or a
-// grouped GEMM over exact ones. `slot` is each sorted pair's row in the GEMM input; padding rows
-// repeat token 0 and are never read back.
+// grouped GEMM over exact ones (gemm_slots: each sorted pair's row in the GEMM input; padding rows
+// repeat token 0 and are never read back).
 torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const torch::Tensor& gate_up,
                            const torch::Tensor& down, const SortedPairs& p) {
   const int64_t tokens = x.size(0), k = routing.experts.size(1), held = down.size(0), hidden = x.size(1);
@@ -56,23 +57,15 @@ torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const
   const int64_t most = *std::max_element(counts.begin(), counts.end());
   const bool all_busy = std::none_of(counts.begin(), counts.end(), [](int64_t c) { return c == 0; });
   const bool padded = all_busy && double(most * held) <= kMaxPaddingShare * double(rows);
-  const torch::Tensor pairs = p.order.narrow(0, 0, rows), expert = p.expert.narrow(0, 0, rows);
-  const torch::Tensor position = torch::arange(rows, pairs.options());
-  const torch::Tensor slot = padded ? expert * most + position - p.offsets.index_select(0, expert) : position;
-  const int64_t slots = padded ? held * most : rows;
-  const torch::Tensor token = torch::div(pairs, k, "floor");
-  const torch::Tensor weight = routing.weights.reshape({-1}).index_select(0, pairs).to(torch::kFloat32);
-  const torch::Tensor slot_token = padded ? torch::zeros({slots}, token.options()).index_copy_(0, slot, token) : token;
-  const torch::Tensor slot_weight = padded ? torch::zeros({slots}, weight.options()).index_copy_(0, slot, weight) : weight;
+  const GemmSlots slots = gemm_slots(p.order, p.expert, p.offsets, routing.weights, rows, k, padded ? most : 0);
 
-  const torch::Tensor xs = x.index_select(0, slot_token);
-  const torch::Tensor h = padded ? torch::bmm(xs.view({held, most, hidden}), gate_up.transpose(1, 2)).view({slots, -1})
+  const torch::Tensor xs = x.index_select(0, slots.token);
+  const torch::Tensor h = padded ? torch::bmm(xs.view({held, most, hidden}), gate_up.transpose(1, 2)).view({held * most, -1})
                                  : grouped_linear(xs, counts, gate_up);
-  const torch::Tensor act = silu_mul_weight(h, slot_weight);
-  const torch::Tensor y = padded ? torch::bmm(act.view({held, most, -1}), down.transpose(1, 2)).view({slots, hidden})
+  const torch::Tensor act = silu_mul_weight(h, slots.weight);
+  const torch::Tensor y = padded ? torch::bmm(act.view({held, most, -1}), down.transpose(1, 2)).view({held * most, hidden})
                                  : grouped_linear(act, counts, down);
-  const torch::Tensor row_of_pair = torch::full({tokens * k}, -1, pairs.options()).index_copy_(0, pairs, slot);
-  return combine_pairs(y, row_of_pair, tokens, k);
+  return combine_pairs(y, slots.row_of_pair, tokens, k);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "kernels/small_linear.h"
 #include "kernels/grouped_linear.h"
 #include "kernels/moe_steps.h"
+#include "kernels/moe_slots.h"
 #include "oracles/compare.h"
 
 #include <gtest/gtest.h>
@@ -126,6 +127,38 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
     const ExpertWeights ep{w16.gate.narrow(0, held, held), w16.up.narrow(0, held, held),
                            w16.down.narrow(0, held, held), held};
     EXPECT_LT(rel_l2(fused_moe_experts(x.to(torch::kBFloat16), r, ep), oracle(ep)), 1e-2) << c.tokens << " tokens, EP";
+  }
+}
+
+// The GEMM rows of a prefill's pairs (kernels/moe_slots.h): the kernel against the plain ops on the
+// CPU, padded and exact, with every expert here and with half of them held elsewhere.
+TEST(GpuFusedMoe, GemmSlotsKernelMatchesPlainOps) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU";
+  torch::manual_seed(11);
+  const int64_t tokens = 300, k = 4, experts = 16;
+  for (const int64_t held : {experts, experts / 2}) {
+    for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+      const torch::Tensor chosen = torch::randint(experts, {tokens, k}, torch::kInt64);
+      const torch::Tensor weights = torch::rand({tokens, k}).to(dtype);
+      const int64_t first = experts - held;  // the upper experts are held here
+      const torch::Tensor local = chosen.reshape({-1}) - first;
+      const torch::Tensor key = torch::where((local >= 0) & (local < held), local, torch::full_like(local, held));
+      const auto [sorted, order] = torch::sort(key, /*stable=*/true, 0, false);
+      const torch::Tensor offsets = torch::searchsorted(sorted, torch::arange(held + 1, key.options()));
+      const int64_t rows = offsets[held].item<int64_t>();
+      const int64_t most = (offsets.narrow(0, 1, held) - offsets.narrow(0, 0, held)).max().item<int64_t>();
+      for (const int64_t layout_most : {most, int64_t(0)}) {
+        const GemmSlots want = gemm_slots(order, sorted, offsets, weights, rows, k, layout_most);
+        const torch::Device cuda("cuda");
+        const GemmSlots got =
+            gemm_slots(order.to(cuda), sorted.to(cuda), offsets.to(cuda), weights.to(cuda), rows, k, layout_most);
+        const std::string what = "held " + std::to_string(held) + (layout_most ? " padded " : " exact ") +
+                                 c10::toString(dtype);
+        EXPECT_TRUE(torch::equal(got.token.cpu(), want.token)) << what;
+        EXPECT_TRUE(torch::equal(got.weight.cpu(), want.weight)) << what;
+        EXPECT_TRUE(torch::equal(got.row_of_pair.cpu(), want.row_of_pair)) << what;
+      }
+    }
   }
 }
 
