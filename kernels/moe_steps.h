@@ -26,6 +26,15 @@ torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_
 torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, const torch::Tensor& weights,
                          const torch::Tensor& gate_up, const torch::Tensor& down, int64_t first_expert);
 
+// The products of pairs already sorted by expert (order [pairs]: pair ids, expert e's at
+// offsets[e] .. offsets[e + 1], offsets [held + 1]; weights [tokens, k]) on Hopper's warpgroup
+// tensor cores (kernels/cuda/moe_wgmma.h), with no host synchronization: y [pairs, hidden], row i
+// the down product of sorted pair i (rows past offsets[held] unwritten). Undefined where those
+// kernels do not run (not an sm_90 device, sizes not multiples of 64, other dtypes).
+torch::Tensor wgmma_expert_rows(const torch::Tensor& x, const torch::Tensor& order, const torch::Tensor& offsets,
+                                const torch::Tensor& weights, const torch::Tensor& gate_up, const torch::Tensor& down,
+                                int64_t k);
+
 // The most pairs decode_moe should take in one call for these inputs (x [tokens, hidden], down
 // [E, H, I]): 8192 where the streamed kernels (kernels/cuda/moe_stream.h) fit, whose blocks take
 // up to 64 pairs of an expert per pass over its weights; otherwise kRowKernelsMaxPairs (64 tokens

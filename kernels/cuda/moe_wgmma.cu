@@ -1,0 +1,257 @@
+#include "kernels/cuda/moe_wgmma.h"
+
+#include "kernels/cuda/chained_launch.cuh"
+#include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/dispatch.cuh"
+#include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/wgmma.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+
+namespace lb::cuda {
+
+namespace {
+
+constexpr int kStageCols = 64;                // K columns a stage: one 128-byte swizzled row
+constexpr int kRowBytes = kStageCols * 2;
+constexpr int kRowChunks = kRowBytes / 16;    // 16-byte cp.async pieces of a row
+constexpr int kGroups = 2;                    // warpgroups a block, 64 weight rows each
+constexpr int kTileRows = 64 * kGroups;
+constexpr int kThreads = 128 * kGroups;
+constexpr size_t kMaxStageBytes = 200 * 1024;
+
+// The 128-byte swizzle wgmma reads (kernels/cuda/wgmma.cuh): chunk c of row r.
+__device__ inline int swizzled_byte(int r, int c) { return r * kRowBytes + (c ^ (r % 8)) * 16; }
+
+template <int kMats, int kN> struct Shape {
+  static constexpr int kWeightBytes = kMats * kTileRows * kRowBytes;
+  static constexpr int kStageBytes = kWeightBytes + kN * kRowBytes;
+  static constexpr int kStages = std::min<int>(8, kMaxStageBytes / kStageBytes);
+  static constexpr int kWeightPerThread = kWeightBytes / 16 / kThreads;
+  static constexpr int kInputPerThread = (kN * kRowChunks + kThreads - 1) / kThreads;
+  // The output tile staged as [pair][row], rows padded so the fragment stores spread over banks.
+  static constexpr int kOutStride = kTileRows + 8;
+  static constexpr size_t kSharedBytes = size_t(kStages) * kStageBytes + 1024;  // + the 1024-byte alignment
+  static_assert(kStageBytes % 1024 == 0 && kWeightBytes % (16 * kThreads) == 0, "tiles on 1024-byte boundaries");
+  static_assert(kStages >= 3, "a stage loading, one multiplied, one still read by the products in flight");
+};
+
+// Block (pass, row tile, expert). Stages: [matrix][128 weight rows][128 bytes], then [kN pairs]
+// [128 bytes]. Warpgroup g multiplies weight rows 64g..64g+63 of each matrix by all kN pairs.
+// The pipeline keeps kStages - 2 stages loading ahead and one product group in flight
+// (wgmma_wait<1>), so the stage refilled at step s (that of step s - 2) is no longer read; with
+// no group in flight, kStages - 1 ahead.
+template <typename T, bool kGateUp, int kN>
+__global__ void __launch_bounds__(kThreads, 1)
+    wgmma_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets, const float* pair_weight,
+                 T* out, int64_t out_cols, int64_t K, int64_t k) {
+// Device code for sm_90a only (the host pass still parses it); elsewhere the body is empty and
+// moe_wgmma_fits says no.
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  allow_next_kernel();
+  wait_for_previous_kernel();
+  constexpr int kMats = kGateUp ? 2 : 1;
+  using S = Shape<kMats, kN>;
+  // Product groups left running at the end of a step: one, except where ptxas would serialize the
+  // products anyway (C7514 for down at 64 pairs a pass).
+  constexpr int kInFlight = kGateUp || kN > 64 ? 1 : 0;
+  constexpr int kAhead = S::kStages - 1 - kInFlight;
+  extern __shared__ uint8_t raw_shared[];
+  const unsigned misalign = static_cast<unsigned>(__cvta_generic_to_shared(raw_shared)) % 1024;
+  uint8_t* shared = raw_shared + (misalign ? 1024 - misalign : 0);
+  const int64_t e = blockIdx.z, begin = offsets[e], end = offsets[e + 1];
+  const int64_t row0 = int64_t(blockIdx.y) * kTileRows;
+  if (begin == end) return;
+  const int group = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
+  const int stages = int(K / kStageCols);
+
+  const T* w_src[S::kWeightPerThread];
+  int w_dst[S::kWeightPerThread];
+#pragma unroll
+  for (int i = 0; i < S::kWeightPerThread; ++i) {
+    const int t = threadIdx.x + i * kThreads;
+    const int m = t / (kTileRows * kRowChunks), r = t / kRowChunks % kTileRows, c = t % kRowChunks;
+    const int64_t row = row0 + r < out_cols ? row0 + r : out_cols - 1;  // past the end: a valid row, never stored
+    w_src[i] = weight + ((e * kMats + m) * out_cols + row) * K + c * 8;
+    w_dst[i] = m * kTileRows * kRowBytes + swizzled_byte(r, c);
+  }
+
+  for (int64_t first = begin + int64_t(blockIdx.x) * kN; first < end; first += int64_t(gridDim.x) * kN) {
+    const int n = int(end - first < kN ? end - first : kN);
+    const T* x_src[S::kInputPerThread];
+    int x_dst[S::kInputPerThread];
+#pragma unroll
+    for (int i = 0; i < S::kInputPerThread; ++i) {
+      const int t = threadIdx.x + i * kThreads;
+      const int p = t / kRowChunks, c = t % kRowChunks;
+      // Pairs past n are not loaded: their columns of the products are garbage and never stored.
+      x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
+      x_dst[i] = S::kWeightBytes + swizzled_byte(p, c);
+    }
+    const auto issue = [&](int s) {
+      uint8_t* stage = shared + (s % S::kStages) * S::kStageBytes;
+#pragma unroll
+      for (int i = 0; i < S::kWeightPerThread; ++i) cp_async_16(stage + w_dst[i], w_src[i] + s * kStageCols);
+#pragma unroll
+      for (int i = 0; i < S::kInputPerThread; ++i)
+        if (x_src[i]) cp_async_16(stage + x_dst[i], x_src[i] + s * kStageCols);
+    };
+
+    float acc[kMats][kN / 2];
+#pragma unroll
+    for (int m = 0; m < kMats; ++m)
+#pragma unroll
+      for (int i = 0; i < kN / 2; ++i) acc[m][i] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < kAhead; ++s) {
+      if (s < stages) issue(s);
+      cp_async_commit();  // empty groups too: the wait below counts groups
+    }
+#pragma unroll 1
+    for (int s = 0; s < stages; ++s) {
+      cp_async_wait<kAhead - 1>();
+      fence_async_shared();  // this thread's copies of stage s, visible to the tensor cores
+      __syncthreads();       // everyone's copies landed; the products of the stage refilled next are done
+      if (s + kAhead < stages) issue(s + kAhead);
+      cp_async_commit();
+      const uint8_t* stage = shared + (s % S::kStages) * S::kStageBytes;
+#pragma unroll
+      for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kStageCols / 16; ++kk) {
+        const uint64_t b = wgmma_tile(stage + S::kWeightBytes + kk * 32);
+#pragma unroll
+        for (int m = 0; m < kMats; ++m)
+          Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * kTileRows + group * 64) * kRowBytes + kk * 32), b);
+      }
+      wgmma_commit();
+      wgmma_wait<kInFlight>();
+#pragma unroll
+      for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+    }
+    wgmma_wait<0>();
+#pragma unroll
+    for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+    cp_async_wait<0>();
+    __syncthreads();  // the stages are free: they hold the output tile now
+
+    // acc[m][4j + i]: row 64 group + 16 warp + lane / 4 + 8 (i / 2), pair 8j + 2 (lane % 4) + i % 2.
+    T* staged = reinterpret_cast<T*>(shared);
+#pragma unroll
+    for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int p = 8 * j + 2 * (lane % 4) + i % 2, r = 64 * group + 16 * warp + lane / 4 + 8 * (i / 2);
+        const float a = acc[0][4 * j + i];
+        float v = a;
+        if constexpr (kGateUp) {
+          const float w = p < n ? pair_weight[order[first + p]] : 0.0f;
+          v = a / (1.0f + __expf(-a)) * acc[kMats - 1][4 * j + i] * w;
+        }
+        staged[p * S::kOutStride + r] = from_f<T>(v);
+      }
+    __syncthreads();
+    constexpr int kRowPieces = kTileRows / 8;  // 16-byte pieces of a pair's output row
+    for (int c = threadIdx.x; c < n * kRowPieces; c += kThreads) {
+      const int p = c / kRowPieces, piece = c % kRowPieces;
+      const int64_t row = row0 + 8 * piece;
+      if (row < out_cols)
+        *reinterpret_cast<uint4*>(out + (first + p) * out_cols + row) =
+            *reinterpret_cast<const uint4*>(staged + p * S::kOutStride + 8 * piece);
+    }
+    __syncthreads();  // the next pass refills the stages
+  }
+#endif
+}
+
+// Pairs a block takes per pass: about the average per expert, up to what the accumulators allow
+// (128 for gate/up, which holds two matrices' worth; 256 for down). Measured on an H200 (Qwen3
+// 1024 tokens: gate/up 0.267 ms with 64 against 0.273 with 128, down 0.139 with 128 against 0.146
+// with 64; at 512 tokens down 0.114 with 64 against 0.131).
+int pairs_per_pass(double average, bool gate_up) {
+  if (gate_up) return average <= 64 ? 64 : 128;
+  return average <= 32 ? 64 : average <= 128 ? 128 : 256;
+}
+
+// Blocks per row tile, each taking every passes-th group of kN pairs: an expert with a quarter
+// more pairs than the average is done in one round.
+int passes_for(double average, int kN) { return std::max(1, int(std::ceil(1.25 * average / kN))); }
+
+template <typename T, bool kGateUp, int kN>
+cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
+                        const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
+                        int64_t k, cudaStream_t stream) {
+  using S = Shape<kGateUp ? 2 : 1, kN>;
+  const auto kernel = wgmma_kernel<T, kGateUp, kN>;
+  // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
+  const cudaError_t attr =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(S::kSharedBytes));
+  if (attr != cudaSuccess) return attr;
+  const dim3 grid(unsigned(passes), unsigned((out_cols + kTileRows - 1) / kTileRows), unsigned(experts));
+  return launch_chained(kernel, grid, dim3(kThreads), S::kSharedBytes, stream, static_cast<const T*>(in),
+                        static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols, K,
+                        k);
+}
+
+template <bool kGateUp>
+cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
+                   const float* pair_weight, void* out, int64_t experts, int64_t pairs, int64_t out_cols, int64_t K,
+                   int64_t k, cudaStream_t stream, int pairs_per_pass_override) {
+  if (experts == 0 || out_cols == 0) return cudaSuccess;
+  if (dtype == Dtype::F32 || K % kStageCols != 0 || out_cols % 8 != 0 || experts > 65535) return cudaErrorInvalidValue;
+  const double average = double(pairs) / double(experts);
+  const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average, kGateUp);
+  if (kn != 64 && kn != 128 && (kGateUp || kn != 256)) return cudaErrorInvalidValue;
+  const int passes = passes_for(average, kn);
+  return with_element_type(dtype, [&](auto e) -> cudaError_t {
+    using T = typename decltype(e)::type;
+    if constexpr (sizeof(T) != 2) {
+      return cudaErrorInvalidValue;
+    } else {
+      const auto run = [&](auto tile) {
+        return launch_with<T, kGateUp, decltype(tile)::value>(in, weight, order, offsets, pair_weight, out, experts,
+                                                              passes, out_cols, K, k, stream);
+      };
+      if (kn == 64) return run(std::integral_constant<int, 64>{});
+      if constexpr (kGateUp) {
+        return run(std::integral_constant<int, 128>{});
+      } else {
+        if (kn == 128) return run(std::integral_constant<int, 128>{});
+        return run(std::integral_constant<int, 256>{});
+      }
+    }
+  });
+}
+
+}  // namespace
+
+bool moe_wgmma_fits(Dtype dtype, int64_t hidden, int64_t inter) {
+  if (dtype == Dtype::F32 || hidden <= 0 || inter <= 0 || hidden % kStageCols != 0 || inter % kStageCols != 0)
+    return false;
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
+    return false;
+  return major == 9 && minor == 0;  // sm_90a code runs on compute capability 9.0 alone
+}
+
+cudaError_t moe_wgmma_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
+                              const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
+                              int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream,
+                              int pairs_per_pass) {
+  return launch<true>(dtype, x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter, hidden, k, stream,
+                      pairs_per_pass);
+}
+
+cudaError_t moe_wgmma_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
+                           int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream,
+                           int pairs_per_pass) {
+  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, stream,
+                       pairs_per_pass);
+}
+
+}  // namespace lb::cuda
