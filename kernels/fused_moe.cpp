@@ -22,11 +22,12 @@ constexpr double kMaxPaddingShare = 1.25;
 // chunk streams the experts it uses again, but nothing waits on the host, so the step can still be
 // captured in a CUDA graph.
 constexpr int64_t kDecodeMaxChunks = 4;
-// Past decode_moe's pairs, the warpgroup kernels (kernels/cuda/moe_wgmma.h) still beat the grouped
-// GEMM up to this many pairs an expert on average (H200, with the group sizes read back first:
-// DeepSeek-V3 2048 / 4096 tokens 6.7 / 9.5 ms against 8.7 / 14.2; Qwen3 2048 tokens 0.65 against
-// 0.62); past it cuBLAS is as fast or faster (Qwen3 4096 tokens 0.86 against 0.85, DeepSeek-V3
-// 8192 11.9 against 11.4).
+// Past decode_moe's pairs, where the group sizes do not allow padding, the warpgroup kernels
+// (kernels/cuda/moe_wgmma.h) still beat the grouped GEMM up to this many pairs an expert on average
+// (H200 at e855ccb: DeepSeek-V3 2048 / 4096 tokens 6.7 / 9.5 ms against 8.7 / 14.2; Qwen3 2048
+// tokens 0.65 against 0.62); past it cuBLAS is as fast or faster (Qwen3 4096 tokens 0.86 against
+// 0.85, DeepSeek-V3 8192 11.9 against 11.4). The padded batched GEMM beats both where it applies
+// (DeepSeek-V3 4096 tokens, 6.9 ms at 72f0ed7).
 constexpr double kWgmmaMaxAverage = 128;
 
 // Pairs (token * k + slot) sorted by local expert; pairs whose expert is held elsewhere get key
@@ -48,24 +49,13 @@ torch::Tensor gate_up_of(const ExpertWeights& experts) {
   return experts.gate_up.defined() ? experts.gate_up : torch::cat({experts.gate, experts.up}, 1);
 }
 
-// Each pair's row among the sorted pairs, -1 where its expert is held elsewhere (sorted last).
-torch::Tensor row_of_sorted_pair(const SortedPairs& p, int64_t held) {
-  const torch::Tensor position = torch::arange(p.order.size(0), p.order.options());
-  const torch::Tensor row = torch::where(p.expert < held, position, torch::full_like(position, -1));
-  return torch::empty_like(row).index_copy_(0, p.order, row);
-}
-
-// Up to kWgmmaMaxAverage pairs an expert on average, the warpgroup kernels where they run, with no
-// host sync. Otherwise the host reads the group sizes (one sync), then the GEMMs: one strided
-// batched GEMM over padded rows or a grouped GEMM over exact ones (gemm_slots: each sorted pair's
-// row in the GEMM input; padding rows repeat token 0 and are never read back).
+// Host-side group sizes (one sync), then the GEMMs: one strided batched GEMM over padded rows; over
+// exact ones the warpgroup kernels up to kWgmmaMaxAverage pairs an expert where they run (they
+// gather the inputs themselves), else a grouped GEMM (gemm_slots: each sorted pair's row in the
+// GEMM input; padding rows repeat token 0 and are never read back).
 torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const torch::Tensor& gate_up,
                            const torch::Tensor& down, const SortedPairs& p) {
   const int64_t tokens = x.size(0), k = routing.experts.size(1), held = down.size(0), hidden = x.size(1);
-  if (double(tokens * k) <= kWgmmaMaxAverage * double(held)) {
-    const torch::Tensor y = wgmma_expert_rows(x, p.order, p.offsets, routing.weights, gate_up, down, k);
-    if (y.defined()) return combine_pairs(y, row_of_sorted_pair(p, held), tokens, k);
-  }
   const torch::Tensor count_tensor = (p.offsets.narrow(0, 1, held) - p.offsets.narrow(0, 0, held)).cpu();
   const std::vector<int64_t> counts(count_tensor.data_ptr<int64_t>(), count_tensor.data_ptr<int64_t>() + held);
   int64_t rows = 0;
@@ -76,6 +66,10 @@ torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const
   const bool all_busy = std::none_of(counts.begin(), counts.end(), [](int64_t c) { return c == 0; });
   const bool padded = all_busy && double(most * held) <= kMaxPaddingShare * double(rows);
   const GemmSlots slots = gemm_slots(p.order, p.expert, p.offsets, routing.weights, rows, k, padded ? most : 0);
+  if (!padded && double(rows) <= kWgmmaMaxAverage * double(held)) {
+    const torch::Tensor y = wgmma_expert_rows(x, p.order, p.offsets, routing.weights, gate_up, down, k);
+    if (y.defined()) return combine_pairs(y, slots.row_of_pair, tokens, k);
+  }
 
   const torch::Tensor xs = x.index_select(0, slots.token);
   const torch::Tensor h = padded ? torch::bmm(xs.view({held, most, hidden}), gate_up.transpose(1, 2)).view({held * most, -1})
