@@ -3,6 +3,7 @@
 #include "kernels/cuda/chained_launch.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
+#include "kernels/cuda/expert_tile.cuh"
 #include "kernels/cuda/mma.cuh"
 
 #include <algorithm>
@@ -62,8 +63,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int i = 0; i < S::kWeightPerThread; ++i) {
     const int t = threadIdx.x + i * kWarps * 32;
     const int m = t / (kTileRows * kRowChunks), r = t / kRowChunks % kTileRows, c = t % kRowChunks;
-    const int64_t row = row0 + r < out_cols ? row0 + r : out_cols - 1;  // past the end: a valid row, never stored
-    w_src[i] = weight + ((e * kMats + m) * out_cols + row) * K + c * 8;
+    w_src[i] = weight_piece(weight, e, kMats, m, row0, r, c, out_cols, K);
     w_dst[i] = m * kTileRows * kRowChunks + swizzled(r, c);
   }
 

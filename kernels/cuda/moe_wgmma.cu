@@ -2,7 +2,7 @@
 
 #include "kernels/cuda/chained_launch.cuh"
 #include "kernels/cuda/convert.cuh"
-#include "kernels/cuda/dispatch.cuh"
+#include "kernels/cuda/expert_tile.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
@@ -73,8 +73,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int i = 0; i < S::kWeightPerThread; ++i) {
     const int t = threadIdx.x + i * kThreads;
     const int m = t / (kTileRows * kRowChunks), r = t / kRowChunks % kTileRows, c = t % kRowChunks;
-    const int64_t row = row0 + r < out_cols ? row0 + r : out_cols - 1;  // past the end: a valid row, never stored
-    w_src[i] = weight + ((e * kMats + m) * out_cols + row) * K + c * 8;
+    w_src[i] = weight_piece(weight, e, kMats, m, row0, r, c, out_cols, K);
     w_dst[i] = m * kTileRows * kRowBytes + swizzled_byte(r, c);
   }
 
@@ -206,24 +205,20 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average, kGateUp);
   if (kn != 64 && kn != 128 && (kGateUp || kn != 256)) return cudaErrorInvalidValue;
   const int passes = passes_for(average, kn);
-  return with_element_type(dtype, [&](auto e) -> cudaError_t {
-    using T = typename decltype(e)::type;
-    if constexpr (sizeof(T) != 2) {
-      return cudaErrorInvalidValue;
-    } else {
-      const auto run = [&](auto tile) {
-        return launch_with<T, kGateUp, decltype(tile)::value>(in, weight, order, offsets, pair_weight, out, experts,
-                                                              passes, out_cols, K, k, stream);
-      };
-      if (kn == 64) return run(std::integral_constant<int, 64>{});
-      if constexpr (kGateUp) {
-        return run(std::integral_constant<int, 128>{});
-      } else {
-        if (kn == 128) return run(std::integral_constant<int, 128>{});
-        return run(std::integral_constant<int, 256>{});
-      }
-    }
-  });
+  // F32 is refused above: the element type is one of the two 16-bit ones.
+  const auto run = [&](auto tile) {
+    constexpr int kN = decltype(tile)::value;
+    return dtype == Dtype::BF16 ? launch_with<__nv_bfloat16, kGateUp, kN>(in, weight, order, offsets, pair_weight, out,
+                                                                          experts, passes, out_cols, K, k, stream)
+                                : launch_with<__half, kGateUp, kN>(in, weight, order, offsets, pair_weight, out, experts,
+                                                                   passes, out_cols, K, k, stream);
+  };
+  if (kn == 64) return run(std::integral_constant<int, 64>{});
+  if constexpr (kGateUp) {
+    return run(std::integral_constant<int, 128>{});
+  } else {
+    return kn == 128 ? run(std::integral_constant<int, 128>{}) : run(std::integral_constant<int, 256>{});
+  }
 }
 
 }  // namespace

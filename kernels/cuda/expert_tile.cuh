@@ -1,0 +1,18 @@
+#pragma once
+// What the tiled expert kernels (kernels/cuda/moe_stream.cu, kernels/cuda/moe_wgmma.cu) share
+// about their weight tiles: where a thread's 16-byte piece of a tile row comes from.
+#include <cstdint>
+
+namespace lb::cuda {
+
+// Piece c (8 elements) of row r of matrix m of the weight tile from row0 of expert e, in weights
+// [experts * mats, out_cols, K]. A row past out_cols reads the last row instead: valid memory, its
+// products never stored.
+template <typename T>
+__device__ inline const T* weight_piece(const T* weight, int64_t e, int mats, int m, int64_t row0, int r, int c,
+                                        int64_t out_cols, int64_t K) {
+  const int64_t row = row0 + r < out_cols ? row0 + r : out_cols - 1;
+  return weight + ((e * mats + m) * out_cols + row) * K + c * 8;
+}
+
+}  // namespace lb::cuda
