@@ -147,10 +147,6 @@ __global__ void __launch_bounds__(kWarps * 32)
 // 1024 and 2048 Qwen3 tokens on an H200: 0.72 / 1.29 ms against 0.67 / 1.19.)
 int pairs_per_pass(double average) { return average <= 4 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : 64; }
 
-// Blocks per row tile, each taking every passes-th group of kN pairs: enough that an expert with
-// a quarter more pairs than the average is done in one round.
-int passes_for(double average, int kN) { return std::max(1, int(std::ceil(1.25 * average / kN))); }
-
 template <typename T, bool kGateUp, int kN>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,

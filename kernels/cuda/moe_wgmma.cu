@@ -175,10 +175,6 @@ int pairs_per_pass(double average, bool gate_up) {
   return average <= 32 ? 64 : average <= 128 ? 128 : 256;
 }
 
-// Blocks per row tile, each taking every passes-th group of kN pairs: an expert with a quarter
-// more pairs than the average is done in one round.
-int passes_for(double average, int kN) { return std::max(1, int(std::ceil(1.25 * average / kN))); }
-
 template <typename T, bool kGateUp, int kN>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
