@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -256,6 +256,25 @@ for step in "${steps[@]}"; do
       done
       cp "$trace_dir"/*.summary.* "$trace_dir/bench.json" "$OUT/" 2>/dev/null
       tar czf "$OUT/trace_prefill_${gpus}gpu.tgz" -C /tmp "$(basename "$trace_dir")" ;;
+    trace-decode)
+      # What each kernel adds to a graphed decode step on one GPU: bench traces one more burst of steps
+      # per batch under LibTorch's profiler (chained launches overlap, so a kernel's duration is not its
+      # cost), and scripts/decode_trace_summary.py walks each step's kernels in start order.
+      trace_dir=/tmp/trace_decode
+      rm -rf "$trace_dir"; mkdir -p "$trace_dir"
+      for m in ${LB_TRACE_MODELS:-qwen3-30b-a3b deepseek-v3}; do
+        timeout 300 $bin bench --model "$m" --layout tp --gpus 1 --layers 4 --lengths 2048,2048 \
+          --decode-batch "${LB_TRACE_BATCHES:-1,64}" --decode-context 1024 --kernels fused --repeats 3 \
+          --trace-decode "$trace_dir/$m" --json "$trace_dir/bench_$m.json" > "$trace_dir/bench_$m.log" 2>&1 \
+          || { status=1; tail -5 "$trace_dir/bench_$m.log"; }
+        for f in "$trace_dir/$m"/decode_*.json; do
+          [ -f "$f" ] || continue
+          summary="$trace_dir/trace_${m}_$(basename "${f%.json}")"
+          python3 scripts/decode_trace_summary.py "$f" --json "$summary.summary.json" > "$summary.summary.txt" || status=1
+          echo "--- $m $(basename "$f")"; head -22 "$summary.summary.txt"
+        done
+      done
+      tar czf "$OUT/trace_decode_1gpu.tgz" -C /tmp "$(basename "$trace_dir")" ;;
     profile-prefill-kernels)
       # The kernels of one 8192-token prefill on one GPU (tp on one rank: the reference's math), each
       # timed alone by Nsight Compute and summed by name: what the compute part of a prefill is made

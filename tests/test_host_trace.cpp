@@ -1,6 +1,7 @@
-// bench --trace-prefill: one more prefill per layout under LibTorch's profiler, written as a Chrome
-// trace that scripts/nsys_prefill_summary.py reads. Debian's CPU LibTorch 1.13 has no Kineto: there
-// the flag is refused up front, naming itself and the reason.
+// bench --trace-prefill and --trace-decode: one more prefill per layout, and one more burst of
+// decode steps per layout and batch, under LibTorch's profiler, written as Chrome traces that
+// scripts/nsys_prefill_summary.py and scripts/decode_trace_summary.py read. Debian's CPU LibTorch
+// 1.13 has no Kineto: there each flag is refused up front, naming itself and the reason.
 #include "harness/runtime/host_trace.h"
 #include "subprocess.h"
 #include "test_util.h"
@@ -48,6 +49,28 @@ TEST(HostTrace, BenchTracesOnePrefillPerLayoutOrRefusesTheFlag) {
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   for (const char* layout : {"tp", "cp-fused-moe"}) {
     const std::string path = folder + "/prefill_" + layout + ".json";
+    ASSERT_TRUE(std::filesystem::exists(path)) << path;
+    EXPECT_FALSE(nlohmann::json::parse(test::read_file_text(path)).at("traceEvents").empty()) << path;
+  }
+}
+
+TEST(HostTrace, BenchTracesDecodeStepsPerLayoutAndBatchOrRefusesTheFlag) {
+  test::TempDir dir;
+  const std::string folder = dir / "decode_traces";
+  const test::CliResult r =
+      test::run_cli({"bench", "--model", "tiny-qwen3-moe", "--layout", "tp", "--backend", "cpu", "--ranks", "2",
+                     "--layers", "1", "--lengths", "16,8", "--decode-batch", "1,3", "--decode-context", "8",
+                     "--decode-steps", "1", "--repeats", "1", "--trace-decode", folder});
+  std::string why;
+  if (!HostTrace::available(&why)) {
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.err.find("--trace-decode"), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(folder)) << "refused, yet it made the folder";
+    return;
+  }
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  for (const char* batch : {"1", "3"}) {
+    const std::string path = folder + "/decode_tp_b" + batch + ".json";
     ASSERT_TRUE(std::filesystem::exists(path)) << path;
     EXPECT_FALSE(nlohmann::json::parse(test::read_file_text(path)).at("traceEvents").empty()) << path;
   }

@@ -41,6 +41,7 @@ struct BenchArgs {
   int timeout_s = 600;
   std::string json;
   std::string trace_prefill;  // a folder: one traced prefill per layout
+  std::string trace_decode;   // a folder: one traced burst of decode steps per layout and batch
 };
 
 // Decode steps timed together (see `decode` in run_bench).
@@ -160,17 +161,19 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     if (a.decode_context < 1) throw InputError("--decode-context must be >= 1");
     if (a.decode_batch.empty() || a.decode_batch == "none") decode_batches = {};
     else decode_batches = parse_lengths(a.decode_batch, "--decode-batch");
-    if (a.decode_context + a.decode_steps * kDecodeBurst + 3 > *positions)
+    if (a.decode_context + (a.decode_steps + (a.trace_decode.empty() ? 0 : 1)) * kDecodeBurst + 3 > *positions)
       throw InputError("--decode-context " + std::to_string(a.decode_context) + " passes the model's " +
                        std::to_string(*positions) + " positions");
   }
 
-  if (!a.trace_prefill.empty()) {
+  for (const auto& [flag, folder] : {std::pair<const char*, std::string>{"--trace-prefill", a.trace_prefill},
+                                      {"--trace-decode", a.trace_decode}}) {
+    if (folder.empty()) continue;
     std::string why;
-    if (!HostTrace::available(&why)) throw InputError("--trace-prefill: " + why);
+    if (!HostTrace::available(&why)) throw InputError(std::string(flag) + ": " + why);
     std::error_code made;
-    std::filesystem::create_directories(a.trace_prefill, made);
-    if (made) throw InputError("--trace-prefill " + a.trace_prefill + ": " + made.message());
+    std::filesystem::create_directories(folder, made);
+    if (made) throw InputError(std::string(flag) + " " + folder + ": " + made.message());
   }
 
   const DecodeOptions decode_options{
@@ -254,7 +257,8 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     const int64_t profile_batch = profile_env ? std::atoll(profile_env) : 0;
     auto decode = [&](size_t i, int64_t b) {
       LayoutRank& r = *bench->decoder(i);
-      const int64_t vocab = r.config().vocab, steps = a.decode_steps * kDecodeBurst + 1;
+      const int64_t traced = a.trace_decode.empty() ? 0 : kDecodeBurst;
+      const int64_t vocab = r.config().vocab, steps = a.decode_steps * kDecodeBurst + traced + 1;
       const uint64_t seed = a.run.seed * 1000003u + uint64_t(b);
       const TokenBatch prompts = random_tokens(std::vector<int64_t>(size_t(b), a.decode_context), vocab, seed);
       const torch::Tensor step_tokens =
@@ -272,6 +276,22 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
                        for (int k = 0; k < kDecodeBurst; ++k) step.decode(step_tokens[next++]);
                      }) /
                      kDecodeBurst);
+      // One more burst under LibTorch's profiler (rank 0 starts it; it sees every GPU of the
+      // process): each graphed step's kernels on the device's clock, overlaps included, for
+      // scripts/decode_trace_summary.py.
+      if (traced > 0) {
+        std::optional<HostTrace> trace;
+        synchronize(ctx.device());
+        ctx.world().barrier();
+        if (ctx.rank() == 0) trace.emplace();
+        timed([&] {
+          for (int k = 0; k < kDecodeBurst; ++k) step.decode(step_tokens[next++]);
+        });
+        if (ctx.rank() == 0)
+          trace->save((std::filesystem::path(a.trace_decode) /
+                       ("decode_" + layouts[i].name + "_b" + std::to_string(b) + ".json"))
+                          .string());
+      }
       if (profile_batch == b) {
         synchronize(ctx.device());
         cuda_profiler_range(true);
@@ -406,6 +426,10 @@ std::function<int()> add_bench_command(CLI::App& app, const std::vector<std::str
                   "Folder: one more prefill of each layout traced by LibTorch's profiler (rank 0's host thread, "
                   "every GPU of its process), written as prefill_<layout>.json (Chrome trace; "
                   "scripts/nsys_prefill_summary.py reads it)");
+  sub->add_option("--trace-decode", a->trace_decode,
+                  "Folder: one more burst of decode steps of each layout and batch traced the same way, written as "
+                  "decode_<layout>_b<batch>.json (scripts/decode_trace_summary.py reads it: what each kernel adds "
+                  "to a step, overlaps counted once)");
   return [a, argv] { return run_bench(*a, argv); };
 }
 
