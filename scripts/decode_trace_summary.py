@@ -9,8 +9,10 @@ frontier F (the latest end so far), and each kernel gets
   idle      max(0, start - F): the device doing nothing before it (a launch or a wait)
 
 so that the sum of added and idle over a step's kernels is the step's span. Printed per kernel name,
-averaged over the steps, largest first, with each name's summed duration beside them. Steps are
-the burst cut into `--steps` equal runs of kernels (every step of a graph runs the same kernels).
+averaged over the steps, largest first, with each name's summed duration beside them. A step starts
+at each launch of the first item (in time order) that runs exactly `--steps` times in the trace:
+every step of a graph runs the same kernels, and items outside the burst (the profiler's own, a
+fill before the first step) are left out.
 Usage:
   decode_trace_summary.py TRACE.json [--steps 8] [--json OUT.json]
   decode_trace_summary.py --self-test
@@ -26,12 +28,18 @@ from nsys_prefill_summary import read_kineto  # noqa: E402  (the same trace read
 
 
 def split_steps(items, steps):
-    """The device's kernels (start_ns, end_ns, name) in start order, cut into `steps` equal runs."""
+    """The device's kernels (start_ns, end_ns, name) in start order, cut into `steps` runs, each from
+    one launch of the anchor (the first item whose name runs exactly `steps` times) to the next;
+    items before the first anchor are left out."""
     items = sorted(items)
-    if steps < 1 or len(items) % steps != 0:
-        raise ValueError(f"{len(items)} kernels do not split into {steps} steps of equal length")
-    size = len(items) // steps
-    return [items[i * size:(i + 1) * size] for i in range(steps)]
+    counts = defaultdict(int)
+    for _, _, name in items:
+        counts[name] += 1
+    anchor = next((name for _, _, name in items if counts[name] == steps), None)
+    if steps < 1 or anchor is None:
+        raise ValueError(f"no kernel runs exactly {steps} times in these {len(items)}: not a burst of {steps} steps")
+    starts = [i for i, (_, _, name) in enumerate(items) if name == anchor] + [len(items)]
+    return [items[starts[s]:starts[s + 1]] for s in range(steps)]
 
 
 def walk(step):
@@ -67,11 +75,13 @@ def summarize(rows, steps=8):
         n = len(spans)
         kernels = [{"name": name, "count": c / n, "duration_us": d / n / 1e3, "added_us": a / n / 1e3,
                     "idle_us": i / n / 1e3} for name, (c, d, a, i) in per_name.items()]
+        # The mean step (added + idle over all names) next to the median span: the first step of a
+        # burst can carry the profiler's start.
         kernels.sort(key=lambda k: -(k["added_us"] + k["idle_us"]))
         summary[device] = {
             "steps": n,
             "step_span_us": statistics.median(spans) / 1e3,
-            "kernels_per_step": len(items) / n,
+            "kernels_per_step": sum(k["count"] for k in kernels),
             "duration_us": sum(k["duration_us"] for k in kernels),
             "added_us": sum(k["added_us"] for k in kernels),
             "idle_us": sum(k["idle_us"] for k in kernels),
@@ -91,9 +101,10 @@ def print_summary(summary, top=25):
 
 
 def self_test():
-    # Two steps of three kernels: A 0-10, B 5-20 (5 hidden behind A), C 25-30 after 5 idle.
+    # Two steps of three kernels: A 0-10, B 5-20 (5 hidden behind A), C 25-30 after 5 idle; a fill
+    # before the burst, left out.
     step = [("gemv", 0, 10), ("topk", 5, 20), ("head", 25, 30)]
-    events = []
+    events = [{"ph": "X", "cat": "kernel", "name": "fill", "ts": -50, "dur": 1, "args": {"device": 0}}]
     for s in range(2):
         for name, a, b in step:
             events.append({"ph": "X", "cat": "kernel", "name": name, "ts": 100 * s + a, "dur": b - a,
@@ -106,9 +117,10 @@ def self_test():
     assert abs(by["topk"]["duration_us"] - 15) < 1e-9, by
     assert abs(by["head"]["idle_us"] - 5) < 1e-9 and abs(by["head"]["added_us"] - 5) < 1e-9, by
     assert abs(d["added_us"] + d["idle_us"] - d["step_span_us"]) < 1e-9
+    assert "fill" not in by, by
     try:
         split_steps([(0, 1, "a")] * 3, 2)
-        raise AssertionError("3 kernels split into 2 steps")
+        raise AssertionError("3 launches of one kernel split into 2 steps")
     except ValueError:
         pass
     print("decode_trace_summary self-test passed")
