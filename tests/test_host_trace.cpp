@@ -11,6 +11,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 namespace lb {
 namespace {
@@ -32,48 +34,41 @@ TEST(HostTrace, RecordsTheOpsItSaw) {
   EXPECT_TRUE(saw_mm) << "no aten::mm event in " << path;
 }
 
-TEST(HostTrace, BenchTracesOnePrefillPerLayoutOrRefusesTheFlag) {
-  test::TempDir dir;
-  const std::string folder = dir / "traces";
-  const test::CliResult r =
-      test::run_cli({"bench", "--model", "tiny-qwen3-moe", "--layout", "tp,cp-fused-moe", "--backend", "cpu",
-                     "--ranks", "2", "--layers", "1", "--lengths", "16,8", "--decode-batch", "none", "--repeats", "1",
-                     "--trace-prefill", folder});
+// bench with `flag` naming `folder`: where this LibTorch cannot trace, refused up front (the flag
+// named, no folder made); else each of `files` (in the folder) written with events.
+void expect_traces_or_refusal(std::vector<std::string> args, const std::string& flag, const std::string& folder,
+                              const std::vector<std::string>& files) {
+  args.insert(args.end(), {flag, folder});
+  const test::CliResult r = test::run_cli(args);
   std::string why;
   if (!HostTrace::available(&why)) {
     EXPECT_NE(r.code, 0);
-    EXPECT_NE(r.err.find("--trace-prefill"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(flag), std::string::npos) << r.err;
     EXPECT_FALSE(std::filesystem::exists(folder)) << "refused, yet it made the folder";
     return;
   }
   ASSERT_EQ(r.code, 0) << r.out << r.err;
-  for (const char* layout : {"tp", "cp-fused-moe"}) {
-    const std::string path = folder + "/prefill_" + layout + ".json";
+  for (const std::string& file : files) {
+    const std::string path = folder + "/" + file;
     ASSERT_TRUE(std::filesystem::exists(path)) << path;
     EXPECT_FALSE(nlohmann::json::parse(test::read_file_text(path)).at("traceEvents").empty()) << path;
   }
 }
 
+TEST(HostTrace, BenchTracesOnePrefillPerLayoutOrRefusesTheFlag) {
+  test::TempDir dir;
+  expect_traces_or_refusal({"bench", "--model", "tiny-qwen3-moe", "--layout", "tp,cp-fused-moe", "--backend", "cpu",
+                            "--ranks", "2", "--layers", "1", "--lengths", "16,8", "--decode-batch", "none", "--repeats",
+                            "1"},
+                           "--trace-prefill", dir / "traces", {"prefill_tp.json", "prefill_cp-fused-moe.json"});
+}
+
 TEST(HostTrace, BenchTracesDecodeStepsPerLayoutAndBatchOrRefusesTheFlag) {
   test::TempDir dir;
-  const std::string folder = dir / "decode_traces";
-  const test::CliResult r =
-      test::run_cli({"bench", "--model", "tiny-qwen3-moe", "--layout", "tp", "--backend", "cpu", "--ranks", "2",
-                     "--layers", "1", "--lengths", "16,8", "--decode-batch", "1,3", "--decode-context", "8",
-                     "--decode-steps", "1", "--repeats", "1", "--trace-decode", folder});
-  std::string why;
-  if (!HostTrace::available(&why)) {
-    EXPECT_NE(r.code, 0);
-    EXPECT_NE(r.err.find("--trace-decode"), std::string::npos) << r.err;
-    EXPECT_FALSE(std::filesystem::exists(folder)) << "refused, yet it made the folder";
-    return;
-  }
-  ASSERT_EQ(r.code, 0) << r.out << r.err;
-  for (const char* batch : {"1", "3"}) {
-    const std::string path = folder + "/decode_tp_b" + batch + ".json";
-    ASSERT_TRUE(std::filesystem::exists(path)) << path;
-    EXPECT_FALSE(nlohmann::json::parse(test::read_file_text(path)).at("traceEvents").empty()) << path;
-  }
+  expect_traces_or_refusal({"bench", "--model", "tiny-qwen3-moe", "--layout", "tp", "--backend", "cpu", "--ranks", "2",
+                            "--layers", "1", "--lengths", "16,8", "--decode-batch", "1,3", "--decode-context", "8",
+                            "--decode-steps", "1", "--repeats", "1"},
+                           "--trace-decode", dir / "decode_traces", {"decode_tp_b1.json", "decode_tp_b3.json"});
 }
 
 }  // namespace
