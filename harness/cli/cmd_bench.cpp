@@ -246,6 +246,16 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
       ctx.world().barrier();
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     };
+    // `fn` once more under LibTorch's profiler, started and saved to `path` by rank 0: its thread's
+    // ops and runtime calls, and every GPU's kernels in this process (the barriers of `timed` keep
+    // the other ranks' work inside the span).
+    auto traced = [&](const std::string& path, const std::function<void()>& fn) {
+      std::optional<HostTrace> trace;
+      ctx.world().barrier();
+      if (ctx.rank() == 0) trace.emplace();
+      timed(fn);
+      if (ctx.rank() == 0) trace->save(path);
+    };
     // Decode: `b` sequences with decode_context tokens in the cache, then one token each per step
     // (replayed CUDA graphs when on). Steps run back to back in bursts of kDecodeBurst with one wait
     // at the end, as an engine that schedules ahead runs them: the time per step is the device's,
@@ -257,8 +267,8 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     const int64_t profile_batch = profile_env ? std::atoll(profile_env) : 0;
     auto decode = [&](size_t i, int64_t b) {
       LayoutRank& r = *bench->decoder(i);
-      const int64_t traced = a.trace_decode.empty() ? 0 : kDecodeBurst;
-      const int64_t vocab = r.config().vocab, steps = a.decode_steps * kDecodeBurst + traced + 1;
+      const int64_t traced_steps = a.trace_decode.empty() ? 0 : kDecodeBurst;
+      const int64_t vocab = r.config().vocab, steps = a.decode_steps * kDecodeBurst + traced_steps + 1;
       const uint64_t seed = a.run.seed * 1000003u + uint64_t(b);
       const TokenBatch prompts = random_tokens(std::vector<int64_t>(size_t(b), a.decode_context), vocab, seed);
       const torch::Tensor step_tokens =
@@ -276,22 +286,14 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
                        for (int k = 0; k < kDecodeBurst; ++k) step.decode(step_tokens[next++]);
                      }) /
                      kDecodeBurst);
-      // One more burst under LibTorch's profiler (rank 0 starts it; it sees every GPU of the
-      // process): each graphed step's kernels on the device's clock, overlaps included, for
-      // scripts/decode_trace_summary.py.
-      if (traced > 0) {
-        std::optional<HostTrace> trace;
-        synchronize(ctx.device());
-        ctx.world().barrier();
-        if (ctx.rank() == 0) trace.emplace();
-        timed([&] {
-          for (int k = 0; k < kDecodeBurst; ++k) step.decode(step_tokens[next++]);
-        });
-        if (ctx.rank() == 0)
-          trace->save((std::filesystem::path(a.trace_decode) /
-                       ("decode_" + layouts[i].name + "_b" + std::to_string(b) + ".json"))
-                          .string());
-      }
+      // One more burst traced: each graphed step's kernels on the device's clock, overlaps
+      // included, for scripts/decode_trace_summary.py.
+      if (traced_steps > 0)
+        traced((std::filesystem::path(a.trace_decode) / ("decode_" + layouts[i].name + "_b" + std::to_string(b) + ".json"))
+                   .string(),
+               [&] {
+                 for (int k = 0; k < kDecodeBurst; ++k) step.decode(step_tokens[next++]);
+               });
       if (profile_batch == b) {
         synchronize(ctx.device());
         cuda_profiler_range(true);
@@ -340,16 +342,11 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
       timed([&] { bench->prefill(i); });  // ends with every rank's device done and a barrier
       if (ctx.rank() == 0) cuda_profiler_range(false);
     }
-    // One more prefill of every layout under LibTorch's profiler, started and saved by rank 0: its
-    // thread's ops and runtime calls, and every GPU's kernels in this process.
+    // One more prefill of every layout traced.
     for (size_t i = 0; !a.trace_prefill.empty() && i < layouts.size(); ++i) {
       set_timing(i, false);
-      std::optional<HostTrace> trace;
-      ctx.world().barrier();
-      if (ctx.rank() == 0) trace.emplace();
-      timed([&] { bench->prefill(i); });
-      if (ctx.rank() == 0)
-        trace->save((std::filesystem::path(a.trace_prefill) / ("prefill_" + layouts[i].name + ".json")).string());
+      traced((std::filesystem::path(a.trace_prefill) / ("prefill_" + layouts[i].name + ".json")).string(),
+             [&] { bench->prefill(i); });
     }
     // Per-collective times: more prefills with each call timed on its own (barrier, device waits),
     // the median per call.
