@@ -1,6 +1,7 @@
 #include "kernels/moe_steps.h"
 
 #include <cstdint>
+#include <optional>
 
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/moe_decode.h"
@@ -32,6 +33,22 @@ static_assert(cuda::kMaxSortExperts <= 65535, "the expert kernels take one exper
 // Qwen3 512 tokens 0.345 ms against 0.385, 1024 tokens 0.41 against 0.62; 256 tokens 0.337
 // against 0.330).
 constexpr double kWgmmaMinAverage = 32;
+
+// The activations and expert weights as every expert kernel here reads them: x's kernel dtype,
+// the weights on a GPU in that dtype, all three contiguous and 16-byte aligned; none otherwise.
+struct ExpertOperands {
+  cuda::Dtype dtype;
+  torch::Tensor x, gate_up, down;
+};
+std::optional<ExpertOperands> expert_operands(const torch::Tensor& x, const torch::Tensor& gate_up,
+                                              const torch::Tensor& down) {
+  const auto d = kernel_dtype(x);
+  if (!d || !gate_up.is_cuda() || gate_up.scalar_type() != x.scalar_type() || down.scalar_type() != x.scalar_type())
+    return std::nullopt;
+  ExpertOperands o{*d, x.contiguous(), gate_up.contiguous(), down.contiguous()};
+  if (!aligned16(o.x) || !aligned16(o.gate_up) || !aligned16(o.down)) return std::nullopt;
+  return o;
+}
 
 // Gate/up and down of sorted pairs on the warpgroup kernels; false where they do not run.
 bool wgmma_products(cuda::Dtype d, const torch::Tensor& x, const torch::Tensor& gate_up, const torch::Tensor& down,
@@ -99,25 +116,24 @@ torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_
 torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, const torch::Tensor& weights,
                          const torch::Tensor& gate_up, const torch::Tensor& down, int64_t first_expert) {
 #ifdef LB_HAVE_CUDA
-  const auto d = kernel_dtype(x);
   const int64_t held = gate_up.size(0), hidden = x.size(1), inter = down.size(2), pairs = experts.numel();
   const int64_t k = experts.size(1), tokens = x.size(0);
-  if (!d || !gate_up.is_cuda() || !experts.is_cuda() || gate_up.scalar_type() != x.scalar_type() ||
-      down.scalar_type() != x.scalar_type() || hidden % cuda::moe_decode_alignment(*d) != 0 ||
-      inter % cuda::moe_decode_alignment(*d) != 0 || held > cuda::kMaxSortExperts ||
-      pairs > cuda::kMaxSortPairs)
-    return {};
+  if (!experts.is_cuda() || held > cuda::kMaxSortExperts || pairs > cuda::kMaxSortPairs) return {};
   const c10::cuda::CUDAGuard guard(x.device());
-  const torch::Tensor xc = x.contiguous(), gu = gate_up.contiguous(), dn = down.contiguous();
-  if (!aligned16(xc) || !aligned16(gu) || !aligned16(dn)) return {};
+  const auto operands = expert_operands(x, gate_up, down);
+  if (!operands || hidden % cuda::moe_decode_alignment(operands->dtype) != 0 ||
+      inter % cuda::moe_decode_alignment(operands->dtype) != 0)
+    return {};
+  const cuda::Dtype d = operands->dtype;
+  const torch::Tensor &xc = operands->x, &gu = operands->gate_up, &dn = operands->down;
   const torch::Tensor ec = experts.to(torch::kInt64).contiguous(), wc = weights.to(torch::kFloat32).contiguous();
   const cudaStream_t stream = stream_of(x);
   torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
-  if (pairs <= kPairPathMaxPairs && cuda::moe_pair_rows_fit(*d, hidden, inter)) {
-    check_launch(cuda::moe_pair_gate_up(*d, xc.data_ptr(), gu.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
+  if (pairs <= kPairPathMaxPairs && cuda::moe_pair_rows_fit(d, hidden, inter)) {
+    check_launch(cuda::moe_pair_gate_up(d, xc.data_ptr(), gu.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
                                         wc.data_ptr<float>(), act.data_ptr(), pairs, inter, hidden, k, stream),
                  "MoE per-pair gate/up kernel");
-    check_launch(cuda::moe_pair_down(*d, act.data_ptr(), dn.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
+    check_launch(cuda::moe_pair_down(d, act.data_ptr(), dn.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
                                      y.data_ptr(), pairs, hidden, inter, stream),
                  "MoE per-pair down kernel");
     return combine_pairs(y, {}, tokens, k);
@@ -129,23 +145,23 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
                                     offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream),
                "MoE pair sort kernel");
   if (double(pairs) >= kWgmmaMinAverage * double(held) &&
-      wgmma_products(*d, xc, gu, dn, order, offsets, wc.reshape({-1}), act, y, k))
+      wgmma_products(d, xc, gu, dn, order, offsets, wc.reshape({-1}), act, y, k))
     return combine_pairs(y, row_of_pair, tokens, k);
-  if (cuda::moe_stream_fits(*d, hidden, inter)) {
-    check_launch(cuda::moe_stream_gate_up(*d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
+  if (cuda::moe_stream_fits(d, hidden, inter)) {
+    check_launch(cuda::moe_stream_gate_up(d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
                                           offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held,
                                           pairs, inter, hidden, k, stream),
                  "MoE streamed gate/up kernel");
-    check_launch(cuda::moe_stream_down(*d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(),
+    check_launch(cuda::moe_stream_down(d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(),
                                        held, pairs, hidden, inter, stream),
                  "MoE streamed down kernel");
     return combine_pairs(y, row_of_pair, tokens, k);
   }
-  check_launch(cuda::moe_decode_gate_up(*d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
+  check_launch(cuda::moe_decode_gate_up(d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
                                         offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held, inter,
                                         hidden, k, stream),
                "MoE decode gate/up kernel");
-  check_launch(cuda::moe_decode_down(*d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(), held,
+  check_launch(cuda::moe_decode_down(d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(), held,
                                      hidden, inter, stream),
                "MoE decode down kernel");
   return combine_pairs(y, row_of_pair, tokens, k);
@@ -158,17 +174,16 @@ torch::Tensor wgmma_expert_rows(const torch::Tensor& x, const torch::Tensor& ord
                                 const torch::Tensor& weights, const torch::Tensor& gate_up, const torch::Tensor& down,
                                 int64_t k) {
 #ifdef LB_HAVE_CUDA
-  const auto d = kernel_dtype(x);
-  if (!d || !x.is_cuda() || !gate_up.is_cuda() || gate_up.scalar_type() != x.scalar_type() ||
-      down.scalar_type() != x.scalar_type() || order.scalar_type() != torch::kInt64 ||
-      offsets.scalar_type() != torch::kInt64 || down.size(0) > 65535)
+  if (!x.is_cuda() || order.scalar_type() != torch::kInt64 || offsets.scalar_type() != torch::kInt64 ||
+      down.size(0) > 65535)
     return {};
   const c10::cuda::CUDAGuard guard(x.device());
-  const torch::Tensor xc = x.contiguous(), gu = gate_up.contiguous(), dn = down.contiguous();
-  if (!aligned16(xc) || !aligned16(gu) || !aligned16(dn)) return {};
+  const auto operands = expert_operands(x, gate_up, down);
+  if (!operands) return {};
   const int64_t pairs = order.size(0);
   torch::Tensor act = torch::empty({pairs, down.size(2)}, x.options()), y = torch::empty({pairs, x.size(1)}, x.options());
-  if (!wgmma_products(*d, xc, gu, dn, order.contiguous(), offsets.contiguous(),
+  if (!wgmma_products(operands->dtype, operands->x, operands->gate_up, operands->down, order.contiguous(),
+                      offsets.contiguous(),
                       weights.reshape({-1}).to(torch::kFloat32).contiguous(), act, y, k))
     return {};
   return y;
