@@ -1,6 +1,7 @@
 #include "oracles/deepseek_v3_layer.h"
 
 #include "kernels/fused_moe.h"
+#include "kernels/fused_norm.h"
 #include "kernels/fused_routing.h"
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
@@ -18,15 +19,20 @@ MlaLatent mla_latent(const ModelConfig& c, const LayerWeights& w, const Rope& ro
                      const torch::Tensor& x_normed) {
   const int64_t T = x_normed.size(0);
   const bool fused = w.fused_kernels;
-  torch::Tensor q = c.q_lora_rank > 0
-                        ? linear(rmsnorm(linear(x_normed, w["self_attn.q_a_proj.weight"], fused),
-                                         w["self_attn.q_a_layernorm.weight"], c.rms_eps),
-                                 w["self_attn.q_b_proj.weight"], fused)
-                        : linear(x_normed, w["self_attn.q_proj.weight"], fused);
+  // The latent norms in one kernel each on the fused path (five LibTorch ops apiece otherwise: two
+  // of them a layer were ~40 of a batch-1 step's kernels, results/decode/trace_decode_deepseek-v3_*;
+  // H200, 4 layers: batch 1 / 8 / 64 2.02 / 3.27 / 7.09 ms a step against 2.08 / 3.37 / 7.17,
+  // results/decode/bench_decode_deepseek-v3_4L_1gpu_bf16_fused_mla-*-norms_e236227.json).
+  const auto norm = [&](const torch::Tensor& x, const char* weight) {
+    return fused ? rmsnorm_fused(x, w[weight], c.rms_eps) : rmsnorm(x, w[weight], c.rms_eps);
+  };
+  torch::Tensor q = c.q_lora_rank > 0 ? linear(norm(linear(x_normed, w["self_attn.q_a_proj.weight"], fused),
+                                                    "self_attn.q_a_layernorm.weight"),
+                                               w["self_attn.q_b_proj.weight"], fused)
+                                      : linear(x_normed, w["self_attn.q_proj.weight"], fused);
   q = q.view({T, q.size(1) / c.qk_head_dim(), c.qk_head_dim()});  // not -1: T may be 0
   torch::Tensor compressed = linear(x_normed, w["self_attn.kv_a_proj_with_mqa.weight"], fused);
-  torch::Tensor latent = rmsnorm(compressed.narrow(1, 0, c.kv_lora_rank), w["self_attn.kv_a_layernorm.weight"],
-                                 c.rms_eps);
+  torch::Tensor latent = norm(compressed.narrow(1, 0, c.kv_lora_rank), "self_attn.kv_a_layernorm.weight");
   torch::Tensor k_pe = compressed.narrow(1, c.kv_lora_rank, c.qk_rope_head_dim).unsqueeze(1);  // one shared head
   torch::Tensor q_pe = apply_rope(q.narrow(2, c.qk_nope_head_dim, c.qk_rope_head_dim), cs, rope.interleaved);
   q = torch::cat({q.narrow(2, 0, c.qk_nope_head_dim), q_pe}, 2);
