@@ -14,6 +14,11 @@ torch::Tensor linear_fused(const torch::Tensor& x, const torch::Tensor& weight);
 // linear_fused with `fused`, else torch::linear: the model code's one call for both paths.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, bool fused);
 
+// torch::linear(x, weight) copied to fp32 (a model's logits). With `fused` and x's few rows on a
+// GPU, one kernel writes the fp32 rows, with no size limit on weights whose rows stream
+// (cuda::gemv_streams): a vocabulary head read once per decode step.
+torch::Tensor linear_to_f32(const torch::Tensor& x, const torch::Tensor& weight, bool fused);
+
 // Whether linear_fused runs the kernel for these inputs.
 bool linear_fused_uses_kernel(const torch::Tensor& x, const torch::Tensor& weight);
 

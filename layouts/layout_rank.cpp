@@ -130,7 +130,7 @@ torch::Tensor LayoutRank::logits_of(const Residual& hidden) const {
     final_norm_ = load("model.norm.weight");
     lm_head_ = config_.tie_word_embeddings ? embed_ : load("lm_head.weight");
   }
-  return torch::linear(sum_and_norm(hidden, final_norm_).second, lm_head_).to(torch::kFloat32);
+  return linear_to_f32(sum_and_norm(hidden, final_norm_).second, lm_head_, options_.fused_kernels);
 }
 
 std::pair<torch::Tensor, torch::Tensor> LayoutRank::sum_and_norm(const Residual& x, const torch::Tensor& weight) const {

@@ -3,6 +3,7 @@
 #include "harness/runtime/device.h"
 #include "harness/runtime/errors.h"
 #include "kernels/rmsnorm.h"
+#include "kernels/small_linear.h"
 #include "oracles/deepseek_v3_layer.h"
 #include "oracles/qwen3_moe_layer.h"
 
@@ -52,7 +53,7 @@ torch::Tensor ReferenceModel::layer_forward(int64_t layer, const torch::Tensor& 
 }
 
 torch::Tensor ReferenceModel::head(const torch::Tensor& hidden) const {
-  return torch::linear(rmsnorm(hidden, final_norm_, config_.rms_eps), lm_head_).to(torch::kFloat32);
+  return linear_to_f32(rmsnorm(hidden, final_norm_, config_.rms_eps), lm_head_, options_.fused_kernels);
 }
 
 KvCache ReferenceModel::make_cache(int64_t slots, int64_t capacity) const {

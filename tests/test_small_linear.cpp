@@ -23,6 +23,30 @@ TEST(SmallLinear, IsTorchLinearOnTheCpu) {
   EXPECT_TRUE(torch::equal(linear_fused(x, w), torch::linear(x, w)));
   EXPECT_TRUE(torch::equal(linear(x, w, true), torch::linear(x, w)));
   EXPECT_TRUE(torch::equal(linear(x, w, false), torch::linear(x, w)));
+  for (const bool fused : {true, false}) {
+    const torch::Tensor logits = linear_to_f32(x.to(torch::kBFloat16), w.to(torch::kBFloat16), fused);
+    EXPECT_EQ(logits.scalar_type(), torch::kFloat32);
+    EXPECT_TRUE(torch::equal(logits, torch::linear(x.to(torch::kBFloat16), w.to(torch::kBFloat16)).to(torch::kFloat32)));
+  }
+}
+
+// A vocabulary head's logits in fp32 from one kernel: the same values as the kernel's dtype output
+// widened (bit for bit) where the weight is small enough for linear_fused, and close to torch::linear
+// past that size (Qwen3's head: 151936 x 2048, 622 MB in bf16), for 1-4 rows.
+TEST(GpuSmallLinear, LogitsInFp32AreTheDtypeOutputWidened) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
+  torch::manual_seed(43);
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  const torch::Tensor small = torch::randn({3000, 2048}, cuda).to(torch::kBFloat16);
+  const torch::Tensor large = torch::randn({151936, 2048}, cuda).to(torch::kBFloat16);
+  for (int64_t rows = 1; rows <= 4; ++rows) {
+    const torch::Tensor x = torch::randn({rows, 2048}, cuda).to(torch::kBFloat16);
+    EXPECT_TRUE(torch::equal(linear_to_f32(x, small, true), linear_fused(x, small).to(torch::kFloat32))) << rows;
+    const torch::Tensor got = linear_to_f32(x, large, true);
+    EXPECT_EQ(got.scalar_type(), torch::kFloat32);
+    EXPECT_LT(rel_l2(got, torch::linear(x.to(torch::kFloat32), large.to(torch::kFloat32))), 5e-3) << rows;
+    EXPECT_TRUE(torch::equal(got, got.to(torch::kBFloat16).to(torch::kFloat32))) << "values rounded to bf16, " << rows;
+  }
 }
 
 TEST(GpuSmallLinear, MatchesTorchLinear) {

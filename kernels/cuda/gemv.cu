@@ -6,10 +6,21 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace lb::cuda {
 
 namespace {
+
+// A product's value as y holds it: the dtype's rounding, widened again where y is fp32 (so that an
+// fp32 y holds what torch::linear in the dtype and a copy to fp32 would).
+template <typename T, typename Y> __device__ inline Y output_value(float sum) {
+  if constexpr (std::is_same_v<Y, float>) {
+    return round_to<T>(sum);
+  } else {
+    return from_f<T>(sum);
+  }
+}
 
 // Rows of up to kStreamMaxPacks 16-byte packs (k <= 4096 in 16-bit types) take the streaming
 // kernel; longer rows (DeepSeek-V3's 7168) the split kernel below.
@@ -27,8 +38,8 @@ constexpr int kStreamWarps = 8;
 // q/k/v 6.4 us against 9.4 and o 5.8 against 6.4 (results/decode/decode_kernels_bench_b1_round3_76c78d0.json);
 // the batch-1 decode step 0.418 / 0.420 ms against 0.428 / 0.428 with the split kernel, in one call
 // (results/decode/bench_decode_qwen3-30b-a3b_4L_1gpu_bf16_fused_gemv-split{0,1}_run{1,2}.json, at 76c78d0).
-template <typename T, int M, int P, int R>
-__global__ void __launch_bounds__(kStreamWarps * 32, 1) gemv_stream_kernel(const T* x, const T* w, T* y, int64_t n,
+template <typename T, typename Y, int M, int P, int R>
+__global__ void __launch_bounds__(kStreamWarps * 32, 1) gemv_stream_kernel(const T* x, const T* w, Y* y, int64_t n,
                                                                           int64_t k) {
   constexpr int kVec = 8;
   // One short row of x sits in each lane's registers (its packs, as the weights'); else x in shared memory.
@@ -90,7 +101,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32, 1) gemv_stream_kernel(const
 #pragma unroll
       for (int m = 0; m < M; ++m) {
         const float sum = warp_sum(acc[r][m]);
-        if (lane == 0 && group * R + r < n) y[m * n + group * R + r] = from_f<T>(sum);
+        if (lane == 0 && group * R + r < n) y[m * n + group * R + r] = output_value<T, Y>(sum);
       }
     group += stride;
     if (group >= groups) break;
@@ -102,7 +113,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32, 1) gemv_stream_kernel(const
   }
 }
 
-template <typename T, int M, int P>
+template <typename T, typename Y, int M, int P>
 cudaError_t launch_stream(const void* x, const void* w, void* y, int64_t n, int64_t k, cudaStream_t stream) {
   // 16 packs a lane in flight (two buffers of R x P): more rows a group where the rows are short.
   constexpr int R = 16 / P;
@@ -112,16 +123,16 @@ cudaError_t launch_stream(const void* x, const void* w, void* y, int64_t n, int6
     return e;
   const int64_t groups = (n + R - 1) / R;
   const int64_t blocks = std::min<int64_t>(sms, (groups + kStreamWarps - 1) / kStreamWarps);
-  return launch_chained(gemv_stream_kernel<T, M, P, R>, dim3(unsigned(blocks)), dim3(kStreamWarps * 32), 0, stream,
-                        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y), n, k);
+  return launch_chained(gemv_stream_kernel<T, Y, M, P, R>, dim3(unsigned(blocks)), dim3(kStreamWarps * 32), 0, stream,
+                        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<Y*>(y), n, k);
 }
 
-template <typename T, int M>
+template <typename T, typename Y, int M>
 cudaError_t launch_stream_for(const void* x, const void* w, void* y, int64_t n, int64_t k, cudaStream_t stream) {
   const int64_t packs = k / 8;
-  if (packs <= 4 * 32) return launch_stream<T, M, 4>(x, w, y, n, k, stream);
-  if (packs <= 8 * 32) return launch_stream<T, M, 8>(x, w, y, n, k, stream);
-  return launch_stream<T, M, 16>(x, w, y, n, k, stream);
+  if (packs <= 4 * 32) return launch_stream<T, Y, M, 4>(x, w, y, n, k, stream);
+  if (packs <= 8 * 32) return launch_stream<T, Y, M, 8>(x, w, y, n, k, stream);
+  return launch_stream<T, Y, M, 16>(x, w, y, n, k, stream);
 }
 
 // The split kernel, for longer rows.
@@ -137,8 +148,8 @@ constexpr int64_t kWantedWarps = 4096;
 // before the first product; the x rows (a few KB, read by every warp) come from L1. Narrow outputs
 // with long rows (DeepSeek-V3's kv_a: 576 x 7168) take split 4, so that enough loads are in flight
 // over the GPU.
-template <typename T, int M>
-__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* x, const T* w, T* y, int64_t n, int64_t k,
+template <typename T, typename Y, int M>
+__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* x, const T* w, Y* y, int64_t n, int64_t k,
                                                            int split) {
   constexpr int kVec = 8;
   __shared__ float partial[kWarps][M];
@@ -185,7 +196,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* x, const T* 
     if (column < n && lane < M)
 #pragma unroll
       for (int m = 0; m < M; ++m)
-        if (lane == m) y[m * n + column] = from_f<T>(acc[m]);
+        if (lane == m) y[m * n + column] = output_value<T, Y>(acc[m]);
     return;
   }
   if (lane == 0)
@@ -200,7 +211,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* x, const T* 
       if (lane == m) total += partial[w2][m];
 #pragma unroll
   for (int m = 0; m < M; ++m)
-    if (lane == m) y[m * n + column] = from_f<T>(total);
+    if (lane == m) y[m * n + column] = output_value<T, Y>(total);
 }
 
 // Warps per column: 1 where the columns alone give every SM dozens of warps, else up to kWarps (a
@@ -212,20 +223,32 @@ int split_for(int64_t n, int64_t k) {
   return split;
 }
 
-template <typename T, int M>
+template <typename T, typename Y, int M>
 cudaError_t launch(const void* x, const void* w, void* y, int64_t n, int64_t k, cudaStream_t stream) {
-  if (k / 8 <= kStreamMaxPacks) return launch_stream_for<T, M>(x, w, y, n, k, stream);
+  if (gemv_streams(k)) return launch_stream_for<T, Y, M>(x, w, y, n, k, stream);
   const int split = split_for(n, k);
   const int64_t columns_per_block = kWarps / split;
   const int64_t blocks = (n + columns_per_block - 1) / columns_per_block;
-  return launch_chained(gemv_kernel<T, M>, dim3(unsigned(blocks)), dim3(kWarps * 32), 0, stream,
-                        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y), n, k, split);
+  return launch_chained(gemv_kernel<T, Y, M>, dim3(unsigned(blocks)), dim3(kWarps * 32), 0, stream,
+                        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<Y*>(y), n, k, split);
+}
+
+template <typename T, typename Y>
+cudaError_t launch_rows(const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
+  switch (m) {
+    case 1: return launch<T, Y, 1>(x, w, y, n, k, stream);
+    case 2: return launch<T, Y, 2>(x, w, y, n, k, stream);
+    case 3: return launch<T, Y, 3>(x, w, y, n, k, stream);
+    default: return launch<T, Y, 4>(x, w, y, n, k, stream);
+  }
 }
 
 }  // namespace
 
+bool gemv_streams(int64_t k) { return k / 8 <= kStreamMaxPacks; }
+
 cudaError_t gemv(Dtype dtype, const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k,
-                 cudaStream_t stream) {
+                 cudaStream_t stream, bool y_f32) {
   if (m == 0 || n == 0) return cudaSuccess;
   if (dtype == Dtype::F32 || m < 0 || m > kGemvMaxRows || k <= 0 || k % 8 != 0 || (n + kWarps - 1) / kWarps > INT32_MAX)
     return cudaErrorInvalidValue;
@@ -234,12 +257,7 @@ cudaError_t gemv(Dtype dtype, const void* x, const void* w, void* y, int64_t m, 
     if constexpr (sizeof(T) != 2) {
       return cudaErrorInvalidValue;
     } else {
-      switch (m) {
-        case 1: return launch<T, 1>(x, w, y, n, k, stream);
-        case 2: return launch<T, 2>(x, w, y, n, k, stream);
-        case 3: return launch<T, 3>(x, w, y, n, k, stream);
-        default: return launch<T, 4>(x, w, y, n, k, stream);
-      }
+      return y_f32 ? launch_rows<T, float>(x, w, y, m, n, k, stream) : launch_rows<T, T>(x, w, y, m, n, k, stream);
     }
   });
 }
