@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace lb::cuda {
 
@@ -120,14 +121,14 @@ struct GqaParams {
 // Block (chunk, KV head * head_tiles + tile, row): up to kGqaHeadsPerBlock query heads of one KV
 // head against positions c * chunk .. c * chunk + cnt - 1 of the row's slot. Warps split the positions; in step 1
 // the lanes of a row group split the head dimension and each key serves every head of the block.
-template <typename T, int D>
-__global__ void __launch_bounds__(kGqaWarps * 32) gqa_chunk_kernel(GqaParams p) {
+template <typename T, int D, int kW>
+__global__ void __launch_bounds__(kW * 32) gqa_chunk_kernel(GqaParams p) {
   allow_next_kernel();
   wait_for_previous_kernel();
   using Split = RowSplit<T, D>;
   constexpr int kHeads = int(kGqaHeadsPerBlock), kVec = Split::kVec, kLanes = Split::kLanes;
   constexpr int kPacksPerLane = Split::kPacksPerLane, kPerLane = Split::kPerLane;
-  constexpr int kStep = kGqaWarps * Split::kRowsPerWarp;  // rows the block reads at once
+  constexpr int kStep = kW * Split::kRowsPerWarp;  // rows the block reads at once
   // Steps whose loads are in flight together: with 2, a batch of 64 rows read its keys and values at
   // 0.73 TB/s (H200, Qwen3, 1024 positions), the blocks waiting on memory with too little in flight.
   constexpr int kUnroll = 4;
@@ -146,7 +147,7 @@ __global__ void __launch_bounds__(kGqaWarps * 32) gqa_chunk_kernel(GqaParams p) 
   const int cnt = int(length - start < p.chunk ? length - start : p.chunk);
 
   extern __shared__ float shared[];
-  float* scores = shared;  // [kHeads][chunk]; then, reused, [kGqaWarps][kHeads][D]
+  float* scores = shared;  // [kHeads][chunk]; then, reused, [kW][kHeads][D]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int r = lane % kLanes, sub = lane / kLanes;  // place in the row; row group within the warp
   // Row group `sub` of this warp takes positions j0 + sub for j0 = warp_first, + kStep, ...: the
@@ -192,7 +193,7 @@ __global__ void __launch_bounds__(kGqaWarps * 32) gqa_chunk_kernel(GqaParams p) 
     }
   }
   __syncthreads();
-  for (int h = warp; h < hb; h += kGqaWarps)  // step 2
+  for (int h = warp; h < hb; h += kW)  // step 2
     softmax_in_place(scores + h * p.chunk, cnt, lane, p.partials.max_sum + ((i * p.heads + h0 + h) * p.chunks + c) * 2);
   __syncthreads();
 
@@ -239,7 +240,7 @@ __global__ void __launch_bounds__(kGqaWarps * 32) gqa_chunk_kernel(GqaParams p) 
     const int h = x / D, d = x % D;
     float sum = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kGqaWarps; ++w) sum += warp_sums[(w * kHeads + h) * D + d];
+    for (int w = 0; w < kW; ++w) sum += warp_sums[(w * kHeads + h) * D + d];
     out[int64_t(h) * p.chunks * D + d] = sum;
   }
 }
@@ -669,12 +670,26 @@ template <typename T, int D>
 cudaError_t launch_gqa(const GqaParams& params, int64_t n, const int64_t* slot, const int64_t* len, void* out,
                        cudaStream_t stream) {
   const int64_t blocks_y = params.kv_heads * params.head_tiles;
-  const size_t shared = sizeof(float) * size_t(std::max<int64_t>(kGqaHeadsPerBlock * params.chunk,
-                                                                 kGqaWarps * kGqaHeadsPerBlock * D));
   const dim3 grid(unsigned(params.chunks), unsigned(blocks_y), unsigned(n));
-  if (const cudaError_t e = launch_chained(gqa_chunk_kernel<T, D>, grid, dim3(kGqaWarps * 32), shared, stream, params);
-      e != cudaSuccess)
-    return e;
+  const auto launch = [&](auto warps) {
+    constexpr int kW = decltype(warps)::value;
+    const size_t shared =
+        sizeof(float) * size_t(std::max<int64_t>(kGqaHeadsPerBlock * params.chunk, kW * kGqaHeadsPerBlock * D));
+    return launch_chained(gqa_chunk_kernel<T, D, kW>, grid, dim3(kW * 32), shared, stream, params);
+  };
+  // Chunks of 256+ positions (large batches) on twice the warps, more of each block's loads in
+  // flight: H200, Qwen3 batch 64 over 1024 positions, the kernel alone 71.9 us against 79.8
+  // (results/decode/gqa_b64_variants_e236227.json), the 4-layer step 1.886-1.902 ms against
+  // 1.934-1.963 (results/decode/bench_decode_qwen3-30b-a3b_4L_1gpu_bf16_fused_gqa-*_763349c.json).
+  // Shared memory holds 8 warps' sums for head sizes up to 128.
+  cudaError_t e;
+  if constexpr (D <= 128) {
+    e = params.chunk >= 256 ? launch(std::integral_constant<int, 2 * kGqaWarps>{})
+                            : launch(std::integral_constant<int, kGqaWarps>{});
+  } else {
+    e = launch(std::integral_constant<int, kGqaWarps>{});
+  }
+  if (e != cudaSuccess) return e;
   return launch_combine<T>(params.partials, slot, len, out, n, params.heads, params.slots, params.cap, params.chunk,
                            params.chunks, D, stream);
 }
