@@ -143,11 +143,11 @@ TEST(CheckRecord, AFailurePartwayKeepsTheFinishedLayouts) {
 // bench keeps what finished too: the prefills of every layout, then each decode batch as it ends.
 TEST(BenchRecord, AFailurePartwayKeepsThePrefillsAndTheFinishedDecodeBatches) {
   test::TempDir dir;
-  // Rank 1's 10th barrier falls in the decode batches (2 layouts x 2 batch sizes).
+  // Rank 1's 14th barrier falls in the decode batches (2 layouts x 2 batch sizes, 3 barriers a round).
   const test::CliResult r = test::run_cli({"bench", "--model", "tiny-qwen3-moe", "--layout", "tp,cp-fused-moe",
                                            "--backend", "cpu", "--ranks", "2", "--layers", "2", "--lengths", "64,64",
                                            "--decode-batch", "1,2", "--decode-context", "16", "--decode-steps", "1",
-                                           "--repeats", "1", "--inject-fault", "crash:1:barrier:10", "--json",
+                                           "--repeats", "1", "--inject-fault", "crash:1:barrier:14", "--json",
                                            dir / "b.json"});
   EXPECT_EQ(r.code, 1) << r.err;
   const nlohmann::json record = read_json_file(dir / "b.json");

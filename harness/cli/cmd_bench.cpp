@@ -10,6 +10,7 @@
 #include "harness/runtime/host_trace.h"
 #include "harness/runtime/timing.h"
 #include "kernels/chained_launch.h"
+#include "kernels/device_burst.h"
 #include "kernels/fused_moe.h"
 #include "layouts/generation.h"
 #include "reports/record_file.h"
@@ -51,7 +52,10 @@ constexpr int kDecodeBurst = 8;
 struct LayoutBench {
   std::vector<double> prefill_ms;
   std::vector<double> prefill_in_collectives_ms;  // rank 0's time inside collectives, per timed prefill
-  std::map<int64_t, std::vector<double>> decode_step_ms;  // batch -> per-step times
+  std::map<int64_t, std::vector<double>> decode_step_ms;  // batch -> per-step times (device, held bursts)
+  std::map<int64_t, std::vector<double>> decode_step_wall_ms;   // batch -> per-step times (host clock)
+  std::map<int64_t, std::vector<double>> decode_step_queue_ms;  // batch -> the host's queueing per step
+  std::map<int64_t, bool> decode_held;  // batch -> whether every held burst ran held (else step = wall)
   std::vector<CollectiveRecord> prefill_records;          // one prefill with per-call timing
   std::map<int64_t, std::vector<CollectiveRecord>> decode_records;
   std::map<int64_t, int64_t> decode_read_bytes;  // batch -> bytes rank 0 must read per step
@@ -106,15 +110,20 @@ BenchSummary summarize(const std::vector<RunLayout>& layouts, const std::vector<
     }
     nlohmann::json decode = nlohmann::json::array();
     for (const auto& [b, ms] : r.decode_step_ms) {
-      const double step = median(ms);
+      const double step = median(ms), wall = median(r.decode_step_wall_ms.at(b));
+      const bool held = r.decode_held.at(b);
       decode_of[name][b] = step;
       // The memory-traffic floor: what rank 0 must read per step at the copy bandwidth measured here.
       const int64_t read = r.decode_read_bytes.at(b);
       const double floor_ms = double(read) / (peaks.copy_gbps * 1e9) * 1e3;
-      os << "; decode b=" << b << " " << step << " ms/step (" << std::setprecision(0)
-         << 100 * floor_ms / step << "% of the memory floor)" << std::setprecision(2);
-      decode.push_back({{"batch", b}, {"step_ms", step}, {"step_ms_all", ms}, {"tokens_per_s", b / (step / 1000)},
-                        {"read_bytes_rank0", read}, {"memory_floor_ms", floor_ms},
+      os << "; decode b=" << b << " " << std::setprecision(3) << step << " ms/step (" << (held ? "device" : "wall")
+         << ", wall " << wall << "; " << std::setprecision(0) << 100 * floor_ms / step << "% of the memory floor)"
+         << std::setprecision(2);
+      decode.push_back({{"batch", b}, {"step_ms", step}, {"step_ms_all", ms},
+                        {"step_timing", held ? "device, held bursts" : "wall"}, {"step_ms_wall", wall},
+                        {"step_ms_wall_all", r.decode_step_wall_ms.at(b)},
+                        {"queue_ms_per_step", median(r.decode_step_queue_ms.at(b))},
+                        {"tokens_per_s", b / (step / 1000)}, {"read_bytes_rank0", read}, {"memory_floor_ms", floor_ms},
                         {"share_of_memory_floor", floor_ms / step},
                         {"collectives", summarize_collectives(r.decode_records.at(b))}});
     }
@@ -161,7 +170,7 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     if (a.decode_context < 1) throw InputError("--decode-context must be >= 1");
     if (a.decode_batch.empty() || a.decode_batch == "none") decode_batches = {};
     else decode_batches = parse_lengths(a.decode_batch, "--decode-batch");
-    if (a.decode_context + (a.decode_steps + (a.trace_decode.empty() ? 0 : 1)) * kDecodeBurst + 3 > *positions)
+    if (a.decode_context + (2 * a.decode_steps + (a.trace_decode.empty() ? 0 : 1)) * kDecodeBurst + 3 > *positions)
       throw InputError("--decode-context " + std::to_string(a.decode_context) + " passes the model's " +
                        std::to_string(*positions) + " positions");
   }
@@ -258,8 +267,11 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     };
     // Decode: `b` sequences with decode_context tokens in the cache, then one token each per step
     // (replayed CUDA graphs when on). Steps run back to back in bursts of kDecodeBurst with one wait
-    // at the end, as an engine that schedules ahead runs them: the time per step is the device's,
-    // without the host's round trip. Prompts and step tokens are seeded random ids, different per
+    // at the end, as an engine that schedules ahead runs them. Each round times two bursts: one
+    // queued behind a closed gate and timed on the device (kernels/device_burst.h: the time per step
+    // is the device's, without the host's round trip or its start-up latency), then one timed on
+    // the host's clock from the first launch to the last wait (wall; the step time where a burst
+    // could not run held). Prompts and step tokens are seeded random ids, different per
     // sequence, so that a batch's rows choose experts as real traffic does (identical rows would all
     // read the same few experts). One more step, eager, times each collective on its own and
     // records the experts the step chose, for the bytes it must read.
@@ -268,7 +280,7 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
     auto decode = [&](size_t i, int64_t b) {
       LayoutRank& r = *bench->decoder(i);
       const int64_t traced_steps = a.trace_decode.empty() ? 0 : kDecodeBurst;
-      const int64_t vocab = r.config().vocab, steps = a.decode_steps * kDecodeBurst + traced_steps + 1;
+      const int64_t vocab = r.config().vocab, steps = 2 * a.decode_steps * kDecodeBurst + traced_steps + 1;
       const uint64_t seed = a.run.seed * 1000003u + uint64_t(b);
       const TokenBatch prompts = random_tokens(std::vector<int64_t>(size_t(b), a.decode_context), vocab, seed);
       const torch::Tensor step_tokens =
@@ -279,13 +291,20 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
       const int64_t* id = prompts.ids.data_ptr<int64_t>();
       for (int64_t s = 0; s < b; ++s) prompt_ids.emplace_back(id + s * a.decode_context, id + (s + 1) * a.decode_context);
       step.prefill(prompt_ids);
-      std::vector<double> ms;
+      std::vector<double> ms, wall_ms, queue_ms;
+      bool held = true;
       int64_t next = 0;
-      for (int s = 0; s < a.decode_steps; ++s)
-        ms.push_back(timed([&] {
-                       for (int k = 0; k < kDecodeBurst; ++k) step.decode(step_tokens[next++]);
-                     }) /
-                     kDecodeBurst);
+      const auto burst = [&] {
+        for (int k = 0; k < kDecodeBurst; ++k) step.decode(step_tokens[next++]);
+      };
+      for (int s = 0; s < a.decode_steps; ++s) {
+        ctx.world().barrier();  // before the stream is held: the world's barrier runs on the device
+        const BurstTime t = time_held_burst(burst, ctx.device());
+        if (t.device_ms) ms.push_back(*t.device_ms / kDecodeBurst);
+        held = held && t.device_ms.has_value();
+        queue_ms.push_back(t.queue_ms / kDecodeBurst);
+        wall_ms.push_back(timed(burst) / kDecodeBurst);
+      }
       // One more burst traced: each graphed step's kernels on the device's clock, overlaps
       // included, for scripts/decode_trace_summary.py.
       if (traced_steps > 0)
@@ -309,7 +328,10 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
       r.decode(last, nullptr, &captures);
       synchronize(ctx.device());
       if (ctx.rank() == 0) {
-        results[i].decode_step_ms[b] = ms;
+        results[i].decode_step_ms[b] = held ? ms : wall_ms;
+        results[i].decode_step_wall_ms[b] = wall_ms;
+        results[i].decode_step_queue_ms[b] = queue_ms;
+        results[i].decode_held[b] = held;
         results[i].decode_records[b] = records(i);
         results[i].decode_read_bytes[b] = r.decode_read_bytes(captures);
       }
@@ -406,7 +428,8 @@ std::function<int()> add_bench_command(CLI::App& app, const std::vector<std::str
   sub->add_option("--decode-batch", a->decode_batch, "Decode batch sizes, comma-separated, or none");
   sub->add_option("--decode-context", a->decode_context, "Tokens already in each decoding sequence's cache");
   sub->add_option("--decode-steps", a->decode_steps,
-                  "Timed bursts of 8 back-to-back decode steps per batch size (the median burst's time per step)");
+                  "Rounds per batch size of two timed bursts of 8 back-to-back decode steps, one held and timed on the "
+                  "device, one on the host's clock (the median burst's time per step)");
   sub->add_option("--dtype", run.dtype, "f32, bf16 or f16 (default bf16 on GPUs, f32 on CPU ranks)");
   sub->add_option("--kernels", run.kernels, "reference (plain LibTorch) or fused");
   sub->add_option("--cuda-graphs", a->cuda_graphs,
