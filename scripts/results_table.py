@@ -181,9 +181,15 @@ def bench_row(path, r):
     for x in r["layouts"]:
         steps = [d for d in x.get("decode", []) if "share_of_memory_floor" in d]
         if steps:
-            parts.append(f"{x['layout']} decode " + "/".join(f"{d['step_ms']:.2f}" for d in steps) + " ms at b=" +
+            # Records of bc85eee and later time held bursts on the device and keep the host's wall time beside.
+            held = all(d.get("step_timing", "").startswith("device") for d in steps)
+            digits = 3 if held else 2
+            timing = ("; device time, held bursts; wall " + "/".join(f"{d['step_ms_wall']:.3f}" for d in steps) + " ms"
+                      if held else "")
+            parts.append(f"{x['layout']} decode " + "/".join(f"{d['step_ms']:.{digits}f}" for d in steps) + " ms at b=" +
                          "/".join(str(d["batch"]) for d in steps) + " (" +
-                         "/".join(f"{100 * d['share_of_memory_floor']:.0f}" for d in steps) + "% of the memory floor)")
+                         "/".join(f"{100 * d['share_of_memory_floor']:.0f}" for d in steps) + "% of the memory floor" +
+                         timing + ")")
     # Rank 0's prefill time split, where the record has it (fa69c0b and later).
     for x in r["layouts"]:
         split = x.get("prefill_time_split")
