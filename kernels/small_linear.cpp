@@ -23,6 +23,17 @@ bool gemv_takes(const torch::Tensor& x, const torch::Tensor& weight) {
          weight.scalar_type() == x.scalar_type() && weight.is_contiguous() && aligned16(weight) &&
          (!x.is_contiguous() || aligned16(x));
 }
+
+// x . weight^T by the kernel, for inputs gemv_takes: y in x's dtype, or in fp32 holding the same values.
+torch::Tensor gemv_product(const torch::Tensor& x, const torch::Tensor& weight, bool y_f32) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  const torch::Tensor xc = x.contiguous();
+  torch::Tensor y = torch::empty({x.size(0), weight.size(0)}, y_f32 ? x.options().dtype(torch::kFloat32) : x.options());
+  check_launch(cuda::gemv(*kernel_dtype(x), xc.data_ptr(), weight.data_ptr(), y.data_ptr(), x.size(0), weight.size(0),
+                          x.size(1), stream_of(x), y_f32),
+               "matrix-vector kernel");
+  return y;
+}
 }  // namespace
 #endif
 
@@ -37,15 +48,7 @@ bool linear_fused_uses_kernel(const torch::Tensor& x, const torch::Tensor& weigh
 
 torch::Tensor linear_fused(const torch::Tensor& x, const torch::Tensor& weight) {
 #ifdef LB_HAVE_CUDA
-  if (linear_fused_uses_kernel(x, weight)) {
-    const c10::cuda::CUDAGuard guard(x.device());
-    const torch::Tensor xc = x.contiguous();
-    torch::Tensor y = torch::empty({x.size(0), weight.size(0)}, x.options());
-    check_launch(cuda::gemv(*kernel_dtype(x), xc.data_ptr(), weight.data_ptr(), y.data_ptr(), x.size(0),
-                            weight.size(0), x.size(1), stream_of(x)),
-                 "matrix-vector kernel");
-    return y;
-  }
+  if (linear_fused_uses_kernel(x, weight)) return gemv_product(x, weight, /*y_f32=*/false);
 #endif
   return torch::linear(x, weight);
 }
@@ -55,17 +58,11 @@ torch::Tensor linear_to_f32(const torch::Tensor& x, const torch::Tensor& weight,
   // Qwen3's batch-1 step on an H200: ~0.41 ms against ~0.42 with cuBLAS's product and the copy
   // (results/decode/bench_decode_qwen3-30b-a3b_4L_1gpu_bf16_fused_headpair-*_e236227.json).
   if (fused && gemv_takes(x, weight) &&
-      (cuda::gemv_streams(x.size(1)) || weight.numel() * weight.element_size() <= kGemvMaxWeightBytes)) {
-    const c10::cuda::CUDAGuard guard(x.device());
-    const torch::Tensor xc = x.contiguous();
-    torch::Tensor y = torch::empty({x.size(0), weight.size(0)}, x.options().dtype(torch::kFloat32));
-    check_launch(cuda::gemv(*kernel_dtype(x), xc.data_ptr(), weight.data_ptr(), y.data_ptr(), x.size(0),
-                            weight.size(0), x.size(1), stream_of(x), /*y_f32=*/true),
-                 "matrix-vector kernel");
-    return y;
-  }
+      (cuda::gemv_streams(x.size(1)) || weight.numel() * weight.element_size() <= kGemvMaxWeightBytes))
+    return gemv_product(x, weight, /*y_f32=*/true);
 #endif
-  return linear(x, weight, fused).to(torch::kFloat32);
+  // Inputs the kernel does not take would not take it through linear_fused either.
+  return torch::linear(x, weight).to(torch::kFloat32);
 }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, bool fused) {

@@ -310,9 +310,7 @@ int run_bench(const BenchArgs& a, const std::vector<std::string>& argv) {
       if (traced_steps > 0)
         traced((std::filesystem::path(a.trace_decode) / ("decode_" + layouts[i].name + "_b" + std::to_string(b) + ".json"))
                    .string(),
-               [&] {
-                 for (int k = 0; k < kDecodeBurst; ++k) step.decode(step_tokens[next++]);
-               });
+               burst);
       if (profile_batch == b) {
         synchronize(ctx.device());
         cuda_profiler_range(true);
