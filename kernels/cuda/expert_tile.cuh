@@ -1,7 +1,7 @@
 #pragma once
-// What the tiled expert kernels (kernels/cuda/moe_stream.cu, kernels/cuda/moe_wgmma.cu) share
-// about their weight tiles: where a thread's 16-byte piece of a tile row comes from, and how many
-// blocks share a tile.
+// What the tiled expert kernels share about their weight tiles: where a thread's 16-byte piece of a
+// tile row comes from (kernels/cuda/moe_stream.cu; kernels/cuda/moe_wgmma.cu loads whole tiles by
+// TMA), and how many blocks share a tile (both).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
