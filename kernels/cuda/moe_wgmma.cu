@@ -4,9 +4,9 @@
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/expert_tile.cuh"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/tma.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
-#include <cuda.h>
 #include <cudaTypedefs.h>
 
 #include <algorithm>
@@ -28,34 +28,6 @@ constexpr size_t kMaxStageBytes = 200 * 1024;
 // The 128-byte swizzle wgmma reads (kernels/cuda/wgmma.cuh): chunk c of row r.
 __device__ inline int swizzled_byte(int r, int c) { return r * kRowBytes + (c ^ (r % 8)) * 16; }
 
-__device__ inline uint32_t shared_address(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-__device__ inline void barrier_init(uint64_t* bar, unsigned count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(shared_address(bar)), "r"(count) : "memory");
-}
-// One arrival that also announces `bytes` of copies still to land on the barrier.
-__device__ inline void barrier_expect(uint64_t* bar, unsigned bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(shared_address(bar)), "r"(bytes)
-               : "memory");
-}
-__device__ inline void barrier_wait(uint64_t* bar, unsigned parity) {
-  unsigned done = 0;
-  do {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(shared_address(bar)), "r"(parity)
-        : "memory");
-  } while (!done);
-}
-// A box of the tensor map (columns col.., rows row..) into shared memory, swizzled as the map says;
-// its bytes land on `bar`.
-__device__ inline void tensor_copy(void* dst, const CUtensorMap* map, int col, int row, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
-      ::"r"(shared_address(dst)), "l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(row), "r"(shared_address(bar))
-      : "memory");
-}
-
 template <int kMats, int kN> struct Shape {
   static constexpr int kWeightBytes = kMats * kTileRows * kRowBytes;
   static constexpr int kStageBytes = kWeightBytes + kN * kRowBytes;
@@ -76,7 +48,6 @@ template <int kMats, int kN> struct Shape {
 // copies by every thread: bench-moe DeepSeek-V3 4096 tokens 8.70 / 8.77 ms against 9.45, 2048 tokens
 // 6.62 / 6.58 against 6.94; Qwen3 1024 tokens, Nsight Compute: down 130-135 us against 137, gate/up
 // 261-267 against 266.
-
 // The pipeline keeps kStages - 2 stages loading ahead and one product group in flight
 // (wgmma_wait<1>), so the stage refilled at step s (that of step s - 2) is no longer read; with
 // no group in flight, kStages - 1 ahead.
@@ -107,7 +78,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint64_t* landed = reinterpret_cast<uint64_t*>(shared + S::kStages * S::kStageBytes);
   if (threadIdx.x == 0) {
     for (int i = 0; i < S::kStages; ++i) barrier_init(&landed[i], 1);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    barrier_init_fence();
   }
   __syncthreads();
   int64_t step0 = 0;  // steps of the earlier passes: a stage's barrier phase counts every use
@@ -243,10 +214,10 @@ cudaError_t weight_map(CUtensorMap* map, Dtype dtype, const void* weight, int64_
   const cuuint64_t strides[1] = {cuuint64_t(K) * 2};
   const cuuint32_t box[2] = {cuuint32_t(kStageCols), cuuint32_t(kTileRows)};
   const cuuint32_t element_strides[2] = {1, 1};
-  const CUresult r = encode(map, dtype == Dtype::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                            2, const_cast<void*>(weight), dims, strides, box, element_strides,
-                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  const auto type = dtype == Dtype::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const CUresult r = encode(map, type, 2, const_cast<void*>(weight), dims, strides, box, element_strides,
+                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 

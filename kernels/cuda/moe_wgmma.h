@@ -4,8 +4,8 @@
 // prefill-sized batches, where an expert's pairs number in the hundreds and mma.sync's 16-row
 // products, not memory, set the pace. A block holds 128 weight rows of one expert (of gate and up
 // together) and up to 256 of its sorted pairs; shared-memory stages (weights by TMA, the pairs'
-// rows by cp.async) feed wgmma directly; SiLU(gate) * up * the routing weight is the gate/up epilogue, and both products
-// write their rows through shared memory in 16-byte pieces.
+// rows by cp.async) feed wgmma directly; SiLU(gate) * up * the routing weight is the gate/up
+// epilogue, and both products write their rows through shared memory in 16-byte pieces.
 #include "kernels/cuda/dtype.h"
 
 #include <cuda_runtime.h>
