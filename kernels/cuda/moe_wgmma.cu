@@ -276,7 +276,8 @@ bool moe_wgmma_fits(Dtype dtype, int64_t hidden, int64_t inter) {
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
     return false;
-  return major == 9 && minor == 0;  // sm_90a code runs on compute capability 9.0 alone
+  // sm_90a code runs on compute capability 9.0 alone; the weights' tensor maps need the driver's encoder.
+  return major == 9 && minor == 0 && tensor_map_encoder() != nullptr;
 }
 
 cudaError_t moe_wgmma_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,

@@ -14,8 +14,8 @@
 
 namespace lb::cuda {
 
-// Whether these kernels run here: built for sm_90a and the current device is compute capability
-// 9.0, a 16-bit dtype, hidden and inter multiples of 64.
+// Whether these kernels run here: built for sm_90a, the current device is compute capability 9.0
+// and its driver encodes TMA tensor maps, a 16-bit dtype, hidden and inter multiples of 64.
 bool moe_wgmma_fits(Dtype dtype, int64_t hidden, int64_t inter);
 
 // As moe_stream_gate_up / moe_stream_down. `pairs_per_pass` (64, 128 or 256 for down; 64 or 128
