@@ -14,7 +14,7 @@
 namespace lb::cuda {
 
 // Pairs (token * k + slot) of routing.experts [pairs] sorted by local expert (expert - first_expert
-// in [0, held); others last) in one block: order [pairs], offsets [held + 1] (expert e's pairs are
+// in [0, held); others last), one block a key: order [pairs], offsets [held + 1] (expert e's pairs are
 // order[offsets[e] .. offsets[e + 1])), row_of_pair [pairs] (each pair's position in order, -1 for
 // experts held elsewhere). Up to kMaxSortPairs pairs and kMaxSortExperts experts.
 constexpr int64_t kMaxSortPairs = 8192, kMaxSortExperts = 1024;

@@ -20,38 +20,163 @@ namespace {
 constexpr int kStageCols = 64;                // K columns a stage: one 128-byte swizzled row
 constexpr int kRowBytes = kStageCols * 2;
 constexpr int kRowChunks = kRowBytes / 16;    // 16-byte cp.async pieces of a row
-constexpr int kGroups = 2;                    // warpgroups a block, 64 weight rows each
-constexpr int kTileRows = 64 * kGroups;
-constexpr int kThreads = 128 * kGroups;
-constexpr size_t kMaxStageBytes = 200 * 1024;
 
 // The 128-byte swizzle wgmma reads (kernels/cuda/wgmma.cuh): chunk c of row r.
 __device__ inline int swizzled_byte(int r, int c) { return r * kRowBytes + (c ^ (r % 8)) * 16; }
 
+constexpr int kTileRows = 128;                // weight rows a block: two warpgroups, 64 each
+constexpr int kThreads = 256;
+constexpr int kStageBudget = 224 * 1024;      // of the 227 KB an H200 block may have
+constexpr int kMaxStages = 8;
+// Pairs a pass multiplies: the smallest multiple of this that holds them.
+constexpr int kChunk = 32;
+
+// A pass of kN pairs: the stages that fit the budget.
 template <int kMats, int kN> struct Shape {
   static constexpr int kWeightBytes = kMats * kTileRows * kRowBytes;
   static constexpr int kStageBytes = kWeightBytes + kN * kRowBytes;
-  static constexpr int kStages = std::min<int>(8, kMaxStageBytes / kStageBytes);
+  static constexpr int kStages = std::min<int>(kMaxStages, kStageBudget / kStageBytes);
   static constexpr int kInputPerThread = (kN * kRowChunks + kThreads - 1) / kThreads;
   // The output tile staged as [pair][row], rows padded so the fragment stores spread over banks.
   static constexpr int kOutStride = kTileRows + 8;
-  // + a barrier a stage, + the 1024-byte alignment
-  static constexpr size_t kSharedBytes = size_t(kStages) * kStageBytes + kStages * sizeof(uint64_t) + 1024;
   static_assert(kStageBytes % 1024 == 0 && kWeightBytes % 1024 == 0, "tiles on 1024-byte boundaries");
   static_assert(kStages >= 3, "a stage loading, one multiplied, one still read by the products in flight");
+  static_assert(kN * kOutStride * 2 <= kStages * kStageBytes, "the output tile is staged in the stages");
 };
 
-// Block (pass, row tile, expert). Stages: [matrix][128 weight rows][128 bytes], then [kN pairs]
-// [128 bytes]. Warpgroup g multiplies weight rows 64g..64g+63 of each matrix by all kN pairs.
-// A stage's weight tile comes by TMA (one box a matrix, landing on the stage's mbarrier), its
-// pairs' rows by every thread's cp.async. On an H200 (4dc57c2) the weights by TMA beat 16-byte
-// copies by every thread: bench-moe DeepSeek-V3 4096 tokens 8.70 / 8.77 ms against 9.45, 2048 tokens
-// 6.62 / 6.58 against 6.94; Qwen3 1024 tokens, Nsight Compute: down 130-135 us against 137, gate/up
-// 261-267 against 266.
-// The pipeline keeps kStages - 2 stages loading ahead and one product group in flight
-// (wgmma_wait<1>), so the stage refilled at step s (that of step s - 2) is no longer read; with
-// no group in flight, kStages - 1 ahead.
+// Shared memory of a block: the stages, a barrier a stage, the 1024-byte alignment.
+constexpr size_t kSharedBytes = size_t(kStageBudget) + kMaxStages * sizeof(uint64_t) + 1024;
+
+// One pass of a block (expert e, weight rows row0..) over pairs first .. first + n (n <= kN).
+// Stages: [matrix][kTileRows weight rows][128 bytes], then [kN pairs][128 bytes]. Warpgroup g
+// multiplies weight rows 64g..64g+63 of each matrix by all kN pairs. A stage's weight tile comes by
+// TMA (one box a matrix, landing on the stage's mbarrier), its pairs' rows by every thread's
+// cp.async. The pipeline keeps kStages - 2 stages loading ahead and one product group in flight
+// (wgmma_wait<1>), so the stage refilled at step s (that of step s - 2) is no longer read; with no
+// group in flight, kStages - 1 ahead. `phases` holds each barrier's next parity.
 template <typename T, bool kGateUp, int kN>
+__device__ inline void expert_pass(const CUtensorMap* weights, const T* in, const int64_t* order,
+                                   const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int64_t e,
+                                   int64_t row0, int64_t first, int n, uint8_t* shared, uint64_t* landed,
+                                   unsigned& phases) {
+  constexpr int kMats = kGateUp ? 2 : 1;
+  using S = Shape<kMats, kN>;
+  // Product groups left running at the end of a step: one, except where ptxas would serialize the
+  // products anyway (C7514 for down at 64 pairs a pass).
+  constexpr int kInFlight = kGateUp || kN > 64 ? 1 : 0;
+  constexpr int kAhead = S::kStages - 1 - kInFlight;
+  const int group = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
+  const int stages = int(K / kStageCols);
+  const T* x_src[S::kInputPerThread];
+  int x_dst[S::kInputPerThread];
+#pragma unroll
+  for (int i = 0; i < S::kInputPerThread; ++i) {
+    const int t = threadIdx.x + i * kThreads;
+    const int p = t / kRowChunks, c = t % kRowChunks;
+    // Pairs past n are not loaded: their columns of the products are garbage and never stored.
+    x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
+    x_dst[i] = S::kWeightBytes + swizzled_byte(p, c);
+  }
+  const auto issue = [&](int s) {
+    const int slot = s % S::kStages;
+    uint8_t* stage = shared + slot * S::kStageBytes;
+    if (threadIdx.x == 0) {
+      barrier_expect(&landed[slot], S::kWeightBytes);
+      // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
+      for (int m = 0; m < kMats; ++m)
+        tensor_copy(stage + m * kTileRows * kRowBytes, weights, s * kStageCols,
+                    int((e * kMats + m) * out_cols + row0), &landed[slot]);
+    }
+#pragma unroll
+    for (int i = 0; i < S::kInputPerThread; ++i)
+      if (x_src[i]) cp_async_16(stage + x_dst[i], x_src[i] + s * kStageCols);
+  };
+
+  float acc[kMats][kN / 2];
+#pragma unroll
+  for (int m = 0; m < kMats; ++m)
+#pragma unroll
+    for (int i = 0; i < kN / 2; ++i) acc[m][i] = 0.0f;
+#pragma unroll
+  for (int s = 0; s < kAhead; ++s) {
+    if (s < stages) issue(s);
+    cp_async_commit();  // empty groups too: the wait below counts groups
+  }
+#pragma unroll 1
+  for (int s = 0; s < stages; ++s) {
+    cp_async_wait<kAhead - 1>();
+    fence_async_shared();  // this thread's copies of stage s, visible to the tensor cores
+    __syncthreads();       // everyone's copies landed; the products of the stage refilled next are done
+    if (s + kAhead < stages) issue(s + kAhead);
+    cp_async_commit();
+    const int slot = s % S::kStages;
+    barrier_wait(&landed[slot], (phases >> slot) & 1u);
+    phases ^= 1u << slot;
+    const uint8_t* stage = shared + slot * S::kStageBytes;
+#pragma unroll
+    for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kStageCols / 16; ++kk) {
+      const uint64_t b = wgmma_tile(stage + S::kWeightBytes + kk * 32);
+#pragma unroll
+      for (int m = 0; m < kMats; ++m)
+        Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * kTileRows + group * 64) * kRowBytes + kk * 32), b);
+    }
+    wgmma_commit();
+    wgmma_wait<kInFlight>();
+#pragma unroll
+    for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+  cp_async_wait<0>();
+  __syncthreads();  // the stages are free: they hold the output tile now
+
+  // acc[m][4j + i]: row 64 group + 16 warp + lane / 4 + 8 (i / 2), pair 8j + 2 (lane % 4) + i % 2.
+  T* staged = reinterpret_cast<T*>(shared);
+#pragma unroll
+  for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int p = 8 * j + 2 * (lane % 4) + i % 2, r = 64 * group + 16 * warp + lane / 4 + 8 * (i / 2);
+      const float a = acc[0][4 * j + i];
+      float v = a;
+      if constexpr (kGateUp) {
+        const float w = p < n ? pair_weight[order[first + p]] : 0.0f;
+        v = a / (1.0f + __expf(-a)) * acc[kMats - 1][4 * j + i] * w;
+      }
+      staged[p * S::kOutStride + r] = from_f<T>(v);
+    }
+  __syncthreads();
+  constexpr int kRowPieces = kTileRows / 8;  // 16-byte pieces of a pair's output row
+  for (int c = threadIdx.x; c < n * kRowPieces; c += kThreads) {
+    const int p = c / kRowPieces, piece = c % kRowPieces;
+    const int64_t row = row0 + 8 * piece;
+    if (row < out_cols)
+      *reinterpret_cast<uint4*>(out + (first + p) * out_cols + row) =
+          *reinterpret_cast<const uint4*>(staged + p * S::kOutStride + 8 * piece);
+  }
+  fence_async_shared();  // the staged tile's reads and writes, before the next pass's copies overwrite it
+  __syncthreads();       // the next pass refills the stages
+}
+
+// f(integral_constant<kChunk * c>) for the smallest c >= chunks, c <= kCount.
+template <int kChunk, int kCount, typename F> __device__ inline void with_pairs_tile(int chunks, const F& f) {
+  if constexpr (kCount > 1) {
+    if (chunks < kCount) return with_pairs_tile<kChunk, kCount - 1>(chunks, f);
+  }
+  f(std::integral_constant<int, kChunk * kCount>{});
+}
+
+// Block (pass, row tile, expert): the expert's pairs from blockIdx.x * kCap on, kCap at a time,
+// every gridDim.x-th group; each pass multiplies the smallest multiple of kChunk pairs that holds
+// its own, so an expert with a few more pairs than a tile does not pay for a second full one.
+// Against passes of kCap pairs each (584c785, LB_WGMMA_FIXED=1; Nsight Compute, H200): Qwen3 512
+// tokens gate/up 210-216 us against 225-240, down 109-110 against 114; 1024 tokens gate/up 243
+// against 263-267, down 119 against 131-133.
+template <typename T, bool kGateUp, int kCap>
 __global__ void __launch_bounds__(kThreads, 1)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
@@ -60,136 +185,33 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
   allow_next_kernel();
   wait_for_previous_kernel();
-  constexpr int kMats = kGateUp ? 2 : 1;
-  using S = Shape<kMats, kN>;
-  // Product groups left running at the end of a step: one, except where ptxas would serialize the
-  // products anyway (C7514 for down at 64 pairs a pass).
-  constexpr int kInFlight = kGateUp || kN > 64 ? 1 : 0;
-  constexpr int kAhead = S::kStages - 1 - kInFlight;
   extern __shared__ uint8_t raw_shared[];
   const unsigned misalign = static_cast<unsigned>(__cvta_generic_to_shared(raw_shared)) % 1024;
   uint8_t* shared = raw_shared + (misalign ? 1024 - misalign : 0);
   const int64_t e = blockIdx.z, begin = offsets[e], end = offsets[e + 1];
   const int64_t row0 = int64_t(blockIdx.y) * kTileRows;
   if (begin == end) return;
-  const int group = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
-  const int stages = int(K / kStageCols);
-  // The weight tile of a stage comes by TMA, one box a matrix, onto the stage's barrier.
-  uint64_t* landed = reinterpret_cast<uint64_t*>(shared + S::kStages * S::kStageBytes);
+  uint64_t* landed = reinterpret_cast<uint64_t*>(shared + kStageBudget);
   if (threadIdx.x == 0) {
-    for (int i = 0; i < S::kStages; ++i) barrier_init(&landed[i], 1);
+    for (int i = 0; i < kMaxStages; ++i) barrier_init(&landed[i], 1);
     barrier_init_fence();
   }
   __syncthreads();
-  int64_t step0 = 0;  // steps of the earlier passes: a stage's barrier phase counts every use
-
-  for (int64_t first = begin + int64_t(blockIdx.x) * kN; first < end; first += int64_t(gridDim.x) * kN) {
-    const int n = int(end - first < kN ? end - first : kN);
-    const T* x_src[S::kInputPerThread];
-    int x_dst[S::kInputPerThread];
-#pragma unroll
-    for (int i = 0; i < S::kInputPerThread; ++i) {
-      const int t = threadIdx.x + i * kThreads;
-      const int p = t / kRowChunks, c = t % kRowChunks;
-      // Pairs past n are not loaded: their columns of the products are garbage and never stored.
-      x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
-      x_dst[i] = S::kWeightBytes + swizzled_byte(p, c);
-    }
-    const auto issue = [&](int s) {
-      const int slot = int((step0 + s) % S::kStages);
-      uint8_t* stage = shared + slot * S::kStageBytes;
-      if (threadIdx.x == 0) {
-        barrier_expect(&landed[slot], S::kWeightBytes);
-        // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
-        for (int m = 0; m < kMats; ++m)
-          tensor_copy(stage + m * kTileRows * kRowBytes, &weights, s * kStageCols,
-                      int((e * kMats + m) * out_cols + row0), &landed[slot]);
-      }
-#pragma unroll
-      for (int i = 0; i < S::kInputPerThread; ++i)
-        if (x_src[i]) cp_async_16(stage + x_dst[i], x_src[i] + s * kStageCols);
-    };
-
-    float acc[kMats][kN / 2];
-#pragma unroll
-    for (int m = 0; m < kMats; ++m)
-#pragma unroll
-      for (int i = 0; i < kN / 2; ++i) acc[m][i] = 0.0f;
-#pragma unroll
-    for (int s = 0; s < kAhead; ++s) {
-      if (s < stages) issue(s);
-      cp_async_commit();  // empty groups too: the wait below counts groups
-    }
-#pragma unroll 1
-    for (int s = 0; s < stages; ++s) {
-      cp_async_wait<kAhead - 1>();
-      fence_async_shared();  // this thread's copies of stage s, visible to the tensor cores
-      __syncthreads();       // everyone's copies landed; the products of the stage refilled next are done
-      if (s + kAhead < stages) issue(s + kAhead);
-      cp_async_commit();
-      const int64_t step = step0 + s;
-      barrier_wait(&landed[step % S::kStages], unsigned(step / S::kStages) & 1u);
-      const uint8_t* stage = shared + (step % S::kStages) * S::kStageBytes;
-#pragma unroll
-      for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kStageCols / 16; ++kk) {
-        const uint64_t b = wgmma_tile(stage + S::kWeightBytes + kk * 32);
-#pragma unroll
-        for (int m = 0; m < kMats; ++m)
-          Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * kTileRows + group * 64) * kRowBytes + kk * 32), b);
-      }
-      wgmma_commit();
-      wgmma_wait<kInFlight>();
-#pragma unroll
-      for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
-    }
-    wgmma_wait<0>();
-#pragma unroll
-    for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
-    cp_async_wait<0>();
-    __syncthreads();  // the stages are free: they hold the output tile now
-
-    // acc[m][4j + i]: row 64 group + 16 warp + lane / 4 + 8 (i / 2), pair 8j + 2 (lane % 4) + i % 2.
-    T* staged = reinterpret_cast<T*>(shared);
-#pragma unroll
-    for (int j = 0; j < kN / 8; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int p = 8 * j + 2 * (lane % 4) + i % 2, r = 64 * group + 16 * warp + lane / 4 + 8 * (i / 2);
-        const float a = acc[0][4 * j + i];
-        float v = a;
-        if constexpr (kGateUp) {
-          const float w = p < n ? pair_weight[order[first + p]] : 0.0f;
-          v = a / (1.0f + __expf(-a)) * acc[kMats - 1][4 * j + i] * w;
-        }
-        staged[p * S::kOutStride + r] = from_f<T>(v);
-      }
-    __syncthreads();
-    constexpr int kRowPieces = kTileRows / 8;  // 16-byte pieces of a pair's output row
-    for (int c = threadIdx.x; c < n * kRowPieces; c += kThreads) {
-      const int p = c / kRowPieces, piece = c % kRowPieces;
-      const int64_t row = row0 + 8 * piece;
-      if (row < out_cols)
-        *reinterpret_cast<uint4*>(out + (first + p) * out_cols + row) =
-            *reinterpret_cast<const uint4*>(staged + p * S::kOutStride + 8 * piece);
-    }
-    step0 += stages;
-    fence_async_shared();  // the staged tile's reads and writes, before the next pass's copies overwrite it
-    __syncthreads();       // the next pass refills the stages
+  unsigned phases = 0;
+  for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
+    const int n = int(end - first < kCap ? end - first : kCap);
+    with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
+      expert_pass<T, kGateUp, decltype(tile)::value>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0,
+                                                     first, n, shared, landed, phases);
+    });
   }
 #endif
 }
 
-// Pairs a block takes per pass: about the average per expert, up to what the accumulators allow
-// (128 for gate/up, which holds two matrices' worth; 256 for down). Measured on an H200 (Qwen3
-// 1024 tokens: gate/up 0.267 ms with 64 against 0.273 with 128, down 0.139 with 128 against 0.146
-// with 64; at 512 tokens down 0.114 with 64 against 0.131).
-int pairs_per_pass(double average, bool gate_up) {
-  if (gate_up) return average <= 64 ? 64 : 128;
-  return average <= 32 ? 64 : average <= 128 ? 128 : 256;
-}
+// Pairs a block takes per pass at most: 64 up to 40 an expert on average, else 128 (Qwen3 on an
+// H200 at 584c785, bench-moe: 512 tokens, 32 an expert, 0.340 ms against 0.343 with 128;
+// 1024 tokens 0.395 against 0.435 with 64).
+int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 
 // The driver's tensor-map encoder, found once through the runtime (no link to libcuda).
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
@@ -221,22 +243,20 @@ cudaError_t weight_map(CUtensorMap* map, Dtype dtype, const void* weight, int64_
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <typename T, bool kGateUp, int kN>
+template <typename T, bool kGateUp, int kCap>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
                         int64_t k, cudaStream_t stream) {
-  using S = Shape<kGateUp ? 2 : 1, kN>;
-  const auto kernel = wgmma_kernel<T, kGateUp, kN>;
+  const auto kernel = wgmma_kernel<T, kGateUp, kCap>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
-  const cudaError_t attr =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(S::kSharedBytes));
+  const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes));
   if (attr != cudaSuccess) return attr;
   CUtensorMap map;
   const cudaError_t mapped = weight_map(&map, std::is_same_v<T, __nv_bfloat16> ? Dtype::BF16 : Dtype::F16, weight,
                                         experts * (kGateUp ? 2 : 1) * out_cols, K);
   if (mapped != cudaSuccess) return mapped;
   const dim3 grid(unsigned(passes), unsigned((out_cols + kTileRows - 1) / kTileRows), unsigned(experts));
-  return launch_chained(kernel, grid, dim3(kThreads), S::kSharedBytes, stream, map, static_cast<const T*>(in), order,
+  return launch_chained(kernel, grid, dim3(kThreads), kSharedBytes, stream, map, static_cast<const T*>(in), order,
                         offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
 }
 
@@ -247,23 +267,18 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   if (experts == 0 || out_cols == 0) return cudaSuccess;
   if (dtype == Dtype::F32 || K % kStageCols != 0 || out_cols % 8 != 0 || experts > 65535) return cudaErrorInvalidValue;
   const double average = double(pairs) / double(experts);
-  const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average, kGateUp);
-  if (kn != 64 && kn != 128 && (kGateUp || kn != 256)) return cudaErrorInvalidValue;
+  const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average);
+  if (kn != 64 && kn != 128) return cudaErrorInvalidValue;
   const int passes = passes_for(average, kn);
-  // F32 is refused above: the element type is one of the two 16-bit ones.
-  const auto run = [&](auto tile) {
-    constexpr int kN = decltype(tile)::value;
-    return dtype == Dtype::BF16 ? launch_with<__nv_bfloat16, kGateUp, kN>(in, weight, order, offsets, pair_weight, out,
-                                                                          experts, passes, out_cols, K, k, stream)
-                                : launch_with<__half, kGateUp, kN>(in, weight, order, offsets, pair_weight, out, experts,
-                                                                   passes, out_cols, K, k, stream);
+  const auto run = [&](auto cap) {
+    constexpr int kCap = decltype(cap)::value;
+    // F32 is refused above: the element type is one of the two 16-bit ones.
+    return dtype == Dtype::BF16 ? launch_with<__nv_bfloat16, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
+                                                                            experts, passes, out_cols, K, k, stream)
+                                : launch_with<__half, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
+                                                                     experts, passes, out_cols, K, k, stream);
   };
-  if (kn == 64) return run(std::integral_constant<int, 64>{});
-  if constexpr (kGateUp) {
-    return run(std::integral_constant<int, 128>{});
-  } else {
-    return kn == 128 ? run(std::integral_constant<int, 128>{}) : run(std::integral_constant<int, 256>{});
-  }
+  return kn == 64 ? run(std::integral_constant<int, 64>{}) : run(std::integral_constant<int, 128>{});
 }
 
 }  // namespace

@@ -3,9 +3,10 @@
 // built for sm_90a only): the contract of the streamed kernels (kernels/cuda/moe_stream.h), for
 // prefill-sized batches, where an expert's pairs number in the hundreds and mma.sync's 16-row
 // products, not memory, set the pace. A block holds 128 weight rows of one expert (of gate and up
-// together) and up to 256 of its sorted pairs; shared-memory stages (weights by TMA, the pairs'
-// rows by cp.async) feed wgmma directly; SiLU(gate) * up * the routing weight is the gate/up
-// epilogue, and both products write their rows through shared memory in 16-byte pieces.
+// together) and up to 128 of its sorted pairs a pass, multiplying the smallest multiple of 32 that
+// holds them; shared-memory stages (weights by TMA, the pairs' rows by cp.async) feed wgmma
+// directly; SiLU(gate) * up * the routing weight is the gate/up epilogue, and both products write
+// their rows through shared memory in 16-byte pieces.
 #include "kernels/cuda/dtype.h"
 
 #include <cuda_runtime.h>
@@ -18,8 +19,8 @@ namespace lb::cuda {
 // and its driver encodes TMA tensor maps, a 16-bit dtype, hidden and inter multiples of 64.
 bool moe_wgmma_fits(Dtype dtype, int64_t hidden, int64_t inter);
 
-// As moe_stream_gate_up / moe_stream_down. `pairs_per_pass` (64, 128 or 256 for down; 64 or 128
-// for gate/up) overrides the choice from the average pairs per expert; 0 lets the launcher choose.
+// As moe_stream_gate_up / moe_stream_down. `pairs_per_pass` (64 or 128, the most a pass takes)
+// overrides the choice from the average pairs per expert; 0 lets the launcher choose.
 cudaError_t moe_wgmma_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                               const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
                               int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream,

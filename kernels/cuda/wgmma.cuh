@@ -45,28 +45,25 @@ template <int n> __device__ inline void keep_accumulator(float (&d)[n]) {
 }
 
 // D (64 x N, fp32, N / 2 values a thread) += A (64 x 16) B (16 x N), operands by descriptor; N of
-// 64, 128 and 256, for bf16 and f16. The asm names every accumulator: the lists below are built 32
-// operands at a time, the descriptors and the scale-d flag follow the last accumulator.
+// 32, 64, 96 and 128, for bf16 and f16. The asm names every accumulator: the lists below are
+// built 16 and 32 operands at a time, the descriptors and the scale-d flag follow the last one.
 template <typename T, int N> struct Wgmma;
 
+#define LB_WGMMA_REGS_0_16 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
 #define LB_WGMMA_REGS_0 \
-  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+  LB_WGMMA_REGS_0_16 ", " \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define LB_WGMMA_REGS_32_48 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
 #define LB_WGMMA_REGS_32 \
-  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+  LB_WGMMA_REGS_32_48 ", " \
   "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-#define LB_WGMMA_REGS_64 \
-  "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
-  "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
-#define LB_WGMMA_REGS_96 \
-  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
-  "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
 #define LB_WGMMA_ACC8(i)                                                                 \
   "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
       "+f"(d[i + 6]), "+f"(d[i + 7])
-#define LB_WGMMA_ACC32(i) LB_WGMMA_ACC8(i), LB_WGMMA_ACC8(i + 8), LB_WGMMA_ACC8(i + 16), LB_WGMMA_ACC8(i + 24)
+#define LB_WGMMA_ACC16(i) LB_WGMMA_ACC8(i), LB_WGMMA_ACC8(i + 8)
+#define LB_WGMMA_ACC32(i) LB_WGMMA_ACC16(i), LB_WGMMA_ACC16(i + 16)
+#define LB_WGMMA_ACC48(i) LB_WGMMA_ACC32(i), LB_WGMMA_ACC16(i + 32)
 #define LB_WGMMA_ACC64(i) LB_WGMMA_ACC32(i), LB_WGMMA_ACC32(i + 32)
-#define LB_WGMMA_ACC128(i) LB_WGMMA_ACC64(i), LB_WGMMA_ACC64(i + 64)
 // REGS: the accumulators' names; ACC: the macro of their operands; A, B, P: the operand numbers after them.
 #define LB_WGMMA(T, TYPE, N, REGS, ACC, A, B, P)                                                             \
   template <> struct Wgmma<T, N> {                                                                           \
@@ -81,19 +78,20 @@ template <typename T, int N> struct Wgmma;
 #define LB_WGMMA_BOTH_TYPES(N, REGS, ACC, A, B, P)          \
   LB_WGMMA(__nv_bfloat16, "bf16", N, REGS, ACC, A, B, P) \
   LB_WGMMA(__half, "f16", N, REGS, ACC, A, B, P)
+LB_WGMMA_BOTH_TYPES(32, LB_WGMMA_REGS_0_16, LB_WGMMA_ACC16, "16", "17", "18")
 LB_WGMMA_BOTH_TYPES(64, LB_WGMMA_REGS_0, LB_WGMMA_ACC32, "32", "33", "34")
+LB_WGMMA_BOTH_TYPES(96, LB_WGMMA_REGS_0 ", " LB_WGMMA_REGS_32_48, LB_WGMMA_ACC48, "48", "49", "50")
 LB_WGMMA_BOTH_TYPES(128, LB_WGMMA_REGS_0 ", " LB_WGMMA_REGS_32, LB_WGMMA_ACC64, "64", "65", "66")
-LB_WGMMA_BOTH_TYPES(256, LB_WGMMA_REGS_0 ", " LB_WGMMA_REGS_32 ", " LB_WGMMA_REGS_64 ", " LB_WGMMA_REGS_96,
-                    LB_WGMMA_ACC128, "128", "129", "130")
 #undef LB_WGMMA_BOTH_TYPES
 #undef LB_WGMMA
-#undef LB_WGMMA_ACC128
 #undef LB_WGMMA_ACC64
+#undef LB_WGMMA_ACC48
 #undef LB_WGMMA_ACC32
+#undef LB_WGMMA_ACC16
 #undef LB_WGMMA_ACC8
-#undef LB_WGMMA_REGS_96
-#undef LB_WGMMA_REGS_64
 #undef LB_WGMMA_REGS_32
+#undef LB_WGMMA_REGS_32_48
 #undef LB_WGMMA_REGS_0
+#undef LB_WGMMA_REGS_0_16
 
 }  // namespace lb::cuda
