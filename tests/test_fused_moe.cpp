@@ -12,6 +12,11 @@
 
 #include <gtest/gtest.h>
 
+#ifdef LB_HAVE_CUDA
+#include "kernels/cuda/moe_decode.h"
+#include "kernels/cuda_glue.h"
+#endif
+
 namespace lb {
 namespace {
 
@@ -131,6 +136,46 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
                            w16.down.narrow(0, held, held), held};
     EXPECT_LT(rel_l2(fused_moe_experts(x.to(torch::kBFloat16), r, ep), oracle(ep)), 1e-2) << c.tokens << " tokens, EP";
   }
+}
+
+// The device pair sort (kernels/cuda/moe_decode.h) against LibTorch's stable sort on the CPU:
+// order, offsets and each pair's position, exactly. Uniform routing up to kMaxSortPairs, a few
+// experts taking every pair, experts held elsewhere (their pairs last, position -1), 1024 experts,
+// a single pair.
+TEST(GpuFusedMoe, PairSortMatchesStableSort) {
+#ifndef LB_HAVE_CUDA
+  GTEST_SKIP() << "built without CUDA: this check runs on the GPU machine";
+#else
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
+  torch::manual_seed(17);
+  struct SortCase {
+    int64_t pairs, experts, held, first, chosen_from;  // chosen_from: experts drawn from [0, chosen_from)
+  };
+  for (const SortCase& c : {SortCase{8192, 128, 128, 0, 128}, SortCase{4096, 128, 128, 0, 3}, SortCase{296, 128, 32, 64, 128},
+                            SortCase{8192, 1024, 1024, 0, 1024}, SortCase{5000, 256, 64, 0, 256}, SortCase{1, 256, 256, 0, 256},
+                            SortCase{64, 8, 8, 0, 8}}) {
+    const torch::Tensor experts = torch::randint(c.chosen_from, {c.pairs}, torch::kInt64);
+    const torch::Tensor local = experts - c.first;
+    const torch::Tensor key = torch::where((local >= 0) & (local < c.held), local, torch::full_like(local, c.held));
+    const auto [sorted, want_order] = torch::sort(key, /*stable=*/true, 0, false);
+    const torch::Tensor want_offsets = torch::searchsorted(sorted, torch::arange(c.held + 1, key.options()));
+    torch::Tensor want_row = torch::full({c.pairs}, -1, key.options());
+    const torch::Tensor here = sorted < c.held;
+    want_row.index_put_({want_order.masked_select(here)}, torch::arange(c.pairs, key.options()).masked_select(here));
+
+    const auto o = torch::TensorOptions().device(torch::Device("cuda")).dtype(torch::kInt64);
+    const torch::Tensor e = experts.to(o.device());
+    torch::Tensor order = torch::empty({c.pairs}, o), offsets = torch::empty({c.held + 1}, o);
+    torch::Tensor row = torch::empty({c.pairs}, o);
+    check_launch(cuda::moe_sort_pairs(e.data_ptr<int64_t>(), c.pairs, c.first, c.held, order.data_ptr<int64_t>(),
+                                      offsets.data_ptr<int64_t>(), row.data_ptr<int64_t>(), stream_of(e)),
+                 "pair sort");
+    const std::string what = std::to_string(c.pairs) + " pairs on " + std::to_string(c.held) + " experts";
+    EXPECT_TRUE(torch::equal(order.cpu(), want_order)) << what;
+    EXPECT_TRUE(torch::equal(offsets.cpu(), want_offsets)) << what;
+    EXPECT_TRUE(torch::equal(row.cpu(), want_row)) << what;
+  }
+#endif
 }
 
 // The GEMM rows of a prefill's pairs (kernels/moe_slots.h): the kernel against the plain ops on the
