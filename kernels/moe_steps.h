@@ -17,7 +17,7 @@ torch::Tensor silu_mul_weight(const torch::Tensor& h, const torch::Tensor& w);
 torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k);
 
 // A batch's experts with no host synchronization, in four kernels: the (token, expert) pairs
-// sorted by expert in one block, gate/up and down with each expert's weight rows streamed once for
+// sorted by expert (one block a key), gate/up and down with each expert's weight rows streamed once for
 // all its pairs (or once per 64 of them), then combine_pairs. Up to four tokens' pairs skip the sort: gate/up
 // and down run one block per pair (kernels/cuda/moe_pairs.cu). The same contract as
 // fused_moe_experts (experts from first_expert on held here; gate_up [E, 2I, H], down [E, H, I]). An undefined tensor when the
