@@ -28,11 +28,19 @@ constexpr int64_t kPairPathMaxPairs = 32;
 constexpr int64_t kStreamMaxPairs = 8192;
 static_assert(kStreamMaxPairs <= cuda::kMaxSortPairs, "decode_moe sorts every pair it takes");
 static_assert(cuda::kMaxSortExperts <= 65535, "the expert kernels take one expert per grid.z or grid.y index");
-// From this many pairs per expert on average (512 Qwen3 tokens at top 8) the warpgroup kernels
-// (kernels/cuda/moe_wgmma.h) beat the streamed ones where they run (H200, both products alone:
-// Qwen3 512 tokens 0.345 ms against 0.385, 1024 tokens 0.41 against 0.62; 256 tokens 0.337
-// against 0.330).
-constexpr double kWgmmaMinAverage = 32;
+// The warpgroup kernels (kernels/cuda/moe_wgmma.h) beat the streamed ones from this many pairs per
+// expert on average (256 Qwen3 tokens at top 8; H200, bench-moe at a67d736 with the choice switched:
+// 0.319-0.323 ms against 0.328-0.331; 128 tokens 0.312-0.313 against 0.304-0.307) ...
+constexpr double kWgmmaMinAverage = 16;
+// ... and at any count where the gate/up rows are this long: each block then streams 3.5 MB of
+// weights (DeepSeek-V3, hidden 7168), which hides the fill of its pipeline (H200 at a67d736,
+// 16 / 64 / 128 / 512 tokens: 1.96 / 4.46 / 5.09 / 5.24 ms against 2.01 / 4.57 / 5.39 / 5.47).
+constexpr int64_t kWgmmaLongRows = 4096;
+// Up to this many pairs (2048 tokens at top 8) the warpgroup kernels take the sorted pairs with no
+// host synchronization, past the streamed kernels' range (H200 at a67d736: Qwen3 2048 tokens 0.535
+// ms against 0.638 for the host-synced GEMMs, DeepSeek-V3 5.58 against 5.88).
+constexpr int64_t kWgmmaDeviceMaxPairs = 16384;
+static_assert(kWgmmaDeviceMaxPairs <= cuda::kMaxSortPairs, "decode_moe sorts every pair it takes");
 
 // The activations and expert weights as every expert kernel here reads them: x's kernel dtype,
 // the weights on a GPU in that dtype, all three contiguous and 16-byte aligned; none otherwise.
@@ -125,6 +133,10 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
       inter % cuda::moe_decode_alignment(operands->dtype) != 0)
     return {};
   const cuda::Dtype d = operands->dtype;
+  const bool wgmma = (double(pairs) >= kWgmmaMinAverage * double(held) || hidden >= kWgmmaLongRows) &&
+                     cuda::moe_wgmma_fits(d, hidden, inter);
+  // Past the streamed kernels' range only the warpgroup kernels beat the host-synced GEMMs.
+  if (pairs > kStreamMaxPairs && !wgmma) return {};
   const torch::Tensor &xc = operands->x, &gu = operands->gate_up, &dn = operands->down;
   const torch::Tensor ec = experts.to(torch::kInt64).contiguous(), wc = weights.to(torch::kFloat32).contiguous();
   const cudaStream_t stream = stream_of(x);
@@ -144,7 +156,7 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   check_launch(cuda::moe_sort_pairs(ec.data_ptr<int64_t>(), pairs, first_expert, held, order.data_ptr<int64_t>(),
                                     offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream),
                "MoE pair sort kernel");
-  if (double(pairs) >= kWgmmaMinAverage * double(held) &&
+  if (wgmma &&
       wgmma_products(d, xc, gu, dn, order, offsets, wc.reshape({-1}), act, y, k))
     return combine_pairs(y, row_of_pair, tokens, k);
   if (cuda::moe_stream_fits(d, hidden, inter)) {
@@ -196,7 +208,7 @@ int64_t decode_moe_max_pairs(const torch::Tensor& x, const torch::Tensor& down) 
 #ifdef LB_HAVE_CUDA
   const auto d = kernel_dtype(x);
   if (d && x.dim() == 2 && down.dim() == 3 && cuda::moe_stream_fits(*d, x.size(1), down.size(2)))
-    return kStreamMaxPairs;
+    return cuda::moe_wgmma_fits(*d, x.size(1), down.size(2)) ? kWgmmaDeviceMaxPairs : kStreamMaxPairs;
 #endif
   return kRowKernelsMaxPairs;
 }

@@ -36,9 +36,10 @@ torch::Tensor wgmma_expert_rows(const torch::Tensor& x, const torch::Tensor& ord
                                 int64_t k);
 
 // The most pairs decode_moe should take in one call for these inputs (x [tokens, hidden], down
-// [E, H, I]): 8192 where the streamed kernels (kernels/cuda/moe_stream.h) fit, whose blocks take
-// up to 64 pairs of an expert per pass over its weights; otherwise kRowKernelsMaxPairs (64 tokens
-// at top 8), past which the warp-per-row kernels fall behind a grouped GEMM.
+// [E, H, I]): 16384 where the warpgroup kernels (kernels/cuda/moe_wgmma.h) run, 8192 where only
+// the streamed kernels (kernels/cuda/moe_stream.h) fit, whose blocks take up to 64 pairs of an
+// expert per pass over its weights; otherwise kRowKernelsMaxPairs (64 tokens at top 8), past which
+// the warp-per-row kernels fall behind a grouped GEMM.
 constexpr int64_t kRowKernelsMaxPairs = 512;
 int64_t decode_moe_max_pairs(const torch::Tensor& x, const torch::Tensor& down);
 

@@ -107,15 +107,18 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   // partial). The warp-per-row kernel where 64 does not divide the sizes (hidden 1000,
   // inter 520). On sm_90 the warpgroup kernels take 32 to 128 pairs an expert on average (600, 1024
   // and 700 tokens, 64 tokens on 8 experts; 600 tokens on 16 experts at top 4, 150 pairs an expert
-  // counted with those held elsewhere, takes their largest tiles), past 8192 pairs too (1100 tokens,
-  // 8800 pairs: grouped GEMM on other GPUs); padded batched GEMM (8192 tokens). Per-pair kernels (up
-  // to four tokens; 8 of 8 experts: every token shares every expert).
+  // counted with those held elsewhere, takes their largest tiles) and at any count where hidden is
+  // 7168 (33 and 2 tokens), past 8192 pairs too with no host sync (1100 tokens, 8800 pairs; 2048
+  // tokens, the 16384 pairs the device sort takes at most; grouped GEMM on other GPUs); padded
+  // batched GEMM (8192 tokens). Per-pair kernels (up to four tokens; 8 of 8 experts: every token
+  // shares every expert).
   for (const MoeCase& c : {MoeCase{8192, 2048, 768, 128, 8}, MoeCase{1, 2048, 768, 128, 8},
                            MoeCase{33, 7168, 256, 64, 8}, MoeCase{600, 2048, 768, 128, 8}, MoeCase{1100, 2048, 768, 128, 8},
                            MoeCase{64, 1024, 512, 8, 8}, MoeCase{8, 2048, 768, 128, 8}, MoeCase{40, 1000, 520, 8, 8},
                            MoeCase{2, 7168, 256, 64, 8}, MoeCase{4, 1024, 512, 8, 8}, MoeCase{160, 2048, 768, 128, 8},
                            MoeCase{300, 2048, 384, 128, 8}, MoeCase{1024, 2048, 768, 128, 8},
-                           MoeCase{700, 1984, 448, 128, 8}, MoeCase{600, 512, 256, 16, 4}}) {
+                           MoeCase{700, 1984, 448, 128, 8}, MoeCase{600, 512, 256, 16, 4},
+                           MoeCase{2048, 2048, 768, 128, 8}}) {
     const ExpertWeights w32 = random_experts(c, torch::TensorOptions().device(cuda));
     const ExpertWeights w16 = stack_experts(w32.gate.to(torch::kBFloat16), w32.up.to(torch::kBFloat16),
                                             w32.down.to(torch::kBFloat16));

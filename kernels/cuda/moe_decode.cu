@@ -35,7 +35,7 @@ __global__ void __launch_bounds__(kSortWarps * 32)
   __shared__ uint16_t keys[kMaxSortPairs];
   __shared__ int warp_equal[kSortWarps], warp_less[kSortWarps];
   const int e = int(blockIdx.x), warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-  // kLoadBatch loads in flight a thread: the whole of 8192 pairs at once.
+  // kLoadBatch loads in flight a thread: 8192 pairs in one round, kMaxSortPairs in two.
   for (int64_t p0 = threadIdx.x; p0 < pairs; p0 += int64_t(blockDim.x) * kLoadBatch) {
     int64_t expert[kLoadBatch];
 #pragma unroll

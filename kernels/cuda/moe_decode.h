@@ -17,7 +17,7 @@ namespace lb::cuda {
 // in [0, held); others last), one block a key: order [pairs], offsets [held + 1] (expert e's pairs are
 // order[offsets[e] .. offsets[e + 1])), row_of_pair [pairs] (each pair's position in order, -1 for
 // experts held elsewhere). Up to kMaxSortPairs pairs and kMaxSortExperts experts.
-constexpr int64_t kMaxSortPairs = 8192, kMaxSortExperts = 1024;
+constexpr int64_t kMaxSortPairs = 16384, kMaxSortExperts = 1024;
 cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
                            int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream);
 
