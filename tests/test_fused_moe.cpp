@@ -14,6 +14,7 @@
 
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/moe_decode.h"
+#include "kernels/cuda/moe_stream.h"
 #include "kernels/cuda_glue.h"
 #endif
 
@@ -100,17 +101,18 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
   torch::manual_seed(3);
   const torch::Device cuda("cuda");
-  // Streamed kernels (hidden and inter multiples of 64, up to 8192 pairs): 8 pairs a pass (33
-  // tokens on 64 experts; 8 tokens on 128, half a pair per expert), 16 (160 tokens), 32 (300 tokens,
-  // inter 384), 64 (600 and 1024 tokens; 64 tokens on 8 experts puts ~64 pairs on each, some of
-  // them passing twice; 700 tokens with hidden 1984 and inter 448, whose last 128-row tiles are
-  // partial). The warp-per-row kernel where 64 does not divide the sizes (hidden 1000,
-  // inter 520). On sm_90 the warpgroup kernels take 32 to 128 pairs an expert on average (600, 1024
-  // and 700 tokens, 64 tokens on 8 experts; 600 tokens on 16 experts at top 4, 150 pairs an expert
-  // counted with those held elsewhere, takes their largest tiles) and at any count where hidden is
-  // 7168 (33 and 2 tokens), past 8192 pairs too with no host sync (1100 tokens, 8800 pairs; 2048
-  // tokens, the 16384 pairs the device sort takes at most; grouped GEMM on other GPUs); padded
-  // batched GEMM (8192 tokens). Per-pair kernels (up to four tokens; 8 of 8 experts: every token
+  // Streamed kernels (hidden and inter multiples of 64, up to 8192 pairs): 8 pairs a pass (8
+  // tokens on 128 experts, half a pair per expert), 16 (160 tokens); on other GPUs also 8 (33
+  // tokens on 64 experts), 32 (300 tokens, inter 384) and 64 (600 and 1024 tokens; 64 tokens on 8
+  // experts, some pairs passing twice; 700 tokens with hidden 1984 and inter 448, whose last
+  // 128-row tiles are partial), which StreamedKernelsMatchOracleAtEveryPassSize covers on sm_90.
+  // The warp-per-row kernel where 64 does not divide the sizes (hidden 1000, inter 520). On sm_90
+  // the warpgroup kernels take 16 to 128 pairs an expert on average (300, 600, 1024 and 700 tokens,
+  // 64 tokens on 8 experts; 600 tokens on 16 experts at top 4, 150 pairs an expert counted with
+  // those held elsewhere, takes their largest tiles) and any sorted count where hidden is 7168 (33
+  // tokens), past 8192 pairs too with no host sync (1100 tokens, 8800 pairs; 2048 tokens, the 16384
+  // pairs the device sort takes at most; grouped GEMM on other GPUs); padded batched GEMM (8192
+  // tokens). Per-pair kernels (up to four tokens, hidden 7168 included; 8 of 8 experts: every token
   // shares every expert).
   for (const MoeCase& c : {MoeCase{8192, 2048, 768, 128, 8}, MoeCase{1, 2048, 768, 128, 8},
                            MoeCase{33, 7168, 256, 64, 8}, MoeCase{600, 2048, 768, 128, 8}, MoeCase{1100, 2048, 768, 128, 8},
@@ -139,6 +141,66 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
                            w16.down.narrow(0, held, held), held};
     EXPECT_LT(rel_l2(fused_moe_experts(x.to(torch::kBFloat16), r, ep), oracle(ep)), 1e-2) << c.tokens << " tokens, EP";
   }
+}
+
+// The streamed kernels (kernels/cuda/moe_stream.h) at each pass size they choose (8, 16, 32 and 64
+// pairs: 2, 8, 16 and 40 pairs an expert on average) after the device sort, against the fp32
+// oracle, with an expert-parallel shard at the largest. On sm_90 fused_moe_experts gives 16 pairs
+// an expert and more to the warpgroup kernels, so the larger passes are reached only here there.
+TEST(GpuFusedMoe, StreamedKernelsMatchOracleAtEveryPassSize) {
+#ifndef LB_HAVE_CUDA
+  GTEST_SKIP() << "built without CUDA: this check runs on the GPU machine";
+#else
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
+  torch::manual_seed(23);
+  const torch::Device cuda("cuda");
+  const auto streamed = [](const torch::Tensor& x, const Routing& r, const ExpertWeights& w) {
+    const int64_t tokens = x.size(0), k = r.experts.size(1), pairs = r.experts.numel(), held = w.down.size(0);
+    const int64_t hidden = x.size(1), inter = w.down.size(2);
+    const torch::Tensor experts = r.experts.to(torch::kInt64).contiguous();
+    const torch::Tensor weights = r.weights.to(torch::kFloat32).contiguous();
+    const auto index = experts.options();
+    torch::Tensor order = torch::empty({pairs}, index), offsets = torch::empty({held + 1}, index);
+    torch::Tensor row_of_pair = torch::empty({pairs}, index);
+    torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
+    const cudaStream_t stream = stream_of(x);
+    check_launch(cuda::moe_sort_pairs(experts.data_ptr<int64_t>(), pairs, w.first_expert, held,
+                                      order.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
+                                      row_of_pair.data_ptr<int64_t>(), stream),
+                 "pair sort");
+    check_launch(cuda::moe_stream_gate_up(cuda::Dtype::BF16, x.data_ptr(), w.gate_up.data_ptr(),
+                                          order.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
+                                          weights.data_ptr<float>(), act.data_ptr(), held, pairs, inter, hidden, k,
+                                          stream),
+                 "streamed gate/up");
+    check_launch(cuda::moe_stream_down(cuda::Dtype::BF16, act.data_ptr(), w.down.data_ptr(),
+                                       offsets.data_ptr<int64_t>(), y.data_ptr(), held, pairs, hidden, inter, stream),
+                 "streamed down");
+    return combine_pairs(y, row_of_pair, tokens, k);
+  };
+  for (const int64_t tokens : {16, 64, 128, 320}) {  // 64 experts at top 8
+    const MoeCase c{tokens, 1024, 512, 64, 8};
+    const ExpertWeights w32 = random_experts(c, torch::TensorOptions().device(cuda));
+    const ExpertWeights w16 = stack_experts(w32.gate.to(torch::kBFloat16), w32.up.to(torch::kBFloat16),
+                                            w32.down.to(torch::kBFloat16));
+    const torch::Tensor x = torch::randn({c.tokens, c.hidden}, torch::TensorOptions().device(cuda)).to(torch::kBFloat16);
+    const Routing r = random_routing(c, cuda);
+    const auto oracle = [&](const ExpertWeights& w) {
+      return moe_experts(x.to(torch::kFloat32), r,
+                         {w.gate.to(torch::kFloat32), w.up.to(torch::kFloat32), w.down.to(torch::kFloat32),
+                          w.first_expert});
+    };
+    const torch::Tensor got = streamed(x, r, w16);
+    EXPECT_FALSE(got.isnan().any().item<bool>()) << tokens << " tokens";
+    EXPECT_LT(rel_l2(got, oracle(w16)), 1e-2) << tokens << " tokens";
+    EXPECT_EQ((got.abs().sum(1) == 0).sum().item<int64_t>(), 0) << tokens << " tokens: rows left unwritten";
+    if (tokens == 320) {  // experts 16..31 here: the pairs of the others sort last and are skipped
+      const ExpertWeights ep = stack_experts(w16.gate.narrow(0, 16, 16), w16.up.narrow(0, 16, 16),
+                                             w16.down.narrow(0, 16, 16), 16);
+      EXPECT_LT(rel_l2(streamed(x, r, ep), oracle(ep)), 1e-2) << "expert-parallel shard";
+    }
+  }
+#endif
 }
 
 // The device pair sort (kernels/cuda/moe_decode.h) against LibTorch's stable sort on the CPU:
