@@ -58,12 +58,12 @@ std::optional<ExpertOperands> expert_operands(const torch::Tensor& x, const torc
   return o;
 }
 
-// Gate/up and down of sorted pairs on the warpgroup kernels; false where they do not run.
-bool wgmma_products(cuda::Dtype d, const torch::Tensor& x, const torch::Tensor& gate_up, const torch::Tensor& down,
+// Gate/up and down of sorted pairs on the warpgroup kernels; the callers have checked that they
+// run here (cuda::moe_wgmma_fits).
+void wgmma_products(cuda::Dtype d, const torch::Tensor& x, const torch::Tensor& gate_up, const torch::Tensor& down,
                     const torch::Tensor& order, const torch::Tensor& offsets, const torch::Tensor& pair_weight,
                     torch::Tensor& act, torch::Tensor& y, int64_t k) {
   const int64_t held = down.size(0), hidden = down.size(1), inter = down.size(2), pairs = order.size(0);
-  if (!cuda::moe_wgmma_fits(d, hidden, inter)) return false;
   const cudaStream_t stream = stream_of(x);
   check_launch(cuda::moe_wgmma_gate_up(d, x.data_ptr(), gate_up.data_ptr(), order.data_ptr<int64_t>(),
                                        offsets.data_ptr<int64_t>(), pair_weight.data_ptr<float>(), act.data_ptr(), held,
@@ -72,7 +72,6 @@ bool wgmma_products(cuda::Dtype d, const torch::Tensor& x, const torch::Tensor& 
   check_launch(cuda::moe_wgmma_down(d, act.data_ptr(), down.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(), held,
                                     pairs, hidden, inter, stream),
                "MoE warpgroup down kernel");
-  return true;
 }
 
 }  // namespace
@@ -156,9 +155,10 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   check_launch(cuda::moe_sort_pairs(ec.data_ptr<int64_t>(), pairs, first_expert, held, order.data_ptr<int64_t>(),
                                     offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream),
                "MoE pair sort kernel");
-  if (wgmma &&
-      wgmma_products(d, xc, gu, dn, order, offsets, wc.reshape({-1}), act, y, k))
+  if (wgmma) {
+    wgmma_products(d, xc, gu, dn, order, offsets, wc.reshape({-1}), act, y, k);
     return combine_pairs(y, row_of_pair, tokens, k);
+  }
   if (cuda::moe_stream_fits(d, hidden, inter)) {
     check_launch(cuda::moe_stream_gate_up(d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
                                           offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held,
@@ -191,13 +191,11 @@ torch::Tensor wgmma_expert_rows(const torch::Tensor& x, const torch::Tensor& ord
     return {};
   const c10::cuda::CUDAGuard guard(x.device());
   const auto operands = expert_operands(x, gate_up, down);
-  if (!operands) return {};
+  if (!operands || !cuda::moe_wgmma_fits(operands->dtype, x.size(1), down.size(2))) return {};
   const int64_t pairs = order.size(0);
   torch::Tensor act = torch::empty({pairs, down.size(2)}, x.options()), y = torch::empty({pairs, x.size(1)}, x.options());
-  if (!wgmma_products(operands->dtype, operands->x, operands->gate_up, operands->down, order.contiguous(),
-                      offsets.contiguous(),
-                      weights.reshape({-1}).to(torch::kFloat32).contiguous(), act, y, k))
-    return {};
+  wgmma_products(operands->dtype, operands->x, operands->gate_up, operands->down, order.contiguous(),
+                 offsets.contiguous(), weights.reshape({-1}).to(torch::kFloat32).contiguous(), act, y, k);
   return y;
 #else
   return {};

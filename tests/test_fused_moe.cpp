@@ -38,6 +38,20 @@ Routing random_routing(const MoeCase& c, torch::Device device) {
   return route_softmax_topk(torch::randn({c.tokens, c.experts}, torch::TensorOptions().device(device)), c.k, true);
 }
 
+// random_experts rounded to bf16, as the GPU tests run them.
+ExpertWeights bf16_experts(const MoeCase& c, torch::Device device) {
+  const ExpertWeights w = random_experts(c, torch::TensorOptions().device(device));
+  return stack_experts(w.gate.to(torch::kBFloat16), w.up.to(torch::kBFloat16), w.down.to(torch::kBFloat16),
+                       w.first_expert);
+}
+
+// The oracle in fp32 on the same bf16 inputs and weights the fused path gets.
+torch::Tensor fp32_oracle(const torch::Tensor& x, const Routing& r, const ExpertWeights& w) {
+  return moe_experts(x.to(torch::kFloat32), r,
+                     {w.gate.to(torch::kFloat32), w.up.to(torch::kFloat32), w.down.to(torch::kFloat32),
+                      w.first_expert});
+}
+
 double rel_l2(const torch::Tensor& a, const torch::Tensor& b) {
   return compare_tensors(a.to(torch::kFloat32).cpu(), b.to(torch::kFloat32).cpu()).rel_l2;
 }
@@ -121,17 +135,10 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
                            MoeCase{300, 2048, 384, 128, 8}, MoeCase{1024, 2048, 768, 128, 8},
                            MoeCase{700, 1984, 448, 128, 8}, MoeCase{600, 512, 256, 16, 4},
                            MoeCase{2048, 2048, 768, 128, 8}}) {
-    const ExpertWeights w32 = random_experts(c, torch::TensorOptions().device(cuda));
-    const ExpertWeights w16 = stack_experts(w32.gate.to(torch::kBFloat16), w32.up.to(torch::kBFloat16),
-                                            w32.down.to(torch::kBFloat16));
-    const torch::Tensor x = torch::randn({c.tokens, c.hidden}, torch::TensorOptions().device(cuda));
+    const ExpertWeights w16 = bf16_experts(c, cuda);
+    const torch::Tensor x = torch::randn({c.tokens, c.hidden}, torch::TensorOptions().device(cuda)).to(torch::kBFloat16);
     const Routing r = random_routing(c, cuda);
-    const auto oracle = [&](const ExpertWeights& w) {
-      return moe_experts(x.to(torch::kBFloat16).to(torch::kFloat32), r,
-                         {w.gate.to(torch::kFloat32), w.up.to(torch::kFloat32), w.down.to(torch::kFloat32),
-                          w.first_expert});
-    };
-    const torch::Tensor want = oracle(w16), got = fused_moe_experts(x.to(torch::kBFloat16), r, w16);
+    const torch::Tensor want = fp32_oracle(x, r, w16), got = fused_moe_experts(x, r, w16);
     EXPECT_FALSE(got.isnan().any().item<bool>());
     EXPECT_LT(rel_l2(got, want), 1e-2) << c.tokens << " tokens";
     EXPECT_EQ((got.abs().sum(1) == 0).sum().item<int64_t>(), 0) << "rows left unwritten";
@@ -139,7 +146,7 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
     const int64_t held = c.experts / 4;
     const ExpertWeights ep{w16.gate.narrow(0, held, held), w16.up.narrow(0, held, held),
                            w16.down.narrow(0, held, held), held};
-    EXPECT_LT(rel_l2(fused_moe_experts(x.to(torch::kBFloat16), r, ep), oracle(ep)), 1e-2) << c.tokens << " tokens, EP";
+    EXPECT_LT(rel_l2(fused_moe_experts(x, r, ep), fp32_oracle(x, r, ep)), 1e-2) << c.tokens << " tokens, EP";
   }
 }
 
@@ -180,24 +187,17 @@ TEST(GpuFusedMoe, StreamedKernelsMatchOracleAtEveryPassSize) {
   };
   for (const int64_t tokens : {16, 64, 128, 320}) {  // 64 experts at top 8
     const MoeCase c{tokens, 1024, 512, 64, 8};
-    const ExpertWeights w32 = random_experts(c, torch::TensorOptions().device(cuda));
-    const ExpertWeights w16 = stack_experts(w32.gate.to(torch::kBFloat16), w32.up.to(torch::kBFloat16),
-                                            w32.down.to(torch::kBFloat16));
+    const ExpertWeights w16 = bf16_experts(c, cuda);
     const torch::Tensor x = torch::randn({c.tokens, c.hidden}, torch::TensorOptions().device(cuda)).to(torch::kBFloat16);
     const Routing r = random_routing(c, cuda);
-    const auto oracle = [&](const ExpertWeights& w) {
-      return moe_experts(x.to(torch::kFloat32), r,
-                         {w.gate.to(torch::kFloat32), w.up.to(torch::kFloat32), w.down.to(torch::kFloat32),
-                          w.first_expert});
-    };
     const torch::Tensor got = streamed(x, r, w16);
     EXPECT_FALSE(got.isnan().any().item<bool>()) << tokens << " tokens";
-    EXPECT_LT(rel_l2(got, oracle(w16)), 1e-2) << tokens << " tokens";
+    EXPECT_LT(rel_l2(got, fp32_oracle(x, r, w16)), 1e-2) << tokens << " tokens";
     EXPECT_EQ((got.abs().sum(1) == 0).sum().item<int64_t>(), 0) << tokens << " tokens: rows left unwritten";
     if (tokens == 320) {  // experts 16..31 here: the pairs of the others sort last and are skipped
       const ExpertWeights ep = stack_experts(w16.gate.narrow(0, 16, 16), w16.up.narrow(0, 16, 16),
                                              w16.down.narrow(0, 16, 16), 16);
-      EXPECT_LT(rel_l2(streamed(x, r, ep), oracle(ep)), 1e-2) << "expert-parallel shard";
+      EXPECT_LT(rel_l2(streamed(x, r, ep), fp32_oracle(x, r, ep)), 1e-2) << "expert-parallel shard";
     }
   }
 #endif
