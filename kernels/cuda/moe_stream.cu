@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <type_traits>
 
 namespace lb::cuda {
@@ -15,21 +16,22 @@ namespace lb::cuda {
 namespace {
 
 // Block (pass, row tile, expert): kWarps warps, each 16 weight rows (of each matrix) against up to
-// kN sorted pairs per pass over K. A stage is 64 K columns (128 bytes of a row) of the block's rows
-// of each matrix and of its pairs' input rows; kStages of them are in flight while one is
-// multiplied. Registers hold only the accumulators, so the loads in flight are bounded by shared
+// kN sorted pairs per pass over K. A stage is kCols K columns (64: 128 bytes of a row; 128 under the
+// switch at wide_stages) of the block's rows of each matrix and of its pairs' input rows; kStages
+// of them are in flight while one is multiplied. Registers hold only the accumulators, so the loads in flight are bounded by shared
 // memory, not by registers as in moe_decode.cu's tensor-core kernel, which this one replaced:
 // H200, Qwen3 at 64 tokens ~93% of the copy bandwidth against ~80%, DeepSeek-V3 at 64 ~101%
 // against ~84% (a copy reads and writes; a stream only reads).
-constexpr int kStageCols = 64;
-constexpr int kRowChunks = kStageCols * 2 / 16;  // 16-byte chunks of a row in one stage
-constexpr int kStages = 4;
+constexpr int kStageCols = 64;  // K columns a stage: the default, and what K must be a multiple of
 
-// Chunk c of row r of a stage's tile: rows of 128 bytes, chunks XOR-swizzled by the row, so that
-// the 8 rows one ldmatrix reads at the same column fall in 8 different bank groups.
-__device__ inline int swizzled(int r, int c) { return r * kRowChunks + (c ^ (r % kRowChunks)); }
+// Chunk c of row r of a stage's tile: rows of kCols * 2 bytes, chunks XOR-swizzled by the row, so
+// that the 8 rows one ldmatrix reads at the same column fall in 8 different bank groups.
+template <int kCols> __device__ inline int swizzled(int r, int c) { return r * (kCols / 8) + (c ^ (r % 8)); }
 
-template <int kMats, int kN, int kWarps> struct Stage {
+// A stage: kCols K columns of the block's weight rows (of each matrix) and of its pairs' input rows.
+template <int kMats, int kN, int kWarps, int kCols, int kStagesT> struct Stage {
+  static constexpr int kStages = kStagesT;
+  static constexpr int kRowChunks = kCols * 2 / 16;  // 16-byte chunks of a row in one stage
   static constexpr int kTileRows = 16 * kWarps;
   static constexpr int kWeightChunks = kMats * kTileRows * kRowChunks;
   static constexpr int kChunks = kWeightChunks + kN * kRowChunks;
@@ -38,7 +40,7 @@ template <int kMats, int kN, int kWarps> struct Stage {
   static constexpr size_t kSharedBytes = size_t(kStages) * kChunks * 16;
 };
 
-template <typename T, bool kGateUp, int kN, int kWarps>
+template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 __global__ void __launch_bounds__(kWarps * 32)
     stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets, const float* pair_weight,
                   T* out, int64_t out_cols, int64_t K, int64_t k) {
@@ -46,14 +48,14 @@ __global__ void __launch_bounds__(kWarps * 32)
   wait_for_previous_kernel();
   constexpr int kMats = kGateUp ? 2 : 1;
   constexpr int kTiles = kN / 8;
-  using S = Stage<kMats, kN, kWarps>;
-  constexpr int kTileRows = S::kTileRows;
+  using S = Stage<kMats, kN, kWarps, kCols, kStages>;
+  constexpr int kTileRows = S::kTileRows, kRowChunks = S::kRowChunks;
   extern __shared__ uint4 shared[];  // [kStages][S::kChunks]
   const int64_t e = blockIdx.z, begin = offsets[e], end = offsets[e + 1];
   const int64_t row0 = int64_t(blockIdx.y) * kTileRows;
   if (begin == end) return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int stages = int(K / kStageCols);
+  const int stages = int(K / kCols);
 
   // The weight chunks this thread copies each stage: consecutive threads take consecutive chunks of
   // a row, 8 threads a row's 128 bytes.
@@ -64,7 +66,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int t = threadIdx.x + i * kWarps * 32;
     const int m = t / (kTileRows * kRowChunks), r = t / kRowChunks % kTileRows, c = t % kRowChunks;
     w_src[i] = weight_piece(weight, e, kMats, m, row0, r, c, out_cols, K);
-    w_dst[i] = m * kTileRows * kRowChunks + swizzled(r, c);
+    w_dst[i] = m * kTileRows * kRowChunks + swizzled<kCols>(r, c);
   }
 
   // Blocks x = 0 .. passes - 1 of a row tile take its expert's pairs kN at a time in turn; they are
@@ -80,15 +82,15 @@ __global__ void __launch_bounds__(kWarps * 32)
       const int p = t / kRowChunks, c = t % kRowChunks;
       // Pairs past n are not loaded: their columns of the products are garbage and never stored.
       x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
-      x_dst[i] = S::kWeightChunks + swizzled(p, c);
+      x_dst[i] = S::kWeightChunks + swizzled<kCols>(p, c);
     }
     const auto issue = [&](int s) {
       uint4* buffer = shared + (s % kStages) * S::kChunks;
 #pragma unroll
-      for (int i = 0; i < S::kWeightPerThread; ++i) cp_async_16(buffer + w_dst[i], w_src[i] + s * kStageCols);
+      for (int i = 0; i < S::kWeightPerThread; ++i) cp_async_16(buffer + w_dst[i], w_src[i] + s * kCols);
 #pragma unroll
       for (int i = 0; i < S::kInputPerThread; ++i)
-        if (x_src[i]) cp_async_16(buffer + x_dst[i], x_src[i] + s * kStageCols);
+        if (x_src[i]) cp_async_16(buffer + x_dst[i], x_src[i] + s * kCols);
     };
 
     float acc[kMats][kTiles][4] = {};
@@ -104,20 +106,20 @@ __global__ void __launch_bounds__(kWarps * 32)
       cp_async_commit();
       const uint4* buffer = shared + (s % kStages) * S::kChunks;
 #pragma unroll
-      for (int kk = 0; kk < kStageCols / 16; ++kk) {
+      for (int kk = 0; kk < kCols / 16; ++kk) {
         // A: lanes 0-7 rows 0-7, 8-15 rows 8-15 of the warp's 16, at the k-step's first 8 columns;
         // lanes 16-31 the same rows at its next 8.
         uint32_t a[kMats][4];
         const int a_row = warp * 16 + lane % 16, a_chunk = 2 * kk + lane / 16;
 #pragma unroll
         for (int m = 0; m < kMats; ++m)
-          ldmatrix_x4(a[m], buffer + m * kTileRows * kRowChunks + swizzled(a_row, a_chunk));
+          ldmatrix_x4(a[m], buffer + m * kTileRows * kRowChunks + swizzled<kCols>(a_row, a_chunk));
 #pragma unroll
         for (int j = 0; j < kTiles; ++j) {
           if (j >= tiles) break;  // block-uniform
           // B: lanes 0-7 pairs 8j..8j+7 at the first 8 columns, lanes 8-15 at the next 8.
           uint32_t b[2];
-          ldmatrix_x2(b, buffer + S::kWeightChunks + swizzled(8 * j + lane % 8, 2 * kk + (lane / 8) % 2));
+          ldmatrix_x2(b, buffer + S::kWeightChunks + swizzled<kCols>(8 * j + lane % 8, 2 * kk + (lane / 8) % 2));
 #pragma unroll
           for (int m = 0; m < kMats; ++m) mma_16x8x16<T>(acc[m][j], a[m], b[0], b[1]);
         }
@@ -147,22 +149,46 @@ __global__ void __launch_bounds__(kWarps * 32)
 // 1024 and 2048 Qwen3 tokens on an H200: 0.72 / 1.29 ms against 0.67 / 1.19.)
 int pairs_per_pass(double average) { return average <= 4 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : 64; }
 
-template <typename T, bool kGateUp, int kN>
-cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
-                        const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                        int64_t k, cudaStream_t stream) {
+template <typename T, bool kGateUp, int kN, int kCols, int kStages>
+cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
+                          const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
+                          int64_t k, cudaStream_t stream) {
   // 64 pairs a pass: 128 rows a block, so that each input row brought in serves twice the weights
   // (H200, Qwen3 at 512 tokens: 0.41 ms against 0.42 with 64 rows).
   constexpr int kWarps = kN == 64 ? 8 : 4;
-  using S = Stage<kGateUp ? 2 : 1, kN, kWarps>;
+  using S = Stage<kGateUp ? 2 : 1, kN, kWarps, kCols, kStages>;
   constexpr size_t shared = S::kSharedBytes;
-  const auto kernel = stream_kernel<T, kGateUp, kN, kWarps>;
+  const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kCols, kStages>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
   if (attr != cudaSuccess) return attr;
   const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
   return launch_chained(kernel, grid, dim3(kWarps * 32), shared, stream, static_cast<const T*>(in),
                         static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
+}
+
+// A/B switch, awaiting its measurement (docs/kernels-and-speed.md): LB_STREAM_WIDE=1 gives the
+// gate/up kernel stages of 128 K columns (256 contiguous bytes of each weight row, as SGLang's
+// tuned small-batch configs read) and 3 of them instead of 64 and 4; =2 the down kernel too.
+int wide_stages() {
+  static const int wide = [] {
+    const char* v = std::getenv("LB_STREAM_WIDE");
+    return v ? std::atoi(v) : 0;
+  }();
+  return wide;
+}
+
+template <typename T, bool kGateUp, int kN>
+cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
+                        const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
+                        int64_t k, cudaStream_t stream) {
+  if constexpr (kN <= 32) {
+    if (wide_stages() >= (kGateUp ? 1 : 2) && K % 128 == 0)
+      return launch_shaped<T, kGateUp, kN, 128, 3>(in, weight, order, offsets, pair_weight, out, experts, passes,
+                                                   out_cols, K, k, stream);
+  }
+  return launch_shaped<T, kGateUp, kN, kStageCols, 4>(in, weight, order, offsets, pair_weight, out, experts, passes,
+                                                       out_cols, K, k, stream);
 }
 
 template <bool kGateUp>
