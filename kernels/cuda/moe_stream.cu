@@ -18,8 +18,9 @@ namespace {
 // Block (pass, row tile, expert): kWarps warps, each 16 weight rows (of each matrix) against up to
 // kN sorted pairs per pass over K. A stage is kCols K columns (64: 128 bytes of a row; 128 under the
 // switch at wide_stages) of the block's rows of each matrix and of its pairs' input rows; kStages
-// of them are in flight while one is multiplied. Registers hold only the accumulators, so the loads in flight are bounded by shared
-// memory, not by registers as in moe_decode.cu's tensor-core kernel, which this one replaced:
+// of them are in flight while one is multiplied. Registers hold only the accumulators, so the
+// loads in flight are bounded by shared memory, not by registers as in moe_decode.cu's tensor-core
+// kernel, which this one replaced:
 // H200, Qwen3 at 64 tokens ~93% of the copy bandwidth against ~80%, DeepSeek-V3 at 64 ~101%
 // against ~84% (a copy reads and writes; a stream only reads).
 constexpr int kStageCols = 64;  // K columns a stage: the default, and what K must be a multiple of
@@ -58,7 +59,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int stages = int(K / kCols);
 
   // The weight chunks this thread copies each stage: consecutive threads take consecutive chunks of
-  // a row, 8 threads a row's 128 bytes.
+  // a row, kRowChunks threads a row's part of the stage.
   const T* w_src[S::kWeightPerThread];
   int w_dst[S::kWeightPerThread];
 #pragma unroll
