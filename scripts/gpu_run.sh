@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels stream-shapes bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -135,6 +135,22 @@ for step in "${steps[@]}"; do
         > "$OUT/kernels.log" 2>&1 || status=1
       grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40
       fail_on_gpu_skips "$OUT/kernels.log" ;;
+    stream-shapes)
+      # A/B of the streamed expert kernels' stage shapes (LB_STREAM_SHAPE{,_DOWN}, kernels/cuda/moe_stream.cu,
+      # docs/kernels-and-speed.md): the GPU MoE tests with each, then Qwen3 bench-moe where those kernels run.
+      for s in 128x2 128x3 64x6; do
+        (cd "$BUILD_DIR" && LB_STREAM_SHAPE=$s LB_STREAM_SHAPE_DOWN=$s timeout 300 ./tests/lb_tests \
+          --gtest_filter='GpuFusedMoe.*') > "$OUT/stream_shape_tests_$s.log" 2>&1 || status=1
+        echo "$s: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/stream_shape_tests_$s.log" | tr '\n' ' ')"
+      done
+      for round in a b; do
+        for s in default 128x2 128x3 64x6; do
+          LB_STREAM_SHAPE=$s $bin bench-moe --model qwen3-30b-a3b --tokens 4,8,16,32,64,128 \
+            --json "$OUT/bench_moe_stream-shape-${s}-down-default_$round.json" > /dev/null || status=1
+          [ $s = default ] || LB_STREAM_SHAPE_DOWN=$s $bin bench-moe --model qwen3-30b-a3b --tokens 4,8,16,32,64,128 \
+            --json "$OUT/bench_moe_stream-shape-default-down-${s}_$round.json" > /dev/null || status=1
+        done
+      done ;;
     bench-moe)
       # Our fused experts, then the peers (SGLang's Triton kernel, torch grouped_mm) in the same call:
       # a speed claim is a ratio to them measured side by side (scripts/results_table.py pairs the files).

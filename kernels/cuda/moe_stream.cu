@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <string>
 #include <type_traits>
 
 namespace lb::cuda {
@@ -17,7 +18,7 @@ namespace {
 
 // Block (pass, row tile, expert): kWarps warps, each 16 weight rows (of each matrix) against up to
 // kN sorted pairs per pass over K. A stage is kCols K columns (64: 128 bytes of a row; 128 under the
-// switch at wide_stages) of the block's rows of each matrix and of its pairs' input rows; kStages
+// switches at stage_shape) of the block's rows of each matrix and of its pairs' input rows; kStages
 // of them are in flight while one is multiplied. Registers hold only the accumulators, so the
 // loads in flight are bounded by shared memory, not by registers as in moe_decode.cu's tensor-core
 // kernel, which this one replaced:
@@ -168,28 +169,47 @@ cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* ord
                         static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
 }
 
-// A/B switch, awaiting its measurement (docs/kernels-and-speed.md): LB_STREAM_WIDE=1 gives the
-// gate/up kernel stages of 128 K columns (256 contiguous bytes of each weight row, as SGLang's
-// tuned small-batch configs read) and 3 of them instead of 64 and 4; =2 the down kernel too.
-int wide_stages() {
-  static const int wide = [] {
-    const char* v = std::getenv("LB_STREAM_WIDE");
-    return v ? std::atoi(v) : 0;
-  }();
-  return wide;
+// A/B switches, awaiting their measurement (docs/kernels-and-speed.md): LB_STREAM_SHAPE (gate/up)
+// and LB_STREAM_SHAPE_DOWN (down) = COLSxSTAGES, one of 64x6, 128x2 (as SGLang's tuned
+// small-batch configs read a weight row: 256 contiguous bytes, 2 stages) or 128x3, give passes of
+// up to 32 pairs stages of that many K columns, that many of them, instead of 64x4.
+enum class StageShape { Default, Cols64Stages6, Cols128Stages2, Cols128Stages3 };
+StageShape stage_shape(bool gate_up) {
+  const auto parse = [](const char* name) {
+    const char* v = std::getenv(name);
+    const std::string s = v ? v : "";
+    if (s == "64x6") return StageShape::Cols64Stages6;
+    if (s == "128x2") return StageShape::Cols128Stages2;
+    if (s == "128x3") return StageShape::Cols128Stages3;
+    return StageShape::Default;
+  };
+  static const StageShape gate_up_shape = parse("LB_STREAM_SHAPE"), down_shape = parse("LB_STREAM_SHAPE_DOWN");
+  return gate_up ? gate_up_shape : down_shape;
 }
 
 template <typename T, bool kGateUp, int kN>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
                         int64_t k, cudaStream_t stream) {
+  const auto run = [&](auto cols, auto stages) {
+    return launch_shaped<T, kGateUp, kN, decltype(cols)::value, decltype(stages)::value>(
+        in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
+  };
+  using C64 = std::integral_constant<int, 64>;
+  using C128 = std::integral_constant<int, 128>;
   if constexpr (kN <= 32) {
-    if (wide_stages() >= (kGateUp ? 1 : 2) && K % 128 == 0)
-      return launch_shaped<T, kGateUp, kN, 128, 3>(in, weight, order, offsets, pair_weight, out, experts, passes,
-                                                   out_cols, K, k, stream);
+    switch (stage_shape(kGateUp)) {
+      case StageShape::Cols64Stages6: return run(C64{}, std::integral_constant<int, 6>{});
+      case StageShape::Cols128Stages2:
+        if (K % 128 == 0) return run(C128{}, std::integral_constant<int, 2>{});
+        break;
+      case StageShape::Cols128Stages3:
+        if (K % 128 == 0) return run(C128{}, std::integral_constant<int, 3>{});
+        break;
+      case StageShape::Default: break;
+    }
   }
-  return launch_shaped<T, kGateUp, kN, kStageCols, 4>(in, weight, order, offsets, pair_weight, out, experts, passes,
-                                                       out_cols, K, k, stream);
+  return run(C64{}, std::integral_constant<int, 4>{});
 }
 
 template <bool kGateUp>
