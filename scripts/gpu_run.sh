@@ -136,19 +136,23 @@ for step in "${steps[@]}"; do
       grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40
       fail_on_gpu_skips "$OUT/kernels.log" ;;
     stream-shapes)
-      # A/B of the streamed expert kernels' stage shapes (LB_STREAM_SHAPE{,_DOWN}, kernels/cuda/moe_stream.cu,
-      # docs/kernels-and-speed.md): the GPU MoE tests with each, then Qwen3 bench-moe where those kernels run.
-      for s in 128x2 128x3 64x6; do
-        (cd "$BUILD_DIR" && LB_STREAM_SHAPE=$s LB_STREAM_SHAPE_DOWN=$s timeout 300 ./tests/lb_tests \
-          --gtest_filter='GpuFusedMoe.*') > "$OUT/stream_shape_tests_$s.log" 2>&1 || status=1
-        echo "$s: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/stream_shape_tests_$s.log" | tr '\n' ' ')"
+      # A/B of the streamed expert kernels' stages (LB_STREAM_SHAPE{,_DOWN}, LB_STREAM_TMA in
+      # kernels/cuda/moe_stream.cu; docs/kernels-and-speed.md): the GPU MoE tests with each, then Qwen3
+      # bench-moe where those kernels run, two rounds. Many records: tar $OUT before bringing it back.
+      for v in "128x2 0" "128x3 0" "64x6 0" "default 1" "64x6 1"; do
+        set -- $v
+        (cd "$BUILD_DIR" && LB_STREAM_SHAPE=$1 LB_STREAM_SHAPE_DOWN=$1 LB_STREAM_TMA=$2 timeout 300 ./tests/lb_tests \
+          --gtest_filter='GpuFusedMoe.*') > "$OUT/stream_shape_tests_$1_tma$2.log" 2>&1 || status=1
+        echo "$1 tma=$2: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/stream_shape_tests_$1_tma$2.log" | tr '\n' ' ')"
       done
       for round in a b; do
-        for s in default 128x2 128x3 64x6; do
-          LB_STREAM_SHAPE=$s $bin bench-moe --model qwen3-30b-a3b --tokens 4,8,16,32,64,128 \
-            --json "$OUT/bench_moe_stream-shape-${s}-down-default_$round.json" > /dev/null || status=1
-          [ $s = default ] || LB_STREAM_SHAPE_DOWN=$s $bin bench-moe --model qwen3-30b-a3b --tokens 4,8,16,32,64,128 \
-            --json "$OUT/bench_moe_stream-shape-default-down-${s}_$round.json" > /dev/null || status=1
+        for v in "default 0" "128x2 0" "128x3 0" "64x6 0" "default 1" "64x6 1"; do
+          set -- $v
+          LB_STREAM_SHAPE=$1 LB_STREAM_TMA=$2 $bin bench-moe --model qwen3-30b-a3b --tokens 4,8,16,32,64,128 \
+            --json "$OUT/bench_moe_stream-shape-$1-down-default-tma$2_$round.json" > /dev/null || status=1
+          [ $1 = default ] || LB_STREAM_SHAPE_DOWN=$1 LB_STREAM_TMA=$2 $bin bench-moe --model qwen3-30b-a3b \
+            --tokens 4,8,16,32,64,128 --json "$OUT/bench_moe_stream-shape-default-down-$1-tma$2_$round.json" \
+            > /dev/null || status=1
         done
       done ;;
     bench-moe)

@@ -4,10 +4,9 @@
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/expert_tile.cuh"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/tensor_map.h"
 #include "kernels/cuda/tma.cuh"
 #include "kernels/cuda/wgmma.cuh"
-
-#include <cudaTypedefs.h>
 
 #include <algorithm>
 #include <cmath>
@@ -214,36 +213,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 // tokens 0.395 against 0.435 with 64 at 584c785).
 int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 
-// The driver's tensor-map encoder, found once through the runtime (no link to libcuda).
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
-            cudaSuccess ||
-        found != cudaDriverEntryPointSuccess)
-      return PFN_cuTensorMapEncodeTiled_v12000(nullptr);
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  return encode;
-}
-
-// The weights [rows, K] as TMA reads them: boxes of 64 columns by 128 rows, 128-byte swizzle (the
-// layout wgmma_tile describes).
-cudaError_t weight_map(CUtensorMap* map, Dtype dtype, const void* weight, int64_t rows, int64_t K) {
-  const auto encode = tensor_map_encoder();
-  if (!encode || rows > INT32_MAX) return cudaErrorNotSupported;
-  const cuuint64_t dims[2] = {cuuint64_t(K), cuuint64_t(rows)};
-  const cuuint64_t strides[1] = {cuuint64_t(K) * 2};
-  const cuuint32_t box[2] = {cuuint32_t(kStageCols), cuuint32_t(kTileRows)};
-  const cuuint32_t element_strides[2] = {1, 1};
-  const auto type = dtype == Dtype::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  const CUresult r = encode(map, type, 2, const_cast<void*>(weight), dims, strides, box, element_strides,
-                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
-}
-
 template <typename T, bool kGateUp, int kCap>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
@@ -253,8 +222,8 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes));
   if (attr != cudaSuccess) return attr;
   CUtensorMap map;
-  const cudaError_t mapped = weight_map(&map, std::is_same_v<T, __nv_bfloat16> ? Dtype::BF16 : Dtype::F16, weight,
-                                        experts * (kGateUp ? 2 : 1) * out_cols, K);
+  const cudaError_t mapped = weight_tensor_map(&map, std::is_same_v<T, __nv_bfloat16> ? Dtype::BF16 : Dtype::F16,
+                                               weight, experts * (kGateUp ? 2 : 1) * out_cols, K, kTileRows);
   if (mapped != cudaSuccess) return mapped;
   const dim3 grid(unsigned(passes), unsigned((out_cols + kTileRows - 1) / kTileRows), unsigned(experts));
   return launch_chained(kernel, grid, dim3(kThreads), kSharedBytes, stream, map, static_cast<const T*>(in), order,
@@ -293,7 +262,7 @@ bool moe_wgmma_fits(Dtype dtype, int64_t hidden, int64_t inter) {
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
     return false;
   // sm_90a code runs on compute capability 9.0 alone; the weights' tensor maps need the driver's encoder.
-  return major == 9 && minor == 0 && tensor_map_encoder() != nullptr;
+  return major == 9 && minor == 0 && tensor_maps_available();
 }
 
 cudaError_t moe_wgmma_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,

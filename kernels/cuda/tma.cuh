@@ -12,6 +12,10 @@
 namespace lb::cuda {
 
 __device__ inline uint32_t shared_address(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+// Orders this thread's earlier plain (generic-proxy) accesses of shared memory before later
+// async-proxy ones (TMA copies, wgmma reads) of the same bytes; a block barrier must follow when
+// another thread issues those.
+__device__ inline void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 __device__ inline void barrier_init(uint64_t* bar, unsigned count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(shared_address(bar)), "r"(count) : "memory");
 }

@@ -19,6 +19,8 @@
 // wgmma_commit() closes a group of issued products and wgmma_wait<n>() waits until at most n groups
 // are still running, after which keep_accumulator() stops the compiler from reading the
 // accumulators any earlier.
+#include "kernels/cuda/tma.cuh"  // fence_async_shared
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -33,7 +35,6 @@ __device__ inline uint64_t wgmma_tile(const void* tile) {
   return uint64_t((address & 0x3FFFF) >> 4) | uint64_t(1) << 16 | (kRowGroupBytes >> 4) << 32 | uint64_t(1) << 62;
 }
 
-__device__ inline void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 __device__ inline void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ inline void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int pending> __device__ inline void wgmma_wait() {
