@@ -2,7 +2,7 @@
 
 #include <cudaTypedefs.h>
 
-#include <climits>
+#include <cstdint>
 
 namespace lb::cuda {
 
