@@ -136,23 +136,19 @@ for step in "${steps[@]}"; do
       grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40
       fail_on_gpu_skips "$OUT/kernels.log" ;;
     stream-shapes)
-      # A/B of the streamed expert kernels' stages (LB_STREAM_SHAPE{,_DOWN}, LB_STREAM_TMA in
-      # kernels/cuda/moe_stream.cu; docs/kernels-and-speed.md): the GPU MoE tests with each, then Qwen3
-      # bench-moe where those kernels run, two rounds. Many records: tar $OUT before bringing it back.
-      for v in "128x2 0" "128x3 0" "64x6 0" "default 1" "64x6 1"; do
-        set -- $v
-        (cd "$BUILD_DIR" && LB_STREAM_SHAPE=$1 LB_STREAM_SHAPE_DOWN=$1 LB_STREAM_TMA=$2 timeout 300 ./tests/lb_tests \
-          --gtest_filter='GpuFusedMoe.*') > "$OUT/stream_shape_tests_$1_tma$2.log" 2>&1 || status=1
-        echo "$1 tma=$2: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/stream_shape_tests_$1_tma$2.log" | tr '\n' ' ')"
-      done
+      # A/B of the streamed expert kernels' stage shapes (LB_STREAM_SHAPE{,_DOWN}, LB_STREAM_MIN_PAIRS
+      # in kernels/cuda/moe_stream.cu; docs/kernels-and-speed.md): Qwen3 bench-moe where those kernels
+      # run (its rows check each against the reference), each gate/up and each down variant, two
+      # rounds. Many records: tar $OUT before bringing it back.
       for round in a b; do
-        for v in "default 0" "128x2 0" "128x3 0" "64x6 0" "default 1" "64x6 1"; do
+        for v in "gate default default" "gate 64x4 default" "gate 128x2w8 default" "gate 128x3w8 default" \
+                 "gate 256x2 default" "down default 64x4" "down default 128x2w8" "down default 128x3w8" \
+                 "down default 256x2" "min16 default default"; do
           set -- $v
-          LB_STREAM_SHAPE=$1 LB_STREAM_TMA=$2 $bin bench-moe --model qwen3-30b-a3b --tokens 4,8,16,32,64,128 \
-            --json "$OUT/bench_moe_stream-shape-$1-down-default-tma$2_$round.json" > /dev/null || status=1
-          [ $1 = default ] || LB_STREAM_SHAPE_DOWN=$1 LB_STREAM_TMA=$2 $bin bench-moe --model qwen3-30b-a3b \
-            --tokens 4,8,16,32,64,128 --json "$OUT/bench_moe_stream-shape-default-down-$1-tma$2_$round.json" \
-            > /dev/null || status=1
+          [ $1 = min16 ] && min=16 || min=8
+          LB_STREAM_SHAPE=$2 LB_STREAM_SHAPE_DOWN=$3 LB_STREAM_MIN_PAIRS=$min $bin bench-moe --model qwen3-30b-a3b \
+            --tokens 4,8,16,32,64,128 --json "$OUT/bench_moe_stream-up-$2-down-$3-min${min}_$round.json" > /dev/null \
+            || status=1
         done
       done ;;
     bench-moe)

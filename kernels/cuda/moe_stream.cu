@@ -5,8 +5,6 @@
 #include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda/expert_tile.cuh"
 #include "kernels/cuda/mma.cuh"
-#include "kernels/cuda/tensor_map.h"
-#include "kernels/cuda/tma.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -19,14 +17,13 @@ namespace lb::cuda {
 namespace {
 
 // Block (pass, row tile, expert): kWarps warps, each 16 weight rows (of each matrix) against up to
-// kN sorted pairs per pass over K. A stage is kCols K columns (64: 128 bytes of a row; 128 under the
-// switches at stage_shape) of the block's rows of each matrix and of its pairs' input rows; kStages
-// of them are in flight while one is multiplied. Registers hold only the accumulators, so the
-// loads in flight are bounded by shared memory, not by registers as in moe_decode.cu's tensor-core
-// kernel, which this one replaced:
+// kN sorted pairs per pass over K. A stage is kCols K columns of the block's rows of each matrix
+// and of its pairs' input rows; kStages of them are in flight while one is multiplied. Registers
+// hold only the accumulators, so the loads in flight are bounded by shared memory, not by
+// registers as in moe_decode.cu's tensor-core kernel, which this one replaced:
 // H200, Qwen3 at 64 tokens ~93% of the copy bandwidth against ~80%, DeepSeek-V3 at 64 ~101%
 // against ~84% (a copy reads and writes; a stream only reads).
-constexpr int kStageCols = 64;  // K columns a stage: the default, and what K must be a multiple of
+constexpr int kStageCols = 64;  // K must be a multiple of the narrowest stage
 
 // Chunk c of row r of a stage's tile: rows of kCols * 2 bytes, chunks XOR-swizzled by the row, so
 // that the 8 rows one ldmatrix reads at the same column fall in 8 different bank groups.
@@ -44,48 +41,20 @@ template <int kMats, int kN, int kWarps, int kCols, int kStagesT> struct Stage {
   static constexpr size_t kSharedBytes = size_t(kStages) * kChunks * 16;
 };
 
-// TMA (kernels/cuda/tma.cuh) is there from sm_90; a kTma kernel built for an older device traps.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-constexpr bool kTmaHere = false;
-#else
-constexpr bool kTmaHere = true;
-#endif
-
-// With kTma (an A/B switch, stream_tma below), each stage's weight tile comes by TMA, one box a
-// matrix landing on the stage's barrier, as in kernels/cuda/moe_wgmma.cu, and the stages start on
-// 1024-byte boundaries (the swizzle's); the pairs' rows still come by every thread's cp.async.
-template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages, bool kTma>
+template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 __global__ void __launch_bounds__(kWarps * 32)
-    stream_kernel(const __grid_constant__ CUtensorMap weight_map, const T* in, const T* weight, const int64_t* order,
-                  const int64_t* offsets, const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
-  static_assert(!kTma || kCols == 64, "a TMA box row is the 128 bytes of the swizzle");
-  if constexpr (kTma && !kTmaHere) __trap();
+    stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
+                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
   allow_next_kernel();
   wait_for_previous_kernel();
   constexpr int kMats = kGateUp ? 2 : 1;
   constexpr int kTiles = kN / 8;
-  constexpr bool kByTma = kTma && kTmaHere;
   using S = Stage<kMats, kN, kWarps, kCols, kStages>;
   constexpr int kTileRows = S::kTileRows, kRowChunks = S::kRowChunks;
-  extern __shared__ uint4 raw_shared[];  // [kStages][S::kChunks], then with kTma a barrier a stage
-  uint4* shared = raw_shared;
-  uint64_t* landed = nullptr;
-  if constexpr (kByTma) {
-    const unsigned misalign = shared_address(raw_shared) % 1024;
-    shared = raw_shared + (misalign ? (1024 - misalign) / 16 : 0);
-    landed = reinterpret_cast<uint64_t*>(shared + kStages * S::kChunks);
-  }
+  extern __shared__ uint4 shared[];  // [kStages][S::kChunks]
   const int64_t e = blockIdx.z, begin = offsets[e], end = offsets[e + 1];
   const int64_t row0 = int64_t(blockIdx.y) * kTileRows;
   if (begin == end) return;
-  if constexpr (kByTma) {
-    if (threadIdx.x == 0) {
-      for (int i = 0; i < kStages; ++i) barrier_init(&landed[i], 1);
-      barrier_init_fence();
-    }
-    __syncthreads();
-  }
-  unsigned phases = 0;  // each stage barrier's next parity
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int stages = int(K / kCols);
 
@@ -118,19 +87,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     const auto issue = [&](int s) {
       uint4* buffer = shared + (s % kStages) * S::kChunks;
-      if constexpr (kByTma) {
-        if (threadIdx.x == 0) {
-          uint64_t* bar = &landed[s % kStages];
-          barrier_expect(bar, S::kWeightChunks * 16);
-          // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
-          for (int m = 0; m < kMats; ++m)
-            tensor_copy(buffer + m * kTileRows * kRowChunks, &weight_map, s * kCols,
-                        int((e * kMats + m) * out_cols + row0), bar);
-        }
-      } else {
 #pragma unroll
-        for (int i = 0; i < S::kWeightPerThread; ++i) cp_async_16(buffer + w_dst[i], w_src[i] + s * kCols);
-      }
+      for (int i = 0; i < S::kWeightPerThread; ++i) cp_async_16(buffer + w_dst[i], w_src[i] + s * kCols);
 #pragma unroll
       for (int i = 0; i < S::kInputPerThread; ++i)
         if (x_src[i]) cp_async_16(buffer + x_dst[i], x_src[i] + s * kCols);
@@ -144,15 +102,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     for (int s = 0; s < stages; ++s) {
       cp_async_wait<kStages - 2>();
-      if constexpr (kByTma) fence_async_shared();  // this thread's reads of the buffer refilled next, before the TMA
       __syncthreads();  // stage s is everyone's, and everyone is done with the buffer refilled next
       if (s + kStages - 1 < stages) issue(s + kStages - 1);
       cp_async_commit();
-      if constexpr (kByTma) {
-        const int slot = s % kStages;
-        barrier_wait(&landed[slot], (phases >> slot) & 1u);
-        phases ^= 1u << slot;
-      }
       const uint4* buffer = shared + (s % kStages) * S::kChunks;
 #pragma unroll
       for (int kk = 0; kk < kCols / 16; ++kk) {
@@ -175,7 +127,6 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
     cp_async_wait<0>();
-    if constexpr (kByTma) fence_async_shared();  // the last reads, before the next pass's TMA copies
     __syncthreads();  // the buffers are free for the next pass
 
     // acc[m][j][r]: row 16 * warp + lane / 4 + 8 * (r / 2), pair 8j + 2 * (lane % 4) + r % 2.
@@ -197,96 +148,90 @@ __global__ void __launch_bounds__(kWarps * 32)
 // second pass over their weights, and no more than needed, since the input rows share the stages.
 // (128 a pass, with its accumulators in 236 registers and one block an SM, was slower than 64 at
 // 1024 and 2048 Qwen3 tokens on an H200: 0.72 / 1.29 ms against 0.67 / 1.19.)
-int pairs_per_pass(double average) { return average <= 4 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : 64; }
+int pairs_per_pass(double average) {
+  static const int least = [] {  // A/B switch LB_STREAM_MIN_PAIRS=16, awaiting its measurement
+    const char* v = std::getenv("LB_STREAM_MIN_PAIRS");
+    return v && std::string(v) == "16" ? 16 : 8;
+  }();
+  return std::max(least, average <= 4 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : 64);
+}
 
-template <typename T, bool kGateUp, int kN, int kCols, int kStages, bool kTma>
+template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                           const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
                           int64_t k, cudaStream_t stream) {
-  // 64 pairs a pass: 128 rows a block, so that each input row brought in serves twice the weights
-  // (H200, Qwen3 at 512 tokens: 0.41 ms against 0.42 with 64 rows).
-  constexpr int kWarps = kN == 64 ? 8 : 4;
   using S = Stage<kGateUp ? 2 : 1, kN, kWarps, kCols, kStages>;
-  // With TMA: a barrier a stage, and room to start the stages on a 1024-byte boundary.
-  constexpr size_t shared = S::kSharedBytes + (kTma ? kStages * sizeof(uint64_t) + 1024 : 0);
-  const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kCols, kStages, kTma>;
-  CUtensorMap map{};
-  if constexpr (kTma) {
-    const cudaError_t mapped =
-        weight_tensor_map(&map, std::is_same_v<T, __nv_bfloat16> ? Dtype::BF16 : Dtype::F16, weight,
-                          experts * (kGateUp ? 2 : 1) * out_cols, K, S::kTileRows);
-    if (mapped != cudaSuccess) return mapped;
-  }
+  const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kCols, kStages>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
-  const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
+  const cudaError_t attr =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(S::kSharedBytes));
   if (attr != cudaSuccess) return attr;
   const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
-  return launch_chained(kernel, grid, dim3(kWarps * 32), shared, stream, map, static_cast<const T*>(in),
+  return launch_chained(kernel, grid, dim3(kWarps * 32), S::kSharedBytes, stream, static_cast<const T*>(in),
                         static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols,
                         K, k);
 }
 
-// A/B switches, awaiting their measurement (docs/kernels-and-speed.md): LB_STREAM_SHAPE (gate/up)
-// and LB_STREAM_SHAPE_DOWN (down) = COLSxSTAGES, one of 64x6, 128x2 (as SGLang's tuned
-// small-batch configs read a weight row: 256 contiguous bytes, 2 stages) or 128x3, give passes of
-// up to 32 pairs stages of that many K columns, that many of them, instead of 64x4.
-enum class StageShape { Default, Cols64Stages6, Cols128Stages2, Cols128Stages3 };
+// A/B switches, awaiting their measurement: LB_STREAM_SHAPE (gate/up) and LB_STREAM_SHAPE_DOWN
+// (down) give passes of up to 32 pairs another stage shape than 128 columns x 3 stages x 4 warps:
+// 64x4 (the shape before), 128x2w8 and 128x3w8 (8 warps: 128 rows of each matrix a block, as
+// SGLang's tuned config at 64 tokens reads 256 rows of 128 columns), 256x2 (its 16-token config).
+enum class StageShape { Cols128Stages3, Cols64Stages4, Cols128Stages2Warps8, Cols128Stages3Warps8, Cols256Stages2 };
 StageShape stage_shape(bool gate_up) {
   const auto parse = [](const char* name) {
     const char* v = std::getenv(name);
     const std::string s = v ? v : "";
-    if (s == "64x6") return StageShape::Cols64Stages6;
-    if (s == "128x2") return StageShape::Cols128Stages2;
-    if (s == "128x3") return StageShape::Cols128Stages3;
-    return StageShape::Default;
+    if (s == "64x4") return StageShape::Cols64Stages4;
+    if (s == "128x2w8") return StageShape::Cols128Stages2Warps8;
+    if (s == "128x3w8") return StageShape::Cols128Stages3Warps8;
+    if (s == "256x2") return StageShape::Cols256Stages2;
+    return StageShape::Cols128Stages3;
   };
   static const StageShape gate_up_shape = parse("LB_STREAM_SHAPE"), down_shape = parse("LB_STREAM_SHAPE_DOWN");
   return gate_up ? gate_up_shape : down_shape;
 }
 
-// A/B switch, awaiting its measurement: LB_STREAM_TMA=1 gives the 64-column stages their weight
-// tiles by TMA where the device has it (compute capability 9 and a driver that encodes tensor maps).
-bool stream_tma() {
-  static const bool asked = [] {
-    const char* v = std::getenv("LB_STREAM_TMA");
-    return v && std::string(v) == "1";
-  }();
-  if (!asked || !tensor_maps_available()) return false;
-  int device = 0, major = 0;
-  return cudaGetDevice(&device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 9;
+// The dynamic shared memory a block may opt into on the current device.
+size_t shared_limit() {
+  int device = 0, bytes = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
+    return 0;
+  return size_t(bytes);
 }
 
 template <typename T, bool kGateUp, int kN>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
                         int64_t k, cudaStream_t stream) {
-  const bool tma = stream_tma();
-  const auto run = [&](auto cols, auto stages) {
-    constexpr int kCols = decltype(cols)::value, kStages = decltype(stages)::value;
-    if constexpr (kCols == 64) {
-      if (tma)
-        return launch_shaped<T, kGateUp, kN, kCols, kStages, true>(in, weight, order, offsets, pair_weight, out,
-                                                                  experts, passes, out_cols, K, k, stream);
-    }
-    return launch_shaped<T, kGateUp, kN, kCols, kStages, false>(in, weight, order, offsets, pair_weight, out, experts,
-                                                               passes, out_cols, K, k, stream);
+  const auto run = [&](auto warps, auto cols, auto stages) {
+    return launch_shaped<T, kGateUp, kN, decltype(warps)::value, decltype(cols)::value, decltype(stages)::value>(
+        in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
   };
+  using W4 = std::integral_constant<int, 4>;
+  using W8 = std::integral_constant<int, 8>;
   using C64 = std::integral_constant<int, 64>;
   using C128 = std::integral_constant<int, 128>;
-  if constexpr (kN <= 32) {
-    switch (stage_shape(kGateUp)) {
-      case StageShape::Cols64Stages6: return run(C64{}, std::integral_constant<int, 6>{});
-      case StageShape::Cols128Stages2:
-        if (K % 128 == 0) return run(C128{}, std::integral_constant<int, 2>{});
-        break;
-      case StageShape::Cols128Stages3:
-        if (K % 128 == 0) return run(C128{}, std::integral_constant<int, 3>{});
-        break;
-      case StageShape::Default: break;
-    }
+  using S2 = std::integral_constant<int, 2>;
+  using S3 = std::integral_constant<int, 3>;
+  // 64 pairs a pass: 128 rows a block, so that each input row brought in serves twice the weights
+  // (H200, Qwen3 at 512 tokens: 0.41 ms against 0.42 with 64 rows).
+  if constexpr (kN == 64) {
+    return run(W8{}, C64{}, std::integral_constant<int, 4>{});
+  } else {
+    // Passes of up to 32 pairs (Qwen3 at 4-128 tokens on an H200) read 256 contiguous bytes of a
+    // weight row a stage: 1.5-3.5% faster than 128 (results/kernels/stream_shapes_ae52345/). Their
+    // 120 KB of stages do not fit where a block may have only 99 KB (compute capability 8.6, 8.9).
+    const StageShape shape = stage_shape(kGateUp);
+    if (Stage<kGateUp ? 2 : 1, kN, 4, 128, 3>::kSharedBytes > shared_limit())
+      return run(W4{}, C64{}, std::integral_constant<int, 4>{});
+    if (shape == StageShape::Cols256Stages2 && K % 256 == 0)
+      return run(W4{}, std::integral_constant<int, 256>{}, S2{});
+    if (shape == StageShape::Cols64Stages4 || K % 128 != 0) return run(W4{}, C64{}, std::integral_constant<int, 4>{});
+    if (shape == StageShape::Cols128Stages2Warps8) return run(W8{}, C128{}, S2{});
+    if (shape == StageShape::Cols128Stages3Warps8) return run(W8{}, C128{}, S3{});
+    return run(W4{}, C128{}, S3{});
   }
-  return run(C64{}, std::integral_constant<int, 4>{});
 }
 
 template <bool kGateUp>
