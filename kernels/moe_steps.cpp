@@ -1,7 +1,9 @@
 #include "kernels/moe_steps.h"
 
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
+#include <string>
 
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/moe_decode.h"
@@ -132,15 +134,25 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
       inter % cuda::moe_decode_alignment(operands->dtype) != 0)
     return {};
   const cuda::Dtype d = operands->dtype;
-  const bool wgmma = (double(pairs) >= kWgmmaMinAverage * double(held) || hidden >= kWgmmaLongRows) &&
-                     cuda::moe_wgmma_fits(d, hidden, inter);
+  // A/B switch, awaiting its measurement (scripts/gpu_run.sh path-ab): LB_MOE_PATH_AB = pairs16
+  // (the per-pair kernels up to 16 pairs, 4 tokens to the streamed ones, now that their stages are
+  // 128 x 3) or stream-long (long rows below kWgmmaMinAverage to the streamed kernels too).
+  static const std::string path_ab = [] {
+    const char* v = std::getenv("LB_MOE_PATH_AB");
+    return std::string(v ? v : "");
+  }();
+  const bool long_rows_to_wgmma = path_ab != "stream-long";
+  const int64_t pair_path_max_pairs = path_ab == "pairs16" ? 16 : kPairPathMaxPairs;
+  const bool wgmma =
+      (double(pairs) >= kWgmmaMinAverage * double(held) || (long_rows_to_wgmma && hidden >= kWgmmaLongRows)) &&
+      cuda::moe_wgmma_fits(d, hidden, inter);
   // Past the streamed kernels' range only the warpgroup kernels beat the host-synced GEMMs.
   if (pairs > kStreamMaxPairs && !wgmma) return {};
   const torch::Tensor &xc = operands->x, &gu = operands->gate_up, &dn = operands->down;
   const torch::Tensor ec = experts.to(torch::kInt64).contiguous(), wc = weights.to(torch::kFloat32).contiguous();
   const cudaStream_t stream = stream_of(x);
   torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
-  if (pairs <= kPairPathMaxPairs && cuda::moe_pair_rows_fit(d, hidden, inter)) {
+  if (pairs <= pair_path_max_pairs && cuda::moe_pair_rows_fit(d, hidden, inter)) {
     check_launch(cuda::moe_pair_gate_up(d, xc.data_ptr(), gu.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
                                         wc.data_ptr<float>(), act.data_ptr(), pairs, inter, hidden, k, stream),
                  "MoE per-pair gate/up kernel");

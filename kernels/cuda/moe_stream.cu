@@ -144,17 +144,14 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// Pairs a block takes per pass: about twice the average per expert, so that few experts need a
-// second pass over their weights, and no more than needed, since the input rows share the stages.
-// (128 a pass, with its accumulators in 236 registers and one block an SM, was slower than 64 at
-// 1024 and 2048 Qwen3 tokens on an H200: 0.72 / 1.29 ms against 0.67 / 1.19.)
-int pairs_per_pass(double average) {
-  static const int least = [] {  // A/B switch LB_STREAM_MIN_PAIRS=16, awaiting its measurement
-    const char* v = std::getenv("LB_STREAM_MIN_PAIRS");
-    return v && std::string(v) == "16" ? 16 : 8;
-  }();
-  return std::max(least, average <= 4 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : 64);
-}
+// Pairs a block takes per pass: two to three times the average per expert, so that few experts
+// need a second pass over their weights, and no more than needed, since the input rows share the
+// stages. (8 a pass up to 3 on average: Qwen3 64 tokens, 4 pairs an expert, took 0.2825-0.2828 ms
+// with 16 against 0.2877-0.2884 with 8, 8 and 32 tokens 0.121 / 0.246 ms with 8 against 0.127 /
+// 0.250 with 16; H200 at cc3aa69, results/kernels/stream_shapes_cc3aa69/. 128 a pass, with its
+// accumulators in 236 registers and one block an SM, was slower than 64 at 1024 and 2048 Qwen3
+// tokens: 0.72 / 1.29 ms against 0.67 / 1.19.)
+int pairs_per_pass(double average) { return average <= 3 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : 64; }
 
 template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
@@ -170,25 +167,6 @@ cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* ord
   return launch_chained(kernel, grid, dim3(kWarps * 32), S::kSharedBytes, stream, static_cast<const T*>(in),
                         static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols,
                         K, k);
-}
-
-// A/B switches, awaiting their measurement: LB_STREAM_SHAPE (gate/up) and LB_STREAM_SHAPE_DOWN
-// (down) give passes of up to 32 pairs another stage shape than 128 columns x 3 stages x 4 warps:
-// 64x4 (the shape before), 128x2w8 and 128x3w8 (8 warps: 128 rows of each matrix a block, as
-// SGLang's tuned config at 64 tokens reads 256 rows of 128 columns), 256x2 (its 16-token config).
-enum class StageShape { Cols128Stages3, Cols64Stages4, Cols128Stages2Warps8, Cols128Stages3Warps8, Cols256Stages2 };
-StageShape stage_shape(bool gate_up) {
-  const auto parse = [](const char* name) {
-    const char* v = std::getenv(name);
-    const std::string s = v ? v : "";
-    if (s == "64x4") return StageShape::Cols64Stages4;
-    if (s == "128x2w8") return StageShape::Cols128Stages2Warps8;
-    if (s == "128x3w8") return StageShape::Cols128Stages3Warps8;
-    if (s == "256x2") return StageShape::Cols256Stages2;
-    return StageShape::Cols128Stages3;
-  };
-  static const StageShape gate_up_shape = parse("LB_STREAM_SHAPE"), down_shape = parse("LB_STREAM_SHAPE_DOWN");
-  return gate_up ? gate_up_shape : down_shape;
 }
 
 // The dynamic shared memory a block may opt into on the current device.
@@ -211,26 +189,19 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
   using W4 = std::integral_constant<int, 4>;
   using W8 = std::integral_constant<int, 8>;
   using C64 = std::integral_constant<int, 64>;
-  using C128 = std::integral_constant<int, 128>;
-  using S2 = std::integral_constant<int, 2>;
-  using S3 = std::integral_constant<int, 3>;
   // 64 pairs a pass: 128 rows a block, so that each input row brought in serves twice the weights
   // (H200, Qwen3 at 512 tokens: 0.41 ms against 0.42 with 64 rows).
   if constexpr (kN == 64) {
     return run(W8{}, C64{}, std::integral_constant<int, 4>{});
   } else {
     // Passes of up to 32 pairs (Qwen3 at 4-128 tokens on an H200) read 256 contiguous bytes of a
-    // weight row a stage: 1.5-3.5% faster than 128 (results/kernels/stream_shapes_ae52345/). Their
-    // 120 KB of stages do not fit where a block may have only 99 KB (compute capability 8.6, 8.9).
-    const StageShape shape = stage_shape(kGateUp);
-    if (Stage<kGateUp ? 2 : 1, kN, 4, 128, 3>::kSharedBytes > shared_limit())
+    // weight row a stage, three stages: 1.5-3.5% faster than 128 bytes x 4
+    // (results/kernels/stream_shapes_ae52345/); 8 warps a block, 2 or 3 stages, or 512 bytes x 2
+    // were no faster (results/kernels/stream_shapes_cc3aa69/). Their 120 KB of stages do not fit
+    // where a block may have only 99 KB (compute capability 8.6, 8.9).
+    if (K % 128 != 0 || Stage<kGateUp ? 2 : 1, kN, 4, 128, 3>::kSharedBytes > shared_limit())
       return run(W4{}, C64{}, std::integral_constant<int, 4>{});
-    if (shape == StageShape::Cols256Stages2 && K % 256 == 0)
-      return run(W4{}, std::integral_constant<int, 256>{}, S2{});
-    if (shape == StageShape::Cols64Stages4 || K % 128 != 0) return run(W4{}, C64{}, std::integral_constant<int, 4>{});
-    if (shape == StageShape::Cols128Stages2Warps8) return run(W8{}, C128{}, S2{});
-    if (shape == StageShape::Cols128Stages3Warps8) return run(W8{}, C128{}, S3{});
-    return run(W4{}, C128{}, S3{});
+    return run(W4{}, std::integral_constant<int, 128>{}, std::integral_constant<int, 3>{});
   }
 }
 
