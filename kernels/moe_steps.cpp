@@ -1,9 +1,7 @@
 #include "kernels/moe_steps.h"
 
 #include <cstdint>
-#include <cstdlib>
 #include <optional>
-#include <string>
 
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/moe_decode.h"
@@ -19,11 +17,11 @@ namespace lb {
 #ifdef LB_HAVE_CUDA
 namespace {
 
-// Up to this many (token, expert) pairs (four decode tokens at top 8) each pair gets its own
-// blocks: sorting would cost a launch, and few experts are chosen twice. Measured on an H200 at
-// the Qwen3 and DeepSeek-V3 shapes: faster than the sorted kernels at 1-4 tokens (4 tokens: 79% /
-// 101% of copy bandwidth against 66% / 90%), not always at 8.
-constexpr int64_t kPairPathMaxPairs = 32;
+// Up to this many (token, expert) pairs (two decode tokens at top 8) each pair gets its own
+// blocks: sorting would cost a launch, and few experts are chosen twice. At 4 tokens the streamed
+// kernels, with their stages of 128 columns x 3, are faster (H200 at 83d2500, Qwen3: 0.0788-0.0790
+// ms against 0.0797-0.0800; results/kernels/path_ab_83d2500/).
+constexpr int64_t kPairPathMaxPairs = 16;
 // Past this many pairs (1024 tokens at top 8) the grouped GEMMs beat the streamed kernels, whose
 // 64-row by 64-pair tiles bring in too few products per byte (H200, 2048 tokens: Qwen3 0.78 ms
 // against 1.18, DeepSeek-V3 8.65 against 9.65).
@@ -34,10 +32,14 @@ static_assert(cuda::kMaxSortExperts <= 65535, "the expert kernels take one exper
 // expert on average (256 Qwen3 tokens at top 8; H200, bench-moe at a67d736 with the choice switched:
 // 0.319-0.323 ms against 0.328-0.331; 128 tokens 0.312-0.313 against 0.304-0.307) ...
 constexpr double kWgmmaMinAverage = 16;
-// ... and at any count where the gate/up rows are this long: each block then streams 3.5 MB of
+// ... or half as many where the gate/up rows are this long: each block then streams 3.5 MB of
 // weights (DeepSeek-V3, hidden 7168), which hides the fill of its pipeline (H200 at a67d736,
-// 16 / 64 / 128 / 512 tokens: 1.96 / 4.46 / 5.09 / 5.24 ms against 2.01 / 4.57 / 5.39 / 5.47).
+// 512 tokens, 16 an expert: 5.24 ms against 5.47). Below that the streamed kernels win since
+// their stages are 128 columns x 3 (H200 at 83d2500, DeepSeek-V3 8 / 16 / 64 / 128 tokens:
+// 1.217-1.222 / 1.890-1.900 / 4.323-4.327 / 4.936-4.955 ms against 1.263-1.264 / 1.949-1.951 /
+// 4.438-4.445 / 5.054-5.090; results/kernels/path_ab_83d2500/).
 constexpr int64_t kWgmmaLongRows = 4096;
+constexpr double kWgmmaLongRowsMinAverage = 8;
 // Up to this many pairs (2048 tokens at top 8) the warpgroup kernels take the sorted pairs with no
 // host synchronization, past the streamed kernels' range (H200 at a67d736: Qwen3 2048 tokens 0.535
 // ms against 0.638 for the host-synced GEMMs, DeepSeek-V3 5.58 against 5.88).
@@ -134,17 +136,9 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
       inter % cuda::moe_decode_alignment(operands->dtype) != 0)
     return {};
   const cuda::Dtype d = operands->dtype;
-  // A/B switch, awaiting its measurement (scripts/gpu_run.sh path-ab): LB_MOE_PATH_AB = pairs16
-  // (the per-pair kernels up to 16 pairs, 4 tokens to the streamed ones, now that their stages are
-  // 128 x 3) or stream-long (long rows below kWgmmaMinAverage to the streamed kernels too).
-  static const std::string path_ab = [] {
-    const char* v = std::getenv("LB_MOE_PATH_AB");
-    return std::string(v ? v : "");
-  }();
-  const bool long_rows_to_wgmma = path_ab != "stream-long";
-  const int64_t pair_path_max_pairs = path_ab == "pairs16" ? 16 : kPairPathMaxPairs;
+  const double average = double(pairs) / double(held);
   const bool wgmma =
-      (double(pairs) >= kWgmmaMinAverage * double(held) || (long_rows_to_wgmma && hidden >= kWgmmaLongRows)) &&
+      (average >= kWgmmaMinAverage || (hidden >= kWgmmaLongRows && average >= kWgmmaLongRowsMinAverage)) &&
       cuda::moe_wgmma_fits(d, hidden, inter);
   // Past the streamed kernels' range only the warpgroup kernels beat the host-synced GEMMs.
   if (pairs > kStreamMaxPairs && !wgmma) return {};
@@ -152,7 +146,7 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   const torch::Tensor ec = experts.to(torch::kInt64).contiguous(), wc = weights.to(torch::kFloat32).contiguous();
   const cudaStream_t stream = stream_of(x);
   torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
-  if (pairs <= pair_path_max_pairs && cuda::moe_pair_rows_fit(d, hidden, inter)) {
+  if (pairs <= kPairPathMaxPairs && cuda::moe_pair_rows_fit(d, hidden, inter)) {
     check_launch(cuda::moe_pair_gate_up(d, xc.data_ptr(), gu.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
                                         wc.data_ptr<float>(), act.data_ptr(), pairs, inter, hidden, k, stream),
                  "MoE per-pair gate/up kernel");

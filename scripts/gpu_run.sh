@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels path-ab bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -135,21 +135,6 @@ for step in "${steps[@]}"; do
         > "$OUT/kernels.log" 2>&1 || status=1
       grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40
       fail_on_gpu_skips "$OUT/kernels.log" ;;
-    path-ab)
-      # A/B of the fused MoE's path choices at small token counts (LB_MOE_PATH_AB in
-      # kernels/moe_steps.cpp; docs/kernels-and-speed.md): Qwen3 at 2-8 tokens with the per-pair
-      # kernels up to 16 pairs, DeepSeek-V3 at 8-128 tokens with long rows on the streamed kernels,
-      # two rounds (bench-moe's rows check each against the reference). Many records: tar $OUT.
-      for round in a b; do
-        for v in default pairs16; do
-          LB_MOE_PATH_AB=$v $bin bench-moe --model qwen3-30b-a3b --tokens 2,4,8 \
-            --json "$OUT/bench_moe_path-$v-qwen3_$round.json" > /dev/null || status=1
-        done
-        for v in default stream-long; do
-          LB_MOE_PATH_AB=$v $bin bench-moe --model deepseek-v3 --tokens 8,16,64,128 \
-            --json "$OUT/bench_moe_path-$v-deepseek-v3_$round.json" > /dev/null || status=1
-        done
-      done ;;
     bench-moe)
       # Our fused experts, then the peers (SGLang's Triton kernel, torch grouped_mm) in the same call:
       # a speed claim is a ratio to them measured side by side (scripts/results_table.py pairs the files).
