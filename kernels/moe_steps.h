@@ -18,7 +18,7 @@ torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_
 
 // A batch's experts with no host synchronization, in four kernels: the (token, expert) pairs
 // sorted by expert (one block a key), gate/up and down with each expert's weight rows streamed once for
-// all its pairs (or once per 64 of them), then combine_pairs. Up to four tokens' pairs skip the sort: gate/up
+// all its pairs (or once per 64 of them), then combine_pairs. Up to two tokens' pairs skip the sort: gate/up
 // and down run one block per pair (kernels/cuda/moe_pairs.cu). The same contract as
 // fused_moe_experts (experts from first_expert on held here; gate_up [E, 2I, H], down [E, H, I]). An undefined tensor when the
 // kernels cannot take these inputs: not on a GPU, too many pairs, or sizes that are not multiples

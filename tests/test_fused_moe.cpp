@@ -116,25 +116,26 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   torch::manual_seed(3);
   const torch::Device cuda("cuda");
   // Streamed kernels (hidden and inter multiples of 64, up to 8192 pairs): 8 pairs a pass (8
-  // tokens on 128 experts, half a pair per expert), 16 (160 tokens); on other GPUs also 8 (33
-  // tokens on 64 experts), 32 (300 tokens, inter 384) and 64 (600 and 1024 tokens; 64 tokens on 8
-  // experts, some pairs passing twice; 700 tokens with hidden 1984 and inter 448, whose last
-  // 128-row tiles are partial), which StreamedKernelsMatchOracleAtEveryPassSize covers on sm_90.
-  // The warp-per-row kernel where 64 does not divide the sizes (hidden 1000, inter 520). On sm_90
-  // the warpgroup kernels take 16 to 128 pairs an expert on average (300, 600, 1024 and 700 tokens,
-  // 64 tokens on 8 experts; 600 tokens on 16 experts at top 4, 150 pairs an expert counted with
-  // those held elsewhere, takes their largest tiles) and any sorted count where hidden is 7168 (33
-  // tokens), past 8192 pairs too with no host sync (1100 tokens, 8800 pairs; 2048 tokens, the 16384
-  // pairs the device sort takes at most; grouped GEMM on other GPUs); padded batched GEMM (8192
-  // tokens). Per-pair kernels (up to four tokens, hidden 7168 included; 8 of 8 experts: every token
-  // shares every expert).
+  // tokens on 128 experts, half a pair per expert), 16 (160 tokens; 33 tokens with hidden 7168 on
+  // 64 experts, 4 an expert; 4 tokens on 8 experts), with stages of 128 columns; on other GPUs
+  // also 32 (300 tokens, inter 384) and 64 (600 and 1024 tokens; 64 tokens on 8 experts, some
+  // pairs passing twice; 700 tokens with hidden 1984 and inter 448, whose last 128-row tiles are
+  // partial and whose stages stay 64 columns), which StreamedKernelsMatchOracleAtEveryPassSize
+  // covers on sm_90. The warp-per-row kernel where 64 does not divide the sizes (hidden 1000,
+  // inter 520). On sm_90 the warpgroup kernels take 16 to 128 pairs an expert on average (300,
+  // 600, 1024 and 700 tokens, 64 tokens on 8 experts; 600 tokens on 16 experts at top 4, 150
+  // pairs an expert counted with those held elsewhere, takes their largest tiles), past 8192 pairs
+  // too with no host sync (1100 tokens, 8800 pairs; 2048 tokens, the 16384 pairs the device sort
+  // takes at most; grouped GEMM on other GPUs); padded batched GEMM (8192 tokens). Per-pair
+  // kernels (up to two tokens, hidden 7168 included; 2 tokens on 8 of 8 experts: both tokens share
+  // every expert).
   for (const MoeCase& c : {MoeCase{8192, 2048, 768, 128, 8}, MoeCase{1, 2048, 768, 128, 8},
                            MoeCase{33, 7168, 256, 64, 8}, MoeCase{600, 2048, 768, 128, 8}, MoeCase{1100, 2048, 768, 128, 8},
                            MoeCase{64, 1024, 512, 8, 8}, MoeCase{8, 2048, 768, 128, 8}, MoeCase{40, 1000, 520, 8, 8},
                            MoeCase{2, 7168, 256, 64, 8}, MoeCase{4, 1024, 512, 8, 8}, MoeCase{160, 2048, 768, 128, 8},
                            MoeCase{300, 2048, 384, 128, 8}, MoeCase{1024, 2048, 768, 128, 8},
                            MoeCase{700, 1984, 448, 128, 8}, MoeCase{600, 512, 256, 16, 4},
-                           MoeCase{2048, 2048, 768, 128, 8}}) {
+                           MoeCase{2048, 2048, 768, 128, 8}, MoeCase{2, 1024, 512, 8, 8}}) {
     const ExpertWeights w16 = bf16_experts(c, cuda);
     const torch::Tensor x = torch::randn({c.tokens, c.hidden}, torch::TensorOptions().device(cuda)).to(torch::kBFloat16);
     const Routing r = random_routing(c, cuda);
