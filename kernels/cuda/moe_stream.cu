@@ -1,6 +1,7 @@
 #include "kernels/cuda/moe_stream.h"
 
 #include "kernels/cuda/chained_launch.cuh"
+#include "kernels/cuda/combine_fold.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda/expert_tile.cuh"
@@ -41,10 +42,11 @@ template <int kMats, int kN, int kWarps, int kCols, int kStagesT> struct Stage {
   static constexpr size_t kSharedBytes = size_t(kStages) * kChunks * 16;
 };
 
-template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
+// kFold (down only): the block also folds the combine in (kernels/cuda/combine_fold.cuh).
+template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages, bool kFold>
 __global__ void __launch_bounds__(kWarps * 32)
     stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
-                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
+                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, CombineFold fold) {
   allow_next_kernel();
   wait_for_previous_kernel();
   constexpr int kMats = kGateUp ? 2 : 1;
@@ -141,6 +143,9 @@ __global__ void __launch_bounds__(kWarps * 32)
         const float v = kGateUp ? a / (1.0f + __expf(-a)) * acc[kMats - 1][j][r] * pair_weight[order[first + p]] : a;
         out[(first + p) * out_cols + row] = from_f<T>(v);
       }
+    if constexpr (kFold)
+      fold_combine(fold, static_cast<const T*>(out), first, n, row0,
+                   int(out_cols - row0 < kTileRows ? out_cols - row0 : kTileRows));
   }
 }
 
@@ -153,12 +158,12 @@ __global__ void __launch_bounds__(kWarps * 32)
 // tokens: 0.72 / 1.29 ms against 0.67 / 1.19.)
 int pairs_per_pass(double average) { return average <= 3 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : 64; }
 
-template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
+template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages, bool kFold>
 cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                           const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                          int64_t k, cudaStream_t stream) {
+                          int64_t k, cudaStream_t stream, const CombineFold& fold) {
   using S = Stage<kGateUp ? 2 : 1, kN, kWarps, kCols, kStages>;
-  const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kCols, kStages>;
+  const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kCols, kStages, kFold>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(S::kSharedBytes));
@@ -166,7 +171,7 @@ cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* ord
   const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
   return launch_chained(kernel, grid, dim3(kWarps * 32), S::kSharedBytes, stream, static_cast<const T*>(in),
                         static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols,
-                        K, k);
+                        K, k, fold);
 }
 
 // The dynamic shared memory a block may opt into on the current device.
@@ -181,10 +186,16 @@ size_t shared_limit() {
 template <typename T, bool kGateUp, int kN>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                        int64_t k, cudaStream_t stream) {
+                        int64_t k, cudaStream_t stream, const CombineFold& fold) {
   const auto run = [&](auto warps, auto cols, auto stages) {
-    return launch_shaped<T, kGateUp, kN, decltype(warps)::value, decltype(cols)::value, decltype(stages)::value>(
-        in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
+    constexpr int kWarps = decltype(warps)::value, kCols = decltype(cols)::value, kStages = decltype(stages)::value;
+    if constexpr (!kGateUp) {
+      if (fold.arrivals)
+        return launch_shaped<T, kGateUp, kN, kWarps, kCols, kStages, true>(
+            in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream, fold);
+    }
+    return launch_shaped<T, kGateUp, kN, kWarps, kCols, kStages, false>(
+        in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream, fold);
   };
   using W4 = std::integral_constant<int, 4>;
   using W8 = std::integral_constant<int, 8>;
@@ -208,9 +219,12 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
 template <bool kGateUp>
 cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                    const float* pair_weight, void* out, int64_t experts, int64_t pairs, int64_t out_cols, int64_t K,
-                   int64_t k, cudaStream_t stream) {
+                   int64_t k, cudaStream_t stream, const CombineFold& fold) {
   if (experts == 0 || out_cols == 0) return cudaSuccess;
   if (dtype == Dtype::F32 || K % kStageCols != 0 || experts > 65535) return cudaErrorInvalidValue;
+  if (fold.arrivals && (fold.dtype != dtype || fold.hidden != out_cols ||
+                        (out_cols + kStageCols - 1) / kStageCols > fold.tiles))
+    return cudaErrorInvalidValue;
   const double average = double(pairs) / double(experts);
   const int kn = pairs_per_pass(average), passes = passes_for(average, kn);
   return with_element_type(dtype, [&](auto e) -> cudaError_t {
@@ -220,7 +234,7 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
     } else {
       const auto run = [&](auto tile) {
         return launch_with<T, kGateUp, decltype(tile)::value>(in, weight, order, offsets, pair_weight, out, experts,
-                                                              passes, out_cols, K, k, stream);
+                                                              passes, out_cols, K, k, stream, fold);
       };
       switch (kn) {
         case 8: return run(std::integral_constant<int, 8>{});
@@ -241,12 +255,15 @@ bool moe_stream_fits(Dtype dtype, int64_t hidden, int64_t inter) {
 cudaError_t moe_stream_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                                const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
                                int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream) {
-  return launch<true>(dtype, x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter, hidden, k, stream);
+  return launch<true>(dtype, x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter, hidden, k, stream,
+                      CombineFold{});
 }
 
 cudaError_t moe_stream_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
-                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream) {
-  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, stream);
+                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream,
+                            const CombineFold& fold) {
+  return launch<false>(dtype, act, down, fold.arrivals ? fold.order : nullptr, offsets, nullptr, y, experts, pairs,
+                       hidden, inter, 1, stream, fold);
 }
 
 }  // namespace lb::cuda
