@@ -183,6 +183,19 @@ size_t shared_limit() {
   return size_t(bytes);
 }
 
+// A/B switch, awaiting its measurement (scripts/gpu_run.sh moe-ab): LB_STREAM_NARROW = 1 or 2
+// gives gate/up passes of up to 16 pairs (Qwen3 up to ~100 tokens) blocks of that many warps, 16
+// or 32 rows of each matrix instead of 64: at 4 tokens 30 experts give 360 blocks of 4 warps, 1.4
+// rounds of the 264 an H200 holds at once, where SGLang's tuned config runs 720 of 64 rows.
+int narrow_gate_up_warps() {
+  static const int warps = [] {
+    const char* v = std::getenv("LB_STREAM_NARROW");
+    const std::string s = v ? v : "";
+    return s == "1" ? 1 : s == "2" ? 2 : 0;
+  }();
+  return warps;
+}
+
 template <typename T, bool kGateUp, int kN>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
@@ -200,6 +213,7 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
   using W4 = std::integral_constant<int, 4>;
   using W8 = std::integral_constant<int, 8>;
   using C64 = std::integral_constant<int, 64>;
+  using S3 = std::integral_constant<int, 3>;
   // 64 pairs a pass: 128 rows a block, so that each input row brought in serves twice the weights
   // (H200, Qwen3 at 512 tokens: 0.41 ms against 0.42 with 64 rows).
   if constexpr (kN == 64) {
@@ -212,7 +226,12 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
     // where a block may have only 99 KB (compute capability 8.6, 8.9).
     if (K % 128 != 0 || Stage<kGateUp ? 2 : 1, kN, 4, 128, 3>::kSharedBytes > shared_limit())
       return run(W4{}, C64{}, std::integral_constant<int, 4>{});
-    return run(W4{}, std::integral_constant<int, 128>{}, std::integral_constant<int, 3>{});
+    if constexpr (kGateUp && kN <= 16) {
+      const int warps = narrow_gate_up_warps();
+      if (warps == 1) return run(std::integral_constant<int, 1>{}, std::integral_constant<int, 128>{}, S3{});
+      if (warps == 2) return run(std::integral_constant<int, 2>{}, std::integral_constant<int, 128>{}, S3{});
+    }
+    return run(W4{}, std::integral_constant<int, 128>{}, S3{});
   }
 }
 
