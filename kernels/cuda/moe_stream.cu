@@ -241,8 +241,7 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
                    int64_t k, cudaStream_t stream, const CombineFold& fold) {
   if (experts == 0 || out_cols == 0) return cudaSuccess;
   if (dtype == Dtype::F32 || K % kStageCols != 0 || experts > 65535) return cudaErrorInvalidValue;
-  if (fold.arrivals && (fold.dtype != dtype || fold.hidden != out_cols ||
-                        (out_cols + kStageCols - 1) / kStageCols > fold.tiles))
+  if (fold.arrivals && (fold.dtype != dtype || fold.hidden != out_cols || combine_fold_tiles(out_cols) > fold.tiles))
     return cudaErrorInvalidValue;
   const double average = double(pairs) / double(experts);
   const int kn = pairs_per_pass(average), passes = passes_for(average, kn);
@@ -281,8 +280,7 @@ cudaError_t moe_stream_gate_up(Dtype dtype, const void* x, const void* gate_up, 
 cudaError_t moe_stream_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
                             int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream,
                             const CombineFold& fold) {
-  return launch<false>(dtype, act, down, fold.arrivals ? fold.order : nullptr, offsets, nullptr, y, experts, pairs,
-                       hidden, inter, 1, stream, fold);
+  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, stream, fold);
 }
 
 }  // namespace lb::cuda

@@ -292,8 +292,8 @@ cudaError_t moe_wgmma_gate_up(Dtype dtype, const void* x, const void* gate_up, c
 cudaError_t moe_wgmma_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream,
                            int pairs_per_pass, const CombineFold& fold) {
-  return launch<false>(dtype, act, down, fold.arrivals ? fold.order : nullptr, offsets, nullptr, y, experts, pairs,
-                       hidden, inter, 1, stream, pairs_per_pass, fold);
+  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, stream,
+                       pairs_per_pass, fold);
 }
 
 }  // namespace lb::cuda
