@@ -16,8 +16,7 @@ bool tensor_maps_available();
 
 // The 16-bit weights [rows, K] as TMA reads them: boxes of 64 columns by box_rows rows, with the
 // 128-byte swizzle (chunk c of row r at chunk c ^ (r % 8): the layout kernels/cuda/wgmma.cuh's
-// tiles and the streamed kernels' stages use). cudaErrorNotSupported without the encoder or past
-// 2^31 rows.
+// tiles use). cudaErrorNotSupported without the encoder or past 2^31 rows.
 cudaError_t weight_tensor_map(CUtensorMap* map, Dtype dtype, const void* weight, int64_t rows, int64_t K,
                               int box_rows);
 
