@@ -1,9 +1,7 @@
 #include "kernels/moe_steps.h"
 
 #include <cstdint>
-#include <cstdlib>
 #include <optional>
-#include <string>
 
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/moe_decode.h"
@@ -68,7 +66,7 @@ std::optional<ExpertOperands> expert_operands(const torch::Tensor& x, const torc
 // run here (cuda::moe_wgmma_fits).
 void wgmma_products(cuda::Dtype d, const torch::Tensor& x, const torch::Tensor& gate_up, const torch::Tensor& down,
                     const torch::Tensor& order, const torch::Tensor& offsets, const torch::Tensor& pair_weight,
-                    torch::Tensor& act, torch::Tensor& y, int64_t k, const cuda::CombineFold& fold = {}) {
+                    torch::Tensor& act, torch::Tensor& y, int64_t k) {
   const int64_t held = down.size(0), hidden = down.size(1), inter = down.size(2), pairs = order.size(0);
   const cudaStream_t stream = stream_of(x);
   check_launch(cuda::moe_wgmma_gate_up(d, x.data_ptr(), gate_up.data_ptr(), order.data_ptr<int64_t>(),
@@ -76,19 +74,8 @@ void wgmma_products(cuda::Dtype d, const torch::Tensor& x, const torch::Tensor& 
                                        pairs, inter, hidden, k, stream),
                "MoE warpgroup gate/up kernel");
   check_launch(cuda::moe_wgmma_down(d, act.data_ptr(), down.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(), held,
-                                    pairs, hidden, inter, stream, 0, fold),
+                                    pairs, hidden, inter, stream),
                "MoE warpgroup down kernel");
-}
-
-// A/B switch, awaiting its measurement: LB_MOE_FOLD_COMBINE=1 has the streamed and warpgroup down
-// kernels sum each token's rows themselves (kernels/cuda/combine_fold.h), with the same bits as
-// combine_pairs, which then does not run.
-bool fold_combine_asked() {
-  static const bool asked = [] {
-    const char* v = std::getenv("LB_MOE_FOLD_COMBINE");
-    return v != nullptr && std::string(v) == "1";
-  }();
-  return asked;
 }
 
 }  // namespace
@@ -171,27 +158,12 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   const auto index = ec.options();
   torch::Tensor order = torch::empty({pairs}, index), offsets = torch::empty({held + 1}, index);
   torch::Tensor row_of_pair = torch::empty({pairs}, index);
-  const bool fold = fold_combine_asked() && (wgmma || cuda::moe_stream_fits(d, hidden, inter));
-  torch::Tensor out, arrivals;
-  cuda::CombineFold f;
-  if (fold) {
-    out = torch::empty({tokens, hidden}, x.options());
-    f.tiles = cuda::combine_fold_tiles(hidden);
-    arrivals = torch::empty({tokens * f.tiles}, index.dtype(torch::kInt32));
-    f.arrivals = arrivals.data_ptr<int>();
-    f.out = out.data_ptr();
-    f.dtype = d;
-    f.hidden = hidden;
-    f.order = order.data_ptr<int64_t>();
-    f.row_of_pair = row_of_pair.data_ptr<int64_t>();
-    f.k = k;
-  }
   check_launch(cuda::moe_sort_pairs(ec.data_ptr<int64_t>(), pairs, first_expert, held, order.data_ptr<int64_t>(),
-                                    offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream, f),
+                                    offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream),
                "MoE pair sort kernel");
   if (wgmma) {
-    wgmma_products(d, xc, gu, dn, order, offsets, wc.reshape({-1}), act, y, k, f);
-    return fold ? out : combine_pairs(y, row_of_pair, tokens, k);
+    wgmma_products(d, xc, gu, dn, order, offsets, wc.reshape({-1}), act, y, k);
+    return combine_pairs(y, row_of_pair, tokens, k);
   }
   if (cuda::moe_stream_fits(d, hidden, inter)) {
     check_launch(cuda::moe_stream_gate_up(d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
@@ -199,9 +171,9 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
                                           pairs, inter, hidden, k, stream),
                  "MoE streamed gate/up kernel");
     check_launch(cuda::moe_stream_down(d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(),
-                                       held, pairs, hidden, inter, stream, f),
+                                       held, pairs, hidden, inter, stream),
                  "MoE streamed down kernel");
-    return fold ? out : combine_pairs(y, row_of_pair, tokens, k);
+    return combine_pairs(y, row_of_pair, tokens, k);
   }
   check_launch(cuda::moe_decode_gate_up(d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
                                         offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held, inter,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels moe-ab bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -135,30 +135,6 @@ for step in "${steps[@]}"; do
         > "$OUT/kernels.log" 2>&1 || status=1
       grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40
       fail_on_gpu_skips "$OUT/kernels.log" ;;
-    moe-ab)
-      # A/Bs of the fused MoE awaiting their measurement (docs/kernels-and-speed.md): the down kernels'
-      # folded combine (LB_MOE_FOLD_COMBINE in kernels/moe_steps.cpp): the GPU MoE and decode tests
-      # with it on, then bench-moe of both models at 4-2048 tokens off and on; narrow gate/up blocks
-      # (LB_STREAM_NARROW in kernels/cuda/moe_stream.cu): the GPU MoE tests with each, Qwen3 at 4-128
-      # tokens with each. Two rounds. Many records: tar $OUT before bringing it back.
-      (cd "$BUILD_DIR" && LB_MOE_FOLD_COMBINE=1 timeout 300 ./tests/lb_tests \
-        --gtest_filter='GpuFusedMoe.*:GpuDecode*') > "$OUT/fold_tests.log" 2>&1 || status=1
-      grep -E "^\[ +(OK|FAILED) +\]|Failure" "$OUT/fold_tests.log" | head -30
-      for w in 1 2; do
-        (cd "$BUILD_DIR" && LB_STREAM_NARROW=$w timeout 300 ./tests/lb_tests --gtest_filter='GpuFusedMoe.*') \
-          > "$OUT/narrow${w}_tests.log" 2>&1 || status=1
-        echo "narrow $w: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/narrow${w}_tests.log" | tr '\n' ' ')"
-      done
-      for round in a b; do
-        for v in 0 1; do
-          LB_MOE_FOLD_COMBINE=$v $bin bench-moe --tokens 4,8,16,32,64,128,256,512,1024,2048 \
-            --json "$OUT/bench_moe_fold${v}_$round.json" > /dev/null || status=1
-        done
-        for w in 0 1 2; do
-          LB_STREAM_NARROW=$w $bin bench-moe --model qwen3-30b-a3b --tokens 4,8,16,32,64,128 \
-            --json "$OUT/bench_moe_narrow${w}_$round.json" > /dev/null || status=1
-        done
-      done ;;
     bench-moe)
       # Our fused experts, then the peers (SGLang's Triton kernel, torch grouped_mm) in the same call:
       # a speed claim is a ratio to them measured side by side (scripts/results_table.py pairs the files).

@@ -15,7 +15,6 @@
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/moe_decode.h"
 #include "kernels/cuda/moe_stream.h"
-#include "kernels/cuda/moe_wgmma.h"
 #include "kernels/cuda_glue.h"
 #endif
 
@@ -56,50 +55,6 @@ torch::Tensor fp32_oracle(const torch::Tensor& x, const Routing& r, const Expert
 double rel_l2(const torch::Tensor& a, const torch::Tensor& b) {
   return compare_tensors(a.to(torch::kFloat32).cpu(), b.to(torch::kFloat32).cpu()).rel_l2;
 }
-
-#ifdef LB_HAVE_CUDA
-// decode_moe's sorted path on the streamed or the warpgroup kernels, bf16: the device sort, gate/up
-// and down, with fold (its order and row_of_pair filled in here) when fold.arrivals is set; returns
-// combine_pairs over the down kernel's y.
-torch::Tensor sorted_products(const torch::Tensor& x, const Routing& r, const ExpertWeights& w, bool warpgroup,
-                              cuda::CombineFold fold = {}) {
-  const int64_t tokens = x.size(0), k = r.experts.size(1), pairs = r.experts.numel(), held = w.down.size(0);
-  const int64_t hidden = x.size(1), inter = w.down.size(2);
-  const torch::Tensor experts = r.experts.to(torch::kInt64).contiguous();
-  const torch::Tensor weights = r.weights.to(torch::kFloat32).contiguous();
-  const auto index = experts.options();
-  torch::Tensor order = torch::empty({pairs}, index), offsets = torch::empty({held + 1}, index);
-  torch::Tensor row_of_pair = torch::empty({pairs}, index);
-  torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
-  if (fold.arrivals) {
-    fold.order = order.data_ptr<int64_t>();
-    fold.row_of_pair = row_of_pair.data_ptr<int64_t>();
-  }
-  const cudaStream_t stream = stream_of(x);
-  const cuda::Dtype d = cuda::Dtype::BF16;
-  check_launch(cuda::moe_sort_pairs(experts.data_ptr<int64_t>(), pairs, w.first_expert, held, order.data_ptr<int64_t>(),
-                                    offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream, fold),
-               "pair sort");
-  if (warpgroup) {
-    check_launch(cuda::moe_wgmma_gate_up(d, x.data_ptr(), w.gate_up.data_ptr(), order.data_ptr<int64_t>(),
-                                         offsets.data_ptr<int64_t>(), weights.data_ptr<float>(), act.data_ptr(), held,
-                                         pairs, inter, hidden, k, stream),
-                 "warpgroup gate/up");
-    check_launch(cuda::moe_wgmma_down(d, act.data_ptr(), w.down.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(),
-                                      held, pairs, hidden, inter, stream, 0, fold),
-                 "warpgroup down");
-  } else {
-    check_launch(cuda::moe_stream_gate_up(d, x.data_ptr(), w.gate_up.data_ptr(), order.data_ptr<int64_t>(),
-                                          offsets.data_ptr<int64_t>(), weights.data_ptr<float>(), act.data_ptr(), held,
-                                          pairs, inter, hidden, k, stream),
-                 "streamed gate/up");
-    check_launch(cuda::moe_stream_down(d, act.data_ptr(), w.down.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(),
-                                       held, pairs, hidden, inter, stream, fold),
-                 "streamed down");
-  }
-  return combine_pairs(y, row_of_pair, tokens, k);
-}
-#endif
 
 TEST(FusedMoe, MatchesOracleOnCpu) {
   torch::manual_seed(1);
@@ -208,7 +163,28 @@ TEST(GpuFusedMoe, StreamedKernelsMatchOracleAtEveryPassSize) {
   torch::manual_seed(23);
   const torch::Device cuda("cuda");
   const auto streamed = [](const torch::Tensor& x, const Routing& r, const ExpertWeights& w) {
-    return sorted_products(x, r, w, /*warpgroup=*/false);
+    const int64_t tokens = x.size(0), k = r.experts.size(1), pairs = r.experts.numel(), held = w.down.size(0);
+    const int64_t hidden = x.size(1), inter = w.down.size(2);
+    const torch::Tensor experts = r.experts.to(torch::kInt64).contiguous();
+    const torch::Tensor weights = r.weights.to(torch::kFloat32).contiguous();
+    const auto index = experts.options();
+    torch::Tensor order = torch::empty({pairs}, index), offsets = torch::empty({held + 1}, index);
+    torch::Tensor row_of_pair = torch::empty({pairs}, index);
+    torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
+    const cudaStream_t stream = stream_of(x);
+    check_launch(cuda::moe_sort_pairs(experts.data_ptr<int64_t>(), pairs, w.first_expert, held,
+                                      order.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
+                                      row_of_pair.data_ptr<int64_t>(), stream),
+                 "pair sort");
+    check_launch(cuda::moe_stream_gate_up(cuda::Dtype::BF16, x.data_ptr(), w.gate_up.data_ptr(),
+                                          order.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
+                                          weights.data_ptr<float>(), act.data_ptr(), held, pairs, inter, hidden, k,
+                                          stream),
+                 "streamed gate/up");
+    check_launch(cuda::moe_stream_down(cuda::Dtype::BF16, act.data_ptr(), w.down.data_ptr(),
+                                       offsets.data_ptr<int64_t>(), y.data_ptr(), held, pairs, hidden, inter, stream),
+                 "streamed down");
+    return combine_pairs(y, row_of_pair, tokens, k);
   };
   for (const int64_t tokens : {16, 64, 128, 320}) {  // 64 experts at top 8
     const MoeCase c{tokens, 1024, 512, 64, 8};
@@ -223,56 +199,6 @@ TEST(GpuFusedMoe, StreamedKernelsMatchOracleAtEveryPassSize) {
       const ExpertWeights ep = stack_experts(w16.gate.narrow(0, 16, 16), w16.up.narrow(0, 16, 16),
                                              w16.down.narrow(0, 16, 16), 16);
       EXPECT_LT(rel_l2(streamed(x, r, ep), fp32_oracle(x, r, ep)), 1e-2) << "expert-parallel shard";
-    }
-  }
-#endif
-}
-
-// The down kernels' folded combine (kernels/cuda/combine_fold.h) against combine_pairs over the
-// same y: the same bits, on the streamed kernels at 8, 16 and 64 pairs a pass and, on sm_90, the
-// warpgroup kernels; with an expert-parallel shard whose tokens without a pair here must be zeros.
-TEST(GpuFusedMoe, FoldedCombineHasTheCombineKernelsBits) {
-#ifndef LB_HAVE_CUDA
-  GTEST_SKIP() << "built without CUDA: this check runs on the GPU machine";
-#else
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
-  torch::manual_seed(29);
-  const torch::Device cuda("cuda");
-  // Returns {folded, combine_pairs of the same launches' y}.
-  const auto both = [](const torch::Tensor& x, const Routing& r, const ExpertWeights& w, bool warpgroup) {
-    const int64_t tokens = x.size(0), hidden = x.size(1);
-    // Garbage where the kernels must write: the fold's output and its counts.
-    torch::Tensor out = torch::full({tokens, hidden}, 7.0, x.options());
-    cuda::CombineFold f;
-    f.tiles = cuda::combine_fold_tiles(hidden);
-    const auto counts = torch::TensorOptions().device(x.device()).dtype(torch::kInt32);
-    torch::Tensor arrivals = torch::full({tokens * f.tiles}, 5, counts);
-    f.arrivals = arrivals.data_ptr<int>();
-    f.out = out.data_ptr();
-    f.dtype = cuda::Dtype::BF16;
-    f.hidden = hidden;
-    f.k = r.experts.size(1);
-    const torch::Tensor combined = sorted_products(x, r, w, warpgroup, f);
-    return std::make_pair(out, combined);
-  };
-  const bool sm90 = cuda::moe_wgmma_fits(cuda::Dtype::BF16, 1024, 512);
-  for (const bool warpgroup : {false, true}) {
-    if (warpgroup && !sm90) continue;
-    for (const int64_t tokens : {16, 64, 320, 1100}) {  // 64 experts at top 8
-      const MoeCase c{tokens, 1024, 512, 64, 8};
-      const ExpertWeights w16 = bf16_experts(c, cuda);
-      const torch::Tensor x =
-          torch::randn({c.tokens, c.hidden}, torch::TensorOptions().device(cuda)).to(torch::kBFloat16);
-      const Routing r = random_routing(c, cuda);
-      const auto [folded, combined] = both(x, r, w16, warpgroup);
-      EXPECT_TRUE(torch::equal(folded, combined)) << tokens << " tokens, warpgroup " << warpgroup;
-      EXPECT_LT(rel_l2(folded, fp32_oracle(x, r, w16)), 1e-2) << tokens << " tokens";
-      // Experts 16..19 here: most tokens have no pair among them, and their rows must be zeros.
-      const ExpertWeights ep = stack_experts(w16.gate.narrow(0, 16, 4), w16.up.narrow(0, 16, 4),
-                                             w16.down.narrow(0, 16, 4), 16);
-      const auto [folded_ep, combined_ep] = both(x, r, ep, warpgroup);
-      EXPECT_TRUE(torch::equal(folded_ep, combined_ep)) << tokens << " tokens, shard, warpgroup " << warpgroup;
-      EXPECT_GT((folded_ep.abs().sum(1) == 0).sum().item<int64_t>(), 0) << "a token with no pair in the shard";
     }
   }
 #endif

@@ -1,7 +1,6 @@
 #include "kernels/cuda/moe_decode.h"
 
 #include "kernels/cuda/chained_launch.cuh"
-#include "kernels/cuda/combine_fold.h"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 
@@ -28,18 +27,11 @@ constexpr int kChunkRows = 8;
 constexpr int kSortWarps = 32;
 constexpr int kLoadBatch = 8;
 
-// With fold.arrivals (kernels/cuda/combine_fold.h) it also zeroes the arrival counts, and the block
-// of the key `held` zeroes the output rows of tokens with no pair here, which no down block sums.
-template <typename T>
 __global__ void __launch_bounds__(kSortWarps * 32)
     sort_pairs_kernel(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
-                      int64_t* offsets, int64_t* row_of_pair, CombineFold fold) {
+                      int64_t* offsets, int64_t* row_of_pair) {
   allow_next_kernel();
   wait_for_previous_kernel();
-  const int64_t tokens = fold.arrivals ? pairs / fold.k : 0;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < tokens * fold.tiles;
-       i += int64_t(gridDim.x) * blockDim.x)
-    fold.arrivals[i] = 0;
   __shared__ uint16_t keys[kMaxSortPairs];
   __shared__ int warp_equal[kSortWarps], warp_less[kSortWarps];
   const int e = int(blockIdx.x), warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
@@ -58,15 +50,6 @@ __global__ void __launch_bounds__(kSortWarps * 32)
     }
   }
   __syncthreads();
-  if (tokens > 0 && blockIdx.x == held) {
-    for (int64_t t = threadIdx.x; t < tokens; t += blockDim.x) {
-      bool here = false;
-      for (int64_t s = 0; s < fold.k; ++s) here = here || keys[t * fold.k + s] < held;
-      if (here) continue;
-      uint4* row = reinterpret_cast<uint4*>(static_cast<T*>(fold.out) + t * fold.hidden);
-      for (int64_t c = 0; c < fold.hidden * int64_t(sizeof(T)) / 16; ++c) row[c] = uint4{0, 0, 0, 0};
-    }
-  }
   const int64_t per_warp = (pairs + kSortWarps * 32 - 1) / (kSortWarps * 32) * 32;
   const int64_t lo = min(pairs, warp * per_warp), hi = min(pairs, lo + per_warp);
   int equal = 0, less = 0;  // the same in every lane: counts of votes
@@ -191,16 +174,11 @@ cudaError_t moe_decode_down(Dtype dtype, const void* act, const void* down, cons
 int moe_decode_alignment(Dtype dtype) { return dtype == Dtype::F32 ? 4 : 8; }
 
 cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
-                           int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream, const CombineFold& fold) {
+                           int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream) {
   static_assert(kMaxSortExperts < 65535, "keys (held + 1 of them) fit 16 bits");
   if (pairs > kMaxSortPairs || held > kMaxSortExperts) return cudaErrorInvalidValue;
-  if (fold.arrivals && (fold.k <= 0 || pairs % fold.k != 0 || fold.dtype == Dtype::F32 || fold.hidden % 8 != 0))
-    return cudaErrorInvalidValue;
-  return with_element_type(fold.dtype, [&](auto e) {
-    using T = typename decltype(e)::type;
-    return launch_chained(sort_pairs_kernel<T>, dim3(unsigned(held + 1)), dim3(kSortWarps * 32), 0, stream, experts,
-                          pairs, first_expert, held, order, offsets, row_of_pair, fold);
-  });
+  return launch_chained(sort_pairs_kernel, dim3(unsigned(held + 1)), dim3(kSortWarps * 32), 0, stream, experts, pairs,
+                        first_expert, held, order, offsets, row_of_pair);
 }
 
 }  // namespace lb::cuda

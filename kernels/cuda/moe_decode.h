@@ -5,7 +5,6 @@
 // expert; experts with no pairs exit at once. Any dtype and widths that are multiples of the load
 // width; 16-bit types at multiples of 64 take the streamed kernels (kernels/cuda/moe_stream.h)
 // instead. kernels/moe_steps.h wraps them.
-#include "kernels/cuda/combine_fold.h"
 #include "kernels/cuda/dtype.h"
 
 #include <cuda_runtime.h>
@@ -17,13 +16,10 @@ namespace lb::cuda {
 // Pairs (token * k + slot) of routing.experts [pairs] sorted by local expert (expert - first_expert
 // in [0, held); others last), one block a key: order [pairs], offsets [held + 1] (expert e's pairs are
 // order[offsets[e] .. offsets[e + 1])), row_of_pair [pairs] (each pair's position in order, -1 for
-// experts held elsewhere). Up to kMaxSortPairs pairs and kMaxSortExperts experts. With
-// fold.arrivals it prepares the down kernels' folded combine (kernels/cuda/combine_fold.h): the
-// arrival counts zeroed, the output rows of tokens with no pair here zeroed.
+// experts held elsewhere). Up to kMaxSortPairs pairs and kMaxSortExperts experts.
 constexpr int64_t kMaxSortPairs = 16384, kMaxSortExperts = 1024;
 cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
-                           int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream,
-                           const CombineFold& fold = {});
+                           int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream);
 
 // Pairs (token * k + slot) sorted by expert: order[offsets[e] .. offsets[e + 1]) are expert e's,
 // offsets in device memory. Row i of `act` [*, inter] is sorted pair i's

@@ -1,7 +1,6 @@
 #include "kernels/cuda/moe_stream.h"
 
 #include "kernels/cuda/chained_launch.cuh"
-#include "kernels/cuda/combine_fold.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda/expert_tile.cuh"
@@ -42,11 +41,10 @@ template <int kMats, int kN, int kWarps, int kCols, int kStagesT> struct Stage {
   static constexpr size_t kSharedBytes = size_t(kStages) * kChunks * 16;
 };
 
-// kFold (down only): the block also folds the combine in (kernels/cuda/combine_fold.cuh).
-template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages, bool kFold>
+template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 __global__ void __launch_bounds__(kWarps * 32)
     stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
-                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, CombineFold fold) {
+                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
   allow_next_kernel();
   wait_for_previous_kernel();
   constexpr int kMats = kGateUp ? 2 : 1;
@@ -143,9 +141,6 @@ __global__ void __launch_bounds__(kWarps * 32)
         const float v = kGateUp ? a / (1.0f + __expf(-a)) * acc[kMats - 1][j][r] * pair_weight[order[first + p]] : a;
         out[(first + p) * out_cols + row] = from_f<T>(v);
       }
-    if constexpr (kFold)
-      fold_combine(fold, static_cast<const T*>(out), first, n, row0,
-                   int(out_cols - row0 < kTileRows ? out_cols - row0 : kTileRows));
   }
 }
 
@@ -158,12 +153,12 @@ __global__ void __launch_bounds__(kWarps * 32)
 // tokens: 0.72 / 1.29 ms against 0.67 / 1.19.)
 int pairs_per_pass(double average) { return average <= 3 ? 8 : average <= 10 ? 16 : average <= 22 ? 32 : 64; }
 
-template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages, bool kFold>
+template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                           const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                          int64_t k, cudaStream_t stream, const CombineFold& fold) {
+                          int64_t k, cudaStream_t stream) {
   using S = Stage<kGateUp ? 2 : 1, kN, kWarps, kCols, kStages>;
-  const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kCols, kStages, kFold>;
+  const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kCols, kStages>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(S::kSharedBytes));
@@ -171,7 +166,7 @@ cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* ord
   const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
   return launch_chained(kernel, grid, dim3(kWarps * 32), S::kSharedBytes, stream, static_cast<const T*>(in),
                         static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols,
-                        K, k, fold);
+                        K, k);
 }
 
 // The dynamic shared memory a block may opt into on the current device.
@@ -183,37 +178,17 @@ size_t shared_limit() {
   return size_t(bytes);
 }
 
-// A/B switch, awaiting its measurement (scripts/gpu_run.sh moe-ab): LB_STREAM_NARROW = 1 or 2
-// gives gate/up passes of up to 16 pairs (Qwen3 up to ~100 tokens) blocks of that many warps, 16
-// or 32 rows of each matrix instead of 64: at 4 tokens 30 experts give 360 blocks of 4 warps, 1.4
-// rounds of the 264 an H200 holds at once, where SGLang's tuned config runs 720 of 64 rows.
-int narrow_gate_up_warps() {
-  static const int warps = [] {
-    const char* v = std::getenv("LB_STREAM_NARROW");
-    const std::string s = v ? v : "";
-    return s == "1" ? 1 : s == "2" ? 2 : 0;
-  }();
-  return warps;
-}
-
 template <typename T, bool kGateUp, int kN>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                        int64_t k, cudaStream_t stream, const CombineFold& fold) {
+                        int64_t k, cudaStream_t stream) {
   const auto run = [&](auto warps, auto cols, auto stages) {
-    constexpr int kWarps = decltype(warps)::value, kCols = decltype(cols)::value, kStages = decltype(stages)::value;
-    if constexpr (!kGateUp) {
-      if (fold.arrivals)
-        return launch_shaped<T, kGateUp, kN, kWarps, kCols, kStages, true>(
-            in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream, fold);
-    }
-    return launch_shaped<T, kGateUp, kN, kWarps, kCols, kStages, false>(
-        in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream, fold);
+    return launch_shaped<T, kGateUp, kN, decltype(warps)::value, decltype(cols)::value, decltype(stages)::value>(
+        in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
   };
   using W4 = std::integral_constant<int, 4>;
   using W8 = std::integral_constant<int, 8>;
   using C64 = std::integral_constant<int, 64>;
-  using S3 = std::integral_constant<int, 3>;
   // 64 pairs a pass: 128 rows a block, so that each input row brought in serves twice the weights
   // (H200, Qwen3 at 512 tokens: 0.41 ms against 0.42 with 64 rows).
   if constexpr (kN == 64) {
@@ -226,23 +201,16 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
     // where a block may have only 99 KB (compute capability 8.6, 8.9).
     if (K % 128 != 0 || Stage<kGateUp ? 2 : 1, kN, 4, 128, 3>::kSharedBytes > shared_limit())
       return run(W4{}, C64{}, std::integral_constant<int, 4>{});
-    if constexpr (kGateUp && kN <= 16) {
-      const int warps = narrow_gate_up_warps();
-      if (warps == 1) return run(std::integral_constant<int, 1>{}, std::integral_constant<int, 128>{}, S3{});
-      if (warps == 2) return run(std::integral_constant<int, 2>{}, std::integral_constant<int, 128>{}, S3{});
-    }
-    return run(W4{}, std::integral_constant<int, 128>{}, S3{});
+    return run(W4{}, std::integral_constant<int, 128>{}, std::integral_constant<int, 3>{});
   }
 }
 
 template <bool kGateUp>
 cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                    const float* pair_weight, void* out, int64_t experts, int64_t pairs, int64_t out_cols, int64_t K,
-                   int64_t k, cudaStream_t stream, const CombineFold& fold) {
+                   int64_t k, cudaStream_t stream) {
   if (experts == 0 || out_cols == 0) return cudaSuccess;
   if (dtype == Dtype::F32 || K % kStageCols != 0 || experts > 65535) return cudaErrorInvalidValue;
-  if (fold.arrivals && (fold.dtype != dtype || fold.hidden != out_cols || combine_fold_tiles(out_cols) > fold.tiles))
-    return cudaErrorInvalidValue;
   const double average = double(pairs) / double(experts);
   const int kn = pairs_per_pass(average), passes = passes_for(average, kn);
   return with_element_type(dtype, [&](auto e) -> cudaError_t {
@@ -252,7 +220,7 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
     } else {
       const auto run = [&](auto tile) {
         return launch_with<T, kGateUp, decltype(tile)::value>(in, weight, order, offsets, pair_weight, out, experts,
-                                                              passes, out_cols, K, k, stream, fold);
+                                                              passes, out_cols, K, k, stream);
       };
       switch (kn) {
         case 8: return run(std::integral_constant<int, 8>{});
@@ -273,14 +241,12 @@ bool moe_stream_fits(Dtype dtype, int64_t hidden, int64_t inter) {
 cudaError_t moe_stream_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                                const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
                                int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream) {
-  return launch<true>(dtype, x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter, hidden, k, stream,
-                      CombineFold{});
+  return launch<true>(dtype, x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter, hidden, k, stream);
 }
 
 cudaError_t moe_stream_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
-                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream,
-                            const CombineFold& fold) {
-  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, stream, fold);
+                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream) {
+  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, stream);
 }
 
 }  // namespace lb::cuda

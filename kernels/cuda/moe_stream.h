@@ -6,7 +6,6 @@
 // up together) through shared memory in a cp.async pipeline, with the rows of that expert's pairs
 // beside them, and multiplies on the tensor cores. Launch shapes come from sizes only; the pairs
 // come sorted by kernels/cuda/moe_decode.h's moe_sort_pairs, so nothing waits on the host.
-#include "kernels/cuda/combine_fold.h"
 #include "kernels/cuda/dtype.h"
 
 #include <cuda_runtime.h>
@@ -24,9 +23,7 @@ bool moe_stream_fits(Dtype dtype, int64_t hidden, int64_t inter);
 cudaError_t moe_stream_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                                const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
                                int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream);
-// With fold.arrivals each token's rows are also summed into fold.out (kernels/cuda/combine_fold.h).
 cudaError_t moe_stream_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
-                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream,
-                            const CombineFold& fold = {});
+                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream);
 
 }  // namespace lb::cuda

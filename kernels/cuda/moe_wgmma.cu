@@ -1,7 +1,6 @@
 #include "kernels/cuda/moe_wgmma.h"
 
 #include "kernels/cuda/chained_launch.cuh"
-#include "kernels/cuda/combine_fold.cuh"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/expert_tile.cuh"
 #include "kernels/cuda/mma.cuh"
@@ -55,11 +54,11 @@ constexpr size_t kSharedBytes = size_t(kStageBudget) + kMaxStages * sizeof(uint6
 // thread's cp.async. The pipeline keeps kStages - 2 stages loading ahead and one product group in flight
 // (wgmma_wait<1>), so the stage refilled at step s (that of step s - 2) is no longer read; with no
 // group in flight, kStages - 1 ahead. `phases` holds each barrier's next parity.
-template <typename T, bool kGateUp, int kN, bool kFold>
+template <typename T, bool kGateUp, int kN>
 __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, const int64_t* order,
                                    const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int64_t e,
                                    int64_t row0, int64_t first, int n, uint8_t* shared, uint64_t* landed,
-                                   unsigned& phases, const CombineFold& fold) {
+                                   unsigned& phases) {
   constexpr int kMats = kGateUp ? 2 : 1;
   using S = Shape<kMats, kN>;
   // Product groups left running at the end of a step: one, except where ptxas would serialize the
@@ -159,9 +158,6 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
       *reinterpret_cast<uint4*>(out + (first + p) * out_cols + row) =
           *reinterpret_cast<const uint4*>(staged + p * S::kOutStride + 8 * piece);
   }
-  if constexpr (kFold)
-    fold_combine(fold, static_cast<const T*>(out), first, n, row0,
-                 int(out_cols - row0 < kTileRows ? out_cols - row0 : kTileRows));
   fence_async_shared();  // the staged tile's reads and writes, before the next pass's copies overwrite it
   __syncthreads();       // the next pass refills the stages
 }
@@ -180,11 +176,10 @@ template <int kChunk, int kCount, typename F> __device__ inline void with_pairs_
 // Against passes of kCap pairs each (584c785, LB_WGMMA_FIXED=1; Nsight Compute, H200): Qwen3 512
 // tokens gate/up 210-216 us against 225-240, down 109-110 against 114; 1024 tokens gate/up 243
 // against 263-267, down 119 against 131-133.
-// kFold (down only): the block also folds the combine in (kernels/cuda/combine_fold.cuh).
-template <typename T, bool kGateUp, int kCap, bool kFold>
+template <typename T, bool kGateUp, int kCap>
 __global__ void __launch_bounds__(kThreads, 1)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
-                 const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, CombineFold fold) {
+                 const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
 // Device code for sm_90a only (the host pass still parses it); elsewhere the body is empty and
 // moe_wgmma_fits says no.
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -206,8 +201,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
     const int n = int(end - first < kCap ? end - first : kCap);
     with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
-      expert_pass<T, kGateUp, decltype(tile)::value, kFold>(&weights, in, order, pair_weight, out, out_cols, K, k, e,
-                                                            row0, first, n, shared, landed, phases, fold);
+      expert_pass<T, kGateUp, decltype(tile)::value>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0,
+                                                     first, n, shared, landed, phases);
     });
   }
 #endif
@@ -218,11 +213,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 // tokens 0.395 against 0.435 with 64 at 584c785).
 int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 
-template <typename T, bool kGateUp, int kCap, bool kFold>
+template <typename T, bool kGateUp, int kCap>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                        int64_t k, cudaStream_t stream, const CombineFold& fold) {
-  const auto kernel = wgmma_kernel<T, kGateUp, kCap, kFold>;
+                        int64_t k, cudaStream_t stream) {
+  const auto kernel = wgmma_kernel<T, kGateUp, kCap>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes));
   if (attr != cudaSuccess) return attr;
@@ -232,37 +227,26 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
   if (mapped != cudaSuccess) return mapped;
   const dim3 grid(unsigned(passes), unsigned((out_cols + kTileRows - 1) / kTileRows), unsigned(experts));
   return launch_chained(kernel, grid, dim3(kThreads), kSharedBytes, stream, map, static_cast<const T*>(in), order,
-                        offsets, pair_weight, static_cast<T*>(out), out_cols, K, k, fold);
+                        offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
 }
 
 template <bool kGateUp>
 cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                    const float* pair_weight, void* out, int64_t experts, int64_t pairs, int64_t out_cols, int64_t K,
-                   int64_t k, cudaStream_t stream, int pairs_per_pass_override, const CombineFold& fold) {
+                   int64_t k, cudaStream_t stream, int pairs_per_pass_override) {
   if (experts == 0 || out_cols == 0) return cudaSuccess;
   if (dtype == Dtype::F32 || K % kStageCols != 0 || out_cols % 8 != 0 || experts > 65535) return cudaErrorInvalidValue;
-  if (fold.arrivals && (kGateUp || fold.dtype != dtype || fold.hidden != out_cols ||
-                        (out_cols + kTileRows - 1) / kTileRows > fold.tiles))
-    return cudaErrorInvalidValue;
   const double average = double(pairs) / double(experts);
   const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average);
   if (kn != 64 && kn != 128) return cudaErrorInvalidValue;
   const int passes = passes_for(average, kn);
   const auto run = [&](auto cap) {
     constexpr int kCap = decltype(cap)::value;
-    const auto with_fold = [&](auto folded) {
-      constexpr bool kFold = decltype(folded)::value;
-      // F32 is refused above: the element type is one of the two 16-bit ones.
-      return dtype == Dtype::BF16
-                 ? launch_with<__nv_bfloat16, kGateUp, kCap, kFold>(in, weight, order, offsets, pair_weight, out,
-                                                                    experts, passes, out_cols, K, k, stream, fold)
-                 : launch_with<__half, kGateUp, kCap, kFold>(in, weight, order, offsets, pair_weight, out, experts,
-                                                             passes, out_cols, K, k, stream, fold);
-    };
-    if constexpr (!kGateUp) {
-      if (fold.arrivals) return with_fold(std::true_type{});
-    }
-    return with_fold(std::false_type{});
+    // F32 is refused above: the element type is one of the two 16-bit ones.
+    return dtype == Dtype::BF16 ? launch_with<__nv_bfloat16, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
+                                                                            experts, passes, out_cols, K, k, stream)
+                                : launch_with<__half, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
+                                                                     experts, passes, out_cols, K, k, stream);
   };
   return kn == 64 ? run(std::integral_constant<int, 64>{}) : run(std::integral_constant<int, 128>{});
 }
@@ -286,14 +270,14 @@ cudaError_t moe_wgmma_gate_up(Dtype dtype, const void* x, const void* gate_up, c
                               int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream,
                               int pairs_per_pass) {
   return launch<true>(dtype, x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter, hidden, k, stream,
-                      pairs_per_pass, CombineFold{});
+                      pairs_per_pass);
 }
 
 cudaError_t moe_wgmma_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream,
-                           int pairs_per_pass, const CombineFold& fold) {
+                           int pairs_per_pass) {
   return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, stream,
-                       pairs_per_pass, fold);
+                       pairs_per_pass);
 }
 
 }  // namespace lb::cuda

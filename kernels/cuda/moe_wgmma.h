@@ -7,7 +7,6 @@
 // holds them; shared-memory stages (weights by TMA, the pairs' rows by cp.async) feed wgmma
 // directly; SiLU(gate) * up * the routing weight is the gate/up epilogue, and both products write
 // their rows through shared memory in 16-byte pieces.
-#include "kernels/cuda/combine_fold.h"
 #include "kernels/cuda/dtype.h"
 
 #include <cuda_runtime.h>
@@ -20,14 +19,14 @@ namespace lb::cuda {
 // and its driver encodes TMA tensor maps, a 16-bit dtype, hidden and inter multiples of 64.
 bool moe_wgmma_fits(Dtype dtype, int64_t hidden, int64_t inter);
 
-// As moe_stream_gate_up / moe_stream_down (fold included). `pairs_per_pass` (64 or 128, the most
-// a pass takes) overrides the choice from the average pairs per expert; 0 lets the launcher choose.
+// As moe_stream_gate_up / moe_stream_down. `pairs_per_pass` (64 or 128, the most a pass takes)
+// overrides the choice from the average pairs per expert; 0 lets the launcher choose.
 cudaError_t moe_wgmma_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                               const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
                               int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream,
                               int pairs_per_pass = 0);
 cudaError_t moe_wgmma_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream,
-                           int pairs_per_pass = 0, const CombineFold& fold = {});
+                           int pairs_per_pass = 0);
 
 }  // namespace lb::cuda
