@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 namespace lb::cuda {
@@ -30,14 +32,15 @@ constexpr int kMaxStages = 8;
 // Pairs a pass multiplies: the smallest multiple of this that holds them.
 constexpr int kChunk = 32;
 
-// A pass of kN pairs: the stages that fit the budget.
-template <int kMats, int kN> struct Shape {
+// A pass of kN pairs over kMats weight tiles of kTileRows rows, writing kOutRows rows a pair: the
+// stages that fit the budget.
+template <int kMats, int kN, int kOutRows> struct Shape {
   static constexpr int kWeightBytes = kMats * kTileRows * kRowBytes;
   static constexpr int kStageBytes = kWeightBytes + kN * kRowBytes;
   static constexpr int kStages = std::min<int>(kMaxStages, kStageBudget / kStageBytes);
   static constexpr int kInputPerThread = (kN * kRowChunks + kThreads - 1) / kThreads;
   // The output tile staged as [pair][row], rows padded so the fragment stores spread over banks.
-  static constexpr int kOutStride = kTileRows + 8;
+  static constexpr int kOutStride = kOutRows + 8;
   static_assert(kStageBytes % 1024 == 0 && kWeightBytes % 1024 == 0, "tiles on 1024-byte boundaries");
   static_assert(kStages >= 3, "a stage loading, one multiplied, one still read by the products in flight");
   static_assert(kN * kOutStride * 2 <= kStages * kStageBytes, "the output tile is staged in the stages");
@@ -47,23 +50,25 @@ template <int kMats, int kN> struct Shape {
 constexpr size_t kSharedBytes = size_t(kStageBudget) + kMaxStages * sizeof(uint64_t) + 1024;
 
 // One pass of a block (expert e, weight rows row0..) over pairs first .. first + n (n <= kN).
-// Stages: [matrix][kTileRows weight rows][128 bytes], then [kN pairs][128 bytes]. Warpgroup g
-// multiplies weight rows 64g..64g+63 of each matrix by all kN pairs. A stage's weight tile comes by
+// Stages: [tile][kTileRows weight rows][128 bytes], then [kN pairs][128 bytes]. Gate/up's two
+// tiles are rows row0.. of gate and of up; down's kMats tiles are its rows row0.., 128 each, one
+// after the other. Warpgroup g multiplies rows 64g..64g+63 of each tile by all kN pairs. A stage's weight tile comes by
 // TMA (one box a matrix, landing on the stage's mbarrier; faster than every thread's 16-byte copies
 // on an H200 at 4dc57c2: DeepSeek-V3 4096 tokens 8.70 ms against 9.45), its pairs' rows by every
 // thread's cp.async. The pipeline keeps kStages - 2 stages loading ahead and one product group in flight
 // (wgmma_wait<1>), so the stage refilled at step s (that of step s - 2) is no longer read; with no
 // group in flight, kStages - 1 ahead. `phases` holds each barrier's next parity.
-template <typename T, bool kGateUp, int kN>
+template <typename T, bool kGateUp, int kMats, int kN>
 __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, const int64_t* order,
                                    const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int64_t e,
                                    int64_t row0, int64_t first, int n, uint8_t* shared, uint64_t* landed,
                                    unsigned& phases) {
-  constexpr int kMats = kGateUp ? 2 : 1;
-  using S = Shape<kMats, kN>;
+  static_assert(!kGateUp || kMats == 2, "gate/up multiplies a tile of each");
+  constexpr int kOutRows = kGateUp ? kTileRows : kMats * kTileRows;
+  using S = Shape<kMats, kN, kOutRows>;
   // Product groups left running at the end of a step: one, except where ptxas would serialize the
-  // products anyway (C7514 for down at 64 pairs a pass).
-  constexpr int kInFlight = kGateUp || kN > 64 ? 1 : 0;
+  // products anyway (C7514 for down's one tile at 64 pairs a pass).
+  constexpr int kInFlight = kMats == 2 || kN > 64 ? 1 : 0;
   constexpr int kAhead = S::kStages - 1 - kInFlight;
   const int group = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
   const int stages = int(K / kStageCols);
@@ -85,7 +90,8 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
       // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
       for (int m = 0; m < kMats; ++m)
         tensor_copy(stage + m * kTileRows * kRowBytes, weights, s * kStageCols,
-                    int((e * kMats + m) * out_cols + row0), &landed[slot]);
+                    int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * kTileRows),
+                    &landed[slot]);
     }
 #pragma unroll
     for (int i = 0; i < S::kInputPerThread; ++i)
@@ -134,23 +140,24 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
   cp_async_wait<0>();
   __syncthreads();  // the stages are free: they hold the output tile now
 
-  // acc[m][4j + i]: row 64 group + 16 warp + lane / 4 + 8 (i / 2), pair 8j + 2 (lane % 4) + i % 2.
+  // acc[m][4j + i]: row 64 group + 16 warp + lane / 4 + 8 (i / 2) of tile m, pair 8j + 2 (lane % 4) + i % 2.
   T* staged = reinterpret_cast<T*>(shared);
 #pragma unroll
   for (int j = 0; j < kN / 8; ++j)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int p = 8 * j + 2 * (lane % 4) + i % 2, r = 64 * group + 16 * warp + lane / 4 + 8 * (i / 2);
-      const float a = acc[0][4 * j + i];
-      float v = a;
       if constexpr (kGateUp) {
         const float w = p < n ? pair_weight[order[first + p]] : 0.0f;
-        v = a / (1.0f + __expf(-a)) * acc[kMats - 1][4 * j + i] * w;
+        const float g = acc[0][4 * j + i];
+        staged[p * S::kOutStride + r] = from_f<T>(g / (1.0f + __expf(-g)) * acc[1][4 * j + i] * w);
+      } else {
+#pragma unroll
+        for (int m = 0; m < kMats; ++m) staged[p * S::kOutStride + m * kTileRows + r] = from_f<T>(acc[m][4 * j + i]);
       }
-      staged[p * S::kOutStride + r] = from_f<T>(v);
     }
   __syncthreads();
-  constexpr int kRowPieces = kTileRows / 8;  // 16-byte pieces of a pair's output row
+  constexpr int kRowPieces = kOutRows / 8;  // 16-byte pieces of a pair's output row
   for (int c = threadIdx.x; c < n * kRowPieces; c += kThreads) {
     const int p = c / kRowPieces, piece = c % kRowPieces;
     const int64_t row = row0 + 8 * piece;
@@ -176,7 +183,8 @@ template <int kChunk, int kCount, typename F> __device__ inline void with_pairs_
 // Against passes of kCap pairs each (584c785, LB_WGMMA_FIXED=1; Nsight Compute, H200): Qwen3 512
 // tokens gate/up 210-216 us against 225-240, down 109-110 against 114; 1024 tokens gate/up 243
 // against 263-267, down 119 against 131-133.
-template <typename T, bool kGateUp, int kCap>
+// kMats: 2 for gate/up; down's tiles a block (rows 128 kMats).
+template <typename T, bool kGateUp, int kMats, int kCap>
 __global__ void __launch_bounds__(kThreads, 1)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
@@ -189,7 +197,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const unsigned misalign = static_cast<unsigned>(__cvta_generic_to_shared(raw_shared)) % 1024;
   uint8_t* shared = raw_shared + (misalign ? 1024 - misalign : 0);
   const int64_t e = blockIdx.z, begin = offsets[e], end = offsets[e + 1];
-  const int64_t row0 = int64_t(blockIdx.y) * kTileRows;
+  const int64_t row0 = int64_t(blockIdx.y) * (kGateUp ? kTileRows : kMats * kTileRows);
   if (begin == end) return;
   uint64_t* landed = reinterpret_cast<uint64_t*>(shared + kStageBudget);
   if (threadIdx.x == 0) {
@@ -201,8 +209,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
     const int n = int(end - first < kCap ? end - first : kCap);
     with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
-      expert_pass<T, kGateUp, decltype(tile)::value>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0,
-                                                     first, n, shared, landed, phases);
+      expert_pass<T, kGateUp, kMats, decltype(tile)::value>(&weights, in, order, pair_weight, out, out_cols, K, k, e,
+                                                            row0, first, n, shared, landed, phases);
     });
   }
 #endif
@@ -213,11 +221,24 @@ __global__ void __launch_bounds__(kThreads, 1)
 // tokens 0.395 against 0.435 with 64 at 584c785).
 int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 
-template <typename T, bool kGateUp, int kCap>
+// Down's weight tiles a block, 128 rows each, at kN pairs a pass: two read each pair's row half as
+// often as one (SGLang's tuned H200 configs at 1024+ tokens take 256 rows of down a block too).
+// A/B switch LB_WGMMA_DOWN_TILES = 1, 2, or 12 (two at 128 pairs a pass only); one unless set.
+int down_tiles(int kN) {
+  static const std::string choice = [] {
+    const char* v = std::getenv("LB_WGMMA_DOWN_TILES");
+    return std::string(v ? v : "1");
+  }();
+  if (choice == "2") return 2;
+  if (choice == "12") return kN == 128 ? 2 : 1;
+  return 1;
+}
+
+template <typename T, bool kGateUp, int kMats, int kCap>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
                         int64_t k, cudaStream_t stream) {
-  const auto kernel = wgmma_kernel<T, kGateUp, kCap>;
+  const auto kernel = wgmma_kernel<T, kGateUp, kMats, kCap>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes));
   if (attr != cudaSuccess) return attr;
@@ -225,7 +246,8 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
   const cudaError_t mapped = weight_tensor_map(&map, std::is_same_v<T, __nv_bfloat16> ? Dtype::BF16 : Dtype::F16,
                                                weight, experts * (kGateUp ? 2 : 1) * out_cols, K, kTileRows);
   if (mapped != cudaSuccess) return mapped;
-  const dim3 grid(unsigned(passes), unsigned((out_cols + kTileRows - 1) / kTileRows), unsigned(experts));
+  const int64_t out_rows = kGateUp ? kTileRows : kMats * kTileRows;  // of a block
+  const dim3 grid(unsigned(passes), unsigned((out_cols + out_rows - 1) / out_rows), unsigned(experts));
   return launch_chained(kernel, grid, dim3(kThreads), kSharedBytes, stream, map, static_cast<const T*>(in), order,
                         offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
 }
@@ -240,15 +262,22 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average);
   if (kn != 64 && kn != 128) return cudaErrorInvalidValue;
   const int passes = passes_for(average, kn);
-  const auto run = [&](auto cap) {
-    constexpr int kCap = decltype(cap)::value;
+  const auto run = [&](auto cap, auto mats) {
+    constexpr int kCap = decltype(cap)::value, kMats = decltype(mats)::value;
     // F32 is refused above: the element type is one of the two 16-bit ones.
-    return dtype == Dtype::BF16 ? launch_with<__nv_bfloat16, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
-                                                                            experts, passes, out_cols, K, k, stream)
-                                : launch_with<__half, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
-                                                                     experts, passes, out_cols, K, k, stream);
+    return dtype == Dtype::BF16
+               ? launch_with<__nv_bfloat16, kGateUp, kMats, kCap>(in, weight, order, offsets, pair_weight, out, experts,
+                                                                  passes, out_cols, K, k, stream)
+               : launch_with<__half, kGateUp, kMats, kCap>(in, weight, order, offsets, pair_weight, out, experts,
+                                                           passes, out_cols, K, k, stream);
   };
-  return kn == 64 ? run(std::integral_constant<int, 64>{}) : run(std::integral_constant<int, 128>{});
+  const auto with_tiles = [&](auto mats) {
+    return kn == 64 ? run(std::integral_constant<int, 64>{}, mats) : run(std::integral_constant<int, 128>{}, mats);
+  };
+  if constexpr (!kGateUp) {
+    if (down_tiles(kn) == 1) return with_tiles(std::integral_constant<int, 1>{});
+  }
+  return with_tiles(std::integral_constant<int, 2>{});
 }
 
 }  // namespace
