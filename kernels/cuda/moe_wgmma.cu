@@ -10,8 +10,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <string>
 #include <type_traits>
 
 namespace lb::cuda {
@@ -25,16 +23,23 @@ constexpr int kRowChunks = kRowBytes / 16;    // 16-byte cp.async pieces of a ro
 // The 128-byte swizzle wgmma reads (kernels/cuda/wgmma.cuh): chunk c of row r.
 __device__ inline int swizzled_byte(int r, int c) { return r * kRowBytes + (c ^ (r % 8)) * 16; }
 
-constexpr int kTileRows = 128;                // weight rows a block: two warpgroups, 64 each
+constexpr int kTileRows = 128;                // weight rows of a tile: two warpgroups, 64 each
+// Weight tiles a block: rows row0.. of gate and of up, or 256 rows of down, two tiles one after
+// the other. Down's two tiles read each pair's row half as often as one (SGLang's tuned H200
+// configs at 1024+ tokens also take 256 rows a block): Qwen3 2048 tokens 0.511-0.519 ms against
+// 0.541-0.543, 512 tokens 0.3276-0.3277 against 0.3301-0.3308, DeepSeek-V3 level (H200 at
+// 4944f8d, results/kernels/down_tiles_4944f8d/).
+constexpr int kMats = 2;
+// Output rows a block writes for each pair.
+__host__ __device__ constexpr int out_rows(bool gate_up) { return gate_up ? kTileRows : kMats * kTileRows; }
 constexpr int kThreads = 256;
 constexpr int kStageBudget = 224 * 1024;      // of the 227 KB an H200 block may have
 constexpr int kMaxStages = 8;
 // Pairs a pass multiplies: the smallest multiple of this that holds them.
 constexpr int kChunk = 32;
 
-// A pass of kN pairs over kMats weight tiles of kTileRows rows, writing kOutRows rows a pair: the
-// stages that fit the budget.
-template <int kMats, int kN, int kOutRows> struct Shape {
+// A pass of kN pairs, writing kOutRows rows a pair: the stages that fit the budget.
+template <int kN, int kOutRows> struct Shape {
   static constexpr int kWeightBytes = kMats * kTileRows * kRowBytes;
   static constexpr int kStageBytes = kWeightBytes + kN * kRowBytes;
   static constexpr int kStages = std::min<int>(kMaxStages, kStageBudget / kStageBytes);
@@ -51,24 +56,21 @@ constexpr size_t kSharedBytes = size_t(kStageBudget) + kMaxStages * sizeof(uint6
 
 // One pass of a block (expert e, weight rows row0..) over pairs first .. first + n (n <= kN).
 // Stages: [tile][kTileRows weight rows][128 bytes], then [kN pairs][128 bytes]. Gate/up's two
-// tiles are rows row0.. of gate and of up; down's kMats tiles are its rows row0.., 128 each, one
-// after the other. Warpgroup g multiplies rows 64g..64g+63 of each tile by all kN pairs. A stage's weight tile comes by
-// TMA (one box a matrix, landing on the stage's mbarrier; faster than every thread's 16-byte copies
-// on an H200 at 4dc57c2: DeepSeek-V3 4096 tokens 8.70 ms against 9.45), its pairs' rows by every
-// thread's cp.async. The pipeline keeps kStages - 2 stages loading ahead and one product group in flight
-// (wgmma_wait<1>), so the stage refilled at step s (that of step s - 2) is no longer read; with no
-// group in flight, kStages - 1 ahead. `phases` holds each barrier's next parity.
-template <typename T, bool kGateUp, int kMats, int kN>
+// tiles are rows row0.. of gate and of up; down's are its rows row0.., 128 each, one after the
+// other. Warpgroup g multiplies rows 64g..64g+63 of each tile by all kN pairs. A stage's weight
+// tiles come by TMA (one box a tile, landing on the stage's mbarrier; faster than every thread's
+// 16-byte copies on an H200 at 4dc57c2: DeepSeek-V3 4096 tokens 8.70 ms against 9.45), its pairs'
+// rows by every thread's cp.async. The pipeline keeps kStages - 2 stages loading ahead and one
+// product group in flight (wgmma_wait<1>), so the stage refilled at step s (that of step s - 2) is
+// no longer read. `phases` holds each barrier's next parity.
+template <typename T, bool kGateUp, int kN>
 __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, const int64_t* order,
                                    const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int64_t e,
                                    int64_t row0, int64_t first, int n, uint8_t* shared, uint64_t* landed,
                                    unsigned& phases) {
-  static_assert(!kGateUp || kMats == 2, "gate/up multiplies a tile of each");
-  constexpr int kOutRows = kGateUp ? kTileRows : kMats * kTileRows;
-  using S = Shape<kMats, kN, kOutRows>;
-  // Product groups left running at the end of a step: one, except where ptxas would serialize the
-  // products anyway (C7514 for down's one tile at 64 pairs a pass).
-  constexpr int kInFlight = kMats == 2 || kN > 64 ? 1 : 0;
+  constexpr int kOutRows = out_rows(kGateUp);
+  using S = Shape<kN, kOutRows>;
+  constexpr int kInFlight = 1;  // product groups left running at the end of a step
   constexpr int kAhead = S::kStages - 1 - kInFlight;
   const int group = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
   const int stages = int(K / kStageCols);
@@ -183,8 +185,7 @@ template <int kChunk, int kCount, typename F> __device__ inline void with_pairs_
 // Against passes of kCap pairs each (584c785, LB_WGMMA_FIXED=1; Nsight Compute, H200): Qwen3 512
 // tokens gate/up 210-216 us against 225-240, down 109-110 against 114; 1024 tokens gate/up 243
 // against 263-267, down 119 against 131-133.
-// kMats: 2 for gate/up; down's tiles a block (rows 128 kMats).
-template <typename T, bool kGateUp, int kMats, int kCap>
+template <typename T, bool kGateUp, int kCap>
 __global__ void __launch_bounds__(kThreads, 1)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
@@ -197,7 +198,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const unsigned misalign = static_cast<unsigned>(__cvta_generic_to_shared(raw_shared)) % 1024;
   uint8_t* shared = raw_shared + (misalign ? 1024 - misalign : 0);
   const int64_t e = blockIdx.z, begin = offsets[e], end = offsets[e + 1];
-  const int64_t row0 = int64_t(blockIdx.y) * (kGateUp ? kTileRows : kMats * kTileRows);
+  const int64_t row0 = int64_t(blockIdx.y) * out_rows(kGateUp);
   if (begin == end) return;
   uint64_t* landed = reinterpret_cast<uint64_t*>(shared + kStageBudget);
   if (threadIdx.x == 0) {
@@ -209,8 +210,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
     const int n = int(end - first < kCap ? end - first : kCap);
     with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
-      expert_pass<T, kGateUp, kMats, decltype(tile)::value>(&weights, in, order, pair_weight, out, out_cols, K, k, e,
-                                                            row0, first, n, shared, landed, phases);
+      expert_pass<T, kGateUp, decltype(tile)::value>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0,
+                                                     first, n, shared, landed, phases);
     });
   }
 #endif
@@ -221,24 +222,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 // tokens 0.395 against 0.435 with 64 at 584c785).
 int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 
-// Down's weight tiles a block, 128 rows each, at kN pairs a pass: two read each pair's row half as
-// often as one (SGLang's tuned H200 configs at 1024+ tokens take 256 rows of down a block too).
-// A/B switch LB_WGMMA_DOWN_TILES = 1, 2, or 12 (two at 128 pairs a pass only); one unless set.
-int down_tiles(int kN) {
-  static const std::string choice = [] {
-    const char* v = std::getenv("LB_WGMMA_DOWN_TILES");
-    return std::string(v ? v : "1");
-  }();
-  if (choice == "2") return 2;
-  if (choice == "12") return kN == 128 ? 2 : 1;
-  return 1;
-}
-
-template <typename T, bool kGateUp, int kMats, int kCap>
+template <typename T, bool kGateUp, int kCap>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
                         int64_t k, cudaStream_t stream) {
-  const auto kernel = wgmma_kernel<T, kGateUp, kMats, kCap>;
+  const auto kernel = wgmma_kernel<T, kGateUp, kCap>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes));
   if (attr != cudaSuccess) return attr;
@@ -246,8 +234,8 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
   const cudaError_t mapped = weight_tensor_map(&map, std::is_same_v<T, __nv_bfloat16> ? Dtype::BF16 : Dtype::F16,
                                                weight, experts * (kGateUp ? 2 : 1) * out_cols, K, kTileRows);
   if (mapped != cudaSuccess) return mapped;
-  const int64_t out_rows = kGateUp ? kTileRows : kMats * kTileRows;  // of a block
-  const dim3 grid(unsigned(passes), unsigned((out_cols + out_rows - 1) / out_rows), unsigned(experts));
+  const dim3 grid(unsigned(passes), unsigned((out_cols + out_rows(kGateUp) - 1) / out_rows(kGateUp)),
+                  unsigned(experts));
   return launch_chained(kernel, grid, dim3(kThreads), kSharedBytes, stream, map, static_cast<const T*>(in), order,
                         offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
 }
@@ -262,22 +250,15 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average);
   if (kn != 64 && kn != 128) return cudaErrorInvalidValue;
   const int passes = passes_for(average, kn);
-  const auto run = [&](auto cap, auto mats) {
-    constexpr int kCap = decltype(cap)::value, kMats = decltype(mats)::value;
+  const auto run = [&](auto cap) {
+    constexpr int kCap = decltype(cap)::value;
     // F32 is refused above: the element type is one of the two 16-bit ones.
-    return dtype == Dtype::BF16
-               ? launch_with<__nv_bfloat16, kGateUp, kMats, kCap>(in, weight, order, offsets, pair_weight, out, experts,
-                                                                  passes, out_cols, K, k, stream)
-               : launch_with<__half, kGateUp, kMats, kCap>(in, weight, order, offsets, pair_weight, out, experts,
-                                                           passes, out_cols, K, k, stream);
+    return dtype == Dtype::BF16 ? launch_with<__nv_bfloat16, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
+                                                                            experts, passes, out_cols, K, k, stream)
+                                : launch_with<__half, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
+                                                                     experts, passes, out_cols, K, k, stream);
   };
-  const auto with_tiles = [&](auto mats) {
-    return kn == 64 ? run(std::integral_constant<int, 64>{}, mats) : run(std::integral_constant<int, 128>{}, mats);
-  };
-  if constexpr (!kGateUp) {
-    if (down_tiles(kn) == 1) return with_tiles(std::integral_constant<int, 1>{});
-  }
-  return with_tiles(std::integral_constant<int, 2>{});
+  return kn == 64 ? run(std::integral_constant<int, 64>{}) : run(std::integral_constant<int, 128>{});
 }
 
 }  // namespace
