@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <type_traits>
 
 namespace lb::cuda {
@@ -39,32 +38,17 @@ constexpr int kMaxStages = 8;
 // Pairs a pass multiplies: the smallest multiple of this that holds them.
 constexpr int kChunk = 32;
 
-// A pass of kN pairs, writing kOutRows rows a pair: the stages that fit the budget. Joint stages
-// hold a step's weight tiles and pairs' rows together; with kSplit the weight tiles (from DRAM)
-// have a ring of their own, deeper than the pairs' rows' (from L2), which keeps four.
-template <int kN, int kOutRows, bool kSplit> struct Shape {
+// A pass of kN pairs, writing kOutRows rows a pair: the stages that fit the budget.
+template <int kN, int kOutRows> struct Shape {
   static constexpr int kWeightBytes = kMats * kTileRows * kRowBytes;
-  static constexpr int kPairBytes = kN * kRowBytes;
-  static constexpr int kJointStages = std::min<int>(kMaxStages, kStageBudget / (kWeightBytes + kPairBytes));
-  static constexpr int kPairStages = kSplit ? 4 : kJointStages;
-  static constexpr int kWeightStages =
-      kSplit ? std::min<int>(kMaxStages, (kStageBudget - kPairStages * kPairBytes) / kWeightBytes) : kJointStages;
-  static constexpr int kRingBytes = kWeightStages * kWeightBytes + kPairStages * kPairBytes;
+  static constexpr int kStageBytes = kWeightBytes + kN * kRowBytes;
+  static constexpr int kStages = std::min<int>(kMaxStages, kStageBudget / kStageBytes);
   static constexpr int kInputPerThread = (kN * kRowChunks + kThreads - 1) / kThreads;
   // The output tile staged as [pair][row], rows padded so the fragment stores spread over banks.
   static constexpr int kOutStride = kOutRows + 8;
-  static_assert(kPairBytes % 1024 == 0 && kWeightBytes % 1024 == 0, "tiles on 1024-byte boundaries");
-  static_assert(kWeightStages >= 3 && kPairStages >= 3,
-                "a stage loading, one multiplied, one still read by the products in flight");
-  static_assert(kRingBytes <= kStageBudget, "the rings fit the budget");
-  static_assert(kN * kOutStride * 2 <= kRingBytes, "the output tile is staged in the stages");
-  // Where slot i of each ring starts.
-  static __device__ int weight_slot(int i) {
-    return kSplit ? i * kWeightBytes : i * (kWeightBytes + kPairBytes);
-  }
-  static __device__ int pair_slot(int i) {
-    return kSplit ? kWeightStages * kWeightBytes + i * kPairBytes : i * (kWeightBytes + kPairBytes) + kWeightBytes;
-  }
+  static_assert(kStageBytes % 1024 == 0 && kWeightBytes % 1024 == 0, "tiles on 1024-byte boundaries");
+  static_assert(kStages >= 3, "a stage loading, one multiplied, one still read by the products in flight");
+  static_assert(kN * kOutStride * 2 <= kStages * kStageBytes, "the output tile is staged in the stages");
 };
 
 // Shared memory of a block: the stages, a barrier a stage, the 1024-byte alignment.
@@ -76,18 +60,18 @@ constexpr size_t kSharedBytes = size_t(kStageBudget) + kMaxStages * sizeof(uint6
 // other. Warpgroup g multiplies rows 64g..64g+63 of each tile by all kN pairs. A stage's weight
 // tiles come by TMA (one box a tile, landing on the stage's mbarrier; faster than every thread's
 // 16-byte copies on an H200 at 4dc57c2: DeepSeek-V3 4096 tokens 8.70 ms against 9.45), its pairs'
-// rows by every thread's cp.async. Each ring keeps its stages less two loading ahead and one
-// product group in flight (wgmma_wait<1>), so the slot refilled at step s (that of step s - 2) is
-// no longer read. `phases` holds each weight slot's barrier's next parity.
-template <typename T, bool kGateUp, int kN, bool kSplit>
+// rows by every thread's cp.async. The pipeline keeps kStages - 2 stages loading ahead and one
+// product group in flight (wgmma_wait<1>), so the stage refilled at step s (that of step s - 2) is
+// no longer read. `phases` holds each barrier's next parity.
+template <typename T, bool kGateUp, int kN>
 __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, const int64_t* order,
                                    const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int64_t e,
                                    int64_t row0, int64_t first, int n, uint8_t* shared, uint64_t* landed,
                                    unsigned& phases) {
   constexpr int kOutRows = out_rows(kGateUp);
-  using S = Shape<kN, kOutRows, kSplit>;
+  using S = Shape<kN, kOutRows>;
   constexpr int kInFlight = 1;  // product groups left running at the end of a step
-  constexpr int kWeightAhead = S::kWeightStages - 1 - kInFlight, kPairAhead = S::kPairStages - 1 - kInFlight;
+  constexpr int kAhead = S::kStages - 1 - kInFlight;
   const int group = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
   const int stages = int(K / kStageCols);
   const T* x_src[S::kInputPerThread];
@@ -98,11 +82,11 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
     const int p = t / kRowChunks, c = t % kRowChunks;
     // Pairs past n are not loaded: their columns of the products are garbage and never stored.
     x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
-    x_dst[i] = swizzled_byte(p, c);
+    x_dst[i] = S::kWeightBytes + swizzled_byte(p, c);
   }
-  const auto issue_weights = [&](int s) {
-    const int slot = s % S::kWeightStages;
-    uint8_t* stage = shared + S::weight_slot(slot);
+  const auto issue = [&](int s) {
+    const int slot = s % S::kStages;
+    uint8_t* stage = shared + slot * S::kStageBytes;
     if (threadIdx.x == 0) {
       barrier_expect(&landed[slot], S::kWeightBytes);
       // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
@@ -111,9 +95,6 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
                     int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * kTileRows),
                     &landed[slot]);
     }
-  };
-  const auto issue_pairs = [&](int s) {
-    uint8_t* stage = shared + S::pair_slot(s % S::kPairStages);
 #pragma unroll
     for (int i = 0; i < S::kInputPerThread; ++i)
       if (x_src[i]) cp_async_16(stage + x_dst[i], x_src[i] + s * kStageCols);
@@ -125,32 +106,27 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
 #pragma unroll
     for (int i = 0; i < kN / 2; ++i) acc[m][i] = 0.0f;
 #pragma unroll
-  for (int s = 0; s < kWeightAhead; ++s)
-    if (s < stages) issue_weights(s);
-#pragma unroll
-  for (int s = 0; s < kPairAhead; ++s) {
-    if (s < stages) issue_pairs(s);
+  for (int s = 0; s < kAhead; ++s) {
+    if (s < stages) issue(s);
     cp_async_commit();  // empty groups too: the wait below counts groups
   }
 #pragma unroll 1
   for (int s = 0; s < stages; ++s) {
-    cp_async_wait<kPairAhead - 1>();
+    cp_async_wait<kAhead - 1>();
     fence_async_shared();  // this thread's copies of stage s, visible to the tensor cores
-    __syncthreads();       // everyone's copies landed; the products of the slots refilled next are done
-    if (s + kWeightAhead < stages) issue_weights(s + kWeightAhead);
-    if (s + kPairAhead < stages) issue_pairs(s + kPairAhead);
+    __syncthreads();       // everyone's copies landed; the products of the stage refilled next are done
+    if (s + kAhead < stages) issue(s + kAhead);
     cp_async_commit();
-    const int slot = s % S::kWeightStages;
+    const int slot = s % S::kStages;
     barrier_wait(&landed[slot], (phases >> slot) & 1u);
     phases ^= 1u << slot;
-    const uint8_t* stage = shared + S::weight_slot(slot);
-    const uint8_t* pairs = shared + S::pair_slot(s % S::kPairStages);
+    const uint8_t* stage = shared + slot * S::kStageBytes;
 #pragma unroll
     for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kStageCols / 16; ++kk) {
-      const uint64_t b = wgmma_tile(pairs + kk * 32);
+      const uint64_t b = wgmma_tile(stage + S::kWeightBytes + kk * 32);
 #pragma unroll
       for (int m = 0; m < kMats; ++m)
         Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * kTileRows + group * 64) * kRowBytes + kk * 32), b);
@@ -209,7 +185,7 @@ template <int kChunk, int kCount, typename F> __device__ inline void with_pairs_
 // Against passes of kCap pairs each (584c785, LB_WGMMA_FIXED=1; Nsight Compute, H200): Qwen3 512
 // tokens gate/up 210-216 us against 225-240, down 109-110 against 114; 1024 tokens gate/up 243
 // against 263-267, down 119 against 131-133.
-template <typename T, bool kGateUp, int kCap, bool kSplit>
+template <typename T, bool kGateUp, int kCap>
 __global__ void __launch_bounds__(kThreads, 1)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
@@ -234,8 +210,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
     const int n = int(end - first < kCap ? end - first : kCap);
     with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
-      expert_pass<T, kGateUp, decltype(tile)::value, kSplit>(&weights, in, order, pair_weight, out, out_cols, K, k, e,
-                                                             row0, first, n, shared, landed, phases);
+      expert_pass<T, kGateUp, decltype(tile)::value>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0,
+                                                     first, n, shared, landed, phases);
     });
   }
 #endif
@@ -246,22 +222,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 // tokens 0.395 against 0.435 with 64 at 584c785).
 int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 
-// A/B switch LB_WGMMA_SPLIT_RING: 1 gives both kernels a weight ring of their own (Shape's kSplit),
-// 2 gate/up alone; joint stages unless set. At Qwen3 2048 tokens our gate/up ran at 60% of the DRAM
-// peak with two stages loading ahead, SGLang's at 70% with three (Nsight Compute at d17e97f).
-bool split_rings(bool gate_up) {
-  static const int choice = [] {
-    const char* v = std::getenv("LB_WGMMA_SPLIT_RING");
-    return v ? std::atoi(v) : 0;
-  }();
-  return choice == 1 || (choice == 2 && gate_up);
-}
-
-template <typename T, bool kGateUp, int kCap, bool kSplit>
+template <typename T, bool kGateUp, int kCap>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
                         int64_t k, cudaStream_t stream) {
-  const auto kernel = wgmma_kernel<T, kGateUp, kCap, kSplit>;
+  const auto kernel = wgmma_kernel<T, kGateUp, kCap>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes));
   if (attr != cudaSuccess) return attr;
@@ -285,20 +250,15 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average);
   if (kn != 64 && kn != 128) return cudaErrorInvalidValue;
   const int passes = passes_for(average, kn);
-  const auto run = [&](auto cap, auto split) {
+  const auto run = [&](auto cap) {
     constexpr int kCap = decltype(cap)::value;
-    constexpr bool kSplit = decltype(split)::value;
     // F32 is refused above: the element type is one of the two 16-bit ones.
-    return dtype == Dtype::BF16
-               ? launch_with<__nv_bfloat16, kGateUp, kCap, kSplit>(in, weight, order, offsets, pair_weight, out,
-                                                                   experts, passes, out_cols, K, k, stream)
-               : launch_with<__half, kGateUp, kCap, kSplit>(in, weight, order, offsets, pair_weight, out, experts,
-                                                            passes, out_cols, K, k, stream);
+    return dtype == Dtype::BF16 ? launch_with<__nv_bfloat16, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
+                                                                            experts, passes, out_cols, K, k, stream)
+                                : launch_with<__half, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
+                                                                     experts, passes, out_cols, K, k, stream);
   };
-  const auto with_rings = [&](auto split) {
-    return kn == 64 ? run(std::integral_constant<int, 64>{}, split) : run(std::integral_constant<int, 128>{}, split);
-  };
-  return split_rings(kGateUp) ? with_rings(std::true_type{}) : with_rings(std::false_type{});
+  return kn == 64 ? run(std::integral_constant<int, 64>{}) : run(std::integral_constant<int, 128>{});
 }
 
 }  // namespace
