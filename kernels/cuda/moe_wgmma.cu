@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <type_traits>
 
 namespace lb::cuda {
@@ -32,7 +33,11 @@ constexpr int kTileRows = 128;                // weight rows of a tile: two warp
 constexpr int kMats = 2;
 // Output rows a block writes for each pair.
 __host__ __device__ constexpr int out_rows(bool gate_up) { return gate_up ? kTileRows : kMats * kTileRows; }
-constexpr int kThreads = 256;
+constexpr int kThreads = 256;                 // the two warpgroups that multiply
+constexpr int kProducerThreads = 128;         // with a producer warpgroup: the one that issues the copies
+// Registers a thread of each with a producer warpgroup (setmaxnreg): 12 warps at the 168 that
+// launch gives them would make the products spill.
+constexpr int kProducerRegisters = 40, kMultiplierRegisters = 232;
 constexpr int kStageBudget = 224 * 1024;      // of the 227 KB an H200 block may have
 constexpr int kMaxStages = 8;
 // Pairs a pass multiplies: the smallest multiple of this that holds them.
@@ -51,8 +56,45 @@ template <int kN, int kOutRows> struct Shape {
   static_assert(kN * kOutStride * 2 <= kStages * kStageBytes, "the output tile is staged in the stages");
 };
 
-// Shared memory of a block: the stages, a barrier a stage, the 1024-byte alignment.
-constexpr size_t kSharedBytes = size_t(kStageBudget) + kMaxStages * sizeof(uint64_t) + 1024;
+// Shared memory of a block: the stages, two barriers a stage (landed, and with a producer warp
+// released), the 1024-byte alignment.
+constexpr size_t kSharedBytes = size_t(kStageBudget) + 2 * kMaxStages * sizeof(uint64_t) + 1024;
+
+// A pass's products out of the accumulators, through the free stages (the output tile staged as
+// [pair][row]) to global memory in 16-byte pieces, by the kThreads threads of the two warpgroups;
+// `sync` is their barrier. Gate/up writes SiLU(gate) * up * the pair's routing weight.
+template <typename T, bool kGateUp, int kN, typename Sync>
+__device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const float* pair_weight,
+                                     const int64_t* order, T* out, int64_t out_cols, int64_t row0, int64_t first,
+                                     int n, uint8_t* shared, const Sync& sync) {
+  constexpr int kOutRows = out_rows(kGateUp), kOutStride = kOutRows + 8;
+  const int group = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
+  // acc[m][4j + i]: row 64 group + 16 warp + lane / 4 + 8 (i / 2) of tile m, pair 8j + 2 (lane % 4) + i % 2.
+  T* staged = reinterpret_cast<T*>(shared);
+#pragma unroll
+  for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int p = 8 * j + 2 * (lane % 4) + i % 2, r = 64 * group + 16 * warp + lane / 4 + 8 * (i / 2);
+      if constexpr (kGateUp) {
+        const float w = p < n ? pair_weight[order[first + p]] : 0.0f;
+        const float g = acc[0][4 * j + i];
+        staged[p * kOutStride + r] = from_f<T>(g / (1.0f + __expf(-g)) * acc[1][4 * j + i] * w);
+      } else {
+#pragma unroll
+        for (int m = 0; m < kMats; ++m) staged[p * kOutStride + m * kTileRows + r] = from_f<T>(acc[m][4 * j + i]);
+      }
+    }
+  sync();
+  constexpr int kRowPieces = kOutRows / 8;  // 16-byte pieces of a pair's output row
+  for (int c = threadIdx.x; c < n * kRowPieces; c += kThreads) {
+    const int p = c / kRowPieces, piece = c % kRowPieces;
+    const int64_t row = row0 + 8 * piece;
+    if (row < out_cols)
+      *reinterpret_cast<uint4*>(out + (first + p) * out_cols + row) =
+          *reinterpret_cast<const uint4*>(staged + p * kOutStride + 8 * piece);
+  }
+}
 
 // One pass of a block (expert e, weight rows row0..) over pairs first .. first + n (n <= kN).
 // Stages: [tile][kTileRows weight rows][128 bytes], then [kN pairs][128 bytes]. Gate/up's two
@@ -72,7 +114,7 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
   using S = Shape<kN, kOutRows>;
   constexpr int kInFlight = 1;  // product groups left running at the end of a step
   constexpr int kAhead = S::kStages - 1 - kInFlight;
-  const int group = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
+  const int group = threadIdx.x / 128;
   const int stages = int(K / kStageCols);
   const T* x_src[S::kInputPerThread];
   int x_dst[S::kInputPerThread];
@@ -141,32 +183,126 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
   for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
   cp_async_wait<0>();
   __syncthreads();  // the stages are free: they hold the output tile now
+  store_outputs<T, kGateUp, kN>(acc, pair_weight, order, out, out_cols, row0, first, n, shared,
+                                [] { __syncthreads(); });
+  fence_async_shared();  // the staged tile's reads and writes, before the next pass's copies overwrite it
+  __syncthreads();       // the next pass refills the stages
+}
 
-  // acc[m][4j + i]: row 64 group + 16 warp + lane / 4 + 8 (i / 2) of tile m, pair 8j + 2 (lane % 4) + i % 2.
-  T* staged = reinterpret_cast<T*>(shared);
+// expert_pass with a producer warpgroup (threads kThreads.. of the block), in two halves run by
+// different threads. produce_pass, the producer's: it alone issues a stage's copies, the weight
+// tiles by TMA and the pairs' rows by cp.async, all landing on the stage's `landed` barrier (one
+// arrival announcing the TMA bytes, one per producer thread once its rows of the stage have
+// landed, which it checks after asking for the next stage's), and refills a stage once the two
+// multiplying warpgroups have arrived on its `released` barrier (a warp an arrival, after the
+// products that read it are done); at the end of the pass it waits out the last releases.
+// multiply_pass, theirs: they only wait, multiply and release, no block barrier a step and no
+// cp.async among the products, so each stage is asked for the moment it is free. The stages and
+// the product group left in flight are expert_pass's. Both halves end at one block barrier, after
+// which the next pass may refill the stages. `landed_phases` (the multipliers') and
+// `released_phases` (the producer's) hold each barrier's next parity.
+template <typename T, bool kGateUp, int kN>
+__device__ inline void produce_pass(const CUtensorMap* weights, const T* in, const int64_t* order, int64_t out_cols,
+                                    int64_t K, int64_t k, int64_t e, int64_t row0, int64_t first, int n,
+                                    uint8_t* shared, uint64_t* landed, uint64_t* released,
+                                    unsigned& released_phases) {
+  using S = Shape<kN, out_rows(kGateUp)>;
+  const int stages = int(K / kStageCols);
+  // Thread t copies 16-byte piece t % 8 of the rows of pairs t / 8, t / 8 + 16, ...
+  constexpr int kRowsPerThread = kN * kRowChunks / kProducerThreads;
+  static_assert(kRowsPerThread * kProducerThreads == kN * kRowChunks, "whole rows a stage");
+  const int t = threadIdx.x - kThreads, c = t % kRowChunks;
+  const T* x_src[kRowsPerThread];
 #pragma unroll
-  for (int j = 0; j < kN / 8; ++j)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int p = 8 * j + 2 * (lane % 4) + i % 2, r = 64 * group + 16 * warp + lane / 4 + 8 * (i / 2);
-      if constexpr (kGateUp) {
-        const float w = p < n ? pair_weight[order[first + p]] : 0.0f;
-        const float g = acc[0][4 * j + i];
-        staged[p * S::kOutStride + r] = from_f<T>(g / (1.0f + __expf(-g)) * acc[1][4 * j + i] * w);
-      } else {
-#pragma unroll
-        for (int m = 0; m < kMats; ++m) staged[p * S::kOutStride + m * kTileRows + r] = from_f<T>(acc[m][4 * j + i]);
-      }
-    }
-  __syncthreads();
-  constexpr int kRowPieces = kOutRows / 8;  // 16-byte pieces of a pair's output row
-  for (int c = threadIdx.x; c < n * kRowPieces; c += kThreads) {
-    const int p = c / kRowPieces, piece = c % kRowPieces;
-    const int64_t row = row0 + 8 * piece;
-    if (row < out_cols)
-      *reinterpret_cast<uint4*>(out + (first + p) * out_cols + row) =
-          *reinterpret_cast<const uint4*>(staged + p * S::kOutStride + 8 * piece);
+  for (int i = 0; i < kRowsPerThread; ++i) {
+    const int p = t / kRowChunks + i * (kProducerThreads / kRowChunks);
+    // Pairs past n are not loaded: their columns of the products are garbage and never stored.
+    x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
   }
+#pragma unroll 1
+  for (int s = 0; s < stages; ++s) {
+    const int slot = s % S::kStages;
+    if (s >= S::kStages) {
+      barrier_wait(&released[slot], (released_phases >> slot) & 1u);
+      released_phases ^= 1u << slot;
+    }
+    uint8_t* stage = shared + slot * S::kStageBytes;
+    if (t == 0) {
+      barrier_expect(&landed[slot], S::kWeightBytes);
+      // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
+      for (int m = 0; m < kMats; ++m)
+        tensor_copy(stage + m * kTileRows * kRowBytes, weights, s * kStageCols,
+                    int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * kTileRows),
+                    &landed[slot]);
+    }
+#pragma unroll
+    for (int i = 0; i < kRowsPerThread; ++i) {
+      const int p = t / kRowChunks + i * (kProducerThreads / kRowChunks);
+      if (x_src[i]) cp_async_16(stage + S::kWeightBytes + swizzled_byte(p, c), x_src[i] + s * kStageCols);
+    }
+    cp_async_commit();
+    if (s > 0) {
+      // The previous step's rows: landed, then fenced by the thread that wrote them (a fence in the
+      // reader's thread would not cover another thread's writes), then announced.
+      cp_async_wait<1>();
+      fence_async_shared();
+      barrier_arrive(&landed[(s - 1) % S::kStages]);
+    }
+  }
+  cp_async_wait<0>();
+  fence_async_shared();
+  barrier_arrive(&landed[(stages - 1) % S::kStages]);
+  // The stages still out: the multipliers release them after their last products.
+  for (int s = stages > S::kStages ? stages - S::kStages : 0; s < stages; ++s) {
+    const int slot = s % S::kStages;
+    barrier_wait(&released[slot], (released_phases >> slot) & 1u);
+    released_phases ^= 1u << slot;
+  }
+  __syncthreads();  // the multipliers staged and stored the outputs: the next pass refills the stages
+}
+
+template <typename T, bool kGateUp, int kN>
+__device__ inline void multiply_pass(const float* pair_weight, const int64_t* order, T* out, int64_t out_cols,
+                                     int64_t K, int64_t row0, int64_t first, int n, uint8_t* shared,
+                                     uint64_t* landed, uint64_t* released, unsigned& landed_phases) {
+  using S = Shape<kN, out_rows(kGateUp)>;
+  constexpr int kInFlight = 1;  // product groups left running at the end of a step
+  const int stages = int(K / kStageCols);
+  const int group = threadIdx.x / 128, lane = threadIdx.x % 32;
+  float acc[kMats][kN / 2];
+#pragma unroll
+  for (int m = 0; m < kMats; ++m)
+#pragma unroll
+    for (int i = 0; i < kN / 2; ++i) acc[m][i] = 0.0f;
+#pragma unroll 1
+  for (int s = 0; s < stages; ++s) {
+    const int slot = s % S::kStages;
+    barrier_wait(&landed[slot], (landed_phases >> slot) & 1u);
+    landed_phases ^= 1u << slot;
+    const uint8_t* stage = shared + slot * S::kStageBytes;
+#pragma unroll
+    for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kStageCols / 16; ++kk) {
+      const uint64_t b = wgmma_tile(stage + S::kWeightBytes + kk * 32);
+#pragma unroll
+      for (int m = 0; m < kMats; ++m)
+        Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * kTileRows + group * 64) * kRowBytes + kk * 32), b);
+    }
+    wgmma_commit();
+    wgmma_wait<kInFlight>();
+#pragma unroll
+    for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+    if (s > 0 && lane == 0) barrier_arrive(&released[(s - 1) % S::kStages]);
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+  if (lane == 0) barrier_arrive(&released[(stages - 1) % S::kStages]);
+  const auto multipliers_meet = [] { asm volatile("bar.sync 1, %0;" ::"n"(kThreads) : "memory"); };
+  multipliers_meet();  // every product read its stages: they hold the output tile now
+  store_outputs<T, kGateUp, kN>(acc, pair_weight, order, out, out_cols, row0, first, n, shared, multipliers_meet);
   fence_async_shared();  // the staged tile's reads and writes, before the next pass's copies overwrite it
   __syncthreads();       // the next pass refills the stages
 }
@@ -185,8 +321,9 @@ template <int kChunk, int kCount, typename F> __device__ inline void with_pairs_
 // Against passes of kCap pairs each (584c785, LB_WGMMA_FIXED=1; Nsight Compute, H200): Qwen3 512
 // tokens gate/up 210-216 us against 225-240, down 109-110 against 114; 1024 tokens gate/up 243
 // against 263-267, down 119 against 131-133.
-template <typename T, bool kGateUp, int kCap>
-__global__ void __launch_bounds__(kThreads, 1)
+// kProducer: with a producer warpgroup (produce_pass, multiply_pass).
+template <typename T, bool kGateUp, int kCap, bool kProducer>
+__global__ void __launch_bounds__(kThreads + (kProducer ? kProducerThreads : 0), 1)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
 // Device code for sm_90a only (the host pass still parses it); elsewhere the body is empty and
@@ -201,15 +338,40 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t row0 = int64_t(blockIdx.y) * out_rows(kGateUp);
   if (begin == end) return;
   uint64_t* landed = reinterpret_cast<uint64_t*>(shared + kStageBudget);
+  uint64_t* released = landed + kMaxStages;
   if (threadIdx.x == 0) {
-    for (int i = 0; i < kMaxStages; ++i) barrier_init(&landed[i], 1);
+    for (int i = 0; i < kMaxStages; ++i) {
+      barrier_init(&landed[i], kProducer ? 1 + kProducerThreads : 1);
+      barrier_init(&released[i], kThreads / 32);
+    }
     barrier_init_fence();
   }
   __syncthreads();
   unsigned phases = 0;
-  for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
-    const int n = int(end - first < kCap ? end - first : kCap);
-    with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
+  // Each pass of the block's pairs, in its tile: f(first, n, tile).
+  const auto each_pass = [&](const auto& f) {
+    for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
+      const int n = int(end - first < kCap ? end - first : kCap);
+      with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) { f(first, n, tile); });
+    }
+  };
+  if constexpr (kProducer) {
+    // One branch a role, so that after setmaxnreg only that role's code runs.
+    if (threadIdx.x >= kThreads) {
+      asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
+      each_pass([&](int64_t first, int n, auto tile) {
+        produce_pass<T, kGateUp, decltype(tile)::value>(&weights, in, order, out_cols, K, k, e, row0, first, n,
+                                                        shared, landed, released, phases);
+      });
+    } else {
+      asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kMultiplierRegisters));
+      each_pass([&](int64_t first, int n, auto tile) {
+        multiply_pass<T, kGateUp, decltype(tile)::value>(pair_weight, order, out, out_cols, K, row0, first, n,
+                                                         shared, landed, released, phases);
+      });
+    }
+  } else {
+    each_pass([&](int64_t first, int n, auto tile) {
       expert_pass<T, kGateUp, decltype(tile)::value>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0,
                                                      first, n, shared, landed, phases);
     });
@@ -222,11 +384,22 @@ __global__ void __launch_bounds__(kThreads, 1)
 // tokens 0.395 against 0.435 with 64 at 584c785).
 int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 
-template <typename T, bool kGateUp, int kCap>
+// A/B switch LB_WGMMA_PRODUCER: 1 gives both kernels a producer warpgroup (produce_pass), 2
+// gate/up alone; none unless set. At Qwen3 2048 tokens SGLang's gate/up kept the SMs busier (60%
+// against our 37%, Nsight Compute at d17e97f) at the same tile and block count.
+bool producer_warp(bool gate_up) {
+  static const int choice = [] {
+    const char* v = std::getenv("LB_WGMMA_PRODUCER");
+    return v ? std::atoi(v) : 0;
+  }();
+  return choice == 1 || (choice == 2 && gate_up);
+}
+
+template <typename T, bool kGateUp, int kCap, bool kProducer>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
                         int64_t k, cudaStream_t stream) {
-  const auto kernel = wgmma_kernel<T, kGateUp, kCap>;
+  const auto kernel = wgmma_kernel<T, kGateUp, kCap, kProducer>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes));
   if (attr != cudaSuccess) return attr;
@@ -236,8 +409,9 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
   if (mapped != cudaSuccess) return mapped;
   const dim3 grid(unsigned(passes), unsigned((out_cols + out_rows(kGateUp) - 1) / out_rows(kGateUp)),
                   unsigned(experts));
-  return launch_chained(kernel, grid, dim3(kThreads), kSharedBytes, stream, map, static_cast<const T*>(in), order,
-                        offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
+  const dim3 block(kThreads + (kProducer ? kProducerThreads : 0));
+  return launch_chained(kernel, grid, block, kSharedBytes, stream, map, static_cast<const T*>(in), order, offsets,
+                        pair_weight, static_cast<T*>(out), out_cols, K, k);
 }
 
 template <bool kGateUp>
@@ -250,15 +424,21 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average);
   if (kn != 64 && kn != 128) return cudaErrorInvalidValue;
   const int passes = passes_for(average, kn);
-  const auto run = [&](auto cap) {
+  const auto run = [&](auto cap, auto producer) {
     constexpr int kCap = decltype(cap)::value;
+    constexpr bool kProducer = decltype(producer)::value;
     // F32 is refused above: the element type is one of the two 16-bit ones.
-    return dtype == Dtype::BF16 ? launch_with<__nv_bfloat16, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
-                                                                            experts, passes, out_cols, K, k, stream)
-                                : launch_with<__half, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
-                                                                     experts, passes, out_cols, K, k, stream);
+    return dtype == Dtype::BF16
+               ? launch_with<__nv_bfloat16, kGateUp, kCap, kProducer>(in, weight, order, offsets, pair_weight, out,
+                                                                      experts, passes, out_cols, K, k, stream)
+               : launch_with<__half, kGateUp, kCap, kProducer>(in, weight, order, offsets, pair_weight, out, experts,
+                                                               passes, out_cols, K, k, stream);
   };
-  return kn == 64 ? run(std::integral_constant<int, 64>{}) : run(std::integral_constant<int, 128>{});
+  const auto with_producer = [&](auto producer) {
+    return kn == 64 ? run(std::integral_constant<int, 64>{}, producer)
+                    : run(std::integral_constant<int, 128>{}, producer);
+  };
+  return producer_warp(kGateUp) ? with_producer(std::true_type{}) : with_producer(std::false_type{});
 }
 
 }  // namespace
