@@ -96,6 +96,27 @@ __device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const fl
   }
 }
 
+// The products of one stage (its weight tiles, then its kN pairs' rows): warpgroup `group`'s 64
+// rows of each tile by every pair, one product group committed, at most one left running after.
+template <typename T, int kN>
+__device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t* stage, int group) {
+  constexpr int kWeightBytes = kMats * kTileRows * kRowBytes;
+#pragma unroll
+  for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kStageCols / 16; ++kk) {
+    const uint64_t b = wgmma_tile(stage + kWeightBytes + kk * 32);
+#pragma unroll
+    for (int m = 0; m < kMats; ++m)
+      Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * kTileRows + group * 64) * kRowBytes + kk * 32), b);
+  }
+  wgmma_commit();
+  wgmma_wait<1>();
+#pragma unroll
+  for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+}
+
 // One pass of a block (expert e, weight rows row0..) over pairs first .. first + n (n <= kN).
 // Stages: [tile][kTileRows weight rows][128 bytes], then [kN pairs][128 bytes]. Gate/up's two
 // tiles are rows row0.. of gate and of up; down's are its rows row0.., 128 each, one after the
@@ -112,8 +133,7 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
                                    unsigned& phases) {
   constexpr int kOutRows = out_rows(kGateUp);
   using S = Shape<kN, kOutRows>;
-  constexpr int kInFlight = 1;  // product groups left running at the end of a step
-  constexpr int kAhead = S::kStages - 1 - kInFlight;
+  constexpr int kAhead = S::kStages - 2;  // a stage multiplied, one read by the product group in flight
   const int group = threadIdx.x / 128;
   const int stages = int(K / kStageCols);
   const T* x_src[S::kInputPerThread];
@@ -162,21 +182,7 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
     const int slot = s % S::kStages;
     barrier_wait(&landed[slot], (phases >> slot) & 1u);
     phases ^= 1u << slot;
-    const uint8_t* stage = shared + slot * S::kStageBytes;
-#pragma unroll
-    for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kStageCols / 16; ++kk) {
-      const uint64_t b = wgmma_tile(stage + S::kWeightBytes + kk * 32);
-#pragma unroll
-      for (int m = 0; m < kMats; ++m)
-        Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * kTileRows + group * 64) * kRowBytes + kk * 32), b);
-    }
-    wgmma_commit();
-    wgmma_wait<kInFlight>();
-#pragma unroll
-    for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+    multiply_stage<T, kN>(acc, shared + slot * S::kStageBytes, group);
   }
   wgmma_wait<0>();
 #pragma unroll
@@ -266,7 +272,6 @@ __device__ inline void multiply_pass(const float* pair_weight, const int64_t* or
                                      int64_t K, int64_t row0, int64_t first, int n, uint8_t* shared,
                                      uint64_t* landed, uint64_t* released, unsigned& landed_phases) {
   using S = Shape<kN, out_rows(kGateUp)>;
-  constexpr int kInFlight = 1;  // product groups left running at the end of a step
   const int stages = int(K / kStageCols);
   const int group = threadIdx.x / 128, lane = threadIdx.x % 32;
   float acc[kMats][kN / 2];
@@ -279,21 +284,7 @@ __device__ inline void multiply_pass(const float* pair_weight, const int64_t* or
     const int slot = s % S::kStages;
     barrier_wait(&landed[slot], (landed_phases >> slot) & 1u);
     landed_phases ^= 1u << slot;
-    const uint8_t* stage = shared + slot * S::kStageBytes;
-#pragma unroll
-    for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kStageCols / 16; ++kk) {
-      const uint64_t b = wgmma_tile(stage + S::kWeightBytes + kk * 32);
-#pragma unroll
-      for (int m = 0; m < kMats; ++m)
-        Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * kTileRows + group * 64) * kRowBytes + kk * 32), b);
-    }
-    wgmma_commit();
-    wgmma_wait<kInFlight>();
-#pragma unroll
-    for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+    multiply_stage<T, kN>(acc, shared + slot * S::kStageBytes, group);
     if (s > 0 && lane == 0) barrier_arrive(&released[(s - 1) % S::kStages]);
   }
   wgmma_wait<0>();
