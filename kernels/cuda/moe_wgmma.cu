@@ -31,6 +31,7 @@ constexpr int kTileRows = 128;                // weight rows of a tile: two warp
 // 0.541-0.543, 512 tokens 0.3276-0.3277 against 0.3301-0.3308, DeepSeek-V3 level (H200 at
 // 4944f8d, results/kernels/down_tiles_4944f8d/).
 constexpr int kMats = 2;
+constexpr int kWeightBytes = kMats * kTileRows * kRowBytes;  // a stage's weight tiles
 // Output rows a block writes for each pair.
 __host__ __device__ constexpr int out_rows(bool gate_up) { return gate_up ? kTileRows : kMats * kTileRows; }
 constexpr int kThreads = 256;                 // the two warpgroups that multiply
@@ -45,7 +46,6 @@ constexpr int kChunk = 32;
 
 // A pass of kN pairs, writing kOutRows rows a pair: the stages that fit the budget.
 template <int kN, int kOutRows> struct Shape {
-  static constexpr int kWeightBytes = kMats * kTileRows * kRowBytes;
   static constexpr int kStageBytes = kWeightBytes + kN * kRowBytes;
   static constexpr int kStages = std::min<int>(kMaxStages, kStageBudget / kStageBytes);
   static constexpr int kInputPerThread = (kN * kRowChunks + kThreads - 1) / kThreads;
@@ -56,8 +56,8 @@ template <int kN, int kOutRows> struct Shape {
   static_assert(kN * kOutStride * 2 <= kStages * kStageBytes, "the output tile is staged in the stages");
 };
 
-// Shared memory of a block: the stages, two barriers a stage (landed, and with a producer warp
-// released), the 1024-byte alignment.
+// Shared memory of a block: the stages, two barriers a stage (landed, and with a producer
+// warpgroup released), the 1024-byte alignment.
 constexpr size_t kSharedBytes = size_t(kStageBudget) + 2 * kMaxStages * sizeof(uint64_t) + 1024;
 
 // A pass's products out of the accumulators, through the free stages (the output tile staged as
@@ -100,7 +100,6 @@ __device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const fl
 // rows of each tile by every pair, one product group committed, at most one left running after.
 template <typename T, int kN>
 __device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t* stage, int group) {
-  constexpr int kWeightBytes = kMats * kTileRows * kRowBytes;
 #pragma unroll
   for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
   wgmma_fence();
@@ -113,6 +112,33 @@ __device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t
   }
   wgmma_commit();
   wgmma_wait<1>();
+#pragma unroll
+  for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+}
+
+// Where a pass's pair p reads its row from, at piece c: gate/up's pairs gather their token's row
+// of x, down's read their own row of act.
+template <bool kGateUp, typename T>
+__device__ inline const T* pair_row(const T* in, const int64_t* order, int64_t first, int p, int c, int64_t k,
+                                    int64_t K) {
+  return in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8;
+}
+
+// Step s's weight tiles of expert e, rows row0.., into `stage` by TMA, landing on `bar` (which
+// this call also tells to expect their bytes). One thread calls it.
+template <bool kGateUp>
+__device__ inline void copy_weight_tiles(uint8_t* stage, const CUtensorMap* weights, int s, int64_t e,
+                                         int64_t out_cols, int64_t row0, uint64_t* bar) {
+  barrier_expect(bar, kWeightBytes);
+  // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
+  for (int m = 0; m < kMats; ++m)
+    tensor_copy(stage + m * kTileRows * kRowBytes, weights, s * kStageCols,
+                int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * kTileRows), bar);
+}
+
+// The last product group done, and the accumulators read no earlier.
+template <int kN> __device__ inline void finish_products(float (&acc)[kMats][kN / 2]) {
+  wgmma_wait<0>();
 #pragma unroll
   for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
 }
@@ -143,20 +169,13 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
     const int t = threadIdx.x + i * kThreads;
     const int p = t / kRowChunks, c = t % kRowChunks;
     // Pairs past n are not loaded: their columns of the products are garbage and never stored.
-    x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
-    x_dst[i] = S::kWeightBytes + swizzled_byte(p, c);
+    x_src[i] = p < n ? pair_row<kGateUp>(in, order, first, p, c, k, K) : nullptr;
+    x_dst[i] = kWeightBytes + swizzled_byte(p, c);
   }
   const auto issue = [&](int s) {
     const int slot = s % S::kStages;
     uint8_t* stage = shared + slot * S::kStageBytes;
-    if (threadIdx.x == 0) {
-      barrier_expect(&landed[slot], S::kWeightBytes);
-      // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
-      for (int m = 0; m < kMats; ++m)
-        tensor_copy(stage + m * kTileRows * kRowBytes, weights, s * kStageCols,
-                    int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * kTileRows),
-                    &landed[slot]);
-    }
+    if (threadIdx.x == 0) copy_weight_tiles<kGateUp>(stage, weights, s, e, out_cols, row0, &landed[slot]);
 #pragma unroll
     for (int i = 0; i < S::kInputPerThread; ++i)
       if (x_src[i]) cp_async_16(stage + x_dst[i], x_src[i] + s * kStageCols);
@@ -184,9 +203,7 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
     phases ^= 1u << slot;
     multiply_stage<T, kN>(acc, shared + slot * S::kStageBytes, group);
   }
-  wgmma_wait<0>();
-#pragma unroll
-  for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+  finish_products<kN>(acc);
   cp_async_wait<0>();
   __syncthreads();  // the stages are free: they hold the output tile now
   store_outputs<T, kGateUp, kN>(acc, pair_weight, order, out, out_cols, row0, first, n, shared,
@@ -218,33 +235,29 @@ __device__ inline void produce_pass(const CUtensorMap* weights, const T* in, con
   constexpr int kRowsPerThread = kN * kRowChunks / kProducerThreads;
   static_assert(kRowsPerThread * kProducerThreads == kN * kRowChunks, "whole rows a stage");
   const int t = threadIdx.x - kThreads, c = t % kRowChunks;
+  // Waits until the multipliers released the slot of step s.
+  const auto await_release = [&](int s) {
+    const int slot = s % S::kStages;
+    barrier_wait(&released[slot], (released_phases >> slot) & 1u);
+    released_phases ^= 1u << slot;
+  };
   const T* x_src[kRowsPerThread];
 #pragma unroll
   for (int i = 0; i < kRowsPerThread; ++i) {
     const int p = t / kRowChunks + i * (kProducerThreads / kRowChunks);
     // Pairs past n are not loaded: their columns of the products are garbage and never stored.
-    x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
+    x_src[i] = p < n ? pair_row<kGateUp>(in, order, first, p, c, k, K) : nullptr;
   }
 #pragma unroll 1
   for (int s = 0; s < stages; ++s) {
     const int slot = s % S::kStages;
-    if (s >= S::kStages) {
-      barrier_wait(&released[slot], (released_phases >> slot) & 1u);
-      released_phases ^= 1u << slot;
-    }
+    if (s >= S::kStages) await_release(s - S::kStages);
     uint8_t* stage = shared + slot * S::kStageBytes;
-    if (t == 0) {
-      barrier_expect(&landed[slot], S::kWeightBytes);
-      // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
-      for (int m = 0; m < kMats; ++m)
-        tensor_copy(stage + m * kTileRows * kRowBytes, weights, s * kStageCols,
-                    int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * kTileRows),
-                    &landed[slot]);
-    }
+    if (t == 0) copy_weight_tiles<kGateUp>(stage, weights, s, e, out_cols, row0, &landed[slot]);
 #pragma unroll
     for (int i = 0; i < kRowsPerThread; ++i) {
       const int p = t / kRowChunks + i * (kProducerThreads / kRowChunks);
-      if (x_src[i]) cp_async_16(stage + S::kWeightBytes + swizzled_byte(p, c), x_src[i] + s * kStageCols);
+      if (x_src[i]) cp_async_16(stage + kWeightBytes + swizzled_byte(p, c), x_src[i] + s * kStageCols);
     }
     cp_async_commit();
     if (s > 0) {
@@ -259,11 +272,7 @@ __device__ inline void produce_pass(const CUtensorMap* weights, const T* in, con
   fence_async_shared();
   barrier_arrive(&landed[(stages - 1) % S::kStages]);
   // The stages still out: the multipliers release them after their last products.
-  for (int s = stages > S::kStages ? stages - S::kStages : 0; s < stages; ++s) {
-    const int slot = s % S::kStages;
-    barrier_wait(&released[slot], (released_phases >> slot) & 1u);
-    released_phases ^= 1u << slot;
-  }
+  for (int s = stages > S::kStages ? stages - S::kStages : 0; s < stages; ++s) await_release(s);
   __syncthreads();  // the multipliers staged and stored the outputs: the next pass refills the stages
 }
 
@@ -287,9 +296,7 @@ __device__ inline void multiply_pass(const float* pair_weight, const int64_t* or
     multiply_stage<T, kN>(acc, shared + slot * S::kStageBytes, group);
     if (s > 0 && lane == 0) barrier_arrive(&released[(s - 1) % S::kStages]);
   }
-  wgmma_wait<0>();
-#pragma unroll
-  for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+  finish_products<kN>(acc);
   if (lane == 0) barrier_arrive(&released[(stages - 1) % S::kStages]);
   const auto multipliers_meet = [] { asm volatile("bar.sync 1, %0;" ::"n"(kThreads) : "memory"); };
   multipliers_meet();  // every product read its stages: they hold the output tile now
@@ -333,7 +340,7 @@ __global__ void __launch_bounds__(kThreads + (kProducer ? kProducerThreads : 0),
   if (threadIdx.x == 0) {
     for (int i = 0; i < kMaxStages; ++i) {
       barrier_init(&landed[i], kProducer ? 1 + kProducerThreads : 1);
-      barrier_init(&released[i], kThreads / 32);
+      if (kProducer) barrier_init(&released[i], kThreads / 32);
     }
     barrier_init_fence();
   }
@@ -378,7 +385,7 @@ int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 // A/B switch LB_WGMMA_PRODUCER: 1 gives both kernels a producer warpgroup (produce_pass), 2
 // gate/up alone; none unless set. At Qwen3 2048 tokens SGLang's gate/up kept the SMs busier (60%
 // against our 37%, Nsight Compute at d17e97f) at the same tile and block count.
-bool producer_warp(bool gate_up) {
+bool producer_warpgroup(bool gate_up) {
   static const int choice = [] {
     const char* v = std::getenv("LB_WGMMA_PRODUCER");
     return v ? std::atoi(v) : 0;
@@ -429,7 +436,7 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
     return kn == 64 ? run(std::integral_constant<int, 64>{}, producer)
                     : run(std::integral_constant<int, 128>{}, producer);
   };
-  return producer_warp(kGateUp) ? with_producer(std::true_type{}) : with_producer(std::false_type{});
+  return producer_warpgroup(kGateUp) ? with_producer(std::true_type{}) : with_producer(std::false_type{});
 }
 
 }  // namespace
