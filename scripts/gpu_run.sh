@@ -137,18 +137,17 @@ for step in "${steps[@]}"; do
       fail_on_gpu_skips "$OUT/kernels.log" ;;
     moe-ab)
       # The A/B of the fused MoE awaiting its measurement (docs/kernels-and-speed.md): the warpgroup
-      # kernels with a producer warpgroup (LB_WGMMA_PRODUCER in kernels/cuda/moe_wgmma.cu; 1 both
-      # kernels, 2 gate/up alone): the GPU MoE tests with each, then bench-moe of both models where
-      # those kernels run (256-16384 tokens) with 0, 1 and 2, two rounds.
-      for v in 1 2; do
-        (cd "$BUILD_DIR" && LB_WGMMA_PRODUCER=$v timeout 300 ./tests/lb_tests --gtest_filter='GpuFusedMoe.*') \
-          > "$OUT/gpu_tests_producer$v.log" 2>&1 || status=1
-        echo "producer $v: $(grep -E '^\[  (PASSED|FAILED)|Failure' "$OUT/gpu_tests_producer$v.log" | head -8 | tr '\n' ' ')"
-      done
+      # kernels' passes of 128 pairs with the pairs as the products' rows (LB_WGMMA_BY_PAIRS in
+      # kernels/cuda/moe_wgmma.cu; 1 both kernels, 2 gate/up alone, 3 down alone): the GPU MoE tests
+      # with 1, then bench-moe of both models where those passes run (512-16384 tokens) with 0-3,
+      # two rounds.
+      (cd "$BUILD_DIR" && LB_WGMMA_BY_PAIRS=1 timeout 300 ./tests/lb_tests --gtest_filter='GpuFusedMoe.*') \
+        > "$OUT/gpu_tests_by_pairs.log" 2>&1 || status=1
+      echo "by pairs: $(grep -E '^\[  (PASSED|FAILED)|Failure' "$OUT/gpu_tests_by_pairs.log" | head -8 | tr '\n' ' ')"
       for round in a b; do
-        for v in 0 1 2; do
-          LB_WGMMA_PRODUCER=$v timeout 120 $bin bench-moe --tokens 256,512,1024,2048,4096,8192,16384 \
-            --json "$OUT/bench_moe_producer${v}_$round.json" > /dev/null || status=1
+        for v in 0 1 2 3; do
+          LB_WGMMA_BY_PAIRS=$v timeout 120 $bin bench-moe --tokens 512,1024,2048,4096,8192,16384 \
+            --json "$OUT/bench_moe_by_pairs${v}_$round.json" > /dev/null || status=1
         done
       done ;;
     bench-moe)

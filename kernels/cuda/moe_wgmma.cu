@@ -34,11 +34,7 @@ constexpr int kMats = 2;
 constexpr int kWeightBytes = kMats * kTileRows * kRowBytes;  // a stage's weight tiles
 // Output rows a block writes for each pair.
 __host__ __device__ constexpr int out_rows(bool gate_up) { return gate_up ? kTileRows : kMats * kTileRows; }
-constexpr int kThreads = 256;                 // the two warpgroups that multiply
-constexpr int kProducerThreads = 128;         // with a producer warpgroup: the one that issues the copies
-// Registers a thread of each with a producer warpgroup (setmaxnreg): 12 warps at the 168 that
-// launch gives them would make the products spill.
-constexpr int kProducerRegisters = 40, kMultiplierRegisters = 232;
+constexpr int kThreads = 256;                 // the two warpgroups
 constexpr int kStageBudget = 224 * 1024;      // of the 227 KB an H200 block may have
 constexpr int kMaxStages = 8;
 // Pairs a pass multiplies: the smallest multiple of this that holds them.
@@ -56,36 +52,61 @@ template <int kN, int kOutRows> struct Shape {
   static_assert(kN * kOutStride * 2 <= kStages * kStageBytes, "the output tile is staged in the stages");
 };
 
-// Shared memory of a block: the stages, two barriers a stage (landed, and with a producer
-// warpgroup released), the 1024-byte alignment.
-constexpr size_t kSharedBytes = size_t(kStageBudget) + 2 * kMaxStages * sizeof(uint64_t) + 1024;
+// Shared memory of a block: the stages, a barrier a stage, the 1024-byte alignment.
+constexpr size_t kSharedBytes = size_t(kStageBudget) + kMaxStages * sizeof(uint64_t) + 1024;
+
+// Which operand of the products the pairs are. kWeightRows: warpgroup g multiplies rows
+// 64g..64g+63 of each weight tile (A) by all kN pairs (B, N = kN), any kN a multiple of 32.
+// kPairRows: warpgroup g multiplies pairs 64g..64g+63 (A) by all 256 weight rows of the stage
+// (B, one m64n256 product; the two tiles lie one after the other), kN = 128 alone: every 16
+// columns a warpgroup reads 2 + 8 KB of operands instead of 2 x (2 + 4), as SGLang's Triton
+// kernel does with its 128 x 256 tiles on an H200.
+enum class Operands { kWeightRows, kPairRows };
+
+// acc[m][4j + i] of thread (warpgroup group, warp, lane), with q = lane % 4: for kWeightRows row
+// 64 group + 16 warp + lane / 4 + 8 (i / 2) of tile m by pair 8j + 2q + i % 2; for kPairRows pair
+// 64 group + 16 warp + lane / 4 + 8 (i / 2) by row 8j + 2q + i % 2 of tile m (the lo and hi halves
+// of the m64n256 product are the two tiles). `pair` and `row` name them.
+template <Operands kOperands> struct Fragment {
+  int pair, row;
+  __device__ Fragment(int j, int i) {
+    const int group = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
+    const int across = 64 * group + 16 * warp + lane / 4 + 8 * (i / 2), along = 8 * j + 2 * (lane % 4) + i % 2;
+    pair = kOperands == Operands::kPairRows ? across : along;
+    row = kOperands == Operands::kPairRows ? along : across;
+  }
+};
 
 // A pass's products out of the accumulators, through the free stages (the output tile staged as
-// [pair][row]) to global memory in 16-byte pieces, by the kThreads threads of the two warpgroups;
-// `sync` is their barrier. Gate/up writes SiLU(gate) * up * the pair's routing weight.
-template <typename T, bool kGateUp, int kN, typename Sync>
+// [pair][row]) to global memory in 16-byte pieces. Gate/up writes SiLU(gate) * up * the pair's
+// routing weight.
+template <typename T, bool kGateUp, int kN, Operands kOperands>
 __device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const float* pair_weight,
                                      const int64_t* order, T* out, int64_t out_cols, int64_t row0, int64_t first,
-                                     int n, uint8_t* shared, const Sync& sync) {
+                                     int n, uint8_t* shared) {
   constexpr int kOutRows = out_rows(kGateUp), kOutStride = kOutRows + 8;
-  const int group = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
-  // acc[m][4j + i]: row 64 group + 16 warp + lane / 4 + 8 (i / 2) of tile m, pair 8j + 2 (lane % 4) + i % 2.
   T* staged = reinterpret_cast<T*>(shared);
+  const auto routing_weight = [&](int pair) { return pair < n ? pair_weight[order[first + pair]] : 0.0f; };
+  // With kPairRows a thread's products are of two pairs: their weights read once.
+  float own_weights[2] = {};
+  if constexpr (kGateUp && kOperands == Operands::kPairRows)
+    for (int h = 0; h < 2; ++h) own_weights[h] = routing_weight(Fragment<kOperands>(0, 2 * h).pair);
 #pragma unroll
   for (int j = 0; j < kN / 8; ++j)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int p = 8 * j + 2 * (lane % 4) + i % 2, r = 64 * group + 16 * warp + lane / 4 + 8 * (i / 2);
+      const Fragment<kOperands> f(j, i);
       if constexpr (kGateUp) {
-        const float w = p < n ? pair_weight[order[first + p]] : 0.0f;
+        const float w = kOperands == Operands::kPairRows ? own_weights[i / 2] : routing_weight(f.pair);
         const float g = acc[0][4 * j + i];
-        staged[p * kOutStride + r] = from_f<T>(g / (1.0f + __expf(-g)) * acc[1][4 * j + i] * w);
+        staged[f.pair * kOutStride + f.row] = from_f<T>(g / (1.0f + __expf(-g)) * acc[1][4 * j + i] * w);
       } else {
 #pragma unroll
-        for (int m = 0; m < kMats; ++m) staged[p * kOutStride + m * kTileRows + r] = from_f<T>(acc[m][4 * j + i]);
+        for (int m = 0; m < kMats; ++m)
+          staged[f.pair * kOutStride + m * kTileRows + f.row] = from_f<T>(acc[m][4 * j + i]);
       }
     }
-  sync();
+  __syncthreads();
   constexpr int kRowPieces = kOutRows / 8;  // 16-byte pieces of a pair's output row
   for (int c = threadIdx.x; c < n * kRowPieces; c += kThreads) {
     const int p = c / kRowPieces, piece = c % kRowPieces;
@@ -96,63 +117,45 @@ __device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const fl
   }
 }
 
-// The products of one stage (its weight tiles, then its kN pairs' rows): warpgroup `group`'s 64
-// rows of each tile by every pair, one product group committed, at most one left running after.
-template <typename T, int kN>
-__device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t* stage, int group) {
+template <int kN> __device__ inline void keep_accumulators(float (&acc)[kMats][kN / 2]) {
 #pragma unroll
   for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+}
+
+// The products of one stage (its weight tiles, then its kN pairs' rows) by warpgroup `group`, one
+// product group committed, at most one left running after.
+template <typename T, int kN, Operands kOperands>
+__device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t* stage, int group) {
+  keep_accumulators<kN>(acc);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kStageCols / 16; ++kk) {
-    const uint64_t b = wgmma_tile(stage + kWeightBytes + kk * 32);
+    const uint8_t* pairs = stage + kWeightBytes + kk * 32;
+    if constexpr (kOperands == Operands::kPairRows) {
+      static_assert(kN == 128 && kMats * kTileRows == 256, "two warpgroups of 64 pairs by 256 weight rows");
+      Wgmma256<T>::run(acc[0], acc[1], wgmma_tile(pairs + group * 64 * kRowBytes), wgmma_tile(stage + kk * 32));
+    } else {
 #pragma unroll
-    for (int m = 0; m < kMats; ++m)
-      Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * kTileRows + group * 64) * kRowBytes + kk * 32), b);
+      for (int m = 0; m < kMats; ++m)
+        Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * kTileRows + group * 64) * kRowBytes + kk * 32),
+                          wgmma_tile(pairs));
+    }
   }
   wgmma_commit();
   wgmma_wait<1>();
-#pragma unroll
-  for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
-}
-
-// Where a pass's pair p reads its row from, at piece c: gate/up's pairs gather their token's row
-// of x, down's read their own row of act.
-template <bool kGateUp, typename T>
-__device__ inline const T* pair_row(const T* in, const int64_t* order, int64_t first, int p, int c, int64_t k,
-                                    int64_t K) {
-  return in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8;
-}
-
-// Step s's weight tiles of expert e, rows row0.., into `stage` by TMA, landing on `bar` (which
-// this call also tells to expect their bytes). One thread calls it.
-template <bool kGateUp>
-__device__ inline void copy_weight_tiles(uint8_t* stage, const CUtensorMap* weights, int s, int64_t e,
-                                         int64_t out_cols, int64_t row0, uint64_t* bar) {
-  barrier_expect(bar, kWeightBytes);
-  // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
-  for (int m = 0; m < kMats; ++m)
-    tensor_copy(stage + m * kTileRows * kRowBytes, weights, s * kStageCols,
-                int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * kTileRows), bar);
-}
-
-// The last product group done, and the accumulators read no earlier.
-template <int kN> __device__ inline void finish_products(float (&acc)[kMats][kN / 2]) {
-  wgmma_wait<0>();
-#pragma unroll
-  for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
+  keep_accumulators<kN>(acc);
 }
 
 // One pass of a block (expert e, weight rows row0..) over pairs first .. first + n (n <= kN).
 // Stages: [tile][kTileRows weight rows][128 bytes], then [kN pairs][128 bytes]. Gate/up's two
 // tiles are rows row0.. of gate and of up; down's are its rows row0.., 128 each, one after the
-// other. Warpgroup g multiplies rows 64g..64g+63 of each tile by all kN pairs. A stage's weight
-// tiles come by TMA (one box a tile, landing on the stage's mbarrier; faster than every thread's
-// 16-byte copies on an H200 at 4dc57c2: DeepSeek-V3 4096 tokens 8.70 ms against 9.45), its pairs'
-// rows by every thread's cp.async. The pipeline keeps kStages - 2 stages loading ahead and one
-// product group in flight (wgmma_wait<1>), so the stage refilled at step s (that of step s - 2) is
-// no longer read. `phases` holds each barrier's next parity.
-template <typename T, bool kGateUp, int kN>
+// other. A stage's weight tiles come by TMA (one box a tile, landing on the stage's mbarrier;
+// faster than every thread's 16-byte copies on an H200 at 4dc57c2: DeepSeek-V3 4096 tokens 8.70 ms
+// against 9.45), its pairs' rows by every thread's cp.async: gate/up's pairs gather their token's
+// row of x, down's read their own row of act. The pipeline keeps kStages - 2 stages loading ahead
+// and one product group in flight (wgmma_wait<1>), so the stage refilled at step s (that of step
+// s - 2) is no longer read. `phases` holds each barrier's next parity.
+template <typename T, bool kGateUp, int kN, Operands kOperands>
 __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, const int64_t* order,
                                    const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int64_t e,
                                    int64_t row0, int64_t first, int n, uint8_t* shared, uint64_t* landed,
@@ -168,14 +171,21 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
   for (int i = 0; i < S::kInputPerThread; ++i) {
     const int t = threadIdx.x + i * kThreads;
     const int p = t / kRowChunks, c = t % kRowChunks;
-    // Pairs past n are not loaded: their columns of the products are garbage and never stored.
-    x_src[i] = p < n ? pair_row<kGateUp>(in, order, first, p, c, k, K) : nullptr;
+    // Pairs past n are not loaded: their products are garbage and never stored.
+    x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
     x_dst[i] = kWeightBytes + swizzled_byte(p, c);
   }
   const auto issue = [&](int s) {
     const int slot = s % S::kStages;
     uint8_t* stage = shared + slot * S::kStageBytes;
-    if (threadIdx.x == 0) copy_weight_tiles<kGateUp>(stage, weights, s, e, out_cols, row0, &landed[slot]);
+    if (threadIdx.x == 0) {
+      barrier_expect(&landed[slot], kWeightBytes);
+      // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
+      for (int m = 0; m < kMats; ++m)
+        tensor_copy(stage + m * kTileRows * kRowBytes, weights, s * kStageCols,
+                    int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * kTileRows),
+                    &landed[slot]);
+    }
 #pragma unroll
     for (int i = 0; i < S::kInputPerThread; ++i)
       if (x_src[i]) cp_async_16(stage + x_dst[i], x_src[i] + s * kStageCols);
@@ -201,106 +211,13 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
     const int slot = s % S::kStages;
     barrier_wait(&landed[slot], (phases >> slot) & 1u);
     phases ^= 1u << slot;
-    multiply_stage<T, kN>(acc, shared + slot * S::kStageBytes, group);
+    multiply_stage<T, kN, kOperands>(acc, shared + slot * S::kStageBytes, group);
   }
-  finish_products<kN>(acc);
+  wgmma_wait<0>();
+  keep_accumulators<kN>(acc);
   cp_async_wait<0>();
   __syncthreads();  // the stages are free: they hold the output tile now
-  store_outputs<T, kGateUp, kN>(acc, pair_weight, order, out, out_cols, row0, first, n, shared,
-                                [] { __syncthreads(); });
-  fence_async_shared();  // the staged tile's reads and writes, before the next pass's copies overwrite it
-  __syncthreads();       // the next pass refills the stages
-}
-
-// expert_pass with a producer warpgroup (threads kThreads.. of the block), in two halves run by
-// different threads. produce_pass, the producer's: it alone issues a stage's copies, the weight
-// tiles by TMA and the pairs' rows by cp.async, all landing on the stage's `landed` barrier (one
-// arrival announcing the TMA bytes, one per producer thread once its rows of the stage have
-// landed, which it checks after asking for the next stage's), and refills a stage once the two
-// multiplying warpgroups have arrived on its `released` barrier (a warp an arrival, after the
-// products that read it are done); at the end of the pass it waits out the last releases.
-// multiply_pass, theirs: they only wait, multiply and release, no block barrier a step and no
-// cp.async among the products, so each stage is asked for the moment it is free. The stages and
-// the product group left in flight are expert_pass's. Both halves end at one block barrier, after
-// which the next pass may refill the stages. `landed_phases` (the multipliers') and
-// `released_phases` (the producer's) hold each barrier's next parity.
-template <typename T, bool kGateUp, int kN>
-__device__ inline void produce_pass(const CUtensorMap* weights, const T* in, const int64_t* order, int64_t out_cols,
-                                    int64_t K, int64_t k, int64_t e, int64_t row0, int64_t first, int n,
-                                    uint8_t* shared, uint64_t* landed, uint64_t* released,
-                                    unsigned& released_phases) {
-  using S = Shape<kN, out_rows(kGateUp)>;
-  const int stages = int(K / kStageCols);
-  // Thread t copies 16-byte piece t % 8 of the rows of pairs t / 8, t / 8 + 16, ...
-  constexpr int kRowsPerThread = kN * kRowChunks / kProducerThreads;
-  static_assert(kRowsPerThread * kProducerThreads == kN * kRowChunks, "whole rows a stage");
-  const int t = threadIdx.x - kThreads, c = t % kRowChunks;
-  // Waits until the multipliers released the slot of step s.
-  const auto await_release = [&](int s) {
-    const int slot = s % S::kStages;
-    barrier_wait(&released[slot], (released_phases >> slot) & 1u);
-    released_phases ^= 1u << slot;
-  };
-  const T* x_src[kRowsPerThread];
-#pragma unroll
-  for (int i = 0; i < kRowsPerThread; ++i) {
-    const int p = t / kRowChunks + i * (kProducerThreads / kRowChunks);
-    // Pairs past n are not loaded: their columns of the products are garbage and never stored.
-    x_src[i] = p < n ? pair_row<kGateUp>(in, order, first, p, c, k, K) : nullptr;
-  }
-#pragma unroll 1
-  for (int s = 0; s < stages; ++s) {
-    const int slot = s % S::kStages;
-    if (s >= S::kStages) await_release(s - S::kStages);
-    uint8_t* stage = shared + slot * S::kStageBytes;
-    if (t == 0) copy_weight_tiles<kGateUp>(stage, weights, s, e, out_cols, row0, &landed[slot]);
-#pragma unroll
-    for (int i = 0; i < kRowsPerThread; ++i) {
-      const int p = t / kRowChunks + i * (kProducerThreads / kRowChunks);
-      if (x_src[i]) cp_async_16(stage + kWeightBytes + swizzled_byte(p, c), x_src[i] + s * kStageCols);
-    }
-    cp_async_commit();
-    if (s > 0) {
-      // The previous step's rows: landed, then fenced by the thread that wrote them (a fence in the
-      // reader's thread would not cover another thread's writes), then announced.
-      cp_async_wait<1>();
-      fence_async_shared();
-      barrier_arrive(&landed[(s - 1) % S::kStages]);
-    }
-  }
-  cp_async_wait<0>();
-  fence_async_shared();
-  barrier_arrive(&landed[(stages - 1) % S::kStages]);
-  // The stages still out: the multipliers release them after their last products.
-  for (int s = stages > S::kStages ? stages - S::kStages : 0; s < stages; ++s) await_release(s);
-  __syncthreads();  // the multipliers staged and stored the outputs: the next pass refills the stages
-}
-
-template <typename T, bool kGateUp, int kN>
-__device__ inline void multiply_pass(const float* pair_weight, const int64_t* order, T* out, int64_t out_cols,
-                                     int64_t K, int64_t row0, int64_t first, int n, uint8_t* shared,
-                                     uint64_t* landed, uint64_t* released, unsigned& landed_phases) {
-  using S = Shape<kN, out_rows(kGateUp)>;
-  const int stages = int(K / kStageCols);
-  const int group = threadIdx.x / 128, lane = threadIdx.x % 32;
-  float acc[kMats][kN / 2];
-#pragma unroll
-  for (int m = 0; m < kMats; ++m)
-#pragma unroll
-    for (int i = 0; i < kN / 2; ++i) acc[m][i] = 0.0f;
-#pragma unroll 1
-  for (int s = 0; s < stages; ++s) {
-    const int slot = s % S::kStages;
-    barrier_wait(&landed[slot], (landed_phases >> slot) & 1u);
-    landed_phases ^= 1u << slot;
-    multiply_stage<T, kN>(acc, shared + slot * S::kStageBytes, group);
-    if (s > 0 && lane == 0) barrier_arrive(&released[(s - 1) % S::kStages]);
-  }
-  finish_products<kN>(acc);
-  if (lane == 0) barrier_arrive(&released[(stages - 1) % S::kStages]);
-  const auto multipliers_meet = [] { asm volatile("bar.sync 1, %0;" ::"n"(kThreads) : "memory"); };
-  multipliers_meet();  // every product read its stages: they hold the output tile now
-  store_outputs<T, kGateUp, kN>(acc, pair_weight, order, out, out_cols, row0, first, n, shared, multipliers_meet);
+  store_outputs<T, kGateUp, kN, kOperands>(acc, pair_weight, order, out, out_cols, row0, first, n, shared);
   fence_async_shared();  // the staged tile's reads and writes, before the next pass's copies overwrite it
   __syncthreads();       // the next pass refills the stages
 }
@@ -318,10 +235,10 @@ template <int kChunk, int kCount, typename F> __device__ inline void with_pairs_
 // its own, so an expert with a few more pairs than a tile does not pay for a second full one.
 // Against passes of kCap pairs each (584c785, LB_WGMMA_FIXED=1; Nsight Compute, H200): Qwen3 512
 // tokens gate/up 210-216 us against 225-240, down 109-110 against 114; 1024 tokens gate/up 243
-// against 263-267, down 119 against 131-133.
-// kProducer: with a producer warpgroup (produce_pass, multiply_pass).
-template <typename T, bool kGateUp, int kCap, bool kProducer>
-__global__ void __launch_bounds__(kThreads + (kProducer ? kProducerThreads : 0), 1)
+// against 263-267, down 119 against 131-133. kFullByPairs: passes of 128 pairs take the pairs as
+// the products' rows (Operands::kPairRows).
+template <typename T, bool kGateUp, int kCap, bool kFullByPairs>
+__global__ void __launch_bounds__(kThreads, 1)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
 // Device code for sm_90a only (the host pass still parses it); elsewhere the body is empty and
@@ -336,42 +253,19 @@ __global__ void __launch_bounds__(kThreads + (kProducer ? kProducerThreads : 0),
   const int64_t row0 = int64_t(blockIdx.y) * out_rows(kGateUp);
   if (begin == end) return;
   uint64_t* landed = reinterpret_cast<uint64_t*>(shared + kStageBudget);
-  uint64_t* released = landed + kMaxStages;
   if (threadIdx.x == 0) {
-    for (int i = 0; i < kMaxStages; ++i) {
-      barrier_init(&landed[i], kProducer ? 1 + kProducerThreads : 1);
-      if (kProducer) barrier_init(&released[i], kThreads / 32);
-    }
+    for (int i = 0; i < kMaxStages; ++i) barrier_init(&landed[i], 1);
     barrier_init_fence();
   }
   __syncthreads();
   unsigned phases = 0;
-  // Each pass of the block's pairs, in its tile: f(first, n, tile).
-  const auto each_pass = [&](const auto& f) {
-    for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
-      const int n = int(end - first < kCap ? end - first : kCap);
-      with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) { f(first, n, tile); });
-    }
-  };
-  if constexpr (kProducer) {
-    // One branch a role, so that after setmaxnreg only that role's code runs.
-    if (threadIdx.x >= kThreads) {
-      asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
-      each_pass([&](int64_t first, int n, auto tile) {
-        produce_pass<T, kGateUp, decltype(tile)::value>(&weights, in, order, out_cols, K, k, e, row0, first, n,
-                                                        shared, landed, released, phases);
-      });
-    } else {
-      asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kMultiplierRegisters));
-      each_pass([&](int64_t first, int n, auto tile) {
-        multiply_pass<T, kGateUp, decltype(tile)::value>(pair_weight, order, out, out_cols, K, row0, first, n,
-                                                         shared, landed, released, phases);
-      });
-    }
-  } else {
-    each_pass([&](int64_t first, int n, auto tile) {
-      expert_pass<T, kGateUp, decltype(tile)::value>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0,
-                                                     first, n, shared, landed, phases);
+  for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
+    const int n = int(end - first < kCap ? end - first : kCap);
+    with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
+      constexpr int kN = decltype(tile)::value;
+      constexpr Operands kOperands = kFullByPairs && kN == 128 ? Operands::kPairRows : Operands::kWeightRows;
+      expert_pass<T, kGateUp, kN, kOperands>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0, first, n,
+                                             shared, landed, phases);
     });
   }
 #endif
@@ -382,22 +276,21 @@ __global__ void __launch_bounds__(kThreads + (kProducer ? kProducerThreads : 0),
 // tokens 0.395 against 0.435 with 64 at 584c785).
 int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 
-// A/B switch LB_WGMMA_PRODUCER: 1 gives both kernels a producer warpgroup (produce_pass), 2
-// gate/up alone; none unless set. At Qwen3 2048 tokens SGLang's gate/up kept the SMs busier (60%
-// against our 37%, Nsight Compute at d17e97f) at the same tile and block count.
-bool producer_warpgroup(bool gate_up) {
+// A/B switch LB_WGMMA_BY_PAIRS: passes of 128 pairs with the pairs as the products' rows
+// (Operands::kPairRows) in both kernels (1), gate/up's alone (2), down's alone (3); none unless set.
+bool full_passes_by_pairs(bool gate_up) {
   static const int choice = [] {
-    const char* v = std::getenv("LB_WGMMA_PRODUCER");
+    const char* v = std::getenv("LB_WGMMA_BY_PAIRS");
     return v ? std::atoi(v) : 0;
   }();
-  return choice == 1 || (choice == 2 && gate_up);
+  return choice == 1 || (choice == 2 && gate_up) || (choice == 3 && !gate_up);
 }
 
-template <typename T, bool kGateUp, int kCap, bool kProducer>
+template <typename T, bool kGateUp, int kCap, bool kFullByPairs>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
                         int64_t k, cudaStream_t stream) {
-  const auto kernel = wgmma_kernel<T, kGateUp, kCap, kProducer>;
+  const auto kernel = wgmma_kernel<T, kGateUp, kCap, kFullByPairs>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes));
   if (attr != cudaSuccess) return attr;
@@ -407,9 +300,8 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
   if (mapped != cudaSuccess) return mapped;
   const dim3 grid(unsigned(passes), unsigned((out_cols + out_rows(kGateUp) - 1) / out_rows(kGateUp)),
                   unsigned(experts));
-  const dim3 block(kThreads + (kProducer ? kProducerThreads : 0));
-  return launch_chained(kernel, grid, block, kSharedBytes, stream, map, static_cast<const T*>(in), order, offsets,
-                        pair_weight, static_cast<T*>(out), out_cols, K, k);
+  return launch_chained(kernel, grid, dim3(kThreads), kSharedBytes, stream, map, static_cast<const T*>(in), order,
+                        offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
 }
 
 template <bool kGateUp>
@@ -422,21 +314,20 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average);
   if (kn != 64 && kn != 128) return cudaErrorInvalidValue;
   const int passes = passes_for(average, kn);
-  const auto run = [&](auto cap, auto producer) {
+  const auto run = [&](auto cap, auto by_pairs) {
     constexpr int kCap = decltype(cap)::value;
-    constexpr bool kProducer = decltype(producer)::value;
+    constexpr bool kByPairs = decltype(by_pairs)::value;
     // F32 is refused above: the element type is one of the two 16-bit ones.
     return dtype == Dtype::BF16
-               ? launch_with<__nv_bfloat16, kGateUp, kCap, kProducer>(in, weight, order, offsets, pair_weight, out,
-                                                                      experts, passes, out_cols, K, k, stream)
-               : launch_with<__half, kGateUp, kCap, kProducer>(in, weight, order, offsets, pair_weight, out, experts,
-                                                               passes, out_cols, K, k, stream);
+               ? launch_with<__nv_bfloat16, kGateUp, kCap, kByPairs>(in, weight, order, offsets, pair_weight, out,
+                                                                     experts, passes, out_cols, K, k, stream)
+               : launch_with<__half, kGateUp, kCap, kByPairs>(in, weight, order, offsets, pair_weight, out, experts,
+                                                              passes, out_cols, K, k, stream);
   };
-  const auto with_producer = [&](auto producer) {
-    return kn == 64 ? run(std::integral_constant<int, 64>{}, producer)
-                    : run(std::integral_constant<int, 128>{}, producer);
-  };
-  return producer_warpgroup(kGateUp) ? with_producer(std::true_type{}) : with_producer(std::false_type{});
+  // Passes of 64 pairs never take the pairs as rows: one kernel for them.
+  if (kn == 64) return run(std::integral_constant<int, 64>{}, std::false_type{});
+  return full_passes_by_pairs(kGateUp) ? run(std::integral_constant<int, 128>{}, std::true_type{})
+                                       : run(std::integral_constant<int, 128>{}, std::false_type{});
 }
 
 }  // namespace

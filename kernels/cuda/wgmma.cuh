@@ -58,13 +58,13 @@ template <typename T, int N> struct Wgmma;
 #define LB_WGMMA_REGS_32 \
   LB_WGMMA_REGS_32_48 ", " \
   "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-#define LB_WGMMA_ACC8(i)                                                                 \
+#define LB_WGMMA_ACC8(d, i)                                                                 \
   "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
       "+f"(d[i + 6]), "+f"(d[i + 7])
-#define LB_WGMMA_ACC16(i) LB_WGMMA_ACC8(i), LB_WGMMA_ACC8(i + 8)
-#define LB_WGMMA_ACC32(i) LB_WGMMA_ACC16(i), LB_WGMMA_ACC16(i + 16)
-#define LB_WGMMA_ACC48(i) LB_WGMMA_ACC32(i), LB_WGMMA_ACC16(i + 32)
-#define LB_WGMMA_ACC64(i) LB_WGMMA_ACC32(i), LB_WGMMA_ACC32(i + 32)
+#define LB_WGMMA_ACC16(d, i) LB_WGMMA_ACC8(d, i), LB_WGMMA_ACC8(d, i + 8)
+#define LB_WGMMA_ACC32(d, i) LB_WGMMA_ACC16(d, i), LB_WGMMA_ACC16(d, i + 16)
+#define LB_WGMMA_ACC48(d, i) LB_WGMMA_ACC32(d, i), LB_WGMMA_ACC16(d, i + 32)
+#define LB_WGMMA_ACC64(d, i) LB_WGMMA_ACC32(d, i), LB_WGMMA_ACC32(d, i + 32)
 // REGS: the accumulators' names; ACC: the macro of their operands; A, B, P: the operand numbers after them.
 #define LB_WGMMA(T, TYPE, N, REGS, ACC, A, B, P)                                                             \
   template <> struct Wgmma<T, N> {                                                                           \
@@ -72,7 +72,7 @@ template <typename T, int N> struct Wgmma;
       asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" P ", 0;\n"                                          \
                    "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TYPE "." TYPE " {" REGS "}, %" A ", %" B \
                    ", p, 1, 1, 0, 0;\n}\n"                                                                    \
-                   : ACC(0)                                                                                  \
+                   : ACC(d, 0)                                                                               \
                    : "l"(a), "l"(b), "r"(1));                                                                \
     }                                                                                                        \
   };
@@ -85,6 +85,34 @@ LB_WGMMA_BOTH_TYPES(96, LB_WGMMA_REGS_0 ", " LB_WGMMA_REGS_32_48, LB_WGMMA_ACC48
 LB_WGMMA_BOTH_TYPES(128, LB_WGMMA_REGS_0 ", " LB_WGMMA_REGS_32, LB_WGMMA_ACC64, "64", "65", "66")
 #undef LB_WGMMA_BOTH_TYPES
 #undef LB_WGMMA
+
+// D (64 x 256) += A (64 x 16) B (16 x 256), D held as its two 64 x 128 halves (columns 0-127 in
+// lo, 128-255 in hi, each in the layout above): the widest product, which reads the fewest
+// operand bytes from shared memory per multiply.
+template <typename T> struct Wgmma256;
+#define LB_WGMMA_REGS_64_80 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79"
+#define LB_WGMMA_REGS_80_96 "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
+#define LB_WGMMA_REGS_96_112 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111"
+#define LB_WGMMA_REGS_112_128 \
+  "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+#define LB_WGMMA256(T, TYPE)                                                                                        \
+  template <> struct Wgmma256<T> {                                                                                 \
+    static __device__ inline void run(float (&lo)[64], float (&hi)[64], uint64_t a, uint64_t b) {                  \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"                                                   \
+                   "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " {" LB_WGMMA_REGS_0 ", "          \
+                   LB_WGMMA_REGS_32 ", " LB_WGMMA_REGS_64_80 ", " LB_WGMMA_REGS_80_96 ", " LB_WGMMA_REGS_96_112 \
+                   ", " LB_WGMMA_REGS_112_128 "}, %128, %129, p, 1, 1, 0, 0;\n}\n"                                  \
+                   : LB_WGMMA_ACC64(lo, 0), LB_WGMMA_ACC64(hi, 0)                                                  \
+                   : "l"(a), "l"(b), "r"(1));                                                                     \
+    }                                                                                                              \
+  };
+LB_WGMMA256(__nv_bfloat16, "bf16")
+LB_WGMMA256(__half, "f16")
+#undef LB_WGMMA256
+#undef LB_WGMMA_REGS_112_128
+#undef LB_WGMMA_REGS_96_112
+#undef LB_WGMMA_REGS_80_96
+#undef LB_WGMMA_REGS_64_80
 #undef LB_WGMMA_ACC64
 #undef LB_WGMMA_ACC48
 #undef LB_WGMMA_ACC32
