@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels moe-ab bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -135,21 +135,6 @@ for step in "${steps[@]}"; do
         > "$OUT/kernels.log" 2>&1 || status=1
       grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40
       fail_on_gpu_skips "$OUT/kernels.log" ;;
-    moe-ab)
-      # The A/B of the fused MoE awaiting its measurement (docs/kernels-and-speed.md): the warpgroup
-      # kernels' passes of 128 pairs with the pairs as the products' rows (LB_WGMMA_BY_PAIRS in
-      # kernels/cuda/moe_wgmma.cu; 1 both kernels, 2 gate/up alone, 3 down alone): the GPU MoE tests
-      # with 1, then bench-moe of both models where those passes run (512-16384 tokens) with 0-3,
-      # two rounds.
-      (cd "$BUILD_DIR" && LB_WGMMA_BY_PAIRS=1 timeout 300 ./tests/lb_tests --gtest_filter='GpuFusedMoe.*') \
-        > "$OUT/gpu_tests_by_pairs.log" 2>&1 || status=1
-      echo "by pairs: $(grep -E '^\[  (PASSED|FAILED)|Failure' "$OUT/gpu_tests_by_pairs.log" | head -8 | tr '\n' ' ')"
-      for round in a b; do
-        for v in 0 1 2 3; do
-          LB_WGMMA_BY_PAIRS=$v timeout 120 $bin bench-moe --tokens 512,1024,2048,4096,8192,16384 \
-            --json "$OUT/bench_moe_by_pairs${v}_$round.json" > /dev/null || status=1
-        done
-      done ;;
     bench-moe)
       # Our fused experts, then the peers (SGLang's Triton kernel, torch grouped_mm) in the same call:
       # a speed claim is a ratio to them measured side by side (scripts/results_table.py pairs the files).

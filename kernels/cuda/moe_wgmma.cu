@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <type_traits>
 
 namespace lb::cuda {
@@ -57,11 +56,15 @@ constexpr size_t kSharedBytes = size_t(kStageBudget) + kMaxStages * sizeof(uint6
 
 // Which operand of the products the pairs are. kWeightRows: warpgroup g multiplies rows
 // 64g..64g+63 of each weight tile (A) by all kN pairs (B, N = kN), any kN a multiple of 32.
-// kPairRows: warpgroup g multiplies pairs 64g..64g+63 (A) by all 256 weight rows of the stage
-// (B, one m64n256 product; the two tiles lie one after the other), kN = 128 alone: every 16
-// columns a warpgroup reads 2 + 8 KB of operands instead of 2 x (2 + 4), as SGLang's Triton
-// kernel does with its 128 x 256 tiles on an H200.
+// kPairRows, for passes of 128 pairs: warpgroup g multiplies pairs 64g..64g+63 (A) by all 256
+// weight rows of the stage (B, one m64n256 product; the two tiles lie one after the other), so
+// every 16 columns a warpgroup reads 2 + 8 KB of operands from shared memory instead of
+// 2 x (2 + 4), as SGLang's Triton kernel does with its 128 x 256 tiles on an H200. Against
+// kWeightRows at 61e5710 (H200, LB_WGMMA_BY_PAIRS, results/kernels/by_pairs_ab_61e5710/): Qwen3
+// 2048 tokens 0.464-0.470 ms against 0.510-0.516, gate/up 289 us against 328 (DRAM 72% of peak
+// against 59%, Nsight Compute), down level.
 enum class Operands { kWeightRows, kPairRows };
+template <int kN> constexpr Operands operands_for = kN == 128 ? Operands::kPairRows : Operands::kWeightRows;
 
 // acc[m][4j + i] of thread (warpgroup group, warp, lane), with q = lane % 4: for kWeightRows row
 // 64 group + 16 warp + lane / 4 + 8 (i / 2) of tile m by pair 8j + 2q + i % 2; for kPairRows pair
@@ -235,9 +238,8 @@ template <int kChunk, int kCount, typename F> __device__ inline void with_pairs_
 // its own, so an expert with a few more pairs than a tile does not pay for a second full one.
 // Against passes of kCap pairs each (584c785, LB_WGMMA_FIXED=1; Nsight Compute, H200): Qwen3 512
 // tokens gate/up 210-216 us against 225-240, down 109-110 against 114; 1024 tokens gate/up 243
-// against 263-267, down 119 against 131-133. kFullByPairs: passes of 128 pairs take the pairs as
-// the products' rows (Operands::kPairRows).
-template <typename T, bool kGateUp, int kCap, bool kFullByPairs>
+// against 263-267, down 119 against 131-133.
+template <typename T, bool kGateUp, int kCap>
 __global__ void __launch_bounds__(kThreads, 1)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
@@ -263,8 +265,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int n = int(end - first < kCap ? end - first : kCap);
     with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
       constexpr int kN = decltype(tile)::value;
-      constexpr Operands kOperands = kFullByPairs && kN == 128 ? Operands::kPairRows : Operands::kWeightRows;
-      expert_pass<T, kGateUp, kN, kOperands>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0, first, n,
+      expert_pass<T, kGateUp, kN, operands_for<kN>>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0, first, n,
                                              shared, landed, phases);
     });
   }
@@ -276,21 +277,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 // tokens 0.395 against 0.435 with 64 at 584c785).
 int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 
-// A/B switch LB_WGMMA_BY_PAIRS: passes of 128 pairs with the pairs as the products' rows
-// (Operands::kPairRows) in both kernels (1), gate/up's alone (2), down's alone (3); none unless set.
-bool full_passes_by_pairs(bool gate_up) {
-  static const int choice = [] {
-    const char* v = std::getenv("LB_WGMMA_BY_PAIRS");
-    return v ? std::atoi(v) : 0;
-  }();
-  return choice == 1 || (choice == 2 && gate_up) || (choice == 3 && !gate_up);
-}
-
-template <typename T, bool kGateUp, int kCap, bool kFullByPairs>
+template <typename T, bool kGateUp, int kCap>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
                         int64_t k, cudaStream_t stream) {
-  const auto kernel = wgmma_kernel<T, kGateUp, kCap, kFullByPairs>;
+  const auto kernel = wgmma_kernel<T, kGateUp, kCap>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes));
   if (attr != cudaSuccess) return attr;
@@ -314,20 +305,15 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average);
   if (kn != 64 && kn != 128) return cudaErrorInvalidValue;
   const int passes = passes_for(average, kn);
-  const auto run = [&](auto cap, auto by_pairs) {
+  const auto run = [&](auto cap) {
     constexpr int kCap = decltype(cap)::value;
-    constexpr bool kByPairs = decltype(by_pairs)::value;
     // F32 is refused above: the element type is one of the two 16-bit ones.
-    return dtype == Dtype::BF16
-               ? launch_with<__nv_bfloat16, kGateUp, kCap, kByPairs>(in, weight, order, offsets, pair_weight, out,
-                                                                     experts, passes, out_cols, K, k, stream)
-               : launch_with<__half, kGateUp, kCap, kByPairs>(in, weight, order, offsets, pair_weight, out, experts,
-                                                              passes, out_cols, K, k, stream);
+    return dtype == Dtype::BF16 ? launch_with<__nv_bfloat16, kGateUp, kCap>(in, weight, order, offsets, pair_weight,
+                                                                            out, experts, passes, out_cols, K, k, stream)
+                                : launch_with<__half, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
+                                                                     experts, passes, out_cols, K, k, stream);
   };
-  // Passes of 64 pairs never take the pairs as rows: one kernel for them.
-  if (kn == 64) return run(std::integral_constant<int, 64>{}, std::false_type{});
-  return full_passes_by_pairs(kGateUp) ? run(std::integral_constant<int, 128>{}, std::true_type{})
-                                       : run(std::integral_constant<int, 128>{}, std::false_type{});
+  return kn == 64 ? run(std::integral_constant<int, 64>{}) : run(std::integral_constant<int, 128>{});
 }
 
 }  // namespace
