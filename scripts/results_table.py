@@ -40,9 +40,19 @@ def gpu_check_row(path, r):
             f"{flips}/{tokens} tokens changed experts | {record_link(path)} |")
 
 
+# Variables of the call scripts, not of the run: left out of a record's command.
+RUNNER_VARIABLES = {"LB_COMMIT", "LB_SHARED_DIR", "LB_BENCH_MOE_ONLY", "LB_NIGHTLY_TIMEOUT", "LB_CHECK_TIMEOUT",
+                    "LB_KERNELS_TIMEOUT", "LB_KERNEL_TESTS", "LB_BUILD_TARGET", "LB_WALL", "LB_X"}
+
+
 def short_command(r):
     cmd = r["command"] if isinstance(r["command"], str) else " ".join(r["command"])
-    return cmd.split(" --json")[0].replace("build-gpu/harness/", "")
+    cmd = cmd.split(" --json")[0].replace("build-gpu/harness/", "")
+    # The A/B switches the run was under (its environment), so that an A/B's rows tell apart.
+    env = (r.get("provenance") or {}).get("environment") or {}
+    switches = [f"{k}={v}" for k, v in sorted(env.items())
+                if k.startswith("LB_") and k not in RUNNER_VARIABLES and f"{k}=" not in cmd]
+    return " ".join(switches + [cmd])
 
 
 def collectives_row(path, r):

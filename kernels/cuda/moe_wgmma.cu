@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <type_traits>
 
 namespace lb::cuda {
@@ -243,7 +242,7 @@ template <int kChunk, int kCount, typename F> __device__ inline void with_pairs_
 template <typename T, bool kGateUp, int kCap>
 __global__ void __launch_bounds__(kThreads, 1)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
-                 const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int full_from) {
+                 const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
 // Device code for sm_90a only (the host pass still parses it); elsewhere the body is empty and
 // moe_wgmma_fits says no.
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -264,8 +263,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   unsigned phases = 0;
   for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
     const int n = int(end - first < kCap ? end - first : kCap);
-    const int chunks = (n + kChunk - 1) / kChunk;
-    with_pairs_tile<kChunk, kCap / kChunk>(chunks >= full_from ? kCap / kChunk : chunks, [&](auto tile) {
+    with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
       constexpr int kN = decltype(tile)::value;
       expert_pass<T, kGateUp, kN, operands_for<kN>>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0, first, n,
                                              shared, landed, phases);
@@ -278,17 +276,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 // H200, bench-moe: 512 tokens, 32 an expert, 0.346 ms against 0.353 with 128 at f99fb72; 1024
 // tokens 0.395 against 0.435 with 64 at 584c785).
 int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
-
-// A/B switch LB_WGMMA_PAD_PAIRS=c: passes of c or more 32-pair chunks multiply a full tile (of
-// 128 pairs, the pairs as the products' rows; the extra rows garbage, never stored) instead of
-// the smallest that holds them; unset, full passes alone.
-int full_passes_from() {
-  static const int chunks = [] {
-    const char* v = std::getenv("LB_WGMMA_PAD_PAIRS");
-    return v && std::atoi(v) > 0 ? std::atoi(v) : 1 << 20;
-  }();
-  return chunks;
-}
 
 template <typename T, bool kGateUp, int kCap>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
@@ -305,7 +292,7 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
   const dim3 grid(unsigned(passes), unsigned((out_cols + out_rows(kGateUp) - 1) / out_rows(kGateUp)),
                   unsigned(experts));
   return launch_chained(kernel, grid, dim3(kThreads), kSharedBytes, stream, map, static_cast<const T*>(in), order,
-                        offsets, pair_weight, static_cast<T*>(out), out_cols, K, k, full_passes_from());
+                        offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
 }
 
 template <bool kGateUp>
