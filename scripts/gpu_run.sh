@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels moe-ab bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -135,6 +135,21 @@ for step in "${steps[@]}"; do
         > "$OUT/kernels.log" 2>&1 || status=1
       grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40
       fail_on_gpu_skips "$OUT/kernels.log" ;;
+    moe-ab)
+      # The A/B of the fused MoE awaiting its measurement (docs/kernels-and-speed.md): on the
+      # host-synced path (past 16384 pairs) the warpgroup kernels ahead of the padded batched GEMM and
+      # at any average (LB_MOE_PREFER_WGMMA=1 in kernels/fused_moe.cpp): the GPU MoE tests with it,
+      # then bench-moe of both models at 2048 (the device path, a control) to 16384 tokens with 0
+      # and 1, two rounds.
+      (cd "$BUILD_DIR" && LB_MOE_PREFER_WGMMA=1 timeout 300 ./tests/lb_tests --gtest_filter='GpuFusedMoe.*') \
+        > "$OUT/gpu_tests_prefer_wgmma.log" 2>&1 || status=1
+      echo "prefer wgmma: $(grep -E '^\[  (PASSED|FAILED)|Failure' "$OUT/gpu_tests_prefer_wgmma.log" | head -8 | tr '\n' ' ')"
+      for round in a b; do
+        for v in 0 1; do
+          LB_MOE_PREFER_WGMMA=$v timeout 120 $bin bench-moe --tokens 2048,4096,8192,16384 \
+            --json "$OUT/bench_moe_prefer_wgmma${v}_$round.json" > /dev/null || status=1
+        done
+      done ;;
     bench-moe)
       # Our fused experts, then the peers (SGLang's Triton kernel, torch grouped_mm) in the same call:
       # a speed claim is a ratio to them measured side by side (scripts/results_table.py pairs the files).
