@@ -1,6 +1,8 @@
 #include "kernels/moe_steps.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
 
 #ifdef LB_HAVE_CUDA
@@ -45,6 +47,18 @@ constexpr double kWgmmaLongRowsMinAverage = 8;
 // ms against 0.638 for the host-synced GEMMs, DeepSeek-V3 5.58 against 5.88).
 constexpr int64_t kWgmmaDeviceMaxPairs = 16384;
 static_assert(kWgmmaDeviceMaxPairs <= cuda::kMaxSortPairs, "decode_moe sorts every pair it takes");
+// A/B switch LB_MOE_DEVICE_MAX_PAIRS=n (up to cuda::kMaxSortPairs): the warpgroup kernels take up
+// to n device-sorted pairs. 65536 lost to the padded GEMM at Qwen3 4096 / 8192 tokens (0.850-0.880
+// / 1.526 ms against 0.794-0.865 / 1.431, c21766b) before passes of 128 pairs took the pairs as
+// the products' rows (673c9b5: Qwen3 2048 tokens 0.464-0.470 ms against 0.510-0.516).
+int64_t wgmma_device_max_pairs() {
+  static const int64_t most = [] {
+    const char* v = std::getenv("LB_MOE_DEVICE_MAX_PAIRS");
+    const int64_t n = v ? std::atoll(v) : 0;
+    return n > 0 ? std::min(n, cuda::kMaxSortPairs) : kWgmmaDeviceMaxPairs;
+  }();
+  return most;
+}
 
 // The activations and expert weights as every expert kernel here reads them: x's kernel dtype,
 // the weights on a GPU in that dtype, all three contiguous and 16-byte aligned; none otherwise.
@@ -212,7 +226,7 @@ int64_t decode_moe_max_pairs(const torch::Tensor& x, const torch::Tensor& down) 
 #ifdef LB_HAVE_CUDA
   const auto d = kernel_dtype(x);
   if (d && x.dim() == 2 && down.dim() == 3 && cuda::moe_stream_fits(*d, x.size(1), down.size(2)))
-    return cuda::moe_wgmma_fits(*d, x.size(1), down.size(2)) ? kWgmmaDeviceMaxPairs : kStreamMaxPairs;
+    return cuda::moe_wgmma_fits(*d, x.size(1), down.size(2)) ? wgmma_device_max_pairs() : kStreamMaxPairs;
 #endif
   return kRowKernelsMaxPairs;
 }

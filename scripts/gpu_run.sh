@@ -136,18 +136,22 @@ for step in "${steps[@]}"; do
       grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40
       fail_on_gpu_skips "$OUT/kernels.log" ;;
     moe-ab)
-      # The A/B of the fused MoE awaiting its measurement (docs/kernels-and-speed.md): on the
-      # host-synced path (past 16384 pairs) the warpgroup kernels ahead of the padded batched GEMM and
-      # at any average (LB_MOE_PREFER_WGMMA=1 in kernels/fused_moe.cpp): the GPU MoE tests with it,
-      # then bench-moe of both models at 2048 (the device path, a control) to 16384 tokens with 0
-      # and 1, two rounds.
-      (cd "$BUILD_DIR" && LB_MOE_PREFER_WGMMA=1 timeout 300 ./tests/lb_tests --gtest_filter='GpuFusedMoe.*') \
-        > "$OUT/gpu_tests_prefer_wgmma.log" 2>&1 || status=1
-      echo "prefer wgmma: $(grep -E '^\[  (PASSED|FAILED)|Failure' "$OUT/gpu_tests_prefer_wgmma.log" | head -8 | tr '\n' ' ')"
+      # The A/Bs of the fused MoE awaiting their measurement (docs/kernels-and-speed.md), past 16384
+      # pairs: the warpgroup kernels ahead of the padded batched GEMM on the host-synced path
+      # (LB_MOE_PREFER_WGMMA=1, kernels/fused_moe.cpp), and the device-sorted path up to 65536 pairs
+      # (LB_MOE_DEVICE_MAX_PAIRS, kernels/moe_steps.cpp): the GPU MoE tests with each, then bench-moe
+      # of both models at 2048 (a control) to 16384 tokens with none, each and both, two rounds.
+      ab_variants=("" "LB_MOE_PREFER_WGMMA=1" "LB_MOE_DEVICE_MAX_PAIRS=65536"
+                   "LB_MOE_PREFER_WGMMA=1 LB_MOE_DEVICE_MAX_PAIRS=65536")
+      for v in 1 2; do
+        (cd "$BUILD_DIR" && env ${ab_variants[$v]} timeout 300 ./tests/lb_tests --gtest_filter='GpuFusedMoe.*') \
+          > "$OUT/gpu_tests_moe_ab$v.log" 2>&1 || status=1
+        echo "${ab_variants[$v]}: $(grep -E '^\[  (PASSED|FAILED)|Failure' "$OUT/gpu_tests_moe_ab$v.log" | head -8 | tr '\n' ' ')"
+      done
       for round in a b; do
-        for v in 0 1; do
-          LB_MOE_PREFER_WGMMA=$v timeout 120 $bin bench-moe --tokens 2048,4096,8192,16384 \
-            --json "$OUT/bench_moe_prefer_wgmma${v}_$round.json" > /dev/null || status=1
+        for v in 0 1 2 3; do
+          env ${ab_variants[$v]} timeout 120 $bin bench-moe --tokens 2048,4096,8192,16384 \
+            --json "$OUT/bench_moe_ab${v}_$round.json" > /dev/null || status=1
         done
       done ;;
     bench-moe)

@@ -16,8 +16,9 @@ namespace lb::cuda {
 // Pairs (token * k + slot) of routing.experts [pairs] sorted by local expert (expert - first_expert
 // in [0, held); others last), one block a key: order [pairs], offsets [held + 1] (expert e's pairs are
 // order[offsets[e] .. offsets[e + 1])), row_of_pair [pairs] (each pair's position in order, -1 for
-// experts held elsewhere). Up to kMaxSortPairs pairs and kMaxSortExperts experts.
-constexpr int64_t kMaxSortPairs = 16384, kMaxSortExperts = 1024;
+// experts held elsewhere). Up to kMaxSortPairs pairs (their 16-bit keys in a block's shared
+// memory) and kMaxSortExperts experts.
+constexpr int64_t kMaxSortPairs = 65536, kMaxSortExperts = 1024;
 cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
                            int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream);
 
