@@ -153,6 +153,15 @@ for step in "${steps[@]}"; do
           env ${ab_variants[$v]} timeout 120 $bin bench-moe --tokens 2048,4096,8192,16384 \
             --json "$OUT/bench_moe_ab${v}_$round.json" > /dev/null || status=1
         done
+      done
+      # The one-GPU prefill (4 x 2048 tokens, 65536 pairs a layer): the device-sorted path has no
+      # read-back of group sizes in a layer.
+      for round in a b; do
+        for v in 0 2; do
+          env ${ab_variants[$v]} timeout 150 $bin bench --model qwen3-30b-a3b --layout tp --gpus 1 --layers 4 \
+            --lengths 2048,2048,2048,2048 --decode-batch none --kernels fused --repeats 3 \
+            --json "$OUT/bench_prefill_qwen3-30b-a3b_4L_1gpu_8192tok_ab${v}_$round.json" > /dev/null || status=1
+        done
       done ;;
     bench-moe)
       # Our fused experts, then the peers (SGLang's Triton kernel, torch grouped_mm) in the same call:
