@@ -265,8 +265,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int n = int(end - first < kCap ? end - first : kCap);
     with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
       constexpr int kN = decltype(tile)::value;
-      expert_pass<T, kGateUp, kN, operands_for<kN>>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0, first, n,
-                                             shared, landed, phases);
+      expert_pass<T, kGateUp, kN, operands_for<kN>>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0,
+                                                    first, n, shared, landed, phases);
     });
   }
 #endif
@@ -308,10 +308,11 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   const auto run = [&](auto cap) {
     constexpr int kCap = decltype(cap)::value;
     // F32 is refused above: the element type is one of the two 16-bit ones.
-    return dtype == Dtype::BF16 ? launch_with<__nv_bfloat16, kGateUp, kCap>(in, weight, order, offsets, pair_weight,
-                                                                            out, experts, passes, out_cols, K, k, stream)
-                                : launch_with<__half, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out,
-                                                                     experts, passes, out_cols, K, k, stream);
+    return dtype == Dtype::BF16
+               ? launch_with<__nv_bfloat16, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out, experts,
+                                                           passes, out_cols, K, k, stream)
+               : launch_with<__half, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out, experts, passes,
+                                                    out_cols, K, k, stream);
   };
   return kn == 64 ? run(std::integral_constant<int, 64>{}) : run(std::integral_constant<int, 128>{});
 }

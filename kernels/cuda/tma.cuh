@@ -27,10 +27,6 @@ __device__ inline void barrier_expect(uint64_t* bar, unsigned bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(shared_address(bar)), "r"(bytes)
                : "memory");
 }
-// One plain arrival (no bytes announced).
-__device__ inline void barrier_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(shared_address(bar)) : "memory");
-}
 __device__ inline void barrier_wait(uint64_t* bar, unsigned parity) {
   unsigned done = 0;
   do {
