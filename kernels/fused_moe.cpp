@@ -6,8 +6,6 @@
 #include "kernels/moe_slots.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 namespace lb {
 
@@ -29,20 +27,11 @@ constexpr int64_t kDecodeMaxChunks = 4;
 // (H200 at e855ccb: DeepSeek-V3 2048 / 4096 tokens 6.7 / 9.5 ms against 8.7 / 14.2; Qwen3 2048
 // tokens 0.65 against 0.62); past it cuBLAS is as fast or faster (Qwen3 4096 tokens 0.86 against
 // 0.85, DeepSeek-V3 8192 11.9 against 11.4). The padded batched GEMM beats both where it applies
-// (DeepSeek-V3 4096 tokens, 6.9 ms at 72f0ed7).
+// (DeepSeek-V3 4096 tokens, 6.9 ms at 72f0ed7). Taking every batch by the warpgroup kernels here,
+// after passes of 128 pairs took the pairs as the products' rows, still lost or tied (H200 at
+// a0058b6, LB_MOE_PREFER_WGMMA: Qwen3 16384 tokens 2.64-2.76 ms against 2.63-2.69, DeepSeek-V3
+// 21.0-21.3 against 20.1-20.5; results/kernels/device_path_ab_a0058b6/).
 constexpr double kWgmmaMaxAverage = 128;
-
-// A/B switch LB_MOE_PREFER_WGMMA=1: on the host-synced path the warpgroup kernels take every batch
-// they fit, ahead of the padded batched GEMM and past kWgmmaMaxAverage. Both limits were measured
-// before passes of 128 pairs took the pairs as the products' rows (673c9b5: Qwen3 2048 tokens
-// 0.464-0.470 ms against 0.510-0.516), the passes that batches past 2048 Qwen3 tokens are made of.
-bool prefer_wgmma() {
-  static const bool on = [] {
-    const char* v = std::getenv("LB_MOE_PREFER_WGMMA");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return on;
-}
 
 // Pairs (token * k + slot) sorted by local expert; pairs whose expert is held elsewhere get key
 // `held`, so they sort last.
@@ -78,9 +67,9 @@ torch::Tensor gemm_experts(const torch::Tensor& x, const Routing& routing, const
 
   const int64_t most = *std::max_element(counts.begin(), counts.end());
   const bool all_busy = std::none_of(counts.begin(), counts.end(), [](int64_t c) { return c == 0; });
-  const bool padded = !prefer_wgmma() && all_busy && double(most * held) <= kMaxPaddingShare * double(rows);
+  const bool padded = all_busy && double(most * held) <= kMaxPaddingShare * double(rows);
   const GemmSlots slots = gemm_slots(p.order, p.expert, p.offsets, routing.weights, rows, k, padded ? most : 0);
-  if (!padded && (prefer_wgmma() || double(rows) <= kWgmmaMaxAverage * double(held))) {
+  if (!padded && double(rows) <= kWgmmaMaxAverage * double(held)) {
     const torch::Tensor y = wgmma_expert_rows(x, p.order, p.offsets, routing.weights, gate_up, down, k);
     if (y.defined()) return combine_pairs(y, slots.row_of_pair, tokens, k);
   }

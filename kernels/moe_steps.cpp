@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <optional>
 
 #ifdef LB_HAVE_CUDA
@@ -42,22 +41,21 @@ constexpr double kWgmmaMinAverage = 16;
 // 4.438-4.445 / 5.054-5.090; results/kernels/path_ab_83d2500/).
 constexpr int64_t kWgmmaLongRows = 4096;
 constexpr double kWgmmaLongRowsMinAverage = 8;
-// Up to this many pairs (2048 tokens at top 8) the warpgroup kernels take the sorted pairs with no
-// host synchronization, past the streamed kernels' range (H200 at a67d736: Qwen3 2048 tokens 0.535
-// ms against 0.638 for the host-synced GEMMs, DeepSeek-V3 5.58 against 5.88).
-constexpr int64_t kWgmmaDeviceMaxPairs = 16384;
+// Up to this many pairs (8192 tokens at top 8) the warpgroup kernels take the sorted pairs with no
+// host synchronization, past the streamed kernels' range. Against the host-synced path (which reads
+// the group sizes back, then runs the padded batched GEMM or cuBLAS's grouped one) on an H200 at
+// a0058b6, two rounds (results/kernels/device_path_ab_a0058b6/): Qwen3 4096 / 8192 tokens
+// 0.720-0.723 / 1.254-1.296 ms against 0.806-0.855 / 1.424-1.429; 2048 (16384 pairs, the old
+// limit) level; the one-GPU prefill of 4 layers x 8192 tokens 8.87-8.89 ms against 9.42-9.64.
+constexpr int64_t kWgmmaDeviceMaxPairs = 65536;
+// ... and half as many where the gate/up rows are long (kWgmmaLongRows): the products are larger
+// than the weights there, and cuBLAS's tiles win (DeepSeek-V3 8192 tokens, 65536 pairs: 11.55-11.69
+// ms against 10.38-11.30; 4096 tokens 7.65-7.66 against 7.81-7.84).
+constexpr int64_t kWgmmaDeviceMaxPairsLongRows = 32768;
 static_assert(kWgmmaDeviceMaxPairs <= cuda::kMaxSortPairs, "decode_moe sorts every pair it takes");
-// A/B switch LB_MOE_DEVICE_MAX_PAIRS=n (up to cuda::kMaxSortPairs): the warpgroup kernels take up
-// to n device-sorted pairs. 65536 lost to the padded GEMM at Qwen3 4096 / 8192 tokens (0.850-0.880
-// / 1.526 ms against 0.794-0.865 / 1.431, c21766b) before passes of 128 pairs took the pairs as
-// the products' rows (673c9b5: Qwen3 2048 tokens 0.464-0.470 ms against 0.510-0.516).
-int64_t wgmma_device_max_pairs() {
-  static const int64_t most = [] {
-    const char* v = std::getenv("LB_MOE_DEVICE_MAX_PAIRS");
-    const int64_t n = v ? std::atoll(v) : 0;
-    return n > 0 ? std::min(n, cuda::kMaxSortPairs) : kWgmmaDeviceMaxPairs;
-  }();
-  return most;
+
+int64_t wgmma_device_max_pairs(int64_t hidden) {
+  return hidden >= kWgmmaLongRows ? kWgmmaDeviceMaxPairsLongRows : kWgmmaDeviceMaxPairs;
 }
 
 // The activations and expert weights as every expert kernel here reads them: x's kernel dtype,
@@ -226,7 +224,7 @@ int64_t decode_moe_max_pairs(const torch::Tensor& x, const torch::Tensor& down) 
 #ifdef LB_HAVE_CUDA
   const auto d = kernel_dtype(x);
   if (d && x.dim() == 2 && down.dim() == 3 && cuda::moe_stream_fits(*d, x.size(1), down.size(2)))
-    return cuda::moe_wgmma_fits(*d, x.size(1), down.size(2)) ? wgmma_device_max_pairs() : kStreamMaxPairs;
+    return cuda::moe_wgmma_fits(*d, x.size(1), down.size(2)) ? wgmma_device_max_pairs(x.size(1)) : kStreamMaxPairs;
 #endif
   return kRowKernelsMaxPairs;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels moe-ab bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -135,34 +135,6 @@ for step in "${steps[@]}"; do
         > "$OUT/kernels.log" 2>&1 || status=1
       grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|rel" "$OUT/kernels.log" | head -40
       fail_on_gpu_skips "$OUT/kernels.log" ;;
-    moe-ab)
-      # The A/Bs of the fused MoE awaiting their measurement (docs/kernels-and-speed.md), past 16384
-      # pairs: the warpgroup kernels ahead of the padded batched GEMM on the host-synced path
-      # (LB_MOE_PREFER_WGMMA=1, kernels/fused_moe.cpp), and the device-sorted path up to 65536 pairs
-      # (LB_MOE_DEVICE_MAX_PAIRS, kernels/moe_steps.cpp): the GPU MoE tests with each, then bench-moe
-      # of both models at 2048 (a control) to 16384 tokens with none, each and both, two rounds.
-      ab_variants=("" "LB_MOE_PREFER_WGMMA=1" "LB_MOE_DEVICE_MAX_PAIRS=65536"
-                   "LB_MOE_PREFER_WGMMA=1 LB_MOE_DEVICE_MAX_PAIRS=65536")
-      for v in 1 2; do
-        (cd "$BUILD_DIR" && env ${ab_variants[$v]} timeout 300 ./tests/lb_tests --gtest_filter='GpuFusedMoe.*') \
-          > "$OUT/gpu_tests_moe_ab$v.log" 2>&1 || status=1
-        echo "${ab_variants[$v]}: $(grep -E '^\[  (PASSED|FAILED)|Failure' "$OUT/gpu_tests_moe_ab$v.log" | head -8 | tr '\n' ' ')"
-      done
-      for round in a b; do
-        for v in 0 1 2 3; do
-          env ${ab_variants[$v]} timeout 120 $bin bench-moe --tokens 2048,4096,8192,16384 \
-            --json "$OUT/bench_moe_ab${v}_$round.json" > /dev/null || status=1
-        done
-      done
-      # The one-GPU prefill (4 x 2048 tokens, 65536 pairs a layer): the device-sorted path has no
-      # read-back of group sizes in a layer.
-      for round in a b; do
-        for v in 0 2; do
-          env ${ab_variants[$v]} timeout 150 $bin bench --model qwen3-30b-a3b --layout tp --gpus 1 --layers 4 \
-            --lengths 2048,2048,2048,2048 --decode-batch none --kernels fused --repeats 3 \
-            --json "$OUT/bench_prefill_qwen3-30b-a3b_4L_1gpu_8192tok_ab${v}_$round.json" > /dev/null || status=1
-        done
-      done ;;
     bench-moe)
       # Our fused experts, then the peers (SGLang's Triton kernel, torch grouped_mm) in the same call:
       # a speed claim is a ratio to them measured side by side (scripts/results_table.py pairs the files).

@@ -26,19 +26,14 @@ constexpr int kChunkRows = 8;
 // a thread (81c506b), 7 us with 32 warps and eight (07b4adc).
 constexpr int kSortWarps = 32;
 constexpr int kLoadBatch = 8;
-// Pairs whose keys fit the kernel's static shared memory; past them (up to kMaxSortPairs) the keys
-// sit in dynamic shared memory, sized by the launch.
-constexpr int64_t kStaticSortPairs = 16384;
 
-template <bool kDynamicKeys>
+// The keys sit in dynamic shared memory sized by the launch (up to 128 KB at kMaxSortPairs).
 __global__ void __launch_bounds__(kSortWarps * 32)
     sort_pairs_kernel(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
                       int64_t* offsets, int64_t* row_of_pair) {
   allow_next_kernel();
   wait_for_previous_kernel();
-  __shared__ uint16_t static_keys[kDynamicKeys ? 1 : kStaticSortPairs];
-  extern __shared__ uint16_t dynamic_keys[];
-  uint16_t* keys = kDynamicKeys ? dynamic_keys : static_keys;
+  extern __shared__ uint16_t keys[];
   __shared__ int warp_equal[kSortWarps], warp_less[kSortWarps];
   const int e = int(blockIdx.x), warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   // kLoadBatch loads in flight a thread: 8192 pairs a round.
@@ -184,16 +179,12 @@ cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_
   static_assert(kMaxSortExperts < 65535, "keys (held + 1 of them) fit 16 bits");
   if (pairs > kMaxSortPairs || held > kMaxSortExperts) return cudaErrorInvalidValue;
   const dim3 grid(unsigned(held + 1)), block(kSortWarps * 32);
-  if (pairs <= kStaticSortPairs)
-    return launch_chained(sort_pairs_kernel<false>, grid, block, 0, stream, experts, pairs, first_expert, held, order,
-                          offsets, row_of_pair);
-  const auto kernel = sort_pairs_kernel<true>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
-  const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  const cudaError_t attr = cudaFuncSetAttribute(sort_pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                 int(kMaxSortPairs * sizeof(uint16_t)));
   if (attr != cudaSuccess) return attr;
-  return launch_chained(kernel, grid, block, size_t(pairs) * sizeof(uint16_t), stream, experts, pairs, first_expert,
-                        held, order, offsets, row_of_pair);
+  return launch_chained(sort_pairs_kernel, grid, block, size_t(pairs) * sizeof(uint16_t), stream, experts, pairs,
+                        first_expert, held, order, offsets, row_of_pair);
 }
 
 }  // namespace lb::cuda
