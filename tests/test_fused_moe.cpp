@@ -126,17 +126,19 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   // 600, 1024 and 700 tokens, 64 tokens on 8 experts; 600 tokens on 16 experts at top 4, 150
   // pairs an expert counted with those held elsewhere, takes their largest tiles, whose passes of
   // 128 pairs take the pairs as the products' rows, as at 1024-8192 tokens), past 8192 pairs
-  // too with no host sync (1100 tokens, 8800 pairs; 2048 tokens, the 16384 pairs the device sort
-  // takes at most; grouped GEMM on other GPUs); padded batched GEMM (8192 tokens). Per-pair
-  // kernels (up to two tokens, hidden 7168 included; 2 tokens on 8 of 8 experts: both tokens share
-  // every expert).
+  // too with no host sync (1100 tokens, 8800 pairs; 2048 and 8192 tokens, up to the 65536 pairs
+  // the device sort takes; grouped GEMM on other GPUs); padded batched GEMM (8500 tokens, 68000
+  // pairs; 8192 tokens on other GPUs). Per-pair kernels (up to two tokens, hidden 7168 included;
+  // 2 tokens on 8 of 8 experts: both tokens share every expert, which one block reads once; with
+  // LB_MOE_PAIR_PATH_MAX_PAIRS=128 also 4, 8 and 16 tokens).
   for (const MoeCase& c : {MoeCase{8192, 2048, 768, 128, 8}, MoeCase{1, 2048, 768, 128, 8},
                            MoeCase{33, 7168, 256, 64, 8}, MoeCase{600, 2048, 768, 128, 8}, MoeCase{1100, 2048, 768, 128, 8},
                            MoeCase{64, 1024, 512, 8, 8}, MoeCase{8, 2048, 768, 128, 8}, MoeCase{40, 1000, 520, 8, 8},
                            MoeCase{2, 7168, 256, 64, 8}, MoeCase{4, 1024, 512, 8, 8}, MoeCase{160, 2048, 768, 128, 8},
                            MoeCase{300, 2048, 384, 128, 8}, MoeCase{1024, 2048, 768, 128, 8},
                            MoeCase{700, 1984, 448, 128, 8}, MoeCase{600, 512, 256, 16, 4},
-                           MoeCase{2048, 2048, 768, 128, 8}, MoeCase{2, 1024, 512, 8, 8}}) {
+                           MoeCase{2048, 2048, 768, 128, 8}, MoeCase{2, 1024, 512, 8, 8},
+                           MoeCase{8500, 512, 256, 64, 8}, MoeCase{16, 7168, 256, 64, 8}}) {
     const ExpertWeights w16 = bf16_experts(c, cuda);
     const torch::Tensor x = torch::randn({c.tokens, c.hidden}, torch::TensorOptions().device(cuda)).to(torch::kBFloat16);
     const Routing r = random_routing(c, cuda);
