@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <optional>
 
 #ifdef LB_HAVE_CUDA
@@ -24,18 +23,6 @@ namespace {
 // kernels, with their stages of 128 columns x 3, are faster (H200 at 83d2500, Qwen3: 0.0788-0.0790
 // ms against 0.0797-0.0800; results/kernels/path_ab_83d2500/).
 constexpr int64_t kPairPathMaxPairs = 16;
-static_assert(kPairPathMaxPairs <= cuda::kMaxPairPathPairs, "the per-pair kernels' limit");
-// A/B switch LB_MOE_PAIR_PATH_MAX_PAIRS=n (up to cuda::kMaxPairPathPairs): the per-pair kernels
-// take up to n pairs. They now read an expert chosen by several pairs once (a block takes all of
-// its expert's pairs), which the measurements above predate.
-int64_t pair_path_max_pairs() {
-  static const int64_t most = [] {
-    const char* v = std::getenv("LB_MOE_PAIR_PATH_MAX_PAIRS");
-    const int64_t n = v ? std::atoll(v) : 0;
-    return n > 0 ? std::min(n, cuda::kMaxPairPathPairs) : kPairPathMaxPairs;
-  }();
-  return most;
-}
 // Past this many pairs (1024 tokens at top 8) the grouped GEMMs beat the streamed kernels, whose
 // 64-row by 64-pair tiles bring in too few products per byte (H200, 2048 tokens: Qwen3 0.78 ms
 // against 1.18, DeepSeek-V3 8.65 against 9.65).
@@ -171,7 +158,7 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   const torch::Tensor ec = experts.to(torch::kInt64).contiguous(), wc = weights.to(torch::kFloat32).contiguous();
   const cudaStream_t stream = stream_of(x);
   torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
-  if (pairs <= pair_path_max_pairs() && cuda::moe_pair_rows_fit(d, hidden, inter)) {
+  if (pairs <= kPairPathMaxPairs && cuda::moe_pair_rows_fit(d, hidden, inter)) {
     check_launch(cuda::moe_pair_gate_up(d, xc.data_ptr(), gu.data_ptr(), ec.data_ptr<int64_t>(), first_expert, held,
                                         wc.data_ptr<float>(), act.data_ptr(), pairs, inter, hidden, k, stream),
                  "MoE per-pair gate/up kernel");

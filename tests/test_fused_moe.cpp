@@ -129,8 +129,7 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   // too with no host sync (1100 tokens, 8800 pairs; 2048 and 8192 tokens, up to the 65536 pairs
   // the device sort takes; grouped GEMM on other GPUs); padded batched GEMM (8500 tokens, 68000
   // pairs; 8192 tokens on other GPUs). Per-pair kernels (up to two tokens, hidden 7168 included;
-  // 2 tokens on 8 of 8 experts: both tokens share every expert, which one block reads once; with
-  // LB_MOE_PAIR_PATH_MAX_PAIRS=128 also 4, 8 and 16 tokens).
+  // 2 tokens on 8 of 8 experts: both tokens share every expert).
   for (const MoeCase& c : {MoeCase{8192, 2048, 768, 128, 8}, MoeCase{1, 2048, 768, 128, 8},
                            MoeCase{33, 7168, 256, 64, 8}, MoeCase{600, 2048, 768, 128, 8}, MoeCase{1100, 2048, 768, 128, 8},
                            MoeCase{64, 1024, 512, 8, 8}, MoeCase{8, 2048, 768, 128, 8}, MoeCase{40, 1000, 520, 8, 8},

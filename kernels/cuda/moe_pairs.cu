@@ -14,14 +14,11 @@ constexpr int kMaxThreads = 256;
 constexpr int kPacksPerThread = 8;
 
 // Block (row tile, pair p): the block's kRows output rows of kMats matrices are split along K over
-// its threads (thread t holds packs t, t + blockDim, ...) and dotted with the input row of pair p
-// and of every later pair of the same expert; a block whose expert an earlier pair has exits, so
-// each chosen expert's rows are read once (gridDim.y is the number of pairs, at most
-// kMaxPairPathPairs). Each pair's sums are those a block of its own would make, in the same order.
-// kMats == 2: gate and up rows, input x[q / k], output silu(gate) * up * pair_weight[q]. It waits
+// its threads (thread t holds packs t, t + blockDim, ...) and dotted with the pair's input row.
+// kMats == 2: gate and up rows, input x[p / k], output silu(gate) * up * pair_weight[p]. It waits
 // for the routing before reading anything and only then lets the down kernel start, so that the
 // down kernel may read the routing (and its weights) before waiting.
-// kMats == 1: down rows, input act[q]; the weights load before the wait for the gate/up kernel.
+// kMats == 1: down rows, input act[p]; the weights load before the wait for the gate/up kernel.
 template <typename T, int kMats, int kRows, int kPpt>
 __global__ void __launch_bounds__(kMaxThreads, 3) pair_rows_kernel(const T* in, const T* weight, T* out,
                                                                    const int64_t* experts, int64_t first_expert,
@@ -29,31 +26,17 @@ __global__ void __launch_bounds__(kMaxThreads, 3) pair_rows_kernel(const T* in, 
                                                                    int64_t out_cols, int64_t K, int64_t k) {
   constexpr int V = 16 / sizeof(T);
   __shared__ float partial[kMaxThreads / 32][kMats * kRows];
-  __shared__ bool same[kMaxPairPathPairs];  // pair q has this block's expert
   if (kMats == 2) {
     wait_for_previous_kernel();
     allow_next_kernel();
   }
-  const int p = int(blockIdx.y), pairs = int(gridDim.y);
-  const int64_t row0 = int64_t(blockIdx.x) * kRows;
+  const int64_t p = blockIdx.y, row0 = int64_t(blockIdx.x) * kRows;
   const int64_t e = experts[p] - first_expert;
   if (e < 0 || e >= held) {
     if (kMats == 1) {
       wait_for_previous_kernel();
       allow_next_kernel();
-      if (threadIdx.x < kRows && row0 + threadIdx.x < out_cols) out[int64_t(p) * out_cols + row0 + threadIdx.x] = from_f<T>(0.0f);
-    }
-    return;
-  }
-  bool taken_earlier = false;
-  for (int q = threadIdx.x; q < pairs; q += blockDim.x) {
-    same[q] = experts[q] - first_expert == e;
-    taken_earlier = taken_earlier || (same[q] && q < p);
-  }
-  if (__syncthreads_or(taken_earlier)) {
-    if (kMats == 1) {
-      wait_for_previous_kernel();
-      allow_next_kernel();
+      if (threadIdx.x < kRows && row0 + threadIdx.x < out_cols) out[p * out_cols + row0 + threadIdx.x] = from_f<T>(0.0f);
     }
     return;
   }
@@ -75,36 +58,31 @@ __global__ void __launch_bounds__(kMaxThreads, 3) pair_rows_kernel(const T* in, 
     allow_next_kernel();
   }
 
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int q = p; q < pairs; ++q) {
-    if (!same[q]) continue;  // block-uniform
-    const T* x = in + (kMats == 2 ? q / k : int64_t(q)) * K;
-    float acc[kMats][kRows] = {};
+  const T* x = in + (kMats == 2 ? p / k : p) * K;
+  float acc[kMats][kRows] = {};
 #pragma unroll
-    for (int i = 0; i < kPpt; ++i) {
-      const int64_t c = (int64_t(threadIdx.x) + int64_t(i) * blockDim.x) * V;
-      if (c >= K) break;
-      dot_packs(acc, w[i], load_pack<T, V>(x + c));
-    }
-#pragma unroll
-    for (int m = 0; m < kMats; ++m)
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        const float s = warp_sum(acc[m][r]);
-        if (lane == 0) partial[warp][m * kRows + r] = s;
-      }
-    __syncthreads();
-    if (threadIdx.x < kRows && row0 + threadIdx.x < out_cols) {
-      const int r = threadIdx.x;
-      float sum[kMats] = {};
-      for (int v = 0; v < int(blockDim.x / 32); ++v)
-#pragma unroll
-        for (int m = 0; m < kMats; ++m) sum[m] += partial[v][m * kRows + r];
-      const float value = kMats == 2 ? sum[0] / (1.0f + __expf(-sum[0])) * sum[kMats - 1] * pair_weight[q] : sum[0];
-      out[int64_t(q) * out_cols + row0 + r] = from_f<T>(value);
-    }
-    __syncthreads();  // partial is rewritten for the next pair
+  for (int i = 0; i < kPpt; ++i) {
+    const int64_t c = (int64_t(threadIdx.x) + int64_t(i) * blockDim.x) * V;
+    if (c >= K) break;
+    dot_packs(acc, w[i], load_pack<T, V>(x + c));
   }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+  for (int m = 0; m < kMats; ++m)
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const float s = warp_sum(acc[m][r]);
+      if (lane == 0) partial[warp][m * kRows + r] = s;
+    }
+  __syncthreads();
+  if (threadIdx.x >= kRows || row0 + threadIdx.x >= out_cols) return;
+  const int r = threadIdx.x;
+  float sum[kMats] = {};
+  for (int v = 0; v < int(blockDim.x / 32); ++v)
+#pragma unroll
+    for (int m = 0; m < kMats; ++m) sum[m] += partial[v][m * kRows + r];
+  const float value = kMats == 2 ? sum[0] / (1.0f + __expf(-sum[0])) * sum[kMats - 1] * pair_weight[p] : sum[0];
+  out[p * out_cols + row0 + r] = from_f<T>(value);
 }
 
 // The fewest packs per thread (1, 2 or 4) that cover K with at most kMaxThreads threads, and as
@@ -128,7 +106,7 @@ cudaError_t launch(const void* in, const void* weight, void* out, const int64_t*
                    cudaStream_t s) {
   constexpr int V = 16 / sizeof(T);
   if (pairs == 0 || out_cols == 0) return cudaSuccess;
-  if (K % V != 0 || pairs > kMaxPairPathPairs) return cudaErrorInvalidValue;
+  if (K % V != 0 || pairs > 65535) return cudaErrorInvalidValue;
   const int64_t packs = K / V;
   if (packs <= kMaxThreads)
     return launch_with<T, kMats, 1>(in, weight, out, experts, first_expert, held, pair_weight, pairs, out_cols, K, k, s);

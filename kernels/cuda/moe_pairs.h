@@ -1,11 +1,10 @@
 #pragma once
 // Launchers of the one-block-per-pair MoE experts (kernels/cuda/moe_pairs.cu), for the smallest
-// decode batches, where sorting the pairs would cost a launch and nearly every expert serves one
-// pair anyway. A block keeps a few weight rows of its pair's expert in registers, split along their
-// length over its threads, and sums the partial dot products over the block in a fixed order; it
-// also takes the later pairs of its expert, and a block whose expert an earlier pair took exits, so
-// an expert chosen twice is read once. On sm_90 the down kernel loads its weights while the
-// gate/up kernel is still running (programmatic dependent launch).
+// decode batches (up to four tokens), where sorting the pairs would cost a launch and nearly every
+// expert serves one pair anyway: an expert chosen twice is read twice. A block keeps a few weight
+// rows of its pair's expert in registers, split along their length over its threads, and sums the
+// partial dot products over the block in a fixed order. On sm_90 the down kernel loads its weights
+// while the gate/up kernel is still running (programmatic dependent launch).
 // kernels/moe_steps.h wraps them.
 #include "kernels/cuda/dtype.h"
 
@@ -14,9 +13,6 @@
 #include <cstdint>
 
 namespace lb::cuda {
-
-// Pairs a launch takes at most (each block looks through all of them for its expert's).
-constexpr int64_t kMaxPairPathPairs = 128;
 
 // Row p of act [pairs, inter] = silu(gate_e x) * (up_e x) * pair_weight[p], x = x[p / k] [hidden],
 // e = experts[p] - first_expert, with gate_up [held, 2 * inter, hidden] (gate rows first), sums in
