@@ -1,6 +1,5 @@
 #include "kernels/moe_steps.h"
 
-#include <algorithm>
 #include <cstdint>
 #include <optional>
 

@@ -179,12 +179,17 @@ cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_
   static_assert(kMaxSortExperts < 65535, "keys (held + 1 of them) fit 16 bits");
   if (pairs > kMaxSortPairs || held > kMaxSortExperts) return cudaErrorInvalidValue;
   const dim3 grid(unsigned(held + 1)), block(kSortWarps * 32);
-  // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
-  const cudaError_t attr = cudaFuncSetAttribute(sort_pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                int(kMaxSortPairs * sizeof(uint16_t)));
-  if (attr != cudaSuccess) return attr;
-  return launch_chained(sort_pairs_kernel, grid, block, size_t(pairs) * sizeof(uint16_t), stream, experts, pairs,
-                        first_expert, held, order, offsets, row_of_pair);
+  const size_t key_bytes = size_t(pairs) * sizeof(uint16_t);
+  // Past the 48 KB a block has by default (its static counts included) the kernel must opt in:
+  // allowed per kernel, and not a stream operation (legal inside a capture). Only there, so that
+  // decode-sized sorts add no driver call to the host's side of a step.
+  if (key_bytes + 2 * kSortWarps * sizeof(int) > 48 * 1024) {
+    const cudaError_t attr = cudaFuncSetAttribute(sort_pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                  int(kMaxSortPairs * sizeof(uint16_t)));
+    if (attr != cudaSuccess) return attr;
+  }
+  return launch_chained(sort_pairs_kernel, grid, block, key_bytes, stream, experts, pairs, first_expert, held, order,
+                        offsets, row_of_pair);
 }
 
 }  // namespace lb::cuda
