@@ -1,7 +1,10 @@
 #include "kernels/moe_steps.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
+#include <string>
 
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/moe_decode.h"
@@ -26,7 +29,7 @@ constexpr int64_t kPairPathMaxPairs = 16;
 // 64-row by 64-pair tiles bring in too few products per byte (H200, 2048 tokens: Qwen3 0.78 ms
 // against 1.18, DeepSeek-V3 8.65 against 9.65).
 constexpr int64_t kStreamMaxPairs = 8192;
-static_assert(kStreamMaxPairs <= cuda::kMaxSortPairs, "decode_moe sorts every pair it takes");
+static_assert(kStreamMaxPairs <= cuda::kMaxSortPairs / 2, "decode_moe sorts every pair it takes");
 static_assert(cuda::kMaxSortExperts <= 65535, "the expert kernels take one expert per grid.z or grid.y index");
 // The warpgroup kernels (kernels/cuda/moe_wgmma.h) beat the streamed ones from this many pairs per
 // expert on average (256 Qwen3 tokens at top 8; H200, bench-moe at a67d736 with the choice switched:
@@ -46,7 +49,7 @@ constexpr double kWgmmaLongRowsMinAverage = 8;
 // a0058b6, two rounds (results/kernels/device_path_ab_a0058b6/): Qwen3 4096 / 8192 tokens
 // 0.720-0.723 / 1.254-1.296 ms against 0.806-0.855 / 1.424-1.429; 2048 (16384 pairs, the old
 // limit) level; the one-GPU prefill of 4 layers x 8192 tokens 8.87-8.89 ms against 9.42-9.64.
-constexpr int64_t kWgmmaDeviceMaxPairs = 65536;
+constexpr int64_t kWgmmaDeviceMaxPairs = 131072;
 // ... and half as many where the gate/up rows are long (kWgmmaLongRows): the products are larger
 // than the weights there, and cuBLAS's tiles win (DeepSeek-V3 8192 tokens, 65536 pairs: 11.55-11.69
 // ms against 10.38-11.30; 4096 tokens 7.65-7.66 against 7.81-7.84).
@@ -54,7 +57,12 @@ constexpr int64_t kWgmmaDeviceMaxPairsLongRows = 32768;
 static_assert(kWgmmaDeviceMaxPairs <= cuda::kMaxSortPairs, "decode_moe sorts every pair it takes");
 
 int64_t wgmma_device_max_pairs(int64_t hidden) {
-  return hidden >= kWgmmaLongRows ? kWgmmaDeviceMaxPairsLongRows : kWgmmaDeviceMaxPairs;
+  static const int64_t cap = std::getenv("LB_MOE_DEVICE_MAX_PAIRS") ? std::atoll(std::getenv("LB_MOE_DEVICE_MAX_PAIRS")) : kWgmmaDeviceMaxPairs;
+  return hidden >= kWgmmaLongRows ? kWgmmaDeviceMaxPairsLongRows : cap;
+}
+bool use_ready() {
+  static const bool on = !std::getenv("LB_MOE_READY") || std::string(std::getenv("LB_MOE_READY")) != "0";
+  return on;
 }
 
 // The activations and expert weights as every expert kernel here reads them: x's kernel dtype,
@@ -77,15 +85,16 @@ std::optional<ExpertOperands> expert_operands(const torch::Tensor& x, const torc
 // run here (cuda::moe_wgmma_fits).
 void wgmma_products(cuda::Dtype d, const torch::Tensor& x, const torch::Tensor& gate_up, const torch::Tensor& down,
                     const torch::Tensor& order, const torch::Tensor& offsets, const torch::Tensor& pair_weight,
-                    torch::Tensor& act, torch::Tensor& y, int64_t k) {
+                    torch::Tensor& act, torch::Tensor& y, int64_t k, const torch::Tensor& ready) {
   const int64_t held = down.size(0), hidden = down.size(1), inter = down.size(2), pairs = order.size(0);
   const cudaStream_t stream = stream_of(x);
+  int* counts = use_ready() ? ready.data_ptr<int>() : nullptr;
   check_launch(cuda::moe_wgmma_gate_up(d, x.data_ptr(), gate_up.data_ptr(), order.data_ptr<int64_t>(),
                                        offsets.data_ptr<int64_t>(), pair_weight.data_ptr<float>(), act.data_ptr(), held,
-                                       pairs, inter, hidden, k, stream),
+                                       pairs, inter, hidden, k, counts, stream),
                "MoE warpgroup gate/up kernel");
   check_launch(cuda::moe_wgmma_down(d, act.data_ptr(), down.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(), held,
-                                    pairs, hidden, inter, stream),
+                                    pairs, hidden, inter, counts, stream),
                "MoE warpgroup down kernel");
 }
 
@@ -140,7 +149,7 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
 #ifdef LB_HAVE_CUDA
   const int64_t held = gate_up.size(0), hidden = x.size(1), inter = down.size(2), pairs = experts.numel();
   const int64_t k = experts.size(1), tokens = x.size(0);
-  if (!experts.is_cuda() || held > cuda::kMaxSortExperts || pairs > cuda::kMaxSortPairs) return {};
+  if (!experts.is_cuda() || held > cuda::kMaxSortExperts || pairs > cuda::max_sort_pairs(held)) return {};
   const c10::cuda::CUDAGuard guard(x.device());
   const auto operands = expert_operands(x, gate_up, down);
   if (!operands || hidden % cuda::moe_decode_alignment(operands->dtype) != 0 ||
@@ -169,11 +178,13 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   const auto index = ec.options();
   torch::Tensor order = torch::empty({pairs}, index), offsets = torch::empty({held + 1}, index);
   torch::Tensor row_of_pair = torch::empty({pairs}, index);
+  const torch::Tensor ready = wgmma ? torch::empty({held}, index.dtype(torch::kInt32)) : torch::Tensor();
   check_launch(cuda::moe_sort_pairs(ec.data_ptr<int64_t>(), pairs, first_expert, held, order.data_ptr<int64_t>(),
-                                    offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream),
+                                    offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream,
+                                    wgmma ? ready.data_ptr<int>() : nullptr),
                "MoE pair sort kernel");
   if (wgmma) {
-    wgmma_products(d, xc, gu, dn, order, offsets, wc.reshape({-1}), act, y, k);
+    wgmma_products(d, xc, gu, dn, order, offsets, wc.reshape({-1}), act, y, k, ready);
     return combine_pairs(y, row_of_pair, tokens, k);
   }
   if (cuda::moe_stream_fits(d, hidden, inter)) {
@@ -211,8 +222,9 @@ torch::Tensor wgmma_expert_rows(const torch::Tensor& x, const torch::Tensor& ord
   if (!operands || !cuda::moe_wgmma_fits(operands->dtype, x.size(1), down.size(2))) return {};
   const int64_t pairs = order.size(0);
   torch::Tensor act = torch::empty({pairs, down.size(2)}, x.options()), y = torch::empty({pairs, x.size(1)}, x.options());
+  const torch::Tensor ready = torch::zeros({down.size(0)}, order.options().dtype(torch::kInt32));
   wgmma_products(operands->dtype, operands->x, operands->gate_up, operands->down, order.contiguous(),
-                 offsets.contiguous(), weights.reshape({-1}).to(torch::kFloat32).contiguous(), act, y, k);
+                 offsets.contiguous(), weights.reshape({-1}).to(torch::kFloat32).contiguous(), act, y, k, ready);
   return y;
 #else
   return {};
@@ -223,7 +235,9 @@ int64_t decode_moe_max_pairs(const torch::Tensor& x, const torch::Tensor& down) 
 #ifdef LB_HAVE_CUDA
   const auto d = kernel_dtype(x);
   if (d && x.dim() == 2 && down.dim() == 3 && cuda::moe_stream_fits(*d, x.size(1), down.size(2)))
-    return cuda::moe_wgmma_fits(*d, x.size(1), down.size(2)) ? wgmma_device_max_pairs(x.size(1)) : kStreamMaxPairs;
+    return cuda::moe_wgmma_fits(*d, x.size(1), down.size(2))
+               ? std::min(wgmma_device_max_pairs(x.size(1)), cuda::max_sort_pairs(down.size(0)))
+               : kStreamMaxPairs;
 #endif
   return kRowKernelsMaxPairs;
 }

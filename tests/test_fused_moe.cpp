@@ -126,9 +126,9 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   // 600, 1024 and 700 tokens, 64 tokens on 8 experts; 600 tokens on 16 experts at top 4, 150
   // pairs an expert counted with those held elsewhere, takes their largest tiles, whose passes of
   // 128 pairs take the pairs as the products' rows, as at 1024-8192 tokens), past 8192 pairs
-  // too with no host sync (1100 tokens, 8800 pairs; 2048 and 8192 tokens, up to the 65536 pairs
-  // the device sort takes; grouped GEMM on other GPUs); padded batched GEMM (8500 tokens, 68000
-  // pairs; 8192 tokens on other GPUs). Per-pair kernels (up to two tokens, hidden 7168 included;
+  // too with no host sync (1100 tokens, 8800 pairs; 2048 and 8192 tokens; 8500 tokens on 64
+  // experts, 68000 pairs, up to the 131072 the device sort takes with byte keys; grouped GEMM on
+  // other GPUs); padded batched GEMM (17000 tokens, 136000 pairs; 8192 tokens on other GPUs). Per-pair kernels (up to two tokens, hidden 7168 included;
   // 2 tokens on 8 of 8 experts: both tokens share every expert).
   for (const MoeCase& c : {MoeCase{8192, 2048, 768, 128, 8}, MoeCase{1, 2048, 768, 128, 8},
                            MoeCase{33, 7168, 256, 64, 8}, MoeCase{600, 2048, 768, 128, 8}, MoeCase{1100, 2048, 768, 128, 8},
@@ -137,7 +137,8 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
                            MoeCase{300, 2048, 384, 128, 8}, MoeCase{1024, 2048, 768, 128, 8},
                            MoeCase{700, 1984, 448, 128, 8}, MoeCase{600, 512, 256, 16, 4},
                            MoeCase{2048, 2048, 768, 128, 8}, MoeCase{2, 1024, 512, 8, 8},
-                           MoeCase{8500, 512, 256, 64, 8}, MoeCase{16, 7168, 256, 64, 8}}) {
+                           MoeCase{8500, 512, 256, 64, 8}, MoeCase{16, 7168, 256, 64, 8},
+                           MoeCase{17000, 512, 256, 64, 8}}) {
     const ExpertWeights w16 = bf16_experts(c, cuda);
     const torch::Tensor x = torch::randn({c.tokens, c.hidden}, torch::TensorOptions().device(cuda)).to(torch::kBFloat16);
     const Routing r = random_routing(c, cuda);
@@ -219,12 +220,16 @@ TEST(GpuFusedMoe, PairSortMatchesStableSort) {
   struct SortCase {
     int64_t pairs, experts, held, first, chosen_from;  // chosen_from: experts drawn from [0, chosen_from)
   };
-  // The keys sit in dynamic shared memory sized to the pairs: 65536 (the most; past 24000 or so
-  // the launch opts in beyond the default 48 KB), and 20000 with experts held elsewhere.
-  for (const SortCase& c : {SortCase{65536, 128, 128, 0, 128}, SortCase{20000, 128, 32, 64, 128},
-                            SortCase{8192, 128, 128, 0, 128}, SortCase{4096, 128, 128, 0, 3}, SortCase{296, 128, 32, 64, 128},
-                            SortCase{8192, 1024, 1024, 0, 1024}, SortCase{5000, 256, 64, 0, 256}, SortCase{1, 256, 256, 0, 256},
-                            SortCase{64, 8, 8, 0, 8}}) {
+  // The keys sit in dynamic shared memory sized to the pairs, a byte each up to 255 experts held
+  // (131072 pairs at most), else two (65536): past 48 KB the launch opts in beyond the default
+  // (131072 on 128 experts, 65536 on 1024), below it not (20000 with experts held elsewhere, 8192
+  // on 1024); 255 experts held, the most with byte keys, and 256, the fewest with two bytes.
+  for (const SortCase& c : {SortCase{131072, 128, 128, 0, 128}, SortCase{65536, 1024, 1024, 0, 1024},
+                            SortCase{20000, 128, 32, 64, 128}, SortCase{8192, 128, 128, 0, 128},
+                            SortCase{4096, 128, 128, 0, 3}, SortCase{296, 128, 32, 64, 128},
+                            SortCase{8192, 1024, 1024, 0, 1024}, SortCase{5000, 256, 64, 0, 256},
+                            SortCase{3000, 300, 255, 0, 300}, SortCase{3000, 300, 256, 0, 300},
+                            SortCase{1, 256, 256, 0, 256}, SortCase{64, 8, 8, 0, 8}}) {
     const torch::Tensor experts = torch::randint(c.chosen_from, {c.pairs}, torch::kInt64);
     const torch::Tensor local = experts - c.first;
     const torch::Tensor key = torch::where((local >= 0) & (local < c.held), local, torch::full_like(local, c.held));
@@ -237,14 +242,27 @@ TEST(GpuFusedMoe, PairSortMatchesStableSort) {
     const auto o = torch::TensorOptions().device(torch::Device("cuda")).dtype(torch::kInt64);
     const torch::Tensor e = experts.to(o.device());
     torch::Tensor order = torch::empty({c.pairs}, o), offsets = torch::empty({c.held + 1}, o);
-    torch::Tensor row = torch::empty({c.pairs}, o);
+    torch::Tensor row = torch::empty({c.pairs}, o), ready = torch::full({c.held}, 7, o.dtype(torch::kInt32));
     check_launch(cuda::moe_sort_pairs(e.data_ptr<int64_t>(), c.pairs, c.first, c.held, order.data_ptr<int64_t>(),
-                                      offsets.data_ptr<int64_t>(), row.data_ptr<int64_t>(), stream_of(e)),
+                                      offsets.data_ptr<int64_t>(), row.data_ptr<int64_t>(), stream_of(e),
+                                      ready.data_ptr<int>()),
                  "pair sort");
     const std::string what = std::to_string(c.pairs) + " pairs on " + std::to_string(c.held) + " experts";
     EXPECT_TRUE(torch::equal(order.cpu(), want_order)) << what;
     EXPECT_TRUE(torch::equal(offsets.cpu(), want_offsets)) << what;
     EXPECT_TRUE(torch::equal(row.cpu(), want_row)) << what;
+    EXPECT_EQ(ready.abs().sum().item<int64_t>(), 0) << what << ": the expert kernels' counts not cleared";
+  }
+  // One pair past the most the keys' width allows is refused.
+  const auto o = torch::TensorOptions().device(torch::Device("cuda")).dtype(torch::kInt64);
+  for (const int64_t held : {128, 1024}) {
+    const int64_t pairs = cuda::max_sort_pairs(held) + 1;
+    torch::Tensor e = torch::zeros({pairs}, o), order = torch::empty({pairs}, o), row = torch::empty({pairs}, o);
+    torch::Tensor offsets = torch::empty({held + 1}, o);
+    EXPECT_EQ(cuda::moe_sort_pairs(e.data_ptr<int64_t>(), pairs, 0, held, order.data_ptr<int64_t>(),
+                                   offsets.data_ptr<int64_t>(), row.data_ptr<int64_t>(), stream_of(e)),
+              cudaErrorInvalidValue)
+        << held << " experts";
   }
 #endif
 }

@@ -27,15 +27,19 @@ constexpr int kChunkRows = 8;
 constexpr int kSortWarps = 32;
 constexpr int kLoadBatch = 8;
 
-// The keys sit in dynamic shared memory sized by the launch (up to 128 KB at kMaxSortPairs).
+// The keys sit in dynamic shared memory sized by the launch: a byte each where the keys fit one
+// (up to 255 experts held, Qwen3's 128 included), so that a block holds kMaxSortPairs of them.
+template <typename Key>
 __global__ void __launch_bounds__(kSortWarps * 32)
     sort_pairs_kernel(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
-                      int64_t* offsets, int64_t* row_of_pair) {
+                      int64_t* offsets, int64_t* row_of_pair, int* ready) {
   allow_next_kernel();
   wait_for_previous_kernel();
-  extern __shared__ uint16_t keys[];
+  extern __shared__ uint8_t key_bytes[];
+  Key* keys = reinterpret_cast<Key*>(key_bytes);
   __shared__ int warp_equal[kSortWarps], warp_less[kSortWarps];
   const int e = int(blockIdx.x), warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  if (ready && e < held && threadIdx.x == 0) ready[e] = 0;
   // kLoadBatch loads in flight a thread: 8192 pairs a round.
   for (int64_t p0 = threadIdx.x; p0 < pairs; p0 += int64_t(blockDim.x) * kLoadBatch) {
     int64_t expert[kLoadBatch];
@@ -47,7 +51,7 @@ __global__ void __launch_bounds__(kSortWarps * 32)
 #pragma unroll
     for (int u = 0; u < kLoadBatch; ++u) {
       const int64_t p = p0 + int64_t(u) * blockDim.x, local = expert[u] - first_expert;
-      if (p < pairs) keys[p] = uint16_t(local >= 0 && local < held ? local : held);
+      if (p < pairs) keys[p] = Key(local >= 0 && local < held ? local : held);
     }
   }
   __syncthreads();
@@ -174,22 +178,28 @@ cudaError_t moe_decode_down(Dtype dtype, const void* act, const void* down, cons
 
 int moe_decode_alignment(Dtype dtype) { return dtype == Dtype::F32 ? 4 : 8; }
 
+int64_t max_sort_pairs(int64_t held) { return held <= 255 ? kMaxSortPairs : kMaxSortPairs / 2; }
+
 cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
-                           int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream) {
+                           int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream, int* ready) {
   static_assert(kMaxSortExperts < 65535, "keys (held + 1 of them) fit 16 bits");
-  if (pairs > kMaxSortPairs || held > kMaxSortExperts) return cudaErrorInvalidValue;
-  const dim3 grid(unsigned(held + 1)), block(kSortWarps * 32);
-  const size_t key_bytes = size_t(pairs) * sizeof(uint16_t);
-  // Past the 48 KB a block has by default (its static counts included) the kernel must opt in:
-  // allowed per kernel, and not a stream operation (legal inside a capture). Only there, so that
-  // decode-sized sorts add no driver call to the host's side of a step.
-  if (key_bytes + 2 * kSortWarps * sizeof(int) > 48 * 1024) {
-    const cudaError_t attr = cudaFuncSetAttribute(sort_pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                  int(kMaxSortPairs * sizeof(uint16_t)));
-    if (attr != cudaSuccess) return attr;
-  }
-  return launch_chained(sort_pairs_kernel, grid, block, key_bytes, stream, experts, pairs, first_expert, held, order,
-                        offsets, row_of_pair);
+  if (held > kMaxSortExperts || pairs > max_sort_pairs(held)) return cudaErrorInvalidValue;
+  const auto run = [&](auto key) {
+    using Key = decltype(key);
+    const auto kernel = sort_pairs_kernel<Key>;
+    const size_t key_bytes = size_t(pairs) * sizeof(Key);
+    // Past the 48 KB a block has by default (its static counts included) the kernel must opt in:
+    // allowed per kernel, and not a stream operation (legal inside a capture). Only there, so that
+    // decode-sized sorts add no driver call to the host's side of a step.
+    if (key_bytes + 2 * kSortWarps * sizeof(int) > 48 * 1024) {
+      const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    int(kMaxSortPairs * sizeof(uint8_t)));
+      if (attr != cudaSuccess) return attr;
+    }
+    return launch_chained(kernel, dim3(unsigned(held + 1)), dim3(kSortWarps * 32), key_bytes, stream, experts, pairs,
+                          first_expert, held, order, offsets, row_of_pair, ready);
+  };
+  return held <= 255 ? run(uint8_t{}) : run(uint16_t{});
 }
 
 }  // namespace lb::cuda

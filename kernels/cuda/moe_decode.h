@@ -16,11 +16,13 @@ namespace lb::cuda {
 // Pairs (token * k + slot) of routing.experts [pairs] sorted by local expert (expert - first_expert
 // in [0, held); others last), one block a key: order [pairs], offsets [held + 1] (expert e's pairs are
 // order[offsets[e] .. offsets[e + 1])), row_of_pair [pairs] (each pair's position in order, -1 for
-// experts held elsewhere). Up to kMaxSortPairs pairs (their 16-bit keys in a block's shared
-// memory) and kMaxSortExperts experts.
-constexpr int64_t kMaxSortPairs = 65536, kMaxSortExperts = 1024;
+// experts held elsewhere). Up to max_sort_pairs(held) pairs (their keys in a block's shared memory:
+// a byte each up to 255 experts held, else two) and kMaxSortExperts experts. `ready` [held], when
+// given, is cleared for the expert kernels' counts (kernels/cuda/moe_wgmma.h).
+constexpr int64_t kMaxSortPairs = 131072, kMaxSortExperts = 1024;
+int64_t max_sort_pairs(int64_t held);
 cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
-                           int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream);
+                           int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream, int* ready = nullptr);
 
 // Pairs (token * k + slot) sorted by expert: order[offsets[e] .. offsets[e + 1]) are expert e's,
 // offsets in device memory. Row i of `act` [*, inter] is sorted pair i's

@@ -157,12 +157,13 @@ __device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t
 // against 9.45), its pairs' rows by every thread's cp.async: gate/up's pairs gather their token's
 // row of x, down's read their own row of act. The pipeline keeps kStages - 2 stages loading ahead
 // and one product group in flight (wgmma_wait<1>), so the stage refilled at step s (that of step
-// s - 2) is no longer read. `phases` holds each barrier's next parity.
-template <typename T, bool kGateUp, int kN, Operands kOperands>
+// s - 2) is no longer read. `phases` holds each barrier's next parity. wait_inputs() runs (in
+// every thread) after the first stages' weights are issued and before any input row is read.
+template <typename T, bool kGateUp, int kN, Operands kOperands, typename WaitInputs>
 __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, const int64_t* order,
                                    const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int64_t e,
                                    int64_t row0, int64_t first, int n, uint8_t* shared, uint64_t* landed,
-                                   unsigned& phases) {
+                                   unsigned& phases, const WaitInputs& wait_inputs) {
   constexpr int kOutRows = out_rows(kGateUp);
   using S = Shape<kN, kOutRows>;
   constexpr int kAhead = S::kStages - 2;  // a stage multiplied, one read by the product group in flight
@@ -178,7 +179,7 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
     x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
     x_dst[i] = kWeightBytes + swizzled_byte(p, c);
   }
-  const auto issue = [&](int s) {
+  const auto issue_weights = [&](int s) {
     const int slot = s % S::kStages;
     uint8_t* stage = shared + slot * S::kStageBytes;
     if (threadIdx.x == 0) {
@@ -189,6 +190,9 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
                     int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * kTileRows),
                     &landed[slot]);
     }
+  };
+  const auto issue_inputs = [&](int s) {
+    uint8_t* stage = shared + (s % S::kStages) * S::kStageBytes;
 #pragma unroll
     for (int i = 0; i < S::kInputPerThread; ++i)
       if (x_src[i]) cp_async_16(stage + x_dst[i], x_src[i] + s * kStageCols);
@@ -199,9 +203,14 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
   for (int m = 0; m < kMats; ++m)
 #pragma unroll
     for (int i = 0; i < kN / 2; ++i) acc[m][i] = 0.0f;
+  // The first stages' weights (no kernel writes them) load while the inputs may still be coming.
+#pragma unroll
+  for (int s = 0; s < kAhead; ++s)
+    if (s < stages) issue_weights(s);
+  wait_inputs();
 #pragma unroll
   for (int s = 0; s < kAhead; ++s) {
-    if (s < stages) issue(s);
+    if (s < stages) issue_inputs(s);
     cp_async_commit();  // empty groups too: the wait below counts groups
   }
 #pragma unroll 1
@@ -209,7 +218,10 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
     cp_async_wait<kAhead - 1>();
     fence_async_shared();  // this thread's copies of stage s, visible to the tensor cores
     __syncthreads();       // everyone's copies landed; the products of the stage refilled next are done
-    if (s + kAhead < stages) issue(s + kAhead);
+    if (s + kAhead < stages) {
+      issue_weights(s + kAhead);
+      issue_inputs(s + kAhead);
+    }
     cp_async_commit();
     const int slot = s % S::kStages;
     barrier_wait(&landed[slot], (phases >> slot) & 1u);
@@ -223,6 +235,12 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
   store_outputs<T, kGateUp, kN, kOperands>(acc, pair_weight, order, out, out_cols, row0, first, n, shared);
   fence_async_shared();  // the staged tile's reads and writes, before the next pass's copies overwrite it
   __syncthreads();       // the next pass refills the stages
+}
+
+__device__ inline int load_acquire(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
 }
 
 // f(integral_constant<kChunk * c>) for the smallest c >= chunks, c <= kCount.
@@ -242,32 +260,56 @@ template <int kChunk, int kCount, typename F> __device__ inline void with_pairs_
 template <typename T, bool kGateUp, int kCap>
 __global__ void __launch_bounds__(kThreads, 1)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
-                 const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
+                 const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int* ready) {
 // Device code for sm_90a only (the host pass still parses it); elsewhere the body is empty and
 // moe_wgmma_fits says no.
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  allow_next_kernel();
-  wait_for_previous_kernel();
   extern __shared__ uint8_t raw_shared[];
   const unsigned misalign = static_cast<unsigned>(__cvta_generic_to_shared(raw_shared)) % 1024;
   uint8_t* shared = raw_shared + (misalign ? 1024 - misalign : 0);
-  const int64_t e = blockIdx.z, begin = offsets[e], end = offsets[e + 1];
+  // Gate/up lets the down kernel launch only once it has read the offsets: by then the sort has
+  // ended, and down reads them without waiting; none of its blocks reads anything after it counts
+  // its pairs done, so down's blocks, which wait on those counts, end after all of its reads.
+  if constexpr (kGateUp) wait_for_previous_kernel();
+  // From L2 (.cg): down reads them with no wait, so no earlier line of them may come from L1.
+  const int64_t e = blockIdx.z, begin = __ldcg(offsets + e), end = __ldcg(offsets + e + 1);
   const int64_t row0 = int64_t(blockIdx.y) * out_rows(kGateUp);
   if (begin == end) return;
+  allow_next_kernel();
   uint64_t* landed = reinterpret_cast<uint64_t*>(shared + kStageBudget);
   if (threadIdx.x == 0) {
     for (int i = 0; i < kMaxStages; ++i) barrier_init(&landed[i], 1);
     barrier_init_fence();
   }
   __syncthreads();
+  // Down reads the gate/up rows of its expert's pairs once every gate/up block has counted them
+  // (out_cols / kTileRows row tiles, each pair once a tile), or, with no counts, once the gate/up
+  // kernel has ended.
+  bool inputs_ready = kGateUp;
+  const auto wait_inputs = [&] {
+    if (inputs_ready) return;
+    inputs_ready = true;
+    if (!ready) return wait_for_previous_kernel();
+    const int target = int((end - begin) * ((K + kTileRows - 1) / kTileRows));
+    if (threadIdx.x == 0)
+      while (load_acquire(ready + e) < target) __nanosleep(128);
+    __syncthreads();
+  };
   unsigned phases = 0;
+  int done = 0;
   for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
     const int n = int(end - first < kCap ? end - first : kCap);
     with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
       constexpr int kN = decltype(tile)::value;
       expert_pass<T, kGateUp, kN, operands_for<kN>>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0,
-                                                    first, n, shared, landed, phases);
+                                                    first, n, shared, landed, phases, wait_inputs);
     });
+    done += n;
+  }
+  if (kGateUp && ready && done > 0) {
+    __threadfence();  // every thread's rows of act, before the count that lets down read them
+    __syncthreads();
+    if (threadIdx.x == 0) atomicAdd(ready + e, done);
   }
 #endif
 }
@@ -280,7 +322,7 @@ int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 template <typename T, bool kGateUp, int kCap>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                        int64_t k, cudaStream_t stream) {
+                        int64_t k, int* ready, cudaStream_t stream) {
   const auto kernel = wgmma_kernel<T, kGateUp, kCap>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes));
@@ -292,13 +334,13 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
   const dim3 grid(unsigned(passes), unsigned((out_cols + out_rows(kGateUp) - 1) / out_rows(kGateUp)),
                   unsigned(experts));
   return launch_chained(kernel, grid, dim3(kThreads), kSharedBytes, stream, map, static_cast<const T*>(in), order,
-                        offsets, pair_weight, static_cast<T*>(out), out_cols, K, k);
+                        offsets, pair_weight, static_cast<T*>(out), out_cols, K, k, ready);
 }
 
 template <bool kGateUp>
 cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                    const float* pair_weight, void* out, int64_t experts, int64_t pairs, int64_t out_cols, int64_t K,
-                   int64_t k, cudaStream_t stream, int pairs_per_pass_override) {
+                   int64_t k, int* ready, cudaStream_t stream, int pairs_per_pass_override) {
   if (experts == 0 || out_cols == 0) return cudaSuccess;
   if (dtype == Dtype::F32 || K % kStageCols != 0 || out_cols % 8 != 0 || experts > 65535) return cudaErrorInvalidValue;
   const double average = double(pairs) / double(experts);
@@ -310,9 +352,9 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
     // F32 is refused above: the element type is one of the two 16-bit ones.
     return dtype == Dtype::BF16
                ? launch_with<__nv_bfloat16, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out, experts,
-                                                           passes, out_cols, K, k, stream)
+                                                           passes, out_cols, K, k, ready, stream)
                : launch_with<__half, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out, experts, passes,
-                                                    out_cols, K, k, stream);
+                                                    out_cols, K, k, ready, stream);
   };
   return kn == 64 ? run(std::integral_constant<int, 64>{}) : run(std::integral_constant<int, 128>{});
 }
@@ -333,16 +375,16 @@ bool moe_wgmma_fits(Dtype dtype, int64_t hidden, int64_t inter) {
 
 cudaError_t moe_wgmma_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                               const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
-                              int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream,
-                              int pairs_per_pass) {
-  return launch<true>(dtype, x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter, hidden, k, stream,
-                      pairs_per_pass);
+                              int64_t pairs, int64_t inter, int64_t hidden, int64_t k, int* ready,
+                              cudaStream_t stream, int pairs_per_pass) {
+  return launch<true>(dtype, x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter, hidden, k, ready,
+                      stream, pairs_per_pass);
 }
 
 cudaError_t moe_wgmma_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
-                           int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream,
-                           int pairs_per_pass) {
-  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, stream,
+                           int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, int* ready,
+                           cudaStream_t stream, int pairs_per_pass) {
+  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, ready, stream,
                        pairs_per_pass);
 }
 

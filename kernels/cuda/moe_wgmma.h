@@ -21,12 +21,16 @@ bool moe_wgmma_fits(Dtype dtype, int64_t hidden, int64_t inter);
 
 // As moe_stream_gate_up / moe_stream_down. `pairs_per_pass` (64 or 128, the most a pass takes)
 // overrides the choice from the average pairs per expert; 0 lets the launcher choose.
+// `ready` [experts], cleared beforehand (moe_sort_pairs does), lets down start on an expert as soon
+// as gate/up is done with it: gate/up adds each expert's pairs done, per row tile, and down waits
+// for its expert's count instead of the end of the gate/up kernel, which down must follow on the
+// stream at once. With nullptr down waits for gate/up to end.
 cudaError_t moe_wgmma_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                               const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
-                              int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream,
-                              int pairs_per_pass = 0);
+                              int64_t pairs, int64_t inter, int64_t hidden, int64_t k, int* ready,
+                              cudaStream_t stream, int pairs_per_pass = 0);
 cudaError_t moe_wgmma_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
-                           int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream,
-                           int pairs_per_pass = 0);
+                           int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, int* ready,
+                           cudaStream_t stream, int pairs_per_pass = 0);
 
 }  // namespace lb::cuda
