@@ -2,9 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <optional>
-#include <string>
 
 #ifdef LB_HAVE_CUDA
 #include "kernels/cuda/moe_decode.h"
@@ -43,26 +41,23 @@ constexpr double kWgmmaMinAverage = 16;
 // 4.438-4.445 / 5.054-5.090; results/kernels/path_ab_83d2500/).
 constexpr int64_t kWgmmaLongRows = 4096;
 constexpr double kWgmmaLongRowsMinAverage = 8;
-// Up to this many pairs (8192 tokens at top 8) the warpgroup kernels take the sorted pairs with no
-// host synchronization, past the streamed kernels' range. Against the host-synced path (which reads
-// the group sizes back, then runs the padded batched GEMM or cuBLAS's grouped one) on an H200 at
-// a0058b6, two rounds (results/kernels/device_path_ab_a0058b6/): Qwen3 4096 / 8192 tokens
-// 0.720-0.723 / 1.254-1.296 ms against 0.806-0.855 / 1.424-1.429; 2048 (16384 pairs, the old
-// limit) level; the one-GPU prefill of 4 layers x 8192 tokens 8.87-8.89 ms against 9.42-9.64.
+// Up to this many pairs (16384 tokens at top 8) the warpgroup kernels take the sorted pairs with no
+// host synchronization, past the streamed kernels' range, where the sort's keys fit a byte (up to
+// 255 experts held; cuda::max_sort_pairs). Against the host-synced path (which reads the group
+// sizes back, then runs the padded batched GEMM or cuBLAS's grouped one) on an H200 at a0058b6, two
+// rounds (results/kernels/device_path_ab_a0058b6/): Qwen3 4096 / 8192 tokens 0.720-0.723 /
+// 1.254-1.296 ms against 0.806-0.855 / 1.424-1.429; the one-GPU prefill of 4 layers x 8192 tokens
+// 8.87-8.89 ms against 9.42-9.64. At 6a29938, with byte keys: Qwen3 16384 tokens 2.42-2.54 ms
+// against 2.67-2.74 (results/kernels/ready_counts_ab_6a29938/).
 constexpr int64_t kWgmmaDeviceMaxPairs = 131072;
-// ... and half as many where the gate/up rows are long (kWgmmaLongRows): the products are larger
+// ... and a quarter as many where the gate/up rows are long (kWgmmaLongRows): the products are larger
 // than the weights there, and cuBLAS's tiles win (DeepSeek-V3 8192 tokens, 65536 pairs: 11.55-11.69
 // ms against 10.38-11.30; 4096 tokens 7.65-7.66 against 7.81-7.84).
 constexpr int64_t kWgmmaDeviceMaxPairsLongRows = 32768;
 static_assert(kWgmmaDeviceMaxPairs <= cuda::kMaxSortPairs, "decode_moe sorts every pair it takes");
 
 int64_t wgmma_device_max_pairs(int64_t hidden) {
-  static const int64_t cap = std::getenv("LB_MOE_DEVICE_MAX_PAIRS") ? std::atoll(std::getenv("LB_MOE_DEVICE_MAX_PAIRS")) : kWgmmaDeviceMaxPairs;
-  return hidden >= kWgmmaLongRows ? kWgmmaDeviceMaxPairsLongRows : cap;
-}
-bool use_ready() {
-  static const bool on = !std::getenv("LB_MOE_READY") || std::string(std::getenv("LB_MOE_READY")) != "0";
-  return on;
+  return hidden >= kWgmmaLongRows ? kWgmmaDeviceMaxPairsLongRows : kWgmmaDeviceMaxPairs;
 }
 
 // The activations and expert weights as every expert kernel here reads them: x's kernel dtype,
@@ -88,13 +83,12 @@ void wgmma_products(cuda::Dtype d, const torch::Tensor& x, const torch::Tensor& 
                     torch::Tensor& act, torch::Tensor& y, int64_t k, const torch::Tensor& ready) {
   const int64_t held = down.size(0), hidden = down.size(1), inter = down.size(2), pairs = order.size(0);
   const cudaStream_t stream = stream_of(x);
-  int* counts = use_ready() ? ready.data_ptr<int>() : nullptr;
   check_launch(cuda::moe_wgmma_gate_up(d, x.data_ptr(), gate_up.data_ptr(), order.data_ptr<int64_t>(),
                                        offsets.data_ptr<int64_t>(), pair_weight.data_ptr<float>(), act.data_ptr(), held,
-                                       pairs, inter, hidden, k, counts, stream),
+                                       pairs, inter, hidden, k, ready.data_ptr<int>(), stream),
                "MoE warpgroup gate/up kernel");
   check_launch(cuda::moe_wgmma_down(d, act.data_ptr(), down.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(), held,
-                                    pairs, hidden, inter, counts, stream),
+                                    pairs, hidden, inter, ready.data_ptr<int>(), stream),
                "MoE warpgroup down kernel");
 }
 

@@ -283,13 +283,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
   // Down reads the gate/up rows of its expert's pairs once every gate/up block has counted them
-  // (out_cols / kTileRows row tiles, each pair once a tile), or, with no counts, once the gate/up
-  // kernel has ended.
+  // (out_cols / kTileRows row tiles, each pair once a tile), not once the whole gate/up kernel has
+  // ended: the blocks of the experts done first start while its last ones still run.
   bool inputs_ready = kGateUp;
   const auto wait_inputs = [&] {
     if (inputs_ready) return;
     inputs_ready = true;
-    if (!ready) return wait_for_previous_kernel();
     const int target = int((end - begin) * ((K + kTileRows - 1) / kTileRows));
     if (threadIdx.x == 0)
       while (load_acquire(ready + e) < target) __nanosleep(128);
@@ -306,7 +305,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     });
     done += n;
   }
-  if (kGateUp && ready && done > 0) {
+  if (kGateUp && done > 0) {
     __threadfence();  // every thread's rows of act, before the count that lets down read them
     __syncthreads();
     if (threadIdx.x == 0) atomicAdd(ready + e, done);
@@ -342,7 +341,8 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
                    const float* pair_weight, void* out, int64_t experts, int64_t pairs, int64_t out_cols, int64_t K,
                    int64_t k, int* ready, cudaStream_t stream, int pairs_per_pass_override) {
   if (experts == 0 || out_cols == 0) return cudaSuccess;
-  if (dtype == Dtype::F32 || K % kStageCols != 0 || out_cols % 8 != 0 || experts > 65535) return cudaErrorInvalidValue;
+  if (ready == nullptr || dtype == Dtype::F32 || K % kStageCols != 0 || out_cols % 8 != 0 || experts > 65535)
+    return cudaErrorInvalidValue;
   const double average = double(pairs) / double(experts);
   const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average);
   if (kn != 64 && kn != 128) return cudaErrorInvalidValue;

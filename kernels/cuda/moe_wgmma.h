@@ -23,8 +23,9 @@ bool moe_wgmma_fits(Dtype dtype, int64_t hidden, int64_t inter);
 // overrides the choice from the average pairs per expert; 0 lets the launcher choose.
 // `ready` [experts], cleared beforehand (moe_sort_pairs does), lets down start on an expert as soon
 // as gate/up is done with it: gate/up adds each expert's pairs done, per row tile, and down waits
-// for its expert's count instead of the end of the gate/up kernel, which down must follow on the
-// stream at once. With nullptr down waits for gate/up to end.
+// for its expert's count instead of the end of the gate/up kernel, which it must follow on the
+// stream at once. Qwen3 on an H200 at 6a29938, two rounds: 256-2048 tokens 1-5% faster (2048:
+// 0.448-0.454 ms against 0.470-0.471), elsewhere level.
 cudaError_t moe_wgmma_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                               const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
                               int64_t pairs, int64_t inter, int64_t hidden, int64_t k, int* ready,
