@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail ncu-moe profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -201,6 +201,26 @@ for step in "${steps[@]}"; do
             > "/tmp/ncu_decode_${m}_b$b.csv" 2> "/tmp/ncu_decode_${m}_b$b.err" || { status=1; tail -5 "/tmp/ncu_decode_${m}_b$b.err"; }
           python3 scripts/ncu_summary.py "/tmp/ncu_decode_${m}_b$b.csv" > "$OUT/ncu_decode_${m}_b$b.txt"
           head -30 "$OUT/ncu_decode_${m}_b$b.txt"
+        done
+      done ;;
+    ncu-moe)
+      # Our fused-MoE launches (sort, gate/up, down, combine) and SGLang's Triton kernel (the peers'
+      # script, its tuned table, no graph) at the same Qwen3 token counts, each launch alone under
+      # Nsight Compute: which kernel a bench-moe gap is in. LB_NCU_TOKENS, default "512 1024".
+      ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      ncu_metrics=gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size
+      for t in ${LB_NCU_TOKENS:-512 1024}; do
+        timeout 120 "$ncu_bin" --kernel-name regex:"wgmma_kernel|stream_kernel|sort_pairs_kernel|combine_kernel" \
+          --launch-count 8 --cache-control none --clock-control none --metrics $ncu_metrics --csv \
+          $bin bench-moe --model qwen3-30b-a3b --tokens $t --repeats 1 --min-batch-ms 0 > "/tmp/ncu_moe_ours_$t.csv" \
+          2> "/tmp/ncu_moe_ours_$t.err" || { status=1; tail -5 "/tmp/ncu_moe_ours_$t.err"; }
+        timeout 150 "$ncu_bin" --target-processes all --kernel-name regex:"fused_moe_kernel" --launch-count 6 \
+          --cache-control none --clock-control none --metrics $ncu_metrics --csv \
+          python3 "${LB_SHARED_DIR:-../shared}/peers/fused_moe_peers.py" --models qwen3 --tokens $t --peers a \
+          --no-borrowed --no-graph --no-hf-check --reps 1 --min-batch-ms 0 --peak-reps 1 \
+          > "/tmp/ncu_moe_sglang_$t.csv" 2> "/tmp/ncu_moe_sglang_$t.err" || { status=1; tail -5 "/tmp/ncu_moe_sglang_$t.err"; }
+        for side in ours sglang; do
+          python3 scripts/ncu_summary.py "/tmp/ncu_moe_${side}_$t.csv" --json "$OUT/ncu_moe_qwen3_${t}tok_$side.json" || status=1
         done
       done ;;
     profile-decode-detail)
