@@ -128,8 +128,9 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   // 128 pairs take the pairs as the products' rows, as at 1024-8192 tokens), past 8192 pairs
   // too with no host sync (1100 tokens, 8800 pairs; 2048 and 8192 tokens; 8500 tokens on 64
   // experts, 68000 pairs, up to the 131072 the device sort takes with byte keys; grouped GEMM on
-  // other GPUs); padded batched GEMM (17000 tokens, 136000 pairs; 8192 tokens on other GPUs). Per-pair kernels (up to two tokens, hidden 7168 included;
-  // 2 tokens on 8 of 8 experts: both tokens share every expert).
+  // other GPUs); padded batched GEMM (17000 tokens, 136000 pairs; 8192 tokens on other GPUs).
+  // Per-pair kernels (up to two tokens, hidden 7168 included; 2 tokens on 8 of 8 experts: both
+  // tokens share every expert).
   for (const MoeCase& c : {MoeCase{8192, 2048, 768, 128, 8}, MoeCase{1, 2048, 768, 128, 8},
                            MoeCase{33, 7168, 256, 64, 8}, MoeCase{600, 2048, 768, 128, 8}, MoeCase{1100, 2048, 768, 128, 8},
                            MoeCase{64, 1024, 512, 8, 8}, MoeCase{8, 2048, 768, 128, 8}, MoeCase{40, 1000, 520, 8, 8},
