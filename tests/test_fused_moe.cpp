@@ -123,7 +123,8 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   // partial and whose stages stay 64 columns), which StreamedKernelsMatchOracleAtEveryPassSize
   // covers on sm_90. The warp-per-row kernel where 64 does not divide the sizes (hidden 1000,
   // inter 520). On sm_90 the warpgroup kernels take 16 to 128 pairs an expert on average (300,
-  // 600, 1024 and 700 tokens, 64 tokens on 8 experts; 600 tokens on 16 experts at top 4, 150
+  // 600, 1024 and 700 tokens, 64 tokens on 8 experts; gate/up's narrow block up to 40, at 300 and
+  // 600 tokens and the expert-parallel shard at 160; 600 tokens on 16 experts at top 4, 150
   // pairs an expert counted with those held elsewhere, takes their largest tiles, whose passes of
   // 128 pairs take the pairs as the products' rows, as at 1024-8192 tokens), past 8192 pairs
   // too with no host sync (1100 tokens, 8800 pairs; 2048 and 8192 tokens; 8500 tokens on 64

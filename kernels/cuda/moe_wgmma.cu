@@ -23,36 +23,46 @@ constexpr int kRowChunks = kRowBytes / 16;    // 16-byte cp.async pieces of a ro
 // The 128-byte swizzle wgmma reads (kernels/cuda/wgmma.cuh): chunk c of row r.
 __device__ inline int swizzled_byte(int r, int c) { return r * kRowBytes + (c ^ (r % 8)) * 16; }
 
-constexpr int kTileRows = 128;                // weight rows of a tile: two warpgroups, 64 each
-// Weight tiles a block: rows row0.. of gate and of up, or 256 rows of down, two tiles one after
-// the other. Down's two tiles read each pair's row half as often as one (SGLang's tuned H200
+// Weight tiles a block: rows row0.. of gate and of up, or 2 x kRows rows of down, two tiles one
+// after the other. Down's two tiles read each pair's row half as often as one (SGLang's tuned H200
 // configs at 1024+ tokens also take 256 rows a block): Qwen3 2048 tokens 0.511-0.519 ms against
 // 0.541-0.543, 512 tokens 0.3276-0.3277 against 0.3301-0.3308, DeepSeek-V3 level (H200 at
 // 4944f8d, results/kernels/down_tiles_4944f8d/).
 constexpr int kMats = 2;
-constexpr int kWeightBytes = kMats * kTileRows * kRowBytes;  // a stage's weight tiles
-// Output rows a block writes for each pair.
-__host__ __device__ constexpr int out_rows(bool gate_up) { return gate_up ? kTileRows : kMats * kTileRows; }
-constexpr int kThreads = 256;                 // the two warpgroups
-constexpr int kStageBudget = 224 * 1024;      // of the 227 KB an H200 block may have
 constexpr int kMaxStages = 8;
 // Pairs a pass multiplies: the smallest multiple of this that holds them.
 constexpr int kChunk = 32;
 
+// How a block is laid out: kRows weight rows a tile (64 a warpgroup, so kRows / 64 warpgroups),
+// kBudget bytes of stages, kInFlight product groups left running while the next stage is awaited
+// (one costs a stage of loads ahead), kPerSm blocks an SM.
+template <int kRows_, int kBudget_, int kInFlight_, int kPerSm_> struct BlockShape {
+  static constexpr int kRows = kRows_, kBudget = kBudget_, kInFlight = kInFlight_, kPerSm = kPerSm_;
+  static constexpr int kThreads = 2 * kRows;  // a warpgroup, 128 threads, for each 64 rows
+  static constexpr int kWeightBytes = kMats * kRows * kRowBytes;  // a stage's weight tiles
+  // The stages, a barrier a stage, the 1024-byte alignment.
+  static constexpr size_t kSharedBytes = size_t(kBudget) + kMaxStages * sizeof(uint64_t) + 1024;
+  // Output rows a block writes for each pair.
+  __host__ __device__ static constexpr int out_rows(bool gate_up) { return gate_up ? kRows : kMats * kRows; }
+};
+// 128 rows of each tile on two warpgroups, one block an SM (224 of the 227 KB an H200 block may have).
+using WideBlock = BlockShape<128, 224 * 1024, 1, 1>;
+// 64 rows on one warpgroup, three blocks an SM (SGLang's tuned shape at Qwen3 512 tokens: 64 pairs
+// by 128 weight rows, 3 stages of 24 KB), so one block's pipeline fill and epilogue hide behind the
+// others' loads; no product group left in flight, so two of its three stages load ahead.
+using NarrowBlock = BlockShape<64, 72 * 1024, 0, 3>;
+
 // A pass of kN pairs, writing kOutRows rows a pair: the stages that fit the budget.
-template <int kN, int kOutRows> struct Shape {
-  static constexpr int kStageBytes = kWeightBytes + kN * kRowBytes;
-  static constexpr int kStages = std::min<int>(kMaxStages, kStageBudget / kStageBytes);
-  static constexpr int kInputPerThread = (kN * kRowChunks + kThreads - 1) / kThreads;
+template <typename B, int kN, int kOutRows> struct Shape {
+  static constexpr int kStageBytes = B::kWeightBytes + kN * kRowBytes;
+  static constexpr int kStages = std::min<int>(kMaxStages, B::kBudget / kStageBytes);
+  static constexpr int kInputPerThread = (kN * kRowChunks + B::kThreads - 1) / B::kThreads;
   // The output tile staged as [pair][row], rows padded so the fragment stores spread over banks.
   static constexpr int kOutStride = kOutRows + 8;
-  static_assert(kStageBytes % 1024 == 0 && kWeightBytes % 1024 == 0, "tiles on 1024-byte boundaries");
-  static_assert(kStages >= 3, "a stage loading, one multiplied, one still read by the products in flight");
+  static_assert(kStageBytes % 1024 == 0 && B::kWeightBytes % 1024 == 0, "tiles on 1024-byte boundaries");
+  static_assert(kStages >= 2 + B::kInFlight, "a stage loading, one multiplied, those still read by products in flight");
   static_assert(kN * kOutStride * 2 <= kStages * kStageBytes, "the output tile is staged in the stages");
 };
-
-// Shared memory of a block: the stages, a barrier a stage, the 1024-byte alignment.
-constexpr size_t kSharedBytes = size_t(kStageBudget) + kMaxStages * sizeof(uint64_t) + 1024;
 
 // Which operand of the products the pairs are. kWeightRows: warpgroup g multiplies rows
 // 64g..64g+63 of each weight tile (A) by all kN pairs (B, N = kN), any kN a multiple of 32.
@@ -83,11 +93,11 @@ template <Operands kOperands> struct Fragment {
 // A pass's products out of the accumulators, through the free stages (the output tile staged as
 // [pair][row]) to global memory in 16-byte pieces. Gate/up writes SiLU(gate) * up * the pair's
 // routing weight.
-template <typename T, bool kGateUp, int kN, Operands kOperands>
+template <typename B, typename T, bool kGateUp, int kN, Operands kOperands>
 __device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const float* pair_weight,
                                      const int64_t* order, T* out, int64_t out_cols, int64_t row0, int64_t first,
                                      int n, uint8_t* shared) {
-  constexpr int kOutRows = out_rows(kGateUp), kOutStride = kOutRows + 8;
+  constexpr int kOutRows = B::out_rows(kGateUp), kOutStride = kOutRows + 8;
   T* staged = reinterpret_cast<T*>(shared);
   const auto routing_weight = [&](int pair) { return pair < n ? pair_weight[order[first + pair]] : 0.0f; };
   // With kPairRows a thread's products are of two pairs: their weights read once.
@@ -106,12 +116,12 @@ __device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const fl
       } else {
 #pragma unroll
         for (int m = 0; m < kMats; ++m)
-          staged[f.pair * kOutStride + m * kTileRows + f.row] = from_f<T>(acc[m][4 * j + i]);
+          staged[f.pair * kOutStride + m * B::kRows + f.row] = from_f<T>(acc[m][4 * j + i]);
       }
     }
   __syncthreads();
   constexpr int kRowPieces = kOutRows / 8;  // 16-byte pieces of a pair's output row
-  for (int c = threadIdx.x; c < n * kRowPieces; c += kThreads) {
+  for (int c = threadIdx.x; c < n * kRowPieces; c += B::kThreads) {
     const int p = c / kRowPieces, piece = c % kRowPieces;
     const int64_t row = row0 + 8 * piece;
     if (row < out_cols)
@@ -127,67 +137,67 @@ template <int kN> __device__ inline void keep_accumulators(float (&acc)[kMats][k
 
 // The products of one stage (its weight tiles, then its kN pairs' rows) by warpgroup `group`, one
 // product group committed, at most one left running after.
-template <typename T, int kN, Operands kOperands>
+template <typename B, typename T, int kN, Operands kOperands>
 __device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t* stage, int group) {
   keep_accumulators<kN>(acc);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kStageCols / 16; ++kk) {
-    const uint8_t* pairs = stage + kWeightBytes + kk * 32;
+    const uint8_t* pairs = stage + B::kWeightBytes + kk * 32;
     if constexpr (kOperands == Operands::kPairRows) {
-      static_assert(kN == 128 && kMats * kTileRows == 256, "two warpgroups of 64 pairs by 256 weight rows");
+      static_assert(kN == 128 && kMats * B::kRows == 256, "two warpgroups of 64 pairs by 256 weight rows");
       Wgmma256<T>::run(acc[0], acc[1], wgmma_tile(pairs + group * 64 * kRowBytes), wgmma_tile(stage + kk * 32));
     } else {
 #pragma unroll
       for (int m = 0; m < kMats; ++m)
-        Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * kTileRows + group * 64) * kRowBytes + kk * 32),
+        Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * B::kRows + group * 64) * kRowBytes + kk * 32),
                           wgmma_tile(pairs));
     }
   }
   wgmma_commit();
-  wgmma_wait<1>();
+  wgmma_wait<B::kInFlight>();
   keep_accumulators<kN>(acc);
 }
 
 // One pass of a block (expert e, weight rows row0..) over pairs first .. first + n (n <= kN).
-// Stages: [tile][kTileRows weight rows][128 bytes], then [kN pairs][128 bytes]. Gate/up's two
-// tiles are rows row0.. of gate and of up; down's are its rows row0.., 128 each, one after the
-// other. A stage's weight tiles come by TMA (one box a tile, landing on the stage's mbarrier;
+// Stages: [tile][B::kRows weight rows][128 bytes], then [kN pairs][128 bytes]. Gate/up's two
+// tiles are rows row0.. of gate and of up; down's are its rows row0.., B::kRows each, one after
+// the other. A stage's weight tiles come by TMA (one box a tile, landing on the stage's mbarrier;
 // faster than every thread's 16-byte copies on an H200 at 4dc57c2: DeepSeek-V3 4096 tokens 8.70 ms
 // against 9.45), its pairs' rows by every thread's cp.async: gate/up's pairs gather their token's
-// row of x, down's read their own row of act. The pipeline keeps kStages - 2 stages loading ahead
-// and one product group in flight (wgmma_wait<1>), so the stage refilled at step s (that of step
-// s - 2) is no longer read. `phases` holds each barrier's next parity. wait_inputs() runs (in
+// row of x, down's read their own row of act. The pipeline keeps kStages - 1 - B::kInFlight stages
+// loading ahead and B::kInFlight product groups in flight, so the stage refilled at step s is no
+// longer read. `phases` holds each barrier's next parity. wait_inputs() runs (in
 // every thread) after the first stages' weights are issued and before any input row is read.
-template <typename T, bool kGateUp, int kN, Operands kOperands, typename WaitInputs>
+template <typename B, typename T, bool kGateUp, int kN, Operands kOperands, typename WaitInputs>
 __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, const int64_t* order,
                                    const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int64_t e,
                                    int64_t row0, int64_t first, int n, uint8_t* shared, uint64_t* landed,
                                    unsigned& phases, const WaitInputs& wait_inputs) {
-  constexpr int kOutRows = out_rows(kGateUp);
-  using S = Shape<kN, kOutRows>;
-  constexpr int kAhead = S::kStages - 2;  // a stage multiplied, one read by the product group in flight
+  using S = Shape<B, kN, B::out_rows(kGateUp)>;
+  // Stages loading ahead: all but the one multiplied and those read by the product groups in flight.
+  constexpr int kAhead = S::kStages - 1 - B::kInFlight;
   const int group = threadIdx.x / 128;
   const int stages = int(K / kStageCols);
   const T* x_src[S::kInputPerThread];
   int x_dst[S::kInputPerThread];
 #pragma unroll
   for (int i = 0; i < S::kInputPerThread; ++i) {
-    const int t = threadIdx.x + i * kThreads;
+    const int t = threadIdx.x + i * B::kThreads;
     const int p = t / kRowChunks, c = t % kRowChunks;
     // Pairs past n are not loaded: their products are garbage and never stored.
     x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
-    x_dst[i] = kWeightBytes + swizzled_byte(p, c);
+    x_dst[i] = B::kWeightBytes + swizzled_byte(p, c);
   }
   const auto issue_weights = [&](int s) {
     const int slot = s % S::kStages;
     uint8_t* stage = shared + slot * S::kStageBytes;
     if (threadIdx.x == 0) {
-      barrier_expect(&landed[slot], kWeightBytes);
+      barrier_expect(&landed[slot], B::kWeightBytes);
       // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
       for (int m = 0; m < kMats; ++m)
-        tensor_copy(stage + m * kTileRows * kRowBytes, weights, s * kStageCols,
-                    int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * kTileRows),
+        tensor_copy(stage + m * B::kRows * kRowBytes, weights, s * kStageCols,
+                    int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * B::kRows),
                     &landed[slot]);
     }
   };
@@ -226,13 +236,13 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
     const int slot = s % S::kStages;
     barrier_wait(&landed[slot], (phases >> slot) & 1u);
     phases ^= 1u << slot;
-    multiply_stage<T, kN, kOperands>(acc, shared + slot * S::kStageBytes, group);
+    multiply_stage<B, T, kN, kOperands>(acc, shared + slot * S::kStageBytes, group);
   }
   wgmma_wait<0>();
   keep_accumulators<kN>(acc);
   cp_async_wait<0>();
   __syncthreads();  // the stages are free: they hold the output tile now
-  store_outputs<T, kGateUp, kN, kOperands>(acc, pair_weight, order, out, out_cols, row0, first, n, shared);
+  store_outputs<B, T, kGateUp, kN, kOperands>(acc, pair_weight, order, out, out_cols, row0, first, n, shared);
   fence_async_shared();  // the staged tile's reads and writes, before the next pass's copies overwrite it
   __syncthreads();       // the next pass refills the stages
 }
@@ -257,10 +267,11 @@ template <int kChunk, int kCount, typename F> __device__ inline void with_pairs_
 // Against passes of kCap pairs each (584c785, LB_WGMMA_FIXED=1; Nsight Compute, H200): Qwen3 512
 // tokens gate/up 210-216 us against 225-240, down 109-110 against 114; 1024 tokens gate/up 243
 // against 263-267, down 119 against 131-133.
-template <typename T, bool kGateUp, int kCap>
-__global__ void __launch_bounds__(kThreads, 1)
+template <typename B, typename T, bool kGateUp, int kCap>
+__global__ void __launch_bounds__(B::kThreads, B::kPerSm)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
-                 const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int* ready) {
+                 const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int* ready,
+                 int gate_up_tiles) {
 // Device code for sm_90a only (the host pass still parses it); elsewhere the body is empty and
 // moe_wgmma_fits says no.
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -273,23 +284,23 @@ __global__ void __launch_bounds__(kThreads, 1)
   if constexpr (kGateUp) wait_for_previous_kernel();
   // From L2 (.cg): down reads them with no wait, so no earlier line of them may come from L1.
   const int64_t e = blockIdx.z, begin = __ldcg(offsets + e), end = __ldcg(offsets + e + 1);
-  const int64_t row0 = int64_t(blockIdx.y) * out_rows(kGateUp);
+  const int64_t row0 = int64_t(blockIdx.y) * B::out_rows(kGateUp);
   if (begin == end) return;
   allow_next_kernel();
-  uint64_t* landed = reinterpret_cast<uint64_t*>(shared + kStageBudget);
+  uint64_t* landed = reinterpret_cast<uint64_t*>(shared + B::kBudget);
   if (threadIdx.x == 0) {
     for (int i = 0; i < kMaxStages; ++i) barrier_init(&landed[i], 1);
     barrier_init_fence();
   }
   __syncthreads();
   // Down reads the gate/up rows of its expert's pairs once every gate/up block has counted them
-  // (out_cols / kTileRows row tiles, each pair once a tile), not once the whole gate/up kernel has
-  // ended: the blocks of the experts done first start while its last ones still run.
+  // (gate_up_tiles row tiles, each pair once a tile), not once the whole gate/up kernel has ended:
+  // the blocks of the experts done first start while its last ones still run.
   bool inputs_ready = kGateUp;
   const auto wait_inputs = [&] {
     if (inputs_ready) return;
     inputs_ready = true;
-    const int target = int((end - begin) * ((K + kTileRows - 1) / kTileRows));
+    const int target = int((end - begin) * gate_up_tiles);
     if (threadIdx.x == 0)
       while (load_acquire(ready + e) < target) __nanosleep(128);
     __syncthreads();
@@ -300,8 +311,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int n = int(end - first < kCap ? end - first : kCap);
     with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
       constexpr int kN = decltype(tile)::value;
-      expert_pass<T, kGateUp, kN, operands_for<kN>>(&weights, in, order, pair_weight, out, out_cols, K, k, e, row0,
-                                                    first, n, shared, landed, phases, wait_inputs);
+      expert_pass<B, T, kGateUp, kN, operands_for<kN>>(&weights, in, order, pair_weight, out, out_cols, K, k, e,
+                                                       row0, first, n, shared, landed, phases, wait_inputs);
     });
     done += n;
   }
@@ -318,45 +329,59 @@ __global__ void __launch_bounds__(kThreads, 1)
 // tokens 0.395 against 0.435 with 64 at 584c785).
 int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 
-template <typename T, bool kGateUp, int kCap>
+
+template <typename B, typename T, bool kGateUp, int kCap>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                        int64_t k, int* ready, cudaStream_t stream) {
-  const auto kernel = wgmma_kernel<T, kGateUp, kCap>;
+                        int64_t k, int* ready, int gate_up_tiles, cudaStream_t stream) {
+  const auto kernel = wgmma_kernel<B, T, kGateUp, kCap>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
-  const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes));
+  const cudaError_t attr =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(B::kSharedBytes));
   if (attr != cudaSuccess) return attr;
   CUtensorMap map;
   const cudaError_t mapped = weight_tensor_map(&map, std::is_same_v<T, __nv_bfloat16> ? Dtype::BF16 : Dtype::F16,
-                                               weight, experts * (kGateUp ? 2 : 1) * out_cols, K, kTileRows);
+                                               weight, experts * (kGateUp ? 2 : 1) * out_cols, K, B::kRows);
   if (mapped != cudaSuccess) return mapped;
-  const dim3 grid(unsigned(passes), unsigned((out_cols + out_rows(kGateUp) - 1) / out_rows(kGateUp)),
-                  unsigned(experts));
-  return launch_chained(kernel, grid, dim3(kThreads), kSharedBytes, stream, map, static_cast<const T*>(in), order,
-                        offsets, pair_weight, static_cast<T*>(out), out_cols, K, k, ready);
+  constexpr int kOutRows = B::out_rows(kGateUp);
+  const dim3 grid(unsigned(passes), unsigned((out_cols + kOutRows - 1) / kOutRows), unsigned(experts));
+  return launch_chained(kernel, grid, dim3(B::kThreads), B::kSharedBytes, stream, map, static_cast<const T*>(in),
+                        order, offsets, pair_weight, static_cast<T*>(out), out_cols, K, k, ready, gate_up_tiles);
 }
 
 template <bool kGateUp>
 cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                    const float* pair_weight, void* out, int64_t experts, int64_t pairs, int64_t out_cols, int64_t K,
-                   int64_t k, int* ready, cudaStream_t stream, int pairs_per_pass_override) {
+                   int64_t k, int* ready, cudaStream_t stream) {
   if (experts == 0 || out_cols == 0) return cudaSuccess;
   if (ready == nullptr || dtype == Dtype::F32 || K % kStageCols != 0 || out_cols % 8 != 0 || experts > 65535)
     return cudaErrorInvalidValue;
+  // Both launches choose from the same average, so down waits for the row tiles gate/up counts.
   const double average = double(pairs) / double(experts);
-  const int kn = pairs_per_pass_override ? pairs_per_pass_override : pairs_per_pass(average);
-  if (kn != 64 && kn != 128) return cudaErrorInvalidValue;
-  const int passes = passes_for(average, kn);
-  const auto run = [&](auto cap) {
+  const int kn = pairs_per_pass(average), passes = passes_for(average, kn);
+  // Gate/up takes the narrow block where passes take up to 64 pairs, the wide one (two warpgroups,
+  // 128-pair passes with the pairs as the products' rows) beyond. Against the wide block on an H200
+  // at fe5bfa4, two calls of two rounds (results/kernels/gate_up_shape_ab_fe5bfa4/): Qwen3 256
+  // tokens 0.3054-0.3093 ms against 0.3117-0.3151, 512 level, DeepSeek-V3 16-1024 tokens within 1%;
+  // with 64-pair passes at 2048 tokens it lost (0.536-0.549 against 0.449-0.466).
+  const int64_t inter = kGateUp ? out_cols : K, gate_up_rows = kn == 64 ? NarrowBlock::kRows : WideBlock::kRows;
+  const int gate_up_tiles = int((inter + gate_up_rows - 1) / gate_up_rows);
+  const auto run = [&](auto block, auto cap) {
+    using B = decltype(block);
     constexpr int kCap = decltype(cap)::value;
     // F32 is refused above: the element type is one of the two 16-bit ones.
     return dtype == Dtype::BF16
-               ? launch_with<__nv_bfloat16, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out, experts,
-                                                           passes, out_cols, K, k, ready, stream)
-               : launch_with<__half, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out, experts, passes,
-                                                    out_cols, K, k, ready, stream);
+               ? launch_with<B, __nv_bfloat16, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out, experts,
+                                                              passes, out_cols, K, k, ready, gate_up_tiles, stream)
+               : launch_with<B, __half, kGateUp, kCap>(in, weight, order, offsets, pair_weight, out, experts, passes,
+                                                       out_cols, K, k, ready, gate_up_tiles, stream);
   };
-  return kn == 64 ? run(std::integral_constant<int, 64>{}) : run(std::integral_constant<int, 128>{});
+  using Pairs64 = std::integral_constant<int, 64>;
+  using Pairs128 = std::integral_constant<int, 128>;
+  if constexpr (kGateUp)
+    return kn == 64 ? run(NarrowBlock{}, Pairs64{}) : run(WideBlock{}, Pairs128{});
+  else
+    return kn == 64 ? run(WideBlock{}, Pairs64{}) : run(WideBlock{}, Pairs128{});
 }
 
 }  // namespace
@@ -376,16 +401,16 @@ bool moe_wgmma_fits(Dtype dtype, int64_t hidden, int64_t inter) {
 cudaError_t moe_wgmma_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                               const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
                               int64_t pairs, int64_t inter, int64_t hidden, int64_t k, int* ready,
-                              cudaStream_t stream, int pairs_per_pass) {
+                              cudaStream_t stream) {
   return launch<true>(dtype, x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter, hidden, k, ready,
-                      stream, pairs_per_pass);
+                      stream);
 }
 
 cudaError_t moe_wgmma_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, int* ready,
-                           cudaStream_t stream, int pairs_per_pass) {
-  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, ready, stream,
-                       pairs_per_pass);
+                           cudaStream_t stream) {
+  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, ready,
+                       stream);
 }
 
 }  // namespace lb::cuda
