@@ -136,7 +136,7 @@ template <int kN> __device__ inline void keep_accumulators(float (&acc)[kMats][k
 }
 
 // The products of one stage (its weight tiles, then its kN pairs' rows) by warpgroup `group`, one
-// product group committed, at most one left running after.
+// product group committed, at most B::kInFlight left running after.
 template <typename B, typename T, int kN, Operands kOperands>
 __device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t* stage, int group) {
   keep_accumulators<kN>(acc);
