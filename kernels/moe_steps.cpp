@@ -27,7 +27,8 @@ constexpr int64_t kPairPathMaxPairs = 16;
 // 64-row by 64-pair tiles bring in too few products per byte (H200, 2048 tokens: Qwen3 0.78 ms
 // against 1.18, DeepSeek-V3 8.65 against 9.65).
 constexpr int64_t kStreamMaxPairs = 8192;
-static_assert(kStreamMaxPairs <= cuda::kMaxSortPairs / 2, "decode_moe sorts every pair it takes");
+static_assert(kStreamMaxPairs <= cuda::max_sort_pairs(cuda::kMaxSortExperts),
+              "decode_moe sorts every pair it takes");
 static_assert(cuda::kMaxSortExperts <= 65535, "the expert kernels take one expert per grid.z or grid.y index");
 // The warpgroup kernels (kernels/cuda/moe_wgmma.h) beat the streamed ones from this many pairs per
 // expert on average (256 Qwen3 tokens at top 8; H200, bench-moe at a67d736 with the choice switched:

@@ -178,13 +178,6 @@ cudaError_t moe_decode_down(Dtype dtype, const void* act, const void* down, cons
 
 int moe_decode_alignment(Dtype dtype) { return dtype == Dtype::F32 ? 4 : 8; }
 
-namespace {
-// Keys 0 .. held (those held elsewhere get held) fit a byte.
-bool byte_keys(int64_t held) { return held <= 255; }
-}  // namespace
-
-int64_t max_sort_pairs(int64_t held) { return byte_keys(held) ? kMaxSortPairs : kMaxSortPairs / 2; }
-
 cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
                            int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream, int* ready) {
   static_assert(kMaxSortExperts < 65535, "keys (held + 1 of them) fit 16 bits");
@@ -204,7 +197,7 @@ cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_
     return launch_chained(kernel, dim3(unsigned(held + 1)), dim3(kSortWarps * 32), key_bytes, stream, experts, pairs,
                           first_expert, held, order, offsets, row_of_pair, ready);
   };
-  return byte_keys(held) ? run(uint8_t{}) : run(uint16_t{});
+  return sort_keys_fit_a_byte(held) ? run(uint8_t{}) : run(uint16_t{});
 }
 
 }  // namespace lb::cuda

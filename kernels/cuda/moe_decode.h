@@ -20,7 +20,11 @@ namespace lb::cuda {
 // a byte each up to 255 experts held, else two) and kMaxSortExperts experts. `ready` [held], when
 // given, is cleared for the expert kernels' counts (kernels/cuda/moe_wgmma.h).
 constexpr int64_t kMaxSortPairs = 131072, kMaxSortExperts = 1024;
-int64_t max_sort_pairs(int64_t held);
+// Keys 0 .. held (those held elsewhere get held) fit a byte.
+constexpr bool sort_keys_fit_a_byte(int64_t held) { return held <= 255; }
+constexpr int64_t max_sort_pairs(int64_t held) {
+  return sort_keys_fit_a_byte(held) ? kMaxSortPairs : kMaxSortPairs / 2;
+}
 cudaError_t moe_sort_pairs(const int64_t* experts, int64_t pairs, int64_t first_expert, int64_t held, int64_t* order,
                            int64_t* offsets, int64_t* row_of_pair, cudaStream_t stream, int* ready = nullptr);
 

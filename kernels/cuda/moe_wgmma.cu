@@ -363,8 +363,11 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   // 128-pair passes with the pairs as the products' rows) beyond. Against the wide block on an H200
   // at fe5bfa4, two calls of two rounds (results/kernels/gate_up_shape_ab_fe5bfa4/): Qwen3 256
   // tokens 0.3054-0.3093 ms against 0.3117-0.3151, 512 level, DeepSeek-V3 16-1024 tokens within 1%;
-  // with 64-pair passes at 2048 tokens it lost (0.536-0.549 against 0.449-0.466).
-  const int64_t inter = kGateUp ? out_cols : K, gate_up_rows = kn == 64 ? NarrowBlock::kRows : WideBlock::kRows;
+  // with 64-pair passes at 2048 tokens it lost (0.536-0.549 against 0.449-0.466). One choice, read
+  // by both launches: down waits for as many row tiles as the block gate/up took has.
+  const bool narrow_gate_up = kn == 64;
+  const int64_t inter = kGateUp ? out_cols : K;
+  const int64_t gate_up_rows = narrow_gate_up ? NarrowBlock::kRows : WideBlock::kRows;
   const int gate_up_tiles = int((inter + gate_up_rows - 1) / gate_up_rows);
   const auto run = [&](auto block, auto cap) {
     using B = decltype(block);
@@ -379,7 +382,7 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   using Pairs64 = std::integral_constant<int, 64>;
   using Pairs128 = std::integral_constant<int, 128>;
   if constexpr (kGateUp)
-    return kn == 64 ? run(NarrowBlock{}, Pairs64{}) : run(WideBlock{}, Pairs128{});
+    return narrow_gate_up ? run(NarrowBlock{}, Pairs64{}) : run(WideBlock{}, Pairs128{});
   else
     return kn == 64 ? run(WideBlock{}, Pairs64{}) : run(WideBlock{}, Pairs128{});
 }
