@@ -55,12 +55,6 @@ __device__ inline void cp_async_16(void* shared, const void* global) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(global));
 }
 __device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-// Brings `bytes` (a multiple of 16, 16-byte aligned) of global memory into L2 only (sm_90; a no-op before).
-__device__ inline void bulk_prefetch_l2(const void* global, unsigned bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(global), "r"(bytes) : "memory");
-#endif
-}
 // Waits until at most `pending` of this thread's committed groups are still in flight.
 template <int pending> __device__ inline void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(pending)); }
 

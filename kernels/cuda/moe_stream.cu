@@ -44,7 +44,7 @@ template <int kMats, int kN, int kWarps, int kCols, int kStagesT> struct Stage {
 template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 __global__ void __launch_bounds__(kWarps * 32)
     stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
-                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int l2_ahead) {
+                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
   allow_next_kernel();
   wait_for_previous_kernel();
   constexpr int kMats = kGateUp ? 2 : 1;
@@ -89,12 +89,6 @@ __global__ void __launch_bounds__(kWarps * 32)
       uint4* buffer = shared + (s % kStages) * S::kChunks;
 #pragma unroll
       for (int i = 0; i < S::kWeightPerThread; ++i) cp_async_16(buffer + w_dst[i], w_src[i] + s * kCols);
-      // WIP A/B (LB_MOE_L2_AHEAD): the same rows l2_ahead stages on, asked into L2, one row a thread.
-      if (l2_ahead > 0 && s + l2_ahead < stages)
-#pragma unroll
-        for (int i = 0; i < S::kWeightPerThread; ++i)
-          if ((threadIdx.x + i * kWarps * 32) % kRowChunks == 0)
-            bulk_prefetch_l2(w_src[i] + (s + l2_ahead) * kCols, kCols * 2);
 #pragma unroll
       for (int i = 0; i < S::kInputPerThread; ++i)
         if (x_src[i]) cp_async_16(buffer + x_dst[i], x_src[i] + s * kCols);
@@ -170,10 +164,9 @@ cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* ord
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(S::kSharedBytes));
   if (attr != cudaSuccess) return attr;
   const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
-  const char* ahead = std::getenv("LB_MOE_L2_AHEAD");
   return launch_chained(kernel, grid, dim3(kWarps * 32), S::kSharedBytes, stream, static_cast<const T*>(in),
                         static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols,
-                        K, k, ahead ? std::atoi(ahead) : 0);
+                        K, k);
 }
 
 // The dynamic shared memory a block may opt into on the current device.

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <type_traits>
 
 namespace lb::cuda {
@@ -52,25 +51,6 @@ using WideBlock = BlockShape<128, 224 * 1024, 1, 1>;
 // by 128 weight rows, 3 stages of 24 KB), so one block's pipeline fill and epilogue hide behind the
 // others' loads; no product group left in flight, so two of its three stages load ahead.
 using NarrowBlock = BlockShape<64, 72 * 1024, 0, 3>;
-
-// WIP A/B (LB_MOE_L2_AHEAD, LB_MOE_NEXT_WAVE, LB_MOE_ROTATE_K): weight tiles asked into L2
-// `ahead` stages past the shared-memory pipeline; the first `next_wave` stages of the block
-// `resident` places later in launch order asked into L2 before this block's last epilogue; each
-// block's K walk rotated by its tile and expert.
-struct Prefetch {
-  int ahead = 0, next_wave = 0, resident = 0, rotate = 0;
-};
-
-// Row coordinate in the weights' tensor map of tile m of a block (expert e, rows row0..).
-template <typename B, bool kGateUp>
-__device__ inline int tile_row(int64_t e, int m, int64_t out_cols, int64_t row0) {
-  return int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * B::kRows);
-}
-
-// The first stage a block walks when the K walk is rotated.
-__device__ inline int first_stage(const Prefetch& pf, int64_t tile, int64_t e, int stages) {
-  return pf.rotate ? int((tile * 7 + e * 3) % stages) : 0;
-}
 
 // A pass of kN pairs, writing kOutRows rows a pair: the stages that fit the budget.
 template <typename B, int kN, int kOutRows> struct Shape {
@@ -189,18 +169,16 @@ __device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t
 // loading ahead and B::kInFlight product groups in flight, so the stage refilled at step s is no
 // longer read. `phases` holds each barrier's next parity. wait_inputs() runs (in
 // every thread) after the first stages' weights are issued and before any input row is read.
-template <typename B, typename T, bool kGateUp, int kN, Operands kOperands, typename WaitInputs, typename Before>
+template <typename B, typename T, bool kGateUp, int kN, Operands kOperands, typename WaitInputs>
 __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, const int64_t* order,
                                    const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int64_t e,
                                    int64_t row0, int64_t first, int n, uint8_t* shared, uint64_t* landed,
-                                   unsigned& phases, const WaitInputs& wait_inputs, const Prefetch& pf, int rot,
-                                   const Before& before_epilogue) {
+                                   unsigned& phases, const WaitInputs& wait_inputs) {
   using S = Shape<B, kN, B::out_rows(kGateUp)>;
   // Stages loading ahead: all but the one multiplied and those read by the product groups in flight.
   constexpr int kAhead = S::kStages - 1 - B::kInFlight;
   const int group = threadIdx.x / 128;
   const int stages = int(K / kStageCols);
-  const auto col = [&](int s) { return ((s + rot) % stages) * kStageCols; };
   const T* x_src[S::kInputPerThread];
   int x_dst[S::kInputPerThread];
 #pragma unroll
@@ -218,19 +196,16 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
       barrier_expect(&landed[slot], B::kWeightBytes);
       // Rows past out_cols read the next matrix's (or, past the tensor, zeros): never stored.
       for (int m = 0; m < kMats; ++m)
-        tensor_copy(stage + m * B::kRows * kRowBytes, weights, col(s), tile_row<B, kGateUp>(e, m, out_cols, row0),
+        tensor_copy(stage + m * B::kRows * kRowBytes, weights, s * kStageCols,
+                    int(kGateUp ? (e * 2 + m) * out_cols + row0 : e * out_cols + row0 + m * B::kRows),
                     &landed[slot]);
     }
-  };
-  const auto prefetch_weights = [&](int s) {
-    if (threadIdx.x == 0 && s < stages)
-      for (int m = 0; m < kMats; ++m) tensor_prefetch_l2(weights, col(s), tile_row<B, kGateUp>(e, m, out_cols, row0));
   };
   const auto issue_inputs = [&](int s) {
     uint8_t* stage = shared + (s % S::kStages) * S::kStageBytes;
 #pragma unroll
     for (int i = 0; i < S::kInputPerThread; ++i)
-      if (x_src[i]) cp_async_16(stage + x_dst[i], x_src[i] + col(s));
+      if (x_src[i]) cp_async_16(stage + x_dst[i], x_src[i] + s * kStageCols);
   };
 
   float acc[kMats][kN / 2];
@@ -242,7 +217,6 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
 #pragma unroll
   for (int s = 0; s < kAhead; ++s)
     if (s < stages) issue_weights(s);
-  for (int s = kAhead; s < kAhead + pf.ahead; ++s) prefetch_weights(s);
   wait_inputs();
 #pragma unroll
   for (int s = 0; s < kAhead; ++s) {
@@ -258,14 +232,12 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
       issue_weights(s + kAhead);
       issue_inputs(s + kAhead);
     }
-    if (pf.ahead > 0) prefetch_weights(s + kAhead + pf.ahead);
     cp_async_commit();
     const int slot = s % S::kStages;
     barrier_wait(&landed[slot], (phases >> slot) & 1u);
     phases ^= 1u << slot;
     multiply_stage<B, T, kN, kOperands>(acc, shared + slot * S::kStageBytes, group);
   }
-  before_epilogue();
   wgmma_wait<0>();
   keep_accumulators<kN>(acc);
   cp_async_wait<0>();
@@ -299,7 +271,7 @@ template <typename B, typename T, bool kGateUp, int kCap>
 __global__ void __launch_bounds__(B::kThreads, B::kPerSm)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int* ready,
-                 int gate_up_tiles, Prefetch pf) {
+                 int gate_up_tiles) {
 // Device code for sm_90a only (the host pass still parses it); elsewhere the body is empty and
 // moe_wgmma_fits says no.
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -335,31 +307,12 @@ __global__ void __launch_bounds__(B::kThreads, B::kPerSm)
   };
   unsigned phases = 0;
   int done = 0;
-  const int stages = int(K / kStageCols);
-  const int rot = first_stage(pf, blockIdx.y, e, stages);
   for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
     const int n = int(end - first < kCap ? end - first : kCap);
-    const bool last_pass = first + int64_t(gridDim.x) * kCap >= end;
-    // The block `resident` places on in launch order most likely starts when this one ends: its
-    // first stages' weights asked into L2 while this one's epilogue runs.
-    const auto prefetch_next_wave = [&] {
-      if (pf.next_wave == 0 || !last_pass || threadIdx.x != 0) return;
-      const int64_t linear = blockIdx.x + int64_t(gridDim.x) * (blockIdx.y + int64_t(gridDim.y) * blockIdx.z);
-      const int64_t next = linear + pf.resident;
-      if (next >= int64_t(gridDim.x) * gridDim.y * gridDim.z) return;
-      const int64_t nx = next % gridDim.x, ny = next / gridDim.x % gridDim.y, ne = next / (int64_t(gridDim.x) * gridDim.y);
-      if (__ldcg(offsets + ne) + nx * kCap >= __ldcg(offsets + ne + 1)) return;
-      const int64_t nrow0 = ny * B::out_rows(kGateUp);
-      const int nrot = first_stage(pf, ny, ne, stages);
-      for (int s = 0; s < pf.next_wave && s < stages; ++s)
-        for (int m = 0; m < kMats; ++m)
-          tensor_prefetch_l2(&weights, ((s + nrot) % stages) * kStageCols, tile_row<B, kGateUp>(ne, m, out_cols, nrow0));
-    };
     with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
       constexpr int kN = decltype(tile)::value;
       expert_pass<B, T, kGateUp, kN, operands_for<kN>>(&weights, in, order, pair_weight, out, out_cols, K, k, e,
-                                                       row0, first, n, shared, landed, phases, wait_inputs, pf, rot,
-                                                       prefetch_next_wave);
+                                                       row0, first, n, shared, landed, phases, wait_inputs);
     });
     done += n;
   }
@@ -376,33 +329,12 @@ __global__ void __launch_bounds__(B::kThreads, B::kPerSm)
 // tokens 0.395 against 0.435 with 64 at 584c785).
 int pairs_per_pass(double average) { return average <= 40 ? 64 : 128; }
 
-int env_int(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? std::atoi(v) : 0;
-}
-
-int sm_count() {
-  static const int count = [] {
-    int device = 0, n = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-      return 132;
-    return n;
-  }();
-  return count;
-}
-
 
 template <typename B, typename T, bool kGateUp, int kCap>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
                         int64_t k, int* ready, int gate_up_tiles, cudaStream_t stream) {
   const auto kernel = wgmma_kernel<B, T, kGateUp, kCap>;
-  Prefetch pf;
-  pf.ahead = env_int("LB_MOE_L2_AHEAD");
-  pf.next_wave = env_int("LB_MOE_NEXT_WAVE");
-  pf.rotate = env_int("LB_MOE_ROTATE_K");
-  pf.resident = sm_count() * B::kPerSm;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(B::kSharedBytes));
@@ -414,7 +346,7 @@ cudaError_t launch_with(const void* in, const void* weight, const int64_t* order
   constexpr int kOutRows = B::out_rows(kGateUp);
   const dim3 grid(unsigned(passes), unsigned((out_cols + kOutRows - 1) / kOutRows), unsigned(experts));
   return launch_chained(kernel, grid, dim3(B::kThreads), B::kSharedBytes, stream, map, static_cast<const T*>(in),
-                        order, offsets, pair_weight, static_cast<T*>(out), out_cols, K, k, ready, gate_up_tiles, pf);
+                        order, offsets, pair_weight, static_cast<T*>(out), out_cols, K, k, ready, gate_up_tiles);
 }
 
 template <bool kGateUp>

@@ -46,12 +46,4 @@ __device__ inline void tensor_copy(void* dst, const CUtensorMap* map, int col, i
       : "memory");
 }
 
-// Asks for a box of the tensor map (columns col.., rows row..) to be brought into L2 only: the
-// copy that later lands it in shared memory then finds it there.
-__device__ inline void tensor_prefetch_l2(const CUtensorMap* map, int col, int row) {
-  asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];"
-               ::"l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(row)
-               : "memory");
-}
-
 }  // namespace lb::cuda
