@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
 
 #ifdef LB_HAVE_CUDA
@@ -116,7 +117,12 @@ torch::Tensor silu_mul_weight(const torch::Tensor& h, const torch::Tensor& w) {
       .to(h.scalar_type());
 }
 
-torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k) {
+namespace {
+
+// rows_settled: row_of_pair was complete when the kernel before the combine launched
+// (cuda::combine_pairs), so the combine reads it before waiting for that kernel.
+torch::Tensor combine_rows(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k,
+                           bool rows_settled) {
   const int64_t hidden = y.size(1);
 #ifdef LB_HAVE_CUDA
   if (const auto d = kernel_dtype(y); d && (!row_of_pair.defined() || row_of_pair.is_cuda())) {
@@ -125,7 +131,7 @@ torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_
     torch::Tensor out = torch::empty({tokens, hidden}, y.options());
     if (aligned16(yc)) {
       check_launch(cuda::combine_pairs(*d, yc.data_ptr(), rc.defined() ? rc.data_ptr<int64_t>() : nullptr,
-                                       out.data_ptr(), tokens, k, hidden, stream_of(y)),
+                                       out.data_ptr(), tokens, k, hidden, stream_of(y), rows_settled),
                    "MoE combine kernel");
       return out;
     }
@@ -137,6 +143,21 @@ torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_
   const torch::Tensor padded = torch::cat({y, torch::zeros({1, hidden}, y.options())});
   const torch::Tensor rows = row_of_pair.masked_fill(row_of_pair < 0, y.size(0));
   return padded.index_select(0, rows).view({tokens, k, hidden}).sum(1, false, torch::kFloat32).to(y.scalar_type());
+}
+
+#ifdef LB_HAVE_CUDA
+// The combine after decode_moe's sorted paths: the expert kernel right after the sort lets the
+// rest launch only once the sort is done, so its rows are settled.
+torch::Tensor combine_sorted(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k) {
+  const char* early = std::getenv("LB_MOE_EARLY");  // WIP A/B
+  return combine_rows(y, row_of_pair, tokens, k, !(early && early[0] == '0'));
+}
+#endif
+
+}  // namespace
+
+torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k) {
+  return combine_rows(y, row_of_pair, tokens, k, false);
 }
 
 torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, const torch::Tensor& weights,
@@ -180,7 +201,7 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
                "MoE pair sort kernel");
   if (wgmma) {
     wgmma_products(d, xc, gu, dn, order, offsets, wc.reshape({-1}), act, y, k, ready);
-    return combine_pairs(y, row_of_pair, tokens, k);
+    return combine_sorted(y, row_of_pair, tokens, k);
   }
   if (cuda::moe_stream_fits(d, hidden, inter)) {
     check_launch(cuda::moe_stream_gate_up(d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
@@ -190,7 +211,7 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
     check_launch(cuda::moe_stream_down(d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(),
                                        held, pairs, hidden, inter, stream),
                  "MoE streamed down kernel");
-    return combine_pairs(y, row_of_pair, tokens, k);
+    return combine_sorted(y, row_of_pair, tokens, k);
   }
   check_launch(cuda::moe_decode_gate_up(d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
                                         offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held, inter,
@@ -199,7 +220,7 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   check_launch(cuda::moe_decode_down(d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(), held,
                                      hidden, inter, stream),
                "MoE decode down kernel");
-  return combine_pairs(y, row_of_pair, tokens, k);
+  return combine_sorted(y, row_of_pair, tokens, k);
 #else
   return {};
 #endif

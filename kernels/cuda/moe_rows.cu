@@ -40,11 +40,19 @@ constexpr int kCombineBatch = 8;
 
 template <typename T, int V>
 __global__ void combine_kernel(const T* y, const int64_t* row_of_pair, T* out, int64_t tokens, int64_t k,
-                               int64_t hidden) {
+                               int64_t hidden, bool rows_settled) {
   allow_next_kernel();
-  wait_for_previous_kernel();
   const int64_t chunks = hidden / V;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  // Settled rows (written before the kernel before this one launched) are read before the wait,
+  // from L2 (.cg), so their round trip overlaps the end of the kernel before.
+  const bool early = rows_settled && row_of_pair != nullptr && k <= kCombineBatch && i < tokens * chunks;
+  int64_t early_row[kCombineBatch];
+  if (early)
+#pragma unroll
+    for (int u = 0; u < kCombineBatch; ++u)
+      early_row[u] = u < k ? __ldcg(row_of_pair + (i / chunks) * k + u) : -1;
+  wait_for_previous_kernel();
   if (i >= tokens * chunks) return;
   const int64_t token = i / chunks, col = (i % chunks) * V;
   float acc[V] = {};
@@ -53,7 +61,10 @@ __global__ void combine_kernel(const T* y, const int64_t* row_of_pair, T* out, i
 #pragma unroll
     for (int u = 0; u < kCombineBatch; ++u) {
       const int64_t s = s0 + u;
-      row[u] = s >= k ? -1 : row_of_pair != nullptr ? row_of_pair[token * k + s] : token * k + s;
+      row[u] = early ? early_row[u]
+               : s >= k ? -1
+               : row_of_pair != nullptr ? row_of_pair[token * k + s]
+                                        : token * k + s;
     }
     Pack<T, V> p[kCombineBatch];
 #pragma unroll
@@ -90,15 +101,15 @@ cudaError_t launch_silu(const void* h, const float* w, void* out, int64_t rows, 
 
 template <typename T>
 cudaError_t launch_combine(const void* y, const int64_t* row_of_pair, void* out, int64_t tokens, int64_t k,
-                           int64_t hidden, cudaStream_t s) {
+                           int64_t hidden, bool rows_settled, cudaStream_t s) {
   if (tokens * hidden == 0) return cudaSuccess;
   const T* yp = static_cast<const T*>(y);
   T* op = static_cast<T*>(out);
   if (hidden % kWide<T> == 0)
     return launch_chained(combine_kernel<T, kWide<T>>, dim3(blocks_for(tokens * hidden / kWide<T>)), dim3(kThreads), 0,
-                          s, yp, row_of_pair, op, tokens, k, hidden);
+                          s, yp, row_of_pair, op, tokens, k, hidden, rows_settled);
   return launch_chained(combine_kernel<T, 1>, dim3(blocks_for(tokens * hidden)), dim3(kThreads), 0, s, yp, row_of_pair,
-                        op, tokens, k, hidden);
+                        op, tokens, k, hidden, rows_settled);
 }
 
 }  // namespace
@@ -109,9 +120,10 @@ cudaError_t silu_mul_weight(Dtype dtype, const void* h, const float* w, void* ou
 }
 
 cudaError_t combine_pairs(Dtype dtype, const void* y, const int64_t* row_of_pair, void* out, int64_t tokens, int64_t k,
-                          int64_t hidden, cudaStream_t stream) {
-  return with_element_type(
-      dtype, [&](auto e) { return launch_combine<typename decltype(e)::type>(y, row_of_pair, out, tokens, k, hidden, stream); });
+                          int64_t hidden, cudaStream_t stream, bool rows_settled) {
+  return with_element_type(dtype, [&](auto e) {
+    return launch_combine<typename decltype(e)::type>(y, row_of_pair, out, tokens, k, hidden, rows_settled, stream);
+  });
 }
 
 }  // namespace lb::cuda

@@ -44,15 +44,23 @@ template <int kMats, int kN, int kWarps, int kCols, int kStagesT> struct Stage {
 template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 __global__ void __launch_bounds__(kWarps * 32)
     stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
-                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
-  allow_next_kernel();
-  wait_for_previous_kernel();
+                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int early) {
+  // Gate/up follows the pair sort: it lets the next kernels launch only once the sort is done, so
+  // that they may read its outputs (down its offsets, the combine its rows) before their own wait.
+  if (kGateUp && early) {
+    wait_for_previous_kernel();
+    allow_next_kernel();
+  } else {
+    allow_next_kernel();
+    if (kGateUp || !early) wait_for_previous_kernel();
+  }
   constexpr int kMats = kGateUp ? 2 : 1;
   constexpr int kTiles = kN / 8;
   using S = Stage<kMats, kN, kWarps, kCols, kStages>;
   constexpr int kTileRows = S::kTileRows, kRowChunks = S::kRowChunks;
   extern __shared__ uint4 shared[];  // [kStages][S::kChunks]
-  const int64_t e = blockIdx.z, begin = offsets[e], end = offsets[e + 1];
+  // From L2 (.cg): down may read them before its wait.
+  const int64_t e = blockIdx.z, begin = __ldcg(offsets + e), end = __ldcg(offsets + e + 1);
   const int64_t row0 = int64_t(blockIdx.y) * kTileRows;
   if (begin == end) return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -68,6 +76,23 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int m = t / (kTileRows * kRowChunks), r = t / kRowChunks % kTileRows, c = t % kRowChunks;
     w_src[i] = weight_piece(weight, e, kMats, m, row0, r, c, out_cols, K);
     w_dst[i] = m * kTileRows * kRowChunks + swizzled<kCols>(r, c);
+  }
+  const auto issue_weights = [&](int s) {
+    uint4* buffer = shared + (s % kStages) * S::kChunks;
+#pragma unroll
+    for (int i = 0; i < S::kWeightPerThread; ++i) cp_async_16(buffer + w_dst[i], w_src[i] + s * kCols);
+  };
+  // Down's first stages of weights (which no kernel writes) load while gate/up finishes; they join
+  // the first pass's first group of copies, so its first wait covers them.
+  bool weights_issued = false;
+  if (!kGateUp && early) {
+    if (begin + int64_t(blockIdx.x) * kN < end) {
+#pragma unroll
+      for (int s = 0; s < kStages - 1; ++s)
+        if (s < stages) issue_weights(s);
+      weights_issued = true;
+    }
+    wait_for_previous_kernel();
   }
 
   // Blocks x = 0 .. passes - 1 of a row tile take its expert's pairs kN at a time in turn; they are
@@ -85,21 +110,27 @@ __global__ void __launch_bounds__(kWarps * 32)
       x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
       x_dst[i] = S::kWeightChunks + swizzled<kCols>(p, c);
     }
-    const auto issue = [&](int s) {
+    const auto issue_inputs = [&](int s) {
       uint4* buffer = shared + (s % kStages) * S::kChunks;
-#pragma unroll
-      for (int i = 0; i < S::kWeightPerThread; ++i) cp_async_16(buffer + w_dst[i], w_src[i] + s * kCols);
 #pragma unroll
       for (int i = 0; i < S::kInputPerThread; ++i)
         if (x_src[i]) cp_async_16(buffer + x_dst[i], x_src[i] + s * kCols);
+    };
+    const auto issue = [&](int s) {
+      issue_weights(s);
+      issue_inputs(s);
     };
 
     float acc[kMats][kTiles][4] = {};
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
-      if (s < stages) issue(s);
+      if (s < stages) {
+        if (!weights_issued) issue_weights(s);
+        issue_inputs(s);
+      }
       cp_async_commit();  // empty groups too: the wait below counts groups
     }
+    weights_issued = false;
     for (int s = 0; s < stages; ++s) {
       cp_async_wait<kStages - 2>();
       __syncthreads();  // stage s is everyone's, and everyone is done with the buffer refilled next
@@ -159,6 +190,8 @@ cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* ord
                           int64_t k, cudaStream_t stream) {
   using S = Stage<kGateUp ? 2 : 1, kN, kWarps, kCols, kStages>;
   const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kCols, kStages>;
+  const char* early = std::getenv("LB_MOE_EARLY");  // WIP A/B
+
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(S::kSharedBytes));
@@ -166,7 +199,7 @@ cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* ord
   const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
   return launch_chained(kernel, grid, dim3(kWarps * 32), S::kSharedBytes, stream, static_cast<const T*>(in),
                         static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols,
-                        K, k);
+                        K, k, early && early[0] == '0' ? 0 : 1);
 }
 
 // The dynamic shared memory a block may opt into on the current device.
