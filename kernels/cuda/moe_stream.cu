@@ -41,48 +41,10 @@ template <int kMats, int kN, int kWarps, int kCols, int kStagesT> struct Stage {
   static constexpr size_t kSharedBytes = size_t(kStages) * kChunks * 16;
 };
 
-// Experts a thread of expert_with_pairs looks at, at most.
-constexpr int kMaxExpertsPerThread = 8;
-
-// The n-th expert (from 0, in expert order) that has pairs, or -1 past the last: the experts split
-// into runs of consecutive ones, a run a thread, every bound loaded at once, so the block pays one
-// round trip to L2 as it did reading its own expert's bounds. Called by every thread of the block.
-__device__ inline int64_t expert_with_pairs(const int64_t* offsets, int64_t held, int64_t n) {
-  __shared__ int warp_total[32];
-  __shared__ int64_t found;
-  const int t = threadIdx.x, lane = t % 32, warp = t / 32;
-  const int64_t per = (held + blockDim.x - 1) / blockDim.x;
-  const int64_t lo = min(held, t * per), hi = min(held, lo + per);
-  int64_t bound[kMaxExpertsPerThread + 1];
-#pragma unroll
-  for (int i = 0; i <= kMaxExpertsPerThread; ++i) bound[i] = lo + i <= hi ? __ldcg(offsets + lo + i) : 0;
-  int mine = 0;
-#pragma unroll
-  for (int i = 0; i < kMaxExpertsPerThread; ++i) mine += lo + i < hi && bound[i] != bound[i + 1];
-  int upto = mine;  // inclusive count over the warp's lanes
-#pragma unroll
-  for (int d = 1; d < 32; d *= 2) {
-    const int v = __shfl_up_sync(0xffffffffu, upto, d);
-    if (lane >= d) upto += v;
-  }
-  if (t == 0) found = -1;
-  if (lane == 31) warp_total[warp] = upto;
-  __syncthreads();
-  int rank = upto - mine;  // of this thread's first expert with pairs
-  for (int w = 0; w < warp; ++w) rank += warp_total[w];
-  if (n >= rank && n < rank + mine)
-#pragma unroll
-    for (int i = 0; i < kMaxExpertsPerThread; ++i)
-      if (lo + i < hi && bound[i] != bound[i + 1] && rank++ == n) found = lo + i;
-  __syncthreads();
-  return found;
-}
-
 template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 __global__ void __launch_bounds__(kWarps * 32)
     stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
-                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int early,
-                  int64_t held, int compact) {
+                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int early) {
   // Gate/up follows the pair sort: it lets the next kernels launch only once the sort is done, so
   // that they may read its outputs (down its offsets, the combine its rows) before their own wait.
   if (kGateUp && early) {
@@ -98,13 +60,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int kTileRows = S::kTileRows, kRowChunks = S::kRowChunks;
   extern __shared__ uint4 shared[];  // [kStages][S::kChunks]
   // From L2 (.cg): down may read them before its wait.
-  // WIP A/B (LB_MOE_COMPACT): with fewer pairs than experts, grid.z counts the experts with pairs.
-  // (Fewer pairs than experts means passes of 8: only those kernels carry the search.)
-  int64_t e = blockIdx.z;
-  if constexpr (kN == 8)
-    if (compact) e = expert_with_pairs(offsets, held, blockIdx.z);
-  if (e < 0) return;
-  const int64_t begin = __ldcg(offsets + e), end = __ldcg(offsets + e + 1);
+  const int64_t e = blockIdx.z, begin = __ldcg(offsets + e), end = __ldcg(offsets + e + 1);
   const int64_t row0 = int64_t(blockIdx.y) * kTileRows;
   if (begin == end) return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -231,7 +187,7 @@ int pairs_per_pass(double average) { return average <= 3 ? 8 : average <= 10 ? 1
 template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                           const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                          int64_t k, int64_t slots, cudaStream_t stream) {
+                          int64_t k, cudaStream_t stream) {
   using S = Stage<kGateUp ? 2 : 1, kN, kWarps, kCols, kStages>;
   const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kCols, kStages>;
   const char* early = std::getenv("LB_MOE_EARLY");  // WIP A/B
@@ -240,10 +196,10 @@ cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* ord
   const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(S::kSharedBytes));
   if (attr != cudaSuccess) return attr;
-  const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(slots));
+  const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
   return launch_chained(kernel, grid, dim3(kWarps * 32), S::kSharedBytes, stream, static_cast<const T*>(in),
                         static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols,
-                        K, k, early && early[0] == '0' ? 0 : 1, experts, slots < experts ? 1 : 0);
+                        K, k, early && early[0] == '0' ? 0 : 1);
 }
 
 // The dynamic shared memory a block may opt into on the current device.
@@ -258,10 +214,10 @@ size_t shared_limit() {
 template <typename T, bool kGateUp, int kN>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                        int64_t k, int64_t slots, cudaStream_t stream) {
+                        int64_t k, cudaStream_t stream) {
   const auto run = [&](auto warps, auto cols, auto stages) {
     return launch_shaped<T, kGateUp, kN, decltype(warps)::value, decltype(cols)::value, decltype(stages)::value>(
-        in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, slots, stream);
+        in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
   };
   using W4 = std::integral_constant<int, 4>;
   using W8 = std::integral_constant<int, 8>;
@@ -290,12 +246,6 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   if (dtype == Dtype::F32 || K % kStageCols != 0 || experts > 65535) return cudaErrorInvalidValue;
   const double average = double(pairs) / double(experts);
   const int kn = pairs_per_pass(average), passes = passes_for(average, kn);
-  // WIP A/B (LB_MOE_COMPACT=1): with fewer pairs than experts, a grid slot for each expert that
-  // can have pairs rather than for each expert (expert_with_pairs finds a slot's expert).
-  const char* compact_env = std::getenv("LB_MOE_COMPACT");
-  const bool compact = compact_env && compact_env[0] == '1' && pairs < experts &&
-                       experts <= int64_t(kMaxExpertsPerThread) * 128;
-  const int64_t slots = compact ? pairs : experts;
   return with_element_type(dtype, [&](auto e) -> cudaError_t {
     using T = typename decltype(e)::type;
     if constexpr (sizeof(T) != 2) {
@@ -303,7 +253,7 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
     } else {
       const auto run = [&](auto tile) {
         return launch_with<T, kGateUp, decltype(tile)::value>(in, weight, order, offsets, pair_weight, out, experts,
-                                                              passes, out_cols, K, k, slots, stream);
+                                                              passes, out_cols, K, k, stream);
       };
       switch (kn) {
         case 8: return run(std::integral_constant<int, 8>{});
