@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <optional>
 
 #ifdef LB_HAVE_CUDA
@@ -145,15 +144,6 @@ torch::Tensor combine_rows(const torch::Tensor& y, const torch::Tensor& row_of_p
   return padded.index_select(0, rows).view({tokens, k, hidden}).sum(1, false, torch::kFloat32).to(y.scalar_type());
 }
 
-#ifdef LB_HAVE_CUDA
-// The combine after decode_moe's sorted paths: the expert kernel right after the sort lets the
-// rest launch only once the sort is done, so its rows are settled.
-torch::Tensor combine_sorted(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k) {
-  const char* early = std::getenv("LB_MOE_EARLY");  // WIP A/B
-  return combine_rows(y, row_of_pair, tokens, k, !(early && early[0] == '0'));
-}
-#endif
-
 }  // namespace
 
 torch::Tensor combine_pairs(const torch::Tensor& y, const torch::Tensor& row_of_pair, int64_t tokens, int64_t k) {
@@ -201,7 +191,7 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
                "MoE pair sort kernel");
   if (wgmma) {
     wgmma_products(d, xc, gu, dn, order, offsets, wc.reshape({-1}), act, y, k, ready);
-    return combine_sorted(y, row_of_pair, tokens, k);
+    return combine_pairs(y, row_of_pair, tokens, k);
   }
   if (cuda::moe_stream_fits(d, hidden, inter)) {
     check_launch(cuda::moe_stream_gate_up(d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
@@ -211,7 +201,12 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
     check_launch(cuda::moe_stream_down(d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(),
                                        held, pairs, hidden, inter, stream),
                  "MoE streamed down kernel");
-    return combine_sorted(y, row_of_pair, tokens, k);
+    // The streamed gate/up lets the kernels after it launch only once the sort is done
+    // (kernels/cuda/moe_stream.cu): the combine reads the sort's rows before its wait. At Qwen3
+    // 4 / 8 / 32 tokens on an H200, with down's first weights before its wait too: 0.0940-0.0944
+    // / 0.1404-0.1412 / 0.2790-0.2803 ms against 0.0979 / 0.1449-0.1450 / 0.2825-0.2828
+    // (a94be40, results/kernels/early_reads_ab_a94be40/).
+    return combine_rows(y, row_of_pair, tokens, k, true);
   }
   check_launch(cuda::moe_decode_gate_up(d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
                                         offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held, inter,
@@ -220,7 +215,7 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   check_launch(cuda::moe_decode_down(d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(), held,
                                      hidden, inter, stream),
                "MoE decode down kernel");
-  return combine_sorted(y, row_of_pair, tokens, k);
+  return combine_pairs(y, row_of_pair, tokens, k);
 #else
   return {};
 #endif

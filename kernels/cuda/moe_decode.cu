@@ -91,11 +91,8 @@ __global__ void __launch_bounds__(kSortWarps * 32)
 template <typename T, bool kGateUp>
 __global__ void decode_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
                               const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
-  // Gate/up follows the pair sort: the kernels after it launch only once the sort is done, so that
-  // the combine may read the sort's rows before its own wait.
-  if (kGateUp) wait_for_previous_kernel();
   allow_next_kernel();
-  if (!kGateUp) wait_for_previous_kernel();
+  wait_for_previous_kernel();
   constexpr int V = 16 / sizeof(T);
   constexpr int kMats = kGateUp ? 2 : 1;
   constexpr int kChunk = kChunkRows / kMats;

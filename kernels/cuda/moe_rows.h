@@ -17,8 +17,8 @@ cudaError_t silu_mul_weight(Dtype dtype, const void* h, const float* w, void* ou
 // out[t] = round(sum over s < k, in order, of y[row_of_pair[t * k + s]]) in fp32, skipping -1 rows;
 // y [*, hidden], out [tokens, hidden]. A null row_of_pair reads row t * k + s. rows_settled: the
 // kernel reads row_of_pair before waiting for the kernel before it (kernels/cuda/chained_launch.cuh),
-// so it must be complete by the time that kernel was launched, as the pair sort's is after the
-// expert kernels (their first lets the rest launch only once the sort is done).
+// so it must be complete by the time that kernel was launched: the pair sort's rows are, after
+// the streamed expert kernels, whose gate/up lets the rest launch only once the sort is done.
 cudaError_t combine_pairs(Dtype dtype, const void* y, const int64_t* row_of_pair, void* out, int64_t tokens, int64_t k,
                           int64_t hidden, cudaStream_t stream, bool rows_settled = false);
 

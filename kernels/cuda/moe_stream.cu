@@ -44,16 +44,12 @@ template <int kMats, int kN, int kWarps, int kCols, int kStagesT> struct Stage {
 template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 __global__ void __launch_bounds__(kWarps * 32)
     stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
-                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int early) {
-  // Gate/up follows the pair sort: it lets the next kernels launch only once the sort is done, so
-  // that they may read its outputs (down its offsets, the combine its rows) before their own wait.
-  if (kGateUp && early) {
-    wait_for_previous_kernel();
-    allow_next_kernel();
-  } else {
-    allow_next_kernel();
-    if (kGateUp || !early) wait_for_previous_kernel();
-  }
+                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
+  // Gate/up follows the pair sort and lets the next kernels launch only once the sort is done, so
+  // that they may read its outputs before their own wait: down its offsets (then its first stages
+  // of weights), the combine its rows (kernels/cuda/moe_rows.h).
+  if (kGateUp) wait_for_previous_kernel();
+  allow_next_kernel();
   constexpr int kMats = kGateUp ? 2 : 1;
   constexpr int kTiles = kN / 8;
   using S = Stage<kMats, kN, kWarps, kCols, kStages>;
@@ -85,7 +81,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   // Down's first stages of weights (which no kernel writes) load while gate/up finishes; they join
   // the first pass's first group of copies, so its first wait covers them.
   bool weights_issued = false;
-  if (!kGateUp && early) {
+  if constexpr (!kGateUp) {
     if (begin + int64_t(blockIdx.x) * kN < end) {
 #pragma unroll
       for (int s = 0; s < kStages - 1; ++s)
@@ -190,8 +186,6 @@ cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* ord
                           int64_t k, cudaStream_t stream) {
   using S = Stage<kGateUp ? 2 : 1, kN, kWarps, kCols, kStages>;
   const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kCols, kStages>;
-  const char* early = std::getenv("LB_MOE_EARLY");  // WIP A/B
-
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
   const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(S::kSharedBytes));
@@ -199,7 +193,7 @@ cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* ord
   const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
   return launch_chained(kernel, grid, dim3(kWarps * 32), S::kSharedBytes, stream, static_cast<const T*>(in),
                         static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols,
-                        K, k, early && early[0] == '0' ? 0 : 1);
+                        K, k);
 }
 
 // The dynamic shared memory a block may opt into on the current device.
