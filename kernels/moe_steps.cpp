@@ -202,10 +202,10 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
                                        held, pairs, hidden, inter, stream),
                  "MoE streamed down kernel");
     // The streamed gate/up lets the kernels after it launch only once the sort is done
-    // (kernels/cuda/moe_stream.cu): the combine reads the sort's rows before its wait. At Qwen3
-    // 4 / 8 / 32 tokens on an H200, with down's first weights before its wait too: 0.0940-0.0944
-    // / 0.1404-0.1412 / 0.2790-0.2803 ms against 0.0979 / 0.1449-0.1450 / 0.2825-0.2828
-    // (a94be40, results/kernels/early_reads_ab_a94be40/).
+    // (kernels/cuda/moe_stream.cu): the combine reads the sort's rows before its wait. With down's
+    // first weights before its wait too, Qwen3 4 / 8 / 16 / 32 tokens ran 3.8 / 2.9 / 1.1 / 1.1%
+    // faster on an H200 (A/B at a94be40, results/kernels/early_reads_ab_a94be40/); after the
+    // warpgroup kernels the early rows were level or up to 1.3% slower, so they stay off there.
     return combine_rows(y, row_of_pair, tokens, k, true);
   }
   check_launch(cuda::moe_decode_gate_up(d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
