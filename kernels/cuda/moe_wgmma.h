@@ -5,8 +5,9 @@
 // products, not memory, set the pace. A block holds 128 weight rows of one expert's gate and up
 // each (64 each, three blocks an SM, where a pass takes at most 64 pairs), or 256 of its down, and
 // up to 128 of its sorted pairs a pass, multiplying the smallest multiple of 32 that holds them;
-// shared-memory stages (weights by TMA, the pairs' rows by cp.async) feed wgmma directly; SiLU(gate) * up * the routing weight is the gate/up epilogue, and
-// both products write their rows through shared memory in 16-byte pieces.
+// shared-memory stages (weights by TMA, the pairs' rows by cp.async) feed wgmma directly;
+// SiLU(gate) * up * the routing weight is the gate/up epilogue, and both products write their rows
+// through shared memory in 16-byte pieces.
 #include "kernels/cuda/dtype.h"
 
 #include <cuda_runtime.h>
