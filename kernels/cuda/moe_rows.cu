@@ -51,8 +51,7 @@ template <> __device__ inline float widen(__nv_bfloat16 v) {
 // first batch's, and a block row per token so that no thread divides: 80 registers a thread
 // where the int64 rows and divisions took 128 (bf16), three blocks an SM instead of two. Each
 // launch alone under Nsight Compute on an H200 (Qwen3 4096 tokens, 134 MB read): 41.3-41.4 us at 82%
-// of the DRAM peak against 48.2-48.6 us at 70%; 1024 tokens 12.4-12.7 against 13.6
-// (results/kernels/combine_occupancy_ab_869f534/).
+// of the DRAM peak against 48.2-48.6 us at 70% (results/kernels/combine_occupancy_ab_869f534/).
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads, 3)
     combine_kernel(const T* y, const int64_t* row_of_pair, T* out, int64_t k, int64_t hidden, bool rows_settled) {
