@@ -47,11 +47,12 @@ template <> __device__ inline float widen(__nv_bfloat16 v) {
   return __uint_as_float(uint32_t(__bfloat16_as_ushort(v)) << 16);
 }
 
-// Rows held as int (the launcher checks that they fit) in one buffer, the settled ones being the
-// first batch's, and a block row per token so that no thread divides: 80 registers a thread
-// where the int64 rows and divisions took 128 (bf16), three blocks an SM instead of two. Each
-// launch alone under Nsight Compute on an H200 (Qwen3 4096 tokens, 134 MB read): 41.3-41.4 us at 82%
-// of the DRAM peak against 48.2-48.6 us at 70% (results/kernels/combine_occupancy_ab_869f534/).
+// Rows held as int in one buffer (y holds fewer than 2^31 rows; the launcher checks tokens * k,
+// the rows read without row_of_pair), the settled ones being the first batch's, and a block row
+// per token so that no thread divides: 80 registers a thread where the int64 rows and divisions
+// took 128 (bf16), three blocks an SM instead of two. Each launch alone under Nsight Compute on an
+// H200 (Qwen3 4096 tokens, 134 MB read): 41.3-41.4 us at 82% of the DRAM peak against 48.2-48.6 us
+// at 70% (results/kernels/combine_occupancy_ab_869f534/).
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads, 3)
     combine_kernel(const T* y, const int64_t* row_of_pair, T* out, int64_t k, int64_t hidden, bool rows_settled) {
