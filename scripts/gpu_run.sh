@@ -221,20 +221,37 @@ for step in "${steps[@]}"; do
       # Our fused-MoE launches (sort, gate/up, down, combine) and SGLang's Triton kernel (the peers'
       # script, its tuned table, no graph) at the same Qwen3 token counts, each launch alone under
       # Nsight Compute: which kernel a bench-moe gap is in. LB_NCU_TOKENS, default "512 1024".
+      # LB_NCU_RAW=1: the memory sections instead (SpeedOfLight, MemoryWorkloadAnalysis and its
+      # tables, Occupancy, LaunchStats), each side's raw page (every metric of every launch) as CSV:
+      # how the two sides' DRAM and L2 traffic compare (results/kernels/combine_occupancy_ab_869f534/).
       ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
       ncu_metrics=gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size
       for t in ${LB_NCU_TOKENS:-512 1024}; do
-        timeout 120 "$ncu_bin" --kernel-name regex:"wgmma_kernel|stream_kernel|sort_pairs_kernel|combine_kernel" \
-          --launch-count 8 --cache-control none --clock-control none --metrics $ncu_metrics --csv \
-          $bin bench-moe --model qwen3-30b-a3b --tokens $t --repeats 1 --min-batch-ms 0 > "/tmp/ncu_moe_ours_$t.csv" \
-          2> "/tmp/ncu_moe_ours_$t.err" || { status=1; tail -5 "/tmp/ncu_moe_ours_$t.err"; }
-        timeout 150 "$ncu_bin" --target-processes all --kernel-name regex:"fused_moe_kernel" --launch-count 6 \
-          --cache-control none --clock-control none --metrics $ncu_metrics --csv \
-          python3 "${LB_SHARED_DIR:-../shared}/peers/fused_moe_peers.py" --models qwen3 --tokens $t --peers a \
-          --no-borrowed --no-graph --no-hf-check --reps 1 --min-batch-ms 0 --peak-reps 1 \
-          > "/tmp/ncu_moe_sglang_$t.csv" 2> "/tmp/ncu_moe_sglang_$t.err" || { status=1; tail -5 "/tmp/ncu_moe_sglang_$t.err"; }
         for side in ours sglang; do
-          python3 scripts/ncu_summary.py "/tmp/ncu_moe_${side}_$t.csv" --json "$OUT/ncu_moe_qwen3_${t}tok_$side.json" || status=1
+          if [ -n "${LB_NCU_RAW:-}" ]; then
+            collect=(--section SpeedOfLight --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables
+                     --section Occupancy --section LaunchStats -f -o "/tmp/ncu_moe_${side}_$t")
+          else
+            collect=(--metrics "$ncu_metrics" --csv)
+          fi
+          if [ $side = ours ]; then
+            timeout 120 "$ncu_bin" --kernel-name regex:"wgmma_kernel|stream_kernel|sort_pairs_kernel|combine_kernel" \
+              --launch-count 8 --cache-control none --clock-control none "${collect[@]}" \
+              $bin bench-moe --model qwen3-30b-a3b --tokens $t --repeats 1 --min-batch-ms 0 > "/tmp/ncu_moe_ours_$t.csv" \
+              2> "/tmp/ncu_moe_ours_$t.err" || { status=1; tail -5 "/tmp/ncu_moe_ours_$t.err"; }
+          else
+            timeout 150 "$ncu_bin" --target-processes all --kernel-name regex:"fused_moe_kernel" --launch-count 6 \
+              --cache-control none --clock-control none "${collect[@]}" \
+              python3 "${LB_SHARED_DIR:-../shared}/peers/fused_moe_peers.py" --models qwen3 --tokens $t --peers a \
+              --no-borrowed --no-graph --no-hf-check --reps 1 --min-batch-ms 0 --peak-reps 1 \
+              > "/tmp/ncu_moe_sglang_$t.csv" 2> "/tmp/ncu_moe_sglang_$t.err" || { status=1; tail -5 "/tmp/ncu_moe_sglang_$t.err"; }
+          fi
+          if [ -n "${LB_NCU_RAW:-}" ]; then
+            "$ncu_bin" --import "/tmp/ncu_moe_${side}_$t.ncu-rep" --page raw --csv \
+              > "$OUT/ncu_moe_qwen3_${t}tok_${side}_raw.csv" || status=1
+          else
+            python3 scripts/ncu_summary.py "/tmp/ncu_moe_${side}_$t.csv" --json "$OUT/ncu_moe_qwen3_${t}tok_$side.json" || status=1
+          fi
         done
       done ;;
     profile-decode-detail)
