@@ -15,7 +15,8 @@ cudaError_t silu_mul_weight(Dtype dtype, const void* h, const float* w, void* ou
                             cudaStream_t stream);
 
 // out[t] = round(sum over s < k, in order, of y[row_of_pair[t * k + s]]) in fp32, skipping -1 rows;
-// y [*, hidden], out [tokens, hidden]. A null row_of_pair reads row t * k + s. rows_settled: the
+// y [*, hidden], out [tokens, hidden]. A null row_of_pair reads row t * k + s. cudaErrorInvalidValue
+// where tokens * k passes INT32_MAX (the kernel holds pair rows as int). rows_settled: the
 // kernel reads row_of_pair before waiting for the kernel before it (kernels/cuda/chained_launch.cuh),
 // so it must be complete by the time that kernel was launched: the pair sort's rows are, after
 // the streamed expert kernels, whose gate/up lets the rest launch only once the sort is done.
