@@ -38,7 +38,8 @@ template <int kMats, int kN, int kWarps, int kCols, int kStagesT> struct Stage {
   static constexpr int kChunks = kWeightChunks + kN * kRowChunks;
   static constexpr int kWeightPerThread = kWeightChunks / (kWarps * 32);
   static constexpr int kInputPerThread = (kN * kRowChunks + kWarps * 32 - 1) / (kWarps * 32);
-  static constexpr size_t kSharedBytes = size_t(kStages) * kChunks * 16;
+  // The stages, then the pass's routing weights (gate/up).
+  static constexpr size_t kSharedBytes = size_t(kStages) * kChunks * 16 + kN * sizeof(float);
 };
 
 template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
@@ -54,7 +55,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int kTiles = kN / 8;
   using S = Stage<kMats, kN, kWarps, kCols, kStages>;
   constexpr int kTileRows = S::kTileRows, kRowChunks = S::kRowChunks;
-  extern __shared__ uint4 shared[];  // [kStages][S::kChunks]
+  extern __shared__ uint4 shared[];  // [kStages][S::kChunks], then kN floats
+  float* pass_weights = reinterpret_cast<float*>(shared + kStages * S::kChunks);
   // From L2 (.cg): down may read them before its wait.
   const int64_t e = blockIdx.z, begin = __ldcg(offsets + e), end = __ldcg(offsets + e + 1);
   const int64_t row0 = int64_t(blockIdx.y) * kTileRows;
@@ -106,6 +108,11 @@ __global__ void __launch_bounds__(kWarps * 32)
       x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
       x_dst[i] = S::kWeightChunks + swizzled<kCols>(p, c);
     }
+    // The pairs' routing weights, read before the products: read in the epilogue, each output
+    // waited on two dependent loads from L2 (as in moe_wgmma.cu). Read after the main loop's
+    // barriers; the last pass's epilogue ended with one.
+    if constexpr (kGateUp)
+      for (int p = threadIdx.x; p < kN; p += kWarps * 32) pass_weights[p] = p < n ? pair_weight[order[first + p]] : 0.0f;
     const auto issue_inputs = [&](int s) {
       uint4* buffer = shared + (s % kStages) * S::kChunks;
 #pragma unroll
@@ -154,7 +161,6 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
     cp_async_wait<0>();
-    __syncthreads();  // the buffers are free for the next pass
 
     // acc[m][j][r]: row 16 * warp + lane / 4 + 8 * (r / 2), pair 8j + 2 * (lane % 4) + r % 2.
 #pragma unroll
@@ -165,9 +171,10 @@ __global__ void __launch_bounds__(kWarps * 32)
         const int64_t row = row0 + 16 * warp + lane / 4 + 8 * (r / 2);
         if (p >= n || row >= out_cols) continue;
         const float a = acc[0][j][r];
-        const float v = kGateUp ? a / (1.0f + __expf(-a)) * acc[kMats - 1][j][r] * pair_weight[order[first + p]] : a;
+        const float v = kGateUp ? a / (1.0f + __expf(-a)) * acc[kMats - 1][j][r] * pass_weights[p] : a;
         out[(first + p) * out_cols + row] = from_f<T>(v);
       }
+    __syncthreads();  // everyone is done with the buffers and the routing weights: the next pass refills them
   }
 }
 

@@ -32,6 +32,8 @@ constexpr int kMats = 2;
 constexpr int kMaxStages = 8;
 // Pairs a pass multiplies: the smallest multiple of this that holds them.
 constexpr int kChunk = 32;
+// The most pairs a pass takes (pairs_per_pass): the routing weights held for the epilogue.
+constexpr int kMaxPassPairs = 128;
 
 // How a block is laid out: kRows weight rows a tile (64 a warpgroup, so kRows / 64 warpgroups),
 // kBudget bytes of stages, kInFlight product groups left running while the next stage is awaited
@@ -40,8 +42,9 @@ template <int kRows_, int kBudget_, int kInFlight_, int kPerSm_> struct BlockSha
   static constexpr int kRows = kRows_, kBudget = kBudget_, kInFlight = kInFlight_, kPerSm = kPerSm_;
   static constexpr int kThreads = 2 * kRows;  // a warpgroup, 128 threads, for each 64 rows
   static constexpr int kWeightBytes = kMats * kRows * kRowBytes;  // a stage's weight tiles
-  // The stages, a barrier a stage, the 1024-byte alignment.
-  static constexpr size_t kSharedBytes = size_t(kBudget) + kMaxStages * sizeof(uint64_t) + 1024;
+  // The stages, a barrier a stage, the pass's routing weights, the 1024-byte alignment.
+  static constexpr size_t kSharedBytes =
+      size_t(kBudget) + kMaxStages * sizeof(uint64_t) + kMaxPassPairs * sizeof(float) + 1024;
   // Output rows a block writes for each pair.
   __host__ __device__ static constexpr int out_rows(bool gate_up) { return gate_up ? kRows : kMats * kRows; }
 };
@@ -92,25 +95,23 @@ template <Operands kOperands> struct Fragment {
 
 // A pass's products out of the accumulators, through the free stages (the output tile staged as
 // [pair][row]) to global memory in 16-byte pieces. Gate/up writes SiLU(gate) * up * the pair's
-// routing weight.
+// routing weight, from pass_weights (0 past n).
 template <typename B, typename T, bool kGateUp, int kN, Operands kOperands>
-__device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const float* pair_weight,
-                                     const int64_t* order, T* out, int64_t out_cols, int64_t row0, int64_t first,
-                                     int n, uint8_t* shared) {
+__device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const float* pass_weights, T* out,
+                                     int64_t out_cols, int64_t row0, int64_t first, int n, uint8_t* shared) {
   constexpr int kOutRows = B::out_rows(kGateUp), kOutStride = kOutRows + 8;
   T* staged = reinterpret_cast<T*>(shared);
-  const auto routing_weight = [&](int pair) { return pair < n ? pair_weight[order[first + pair]] : 0.0f; };
   // With kPairRows a thread's products are of two pairs: their weights read once.
   float own_weights[2] = {};
   if constexpr (kGateUp && kOperands == Operands::kPairRows)
-    for (int h = 0; h < 2; ++h) own_weights[h] = routing_weight(Fragment<kOperands>(0, 2 * h).pair);
+    for (int h = 0; h < 2; ++h) own_weights[h] = pass_weights[Fragment<kOperands>(0, 2 * h).pair];
 #pragma unroll
   for (int j = 0; j < kN / 8; ++j)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const Fragment<kOperands> f(j, i);
       if constexpr (kGateUp) {
-        const float w = kOperands == Operands::kPairRows ? own_weights[i / 2] : routing_weight(f.pair);
+        const float w = kOperands == Operands::kPairRows ? own_weights[i / 2] : pass_weights[f.pair];
         const float g = acc[0][4 * j + i];
         staged[f.pair * kOutStride + f.row] = from_f<T>(g / (1.0f + __expf(-g)) * acc[1][4 * j + i] * w);
       } else {
@@ -169,11 +170,15 @@ __device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t
 // loading ahead and B::kInFlight product groups in flight, so the stage refilled at step s is no
 // longer read. `phases` holds each barrier's next parity. wait_inputs() runs (in
 // every thread) after the first stages' weights are issued and before any input row is read.
+// Gate/up reads its pairs' routing weights into pass_weights before the products: read in the
+// epilogue, each was two dependent loads from L2 (the pair's slot, then its weight) before its
+// outputs, and the warps waited on them one group of outputs at a time: Qwen3 1024 tokens gate/up
+// 237-240 us against 264-268 (Nsight Compute, H200; results/kernels/pass_weights_ab_0c1a422/).
 template <typename B, typename T, bool kGateUp, int kN, Operands kOperands, typename WaitInputs>
 __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, const int64_t* order,
                                    const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int64_t e,
                                    int64_t row0, int64_t first, int n, uint8_t* shared, uint64_t* landed,
-                                   unsigned& phases, const WaitInputs& wait_inputs) {
+                                   float* pass_weights, unsigned& phases, const WaitInputs& wait_inputs) {
   using S = Shape<B, kN, B::out_rows(kGateUp)>;
   // Stages loading ahead: all but the one multiplied and those read by the product groups in flight.
   constexpr int kAhead = S::kStages - 1 - B::kInFlight;
@@ -218,6 +223,9 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
   for (int s = 0; s < kAhead; ++s)
     if (s < stages) issue_weights(s);
   wait_inputs();
+  // Read after the main loop's barriers; the last pass's epilogue ended with one.
+  if constexpr (kGateUp)
+    for (int p = threadIdx.x; p < kN; p += B::kThreads) pass_weights[p] = p < n ? pair_weight[order[first + p]] : 0.0f;
 #pragma unroll
   for (int s = 0; s < kAhead; ++s) {
     if (s < stages) issue_inputs(s);
@@ -242,7 +250,7 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
   keep_accumulators<kN>(acc);
   cp_async_wait<0>();
   __syncthreads();  // the stages are free: they hold the output tile now
-  store_outputs<B, T, kGateUp, kN, kOperands>(acc, pair_weight, order, out, out_cols, row0, first, n, shared);
+  store_outputs<B, T, kGateUp, kN, kOperands>(acc, pass_weights, out, out_cols, row0, first, n, shared);
   fence_async_shared();  // the staged tile's reads and writes, before the next pass's copies overwrite it
   __syncthreads();       // the next pass refills the stages
 }
@@ -272,6 +280,7 @@ __global__ void __launch_bounds__(B::kThreads, B::kPerSm)
     wgmma_kernel(const __grid_constant__ CUtensorMap weights, const T* in, const int64_t* order, const int64_t* offsets,
                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int* ready,
                  int gate_up_tiles) {
+  static_assert(kCap <= kMaxPassPairs, "a pass's routing weights fit pass_weights");
 // Device code for sm_90a only (the host pass still parses it); elsewhere the body is empty and
 // moe_wgmma_fits says no.
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -288,6 +297,7 @@ __global__ void __launch_bounds__(B::kThreads, B::kPerSm)
   if (begin == end) return;
   allow_next_kernel();
   uint64_t* landed = reinterpret_cast<uint64_t*>(shared + B::kBudget);
+  float* pass_weights = reinterpret_cast<float*>(landed + kMaxStages);
   if (threadIdx.x == 0) {
     for (int i = 0; i < kMaxStages; ++i) barrier_init(&landed[i], 1);
     barrier_init_fence();
@@ -312,7 +322,8 @@ __global__ void __launch_bounds__(B::kThreads, B::kPerSm)
     with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
       constexpr int kN = decltype(tile)::value;
       expert_pass<B, T, kGateUp, kN, operands_for<kN>>(&weights, in, order, pair_weight, out, out_cols, K, k, e,
-                                                       row0, first, n, shared, landed, phases, wait_inputs);
+                                                       row0, first, n, shared, landed, pass_weights, phases,
+                                                       wait_inputs);
     });
     done += n;
   }
