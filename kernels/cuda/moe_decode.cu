@@ -139,7 +139,7 @@ __global__ void decode_kernel(const T* in, const T* weight, const int64_t* order
         const float a = warp_sum(acc[p][0][r]);
         const float b = kGateUp ? warp_sum(acc[p][kMats - 1][r]) : 0.0f;
         if (lane != (p * kRows + r) % 32 || row0 + r >= out_cols) continue;
-        out[(first + p) * out_cols + row0 + r] = from_f<T>(kGateUp ? a / (1.0f + __expf(-a)) * b * scale : a);
+        out[(first + p) * out_cols + row0 + r] = from_f<T>(kGateUp ? silu(a) * b * scale : a);
       }
     }
   }

@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kMaxThreads, 3) pair_rows_kernel(const T* in, 
   for (int v = 0; v < int(blockDim.x / 32); ++v)
 #pragma unroll
     for (int m = 0; m < kMats; ++m) sum[m] += partial[v][m * kRows + r];
-  const float value = kMats == 2 ? sum[0] / (1.0f + __expf(-sum[0])) * sum[kMats - 1] * pair_weight[p] : sum[0];
+  const float value = kMats == 2 ? silu(sum[0]) * sum[kMats - 1] * pair_weight[p] : sum[0];
   out[p * out_cols + row0 + r] = from_f<T>(value);
 }
 

@@ -28,7 +28,7 @@ __global__ void silu_mul_weight_kernel(const T* h, const float* w, T* out, int64
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     const float gv = to_f(g.v[j]);
-    o.v[j] = from_f<T>(gv / (1.0f + __expf(-gv)) * to_f(u.v[j]) * scale);
+    o.v[j] = from_f<T>(silu(gv) * to_f(u.v[j]) * scale);
   }
   store_pack<T, V>(out + row * inter + col, o);
 }

@@ -171,7 +171,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         const int64_t row = row0 + 16 * warp + lane / 4 + 8 * (r / 2);
         if (p >= n || row >= out_cols) continue;
         const float a = acc[0][j][r];
-        const float v = kGateUp ? a / (1.0f + __expf(-a)) * acc[kMats - 1][j][r] * pass_weights[p] : a;
+        const float v = kGateUp ? silu(a) * acc[kMats - 1][j][r] * pass_weights[p] : a;
         out[(first + p) * out_cols + row] = from_f<T>(v);
       }
     __syncthreads();  // everyone is done with the buffers and the routing weights: the next pass refills them

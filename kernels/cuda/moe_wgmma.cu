@@ -113,7 +113,7 @@ __device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const fl
       if constexpr (kGateUp) {
         const float w = kOperands == Operands::kPairRows ? own_weights[i / 2] : pass_weights[f.pair];
         const float g = acc[0][4 * j + i];
-        staged[f.pair * kOutStride + f.row] = from_f<T>(g / (1.0f + __expf(-g)) * acc[1][4 * j + i] * w);
+        staged[f.pair * kOutStride + f.row] = from_f<T>(silu(g) * acc[1][4 * j + i] * w);
       } else {
 #pragma unroll
         for (int m = 0; m < kMats; ++m)
