@@ -19,7 +19,9 @@ template <typename T> __device__ inline float round_to(float v) { return to_f<T>
 
 // SiLU(g) = g / (1 + e^-g), every fused kernel's: the division approximate (2 ulp in fp32; the
 // result is rounded to 16 bits after its products), which drops the IEEE division's check and
-// slow path from each unrolled epilogue element.
+// slow path from each unrolled epilogue element: the wide gate/up kernel's code 91 KB against
+// 126, its launch at Qwen3 1024 / 2048 tokens 220.5-225.9 / 288.4-293.8 us against 226.5-230.8 /
+// 293.4-299.7 (H200, results/kernels/silu_fast_ab_68feb58/).
 __device__ inline float silu(float g) { return __fdividef(g, 1.0f + __expf(-g)); }
 
 // V consecutive elements moved as one aligned load or store (16 bytes when V * sizeof(T) == 16).

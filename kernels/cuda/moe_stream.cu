@@ -112,7 +112,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     // waited on two dependent loads from L2 (as in moe_wgmma.cu). Read after the main loop's
     // barriers; the last pass's epilogue ended with one.
     if constexpr (kGateUp)
-      for (int p = threadIdx.x; p < kN; p += kWarps * 32) pass_weights[p] = p < n ? pair_weight[order[first + p]] : 0.0f;
+      for (int p = threadIdx.x; p < kN; p += kWarps * 32)
+        pass_weights[p] = p < n ? pair_weight[order[first + p]] : 0.0f;
     const auto issue_inputs = [&](int s) {
       uint4* buffer = shared + (s % kStages) * S::kChunks;
 #pragma unroll
