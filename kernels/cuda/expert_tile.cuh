@@ -1,7 +1,7 @@
 #pragma once
 // What the tiled expert kernels share about their weight tiles: where a thread's 16-byte piece of a
 // tile row comes from (kernels/cuda/moe_stream.cu; kernels/cuda/moe_wgmma.cu loads whole tiles by
-// TMA), and how many blocks share a tile (both).
+// TMA), how many blocks share a tile, and where gate/up's epilogue finds its routing weights (both).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -16,6 +16,17 @@ __device__ inline const T* weight_piece(const T* weight, int64_t e, int mats, in
                                         int64_t out_cols, int64_t K) {
   const int64_t row = row0 + r < out_cols ? row0 + r : out_cols - 1;
   return weight + ((e * mats + m) * out_cols + row) * K + c * 8;
+}
+
+// The routing weights of a pass's pairs first .. first + n, into pass_weights[0, count) (0 past
+// n), by the block's kThreads threads, before the products. Read in the epilogue instead, each
+// output waited on two dependent loads from L2 (the pair's slot, then its weight), one group of
+// outputs at a time (results/kernels/pass_weights_ab_0c1a422/). The caller orders these writes
+// before the epilogue's reads, and the previous pass's reads before them, with its barriers.
+template <int kThreads>
+__device__ inline void load_pass_weights(float* pass_weights, const float* pair_weight, const int64_t* order,
+                                         int64_t first, int n, int count) {
+  for (int p = threadIdx.x; p < count; p += kThreads) pass_weights[p] = p < n ? pair_weight[order[first + p]] : 0.0f;
 }
 
 // Blocks per row tile, each taking every passes-th group of kN pairs (launched side by side, so

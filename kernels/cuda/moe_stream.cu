@@ -108,12 +108,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       x_src[i] = p < n ? in + (kGateUp ? order[first + p] / k : first + p) * K + c * 8 : nullptr;
       x_dst[i] = S::kWeightChunks + swizzled<kCols>(p, c);
     }
-    // The pairs' routing weights, read before the products: read in the epilogue, each output
-    // waited on two dependent loads from L2 (as in moe_wgmma.cu). Read after the main loop's
-    // barriers; the last pass's epilogue ended with one.
-    if constexpr (kGateUp)
-      for (int p = threadIdx.x; p < kN; p += kWarps * 32)
-        pass_weights[p] = p < n ? pair_weight[order[first + p]] : 0.0f;
+    // Read after the main loop's barriers; the last pass's epilogue ended with one.
+    if constexpr (kGateUp) load_pass_weights<kWarps * 32>(pass_weights, pair_weight, order, first, n, kN);
     const auto issue_inputs = [&](int s) {
       uint4* buffer = shared + (s % kStages) * S::kChunks;
 #pragma unroll

@@ -170,10 +170,9 @@ __device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t
 // loading ahead and B::kInFlight product groups in flight, so the stage refilled at step s is no
 // longer read. `phases` holds each barrier's next parity. wait_inputs() runs (in
 // every thread) after the first stages' weights are issued and before any input row is read.
-// Gate/up reads its pairs' routing weights into pass_weights before the products: read in the
-// epilogue, each was two dependent loads from L2 (the pair's slot, then its weight) before its
-// outputs, and the warps waited on them one group of outputs at a time: Qwen3 1024 tokens gate/up
-// 237-240 us against 264-268 (Nsight Compute, H200; results/kernels/pass_weights_ab_0c1a422/).
+// Gate/up reads its pairs' routing weights into pass_weights before the products
+// (load_pass_weights): Qwen3 1024 tokens gate/up 237-240 us against 264-268 with them read in the
+// epilogue (Nsight Compute, H200; results/kernels/pass_weights_ab_0c1a422/).
 template <typename B, typename T, bool kGateUp, int kN, Operands kOperands, typename WaitInputs>
 __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, const int64_t* order,
                                    const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int64_t e,
@@ -224,8 +223,7 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
     if (s < stages) issue_weights(s);
   wait_inputs();
   // Read after the main loop's barriers; the last pass's epilogue ended with one.
-  if constexpr (kGateUp)
-    for (int p = threadIdx.x; p < kN; p += B::kThreads) pass_weights[p] = p < n ? pair_weight[order[first + p]] : 0.0f;
+  if constexpr (kGateUp) load_pass_weights<B::kThreads>(pass_weights, pair_weight, order, first, n, kN);
 #pragma unroll
   for (int s = 0; s < kAhead; ++s) {
     if (s < stages) issue_inputs(s);
