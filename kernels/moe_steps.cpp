@@ -184,22 +184,30 @@ torch::Tensor decode_moe(const torch::Tensor& x, const torch::Tensor& experts, c
   const auto index = ec.options();
   torch::Tensor order = torch::empty({pairs}, index), offsets = torch::empty({held + 1}, index);
   torch::Tensor row_of_pair = torch::empty({pairs}, index);
-  const torch::Tensor ready = wgmma ? torch::empty({held}, index.dtype(torch::kInt32)) : torch::Tensor();
+  const bool streamed = !wgmma && cuda::moe_stream_fits(d, hidden, inter);
+  // Per-expert counts of the rows gate/up wrote, which down waits for (cleared by the sort) instead
+  // of the whole gate/up kernel. On the streamed kernels (H200 at f9a25c5, three rounds,
+  // results/kernels/stream_counts_ab_f9a25c5/): Qwen3 4 / 8 / 64 / 128 tokens 0.0731-0.0736 /
+  // 0.1128-0.1134 / 0.2703-0.2709 / 0.2836-0.2845 ms against 0.0767-0.0769 / 0.1173-0.1184 /
+  // 0.2757-0.2760 / 0.2883-0.2887, DeepSeek-V3 8 tokens 1.170-1.171 against 1.184-1.186.
+  const bool counted = wgmma || streamed;
+  const torch::Tensor ready = counted ? torch::empty({held}, index.dtype(torch::kInt32)) : torch::Tensor();
+  int* const ready_counts = counted ? ready.data_ptr<int>() : nullptr;
   check_launch(cuda::moe_sort_pairs(ec.data_ptr<int64_t>(), pairs, first_expert, held, order.data_ptr<int64_t>(),
                                     offsets.data_ptr<int64_t>(), row_of_pair.data_ptr<int64_t>(), stream,
-                                    wgmma ? ready.data_ptr<int>() : nullptr),
+                                    ready_counts),
                "MoE pair sort kernel");
   if (wgmma) {
     wgmma_products(d, xc, gu, dn, order, offsets, wc.reshape({-1}), act, y, k, ready);
     return combine_pairs(y, row_of_pair, tokens, k);
   }
-  if (cuda::moe_stream_fits(d, hidden, inter)) {
+  if (streamed) {
     check_launch(cuda::moe_stream_gate_up(d, xc.data_ptr(), gu.data_ptr(), order.data_ptr<int64_t>(),
                                           offsets.data_ptr<int64_t>(), wc.data_ptr<float>(), act.data_ptr(), held,
-                                          pairs, inter, hidden, k, stream),
+                                          pairs, inter, hidden, k, stream, ready_counts),
                  "MoE streamed gate/up kernel");
     check_launch(cuda::moe_stream_down(d, act.data_ptr(), dn.data_ptr(), offsets.data_ptr<int64_t>(), y.data_ptr(),
-                                       held, pairs, hidden, inter, stream),
+                                       held, pairs, hidden, inter, stream, ready_counts),
                  "MoE streamed down kernel");
     // The streamed gate/up lets the kernels after it launch only once the sort is done
     // (kernels/cuda/moe_stream.cu): the combine reads the sort's rows before its wait. With down's

@@ -157,8 +157,9 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
 }
 
 // The streamed kernels (kernels/cuda/moe_stream.h) at each pass size they choose (8, 16, 32 and 64
-// pairs: 2, 8, 16 and 40 pairs an expert on average) after the device sort, against the fp32
-// oracle, with an expert-parallel shard at the largest. On sm_90 fused_moe_experts gives 16 pairs
+// pairs: 0.5, 2, 8, 16 and 40 pairs an expert on average, most experts idle at the first)
+// after the device sort, against the fp32 oracle, with down waiting for the whole gate/up kernel
+// and for its expert's counted rows (the same bits), and an expert-parallel shard at the largest. On sm_90 fused_moe_experts gives 16 pairs
 // an expert and more to the warpgroup kernels, so the larger passes are reached only here there.
 TEST(GpuFusedMoe, StreamedKernelsMatchOracleAtEveryPassSize) {
 #ifndef LB_HAVE_CUDA
@@ -167,7 +168,8 @@ TEST(GpuFusedMoe, StreamedKernelsMatchOracleAtEveryPassSize) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: this check runs on the GPU machine";
   torch::manual_seed(23);
   const torch::Device cuda("cuda");
-  const auto streamed = [](const torch::Tensor& x, const Routing& r, const ExpertWeights& w) {
+  // counted: down waits for its expert's rows, counted by gate/up, not for the whole kernel.
+  const auto streamed = [](const torch::Tensor& x, const Routing& r, const ExpertWeights& w, bool counted) {
     const int64_t tokens = x.size(0), k = r.experts.size(1), pairs = r.experts.numel(), held = w.down.size(0);
     const int64_t hidden = x.size(1), inter = w.down.size(2);
     const torch::Tensor experts = r.experts.to(torch::kInt64).contiguous();
@@ -176,34 +178,40 @@ TEST(GpuFusedMoe, StreamedKernelsMatchOracleAtEveryPassSize) {
     torch::Tensor order = torch::empty({pairs}, index), offsets = torch::empty({held + 1}, index);
     torch::Tensor row_of_pair = torch::empty({pairs}, index);
     torch::Tensor act = torch::empty({pairs, inter}, x.options()), y = torch::empty({pairs, hidden}, x.options());
+    const torch::Tensor ready = torch::full({held}, 12345, index.dtype(torch::kInt32));  // the sort clears it
+    int* const counts = counted ? ready.data_ptr<int>() : nullptr;
     const cudaStream_t stream = stream_of(x);
     check_launch(cuda::moe_sort_pairs(experts.data_ptr<int64_t>(), pairs, w.first_expert, held,
                                       order.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
-                                      row_of_pair.data_ptr<int64_t>(), stream),
+                                      row_of_pair.data_ptr<int64_t>(), stream, counts),
                  "pair sort");
     check_launch(cuda::moe_stream_gate_up(cuda::Dtype::BF16, x.data_ptr(), w.gate_up.data_ptr(),
                                           order.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
                                           weights.data_ptr<float>(), act.data_ptr(), held, pairs, inter, hidden, k,
-                                          stream),
+                                          stream, counts),
                  "streamed gate/up");
     check_launch(cuda::moe_stream_down(cuda::Dtype::BF16, act.data_ptr(), w.down.data_ptr(),
-                                       offsets.data_ptr<int64_t>(), y.data_ptr(), held, pairs, hidden, inter, stream),
+                                       offsets.data_ptr<int64_t>(), y.data_ptr(), held, pairs, hidden, inter, stream,
+                                       counts),
                  "streamed down");
     return combine_pairs(y, row_of_pair, tokens, k);
   };
-  for (const int64_t tokens : {16, 64, 128, 320}) {  // 64 experts at top 8
+  for (const int64_t tokens : {4, 16, 64, 128, 320}) {  // 64 experts at top 8
     const MoeCase c{tokens, 1024, 512, 64, 8};
     const ExpertWeights w16 = bf16_experts(c, cuda);
     const torch::Tensor x = torch::randn({c.tokens, c.hidden}, torch::TensorOptions().device(cuda)).to(torch::kBFloat16);
     const Routing r = random_routing(c, cuda);
-    const torch::Tensor got = streamed(x, r, w16);
+    const torch::Tensor got = streamed(x, r, w16, false);
+    EXPECT_TRUE(torch::equal(streamed(x, r, w16, true), got)) << tokens << " tokens: counted rows";
     EXPECT_FALSE(got.isnan().any().item<bool>()) << tokens << " tokens";
     EXPECT_LT(rel_l2(got, fp32_oracle(x, r, w16)), 1e-2) << tokens << " tokens";
     EXPECT_EQ((got.abs().sum(1) == 0).sum().item<int64_t>(), 0) << tokens << " tokens: rows left unwritten";
     if (tokens == 320) {  // experts 16..31 here: the pairs of the others sort last and are skipped
       const ExpertWeights ep = stack_experts(w16.gate.narrow(0, 16, 16), w16.up.narrow(0, 16, 16),
                                              w16.down.narrow(0, 16, 16), 16);
-      EXPECT_LT(rel_l2(streamed(x, r, ep), fp32_oracle(x, r, ep)), 1e-2) << "expert-parallel shard";
+      const torch::Tensor shard = streamed(x, r, ep, true);
+      EXPECT_LT(rel_l2(shard, fp32_oracle(x, r, ep)), 1e-2) << "expert-parallel shard";
+      EXPECT_TRUE(torch::equal(streamed(x, r, ep, false), shard)) << "expert-parallel shard, counted rows";
     }
   }
 #endif

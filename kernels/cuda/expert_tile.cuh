@@ -1,7 +1,8 @@
 #pragma once
 // What the tiled expert kernels share about their weight tiles: where a thread's 16-byte piece of a
 // tile row comes from (kernels/cuda/moe_stream.cu; kernels/cuda/moe_wgmma.cu loads whole tiles by
-// TMA), how many blocks share a tile, and where gate/up's epilogue finds its routing weights (both).
+// TMA), how many blocks share a tile, where gate/up's epilogue finds its routing weights, and how
+// down learns that an expert's gate/up rows are written (both).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -27,6 +28,27 @@ template <int kThreads>
 __device__ inline void load_pass_weights(float* pass_weights, const float* pair_weight, const int64_t* order,
                                          int64_t first, int n, int count) {
   for (int p = threadIdx.x; p < count; p += kThreads) pass_weights[p] = p < n ? pair_weight[order[first + p]] : 0.0f;
+}
+
+// The per-expert counts that let down start on an expert once gate/up has written its rows, not once
+// the whole gate/up kernel has ended: each gate/up block adds the pairs it wrote rows of to
+// ready[e] (cleared by the pair sort), and down's blocks of expert e wait until it reaches the
+// expert's pairs times gate/up's row tiles. Both are called by every thread of a block.
+__device__ inline void count_expert_rows(int* ready, int rows) {
+  __threadfence();  // every thread's rows, before the count that lets down read them
+  __syncthreads();
+  if (threadIdx.x == 0) atomicAdd(ready, rows);
+}
+
+__device__ inline void wait_for_expert_rows(const int* ready, int target) {
+  if (threadIdx.x == 0) {
+    int seen;
+    do {
+      asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(seen) : "l"(ready) : "memory");
+      if (seen < target) __nanosleep(128);
+    } while (seen < target);
+  }
+  __syncthreads();
 }
 
 // Blocks per row tile, each taking every passes-th group of kN pairs (launched side by side, so

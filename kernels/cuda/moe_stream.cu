@@ -45,7 +45,8 @@ template <int kMats, int kN, int kWarps, int kCols, int kStagesT> struct Stage {
 template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 __global__ void __launch_bounds__(kWarps * 32)
     stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
-                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k) {
+                  const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int* ready,
+                  int gate_up_tiles) {
   // Gate/up follows the pair sort and lets the next kernels launch only once the sort is done, so
   // that they may read its outputs before their own wait: down its offsets (then its first stages
   // of weights), the combine its rows (kernels/cuda/moe_rows.h).
@@ -84,14 +85,24 @@ __global__ void __launch_bounds__(kWarps * 32)
   // the first pass's first group of copies, so its first wait covers them.
   bool weights_issued = false;
   if constexpr (!kGateUp) {
-    if (begin + int64_t(blockIdx.x) * kN < end) {
+    const bool has_pass = begin + int64_t(blockIdx.x) * kN < end;
+    if (has_pass) {
 #pragma unroll
       for (int s = 0; s < kStages - 1; ++s)
         if (s < stages) issue_weights(s);
       weights_issued = true;
     }
-    wait_for_previous_kernel();
+    // With `ready`, down waits only for its own expert's rows of act, counted by the gate/up
+    // blocks that wrote them (gate_up_tiles row tiles, each pair once a tile), so the blocks of
+    // the experts done first run while gate/up's last ones still do. A block without a pass
+    // writes nothing and need not wait.
+    if (!ready) {
+      wait_for_previous_kernel();
+    } else if (has_pass) {
+      wait_for_expert_rows(ready + e, int((end - begin) * gate_up_tiles));
+    }
   }
+  int done = 0;  // gate/up: the pairs this block wrote rows of
 
   // Blocks x = 0 .. passes - 1 of a row tile take its expert's pairs kN at a time in turn; they are
   // launched together, so the second reads of the weights mostly come from L2.
@@ -172,7 +183,9 @@ __global__ void __launch_bounds__(kWarps * 32)
         out[(first + p) * out_cols + row] = from_f<T>(v);
       }
     __syncthreads();  // everyone is done with the buffers and the routing weights: the next pass refills them
+    done += n;
   }
+  if (kGateUp && ready && done > 0) count_expert_rows(ready + e, done);
 }
 
 // Pairs a block takes per pass: two to three times the average per expert, so that few experts
@@ -187,7 +200,7 @@ int pairs_per_pass(double average) { return average <= 3 ? 8 : average <= 10 ? 1
 template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                           const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                          int64_t k, cudaStream_t stream) {
+                          int64_t k, int* ready, int gate_up_tiles, cudaStream_t stream) {
   using S = Stage<kGateUp ? 2 : 1, kN, kWarps, kCols, kStages>;
   const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kCols, kStages>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
@@ -197,7 +210,7 @@ cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* ord
   const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
   return launch_chained(kernel, grid, dim3(kWarps * 32), S::kSharedBytes, stream, static_cast<const T*>(in),
                         static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols,
-                        K, k);
+                        K, k, ready, gate_up_tiles);
 }
 
 // The dynamic shared memory a block may opt into on the current device.
@@ -209,41 +222,48 @@ size_t shared_limit() {
   return size_t(bytes);
 }
 
+// Warps a block (16 weight rows of each matrix each) at kN pairs a pass, so that down knows how many
+// row tiles gate/up counts an expert's rows in.
+constexpr int warps_for(int kN) { return kN == 64 ? 8 : 4; }
+
 template <typename T, bool kGateUp, int kN>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                        int64_t k, cudaStream_t stream) {
-  const auto run = [&](auto warps, auto cols, auto stages) {
-    return launch_shaped<T, kGateUp, kN, decltype(warps)::value, decltype(cols)::value, decltype(stages)::value>(
-        in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, stream);
+                        int64_t k, int* ready, int gate_up_tiles, cudaStream_t stream) {
+  const auto run = [&](auto cols, auto stages) {
+    return launch_shaped<T, kGateUp, kN, warps_for(kN), decltype(cols)::value, decltype(stages)::value>(
+        in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, ready, gate_up_tiles, stream);
   };
-  using W4 = std::integral_constant<int, 4>;
-  using W8 = std::integral_constant<int, 8>;
   using C64 = std::integral_constant<int, 64>;
+  using S4 = std::integral_constant<int, 4>;
   // 64 pairs a pass: 128 rows a block, so that each input row brought in serves twice the weights
   // (H200, Qwen3 at 512 tokens: 0.41 ms against 0.42 with 64 rows).
   if constexpr (kN == 64) {
-    return run(W8{}, C64{}, std::integral_constant<int, 4>{});
+    return run(C64{}, S4{});
   } else {
     // Passes of up to 32 pairs (Qwen3 at 4-128 tokens on an H200) read 256 contiguous bytes of a
     // weight row a stage, three stages: 1.5-3.5% faster than 128 bytes x 4
     // (results/kernels/stream_shapes_ae52345/); 8 warps a block, 2 or 3 stages, or 512 bytes x 2
-    // were no faster (results/kernels/stream_shapes_cc3aa69/). Their 120 KB of stages do not fit
-    // where a block may have only 99 KB (compute capability 8.6, 8.9).
-    if (K % 128 != 0 || Stage<kGateUp ? 2 : 1, kN, 4, 128, 3>::kSharedBytes > shared_limit())
-      return run(W4{}, C64{}, std::integral_constant<int, 4>{});
-    return run(W4{}, std::integral_constant<int, 128>{}, std::integral_constant<int, 3>{});
+    // were no faster (results/kernels/stream_shapes_cc3aa69/), nor were 2 warps
+    // (results/kernels/stream_counts_ab_f9a25c5/). Their 120 KB of stages do not fit where a block
+    // may have only 99 KB (compute capability 8.6, 8.9).
+    if (K % 128 != 0 || Stage<kGateUp ? 2 : 1, kN, 4, 128, 3>::kSharedBytes > shared_limit()) return run(C64{}, S4{});
+    return run(std::integral_constant<int, 128>{}, std::integral_constant<int, 3>{});
   }
 }
 
 template <bool kGateUp>
 cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                    const float* pair_weight, void* out, int64_t experts, int64_t pairs, int64_t out_cols, int64_t K,
-                   int64_t k, cudaStream_t stream) {
+                   int64_t k, int* ready, cudaStream_t stream) {
   if (experts == 0 || out_cols == 0) return cudaSuccess;
   if (dtype == Dtype::F32 || K % kStageCols != 0 || experts > 65535) return cudaErrorInvalidValue;
   const double average = double(pairs) / double(experts);
   const int kn = pairs_per_pass(average), passes = passes_for(average, kn);
+  // Down waits for as many row tiles' counts as gate/up's blocks have: both choose from the same
+  // average.
+  const int64_t inter = kGateUp ? out_cols : K, gate_up_rows = 16 * warps_for(kn);
+  const int gate_up_tiles = int((inter + gate_up_rows - 1) / gate_up_rows);
   return with_element_type(dtype, [&](auto e) -> cudaError_t {
     using T = typename decltype(e)::type;
     if constexpr (sizeof(T) != 2) {
@@ -251,7 +271,7 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
     } else {
       const auto run = [&](auto tile) {
         return launch_with<T, kGateUp, decltype(tile)::value>(in, weight, order, offsets, pair_weight, out, experts,
-                                                              passes, out_cols, K, k, stream);
+                                                              passes, out_cols, K, k, ready, gate_up_tiles, stream);
       };
       switch (kn) {
         case 8: return run(std::integral_constant<int, 8>{});
@@ -271,13 +291,17 @@ bool moe_stream_fits(Dtype dtype, int64_t hidden, int64_t inter) {
 
 cudaError_t moe_stream_gate_up(Dtype dtype, const void* x, const void* gate_up, const int64_t* order,
                                const int64_t* offsets, const float* pair_weight, void* act, int64_t experts,
-                               int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream) {
-  return launch<true>(dtype, x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter, hidden, k, stream);
+                               int64_t pairs, int64_t inter, int64_t hidden, int64_t k, cudaStream_t stream,
+                               int* ready) {
+  return launch<true>(dtype, x, gate_up, order, offsets, pair_weight, act, experts, pairs, inter, hidden, k, ready,
+                      stream);
 }
 
 cudaError_t moe_stream_down(Dtype dtype, const void* act, const void* down, const int64_t* offsets, void* y,
-                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream) {
-  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, stream);
+                            int64_t experts, int64_t pairs, int64_t hidden, int64_t inter, cudaStream_t stream,
+                            int* ready) {
+  return launch<false>(dtype, act, down, nullptr, offsets, nullptr, y, experts, pairs, hidden, inter, 1, ready,
+                       stream);
 }
 
 }  // namespace lb::cuda

@@ -253,12 +253,6 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
   __syncthreads();       // the next pass refills the stages
 }
 
-__device__ inline int load_acquire(const int* p) {
-  int v;
-  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-
 // f(integral_constant<kChunk * c>) for the smallest c >= chunks, c <= kCount.
 template <int kChunk, int kCount, typename F> __device__ inline void with_pairs_tile(int chunks, const F& f) {
   if constexpr (kCount > 1) {
@@ -308,10 +302,7 @@ __global__ void __launch_bounds__(B::kThreads, B::kPerSm)
   const auto wait_inputs = [&] {
     if (inputs_ready) return;
     inputs_ready = true;
-    const int target = int((end - begin) * gate_up_tiles);
-    if (threadIdx.x == 0)
-      while (load_acquire(ready + e) < target) __nanosleep(128);
-    __syncthreads();
+    wait_for_expert_rows(ready + e, int((end - begin) * gate_up_tiles));
   };
   unsigned phases = 0;
   int done = 0;
@@ -325,11 +316,7 @@ __global__ void __launch_bounds__(B::kThreads, B::kPerSm)
     });
     done += n;
   }
-  if (kGateUp && done > 0) {
-    __threadfence();  // every thread's rows of act, before the count that lets down read them
-    __syncthreads();
-    if (threadIdx.x == 0) atomicAdd(ready + e, done);
-  }
+  if (kGateUp && done > 0) count_expert_rows(ready + e, done);
 #endif
 }
 
