@@ -157,10 +157,11 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
 }
 
 // The streamed kernels (kernels/cuda/moe_stream.h) at each pass size they choose (8, 16, 32 and 64
-// pairs: 0.5, 2, 8, 16 and 40 pairs an expert on average, most experts idle at the first)
-// after the device sort, against the fp32 oracle, with down waiting for the whole gate/up kernel
-// and for its expert's counted rows (the same bits), and an expert-parallel shard at the largest. On sm_90 fused_moe_experts gives 16 pairs
-// an expert and more to the warpgroup kernels, so the larger passes are reached only here there.
+// pairs: 2, 8, 16 and 40 pairs an expert on average; also 8 at 0.5, most experts idle) after the
+// device sort, against the fp32 oracle, with down waiting for the whole gate/up kernel and for its
+// expert's counted rows (the same bits), and an expert-parallel shard at the largest. On sm_90
+// fused_moe_experts gives 16 pairs an expert and more to the warpgroup kernels, so the larger
+// passes are reached only here there.
 TEST(GpuFusedMoe, StreamedKernelsMatchOracleAtEveryPassSize) {
 #ifndef LB_HAVE_CUDA
   GTEST_SKIP() << "built without CUDA: this check runs on the GPU machine";
