@@ -126,8 +126,11 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   // 600, 1024 and 700 tokens, 64 tokens on 8 experts; gate/up's narrow block up to 40, at 300 and
   // 600 tokens and the expert-parallel shard at 160; 600 tokens on 16 experts at top 4, 150
   // pairs an expert counted with those held elsewhere, takes their largest tiles, whose passes of
-  // 128 pairs take the pairs as the products' rows, as at 1024-8192 tokens), past 8192 pairs
-  // too with no host sync (1100 tokens, 8800 pairs; 2048 and 8192 tokens; 8500 tokens on 64
+  // 128 pairs take the pairs as the products' rows, as at 1024 tokens; where an expert would take
+  // more than one such pass, three warpgroups take up to 192 pairs a pass, the third sitting out
+  // at 128 pairs and fewer, the second too at 64 and fewer: 600 tokens on 16 experts, 2048 and
+  // 8192 tokens, and 200 tokens on 8 of 8 experts, 200 pairs each, in passes of 192 and 8), past
+  // 8192 pairs too with no host sync (1100 tokens, 8800 pairs; 2048 and 8192 tokens; 8500 tokens on 64
   // experts, 68000 pairs, up to the 131072 the device sort takes with byte keys; grouped GEMM on
   // other GPUs); padded batched GEMM (17000 tokens, 136000 pairs; 8192 tokens on other GPUs).
   // Per-pair kernels (up to two tokens, hidden 7168 included; 2 tokens on 8 of 8 experts: both
@@ -140,7 +143,7 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
                            MoeCase{700, 1984, 448, 128, 8}, MoeCase{600, 512, 256, 16, 4},
                            MoeCase{2048, 2048, 768, 128, 8}, MoeCase{2, 1024, 512, 8, 8},
                            MoeCase{8500, 512, 256, 64, 8}, MoeCase{16, 7168, 256, 64, 8},
-                           MoeCase{17000, 512, 256, 64, 8}}) {
+                           MoeCase{17000, 512, 256, 64, 8}, MoeCase{200, 1024, 512, 8, 8}}) {
     const ExpertWeights w16 = bf16_experts(c, cuda);
     const torch::Tensor x = torch::randn({c.tokens, c.hidden}, torch::TensorOptions().device(cuda)).to(torch::kBFloat16);
     const Routing r = random_routing(c, cuda);

@@ -32,15 +32,17 @@ constexpr int kMats = 2;
 constexpr int kMaxStages = 8;
 // Pairs a pass multiplies: the smallest multiple of this that holds them.
 constexpr int kChunk = 32;
-// The most pairs a pass takes (pairs_per_pass): the routing weights held for the epilogue.
-constexpr int kMaxPassPairs = 128;
+// The most pairs a pass takes (the tall block's): the routing weights held for the epilogue.
+constexpr int kMaxPassPairs = 192;
 
-// How a block is laid out: kRows weight rows a tile (64 a warpgroup, so kRows / 64 warpgroups),
-// kBudget bytes of stages, kInFlight product groups left running while the next stage is awaited
-// (one costs a stage of loads ahead), kPerSm blocks an SM.
-template <int kRows_, int kBudget_, int kInFlight_, int kPerSm_> struct BlockShape {
+// How a block is laid out: kRows weight rows a tile, kBudget bytes of stages, kInFlight product
+// groups left running while the next stage is awaited (one costs a stage of loads ahead), kPerSm
+// blocks an SM, kGroups warpgroups (one for each 64 weight rows, or, where the pairs are always
+// the products' rows, one for each 64 pairs).
+template <int kRows_, int kBudget_, int kInFlight_, int kPerSm_, int kGroups_ = kRows_ / 64> struct BlockShape {
   static constexpr int kRows = kRows_, kBudget = kBudget_, kInFlight = kInFlight_, kPerSm = kPerSm_;
-  static constexpr int kThreads = 2 * kRows;  // a warpgroup, 128 threads, for each 64 rows
+  static constexpr int kGroups = kGroups_;
+  static constexpr int kThreads = 128 * kGroups;
   static constexpr int kWeightBytes = kMats * kRows * kRowBytes;  // a stage's weight tiles
   // The stages, a barrier a stage, the pass's routing weights, the 1024-byte alignment.
   static constexpr size_t kSharedBytes =
@@ -54,6 +56,10 @@ using WideBlock = BlockShape<128, 224 * 1024, 1, 1>;
 // by 128 weight rows, 3 stages of 24 KB), so one block's pipeline fill and epilogue hide behind the
 // others' loads; no product group left in flight, so two of its three stages load ahead.
 using NarrowBlock = BlockShape<64, 72 * 1024, 0, 3>;
+// The wide block's tiles with a third warpgroup: passes of up to 192 pairs, the pairs as the
+// products' rows, so an expert with a few more pairs than 128 takes one pass, not a second that
+// reads the whole weight tile again for those few.
+using TallBlock = BlockShape<128, 224 * 1024, 1, 1, 3>;
 
 // A pass of kN pairs, writing kOutRows rows a pair: the stages that fit the budget.
 template <typename B, int kN, int kOutRows> struct Shape {
@@ -78,6 +84,9 @@ template <typename B, int kN, int kOutRows> struct Shape {
 // against 59%, Nsight Compute), down level.
 enum class Operands { kWeightRows, kPairRows };
 template <int kN> constexpr Operands operands_for = kN == 128 ? Operands::kPairRows : Operands::kWeightRows;
+// Accumulators a thread holds for each tile: 64 rows by kN pairs, or 64 pairs by the tile's rows.
+template <typename B, int kN, Operands kOperands>
+constexpr int kAccumulators = kOperands == Operands::kPairRows ? B::kRows / 2 : kN / 2;
 
 // acc[m][4j + i] of thread (warpgroup group, warp, lane), with q = lane % 4: for kWeightRows row
 // 64 group + 16 warp + lane / 4 + 8 (i / 2) of tile m by pair 8j + 2q + i % 2; for kPairRows pair
@@ -96,8 +105,8 @@ template <Operands kOperands> struct Fragment {
 // A pass's products out of the accumulators, through the free stages (the output tile staged as
 // [pair][row]) to global memory in 16-byte pieces. Gate/up writes SiLU(gate) * up * the pair's
 // routing weight, from pass_weights (0 past n).
-template <typename B, typename T, bool kGateUp, int kN, Operands kOperands>
-__device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const float* pass_weights, T* out,
+template <typename B, typename T, bool kGateUp, int kN, Operands kOperands, int kAcc>
+__device__ inline void store_outputs(const float (&acc)[kMats][kAcc], const float* pass_weights, T* out,
                                      int64_t out_cols, int64_t row0, int64_t first, int n, uint8_t* shared) {
   constexpr int kOutRows = B::out_rows(kGateUp), kOutStride = kOutRows + 8;
   T* staged = reinterpret_cast<T*>(shared);
@@ -106,7 +115,7 @@ __device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const fl
   if constexpr (kGateUp && kOperands == Operands::kPairRows)
     for (int h = 0; h < 2; ++h) own_weights[h] = pass_weights[Fragment<kOperands>(0, 2 * h).pair];
 #pragma unroll
-  for (int j = 0; j < kN / 8; ++j)
+  for (int j = 0; j < kAcc / 4; ++j)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const Fragment<kOperands> f(j, i);
@@ -131,24 +140,25 @@ __device__ inline void store_outputs(const float (&acc)[kMats][kN / 2], const fl
   }
 }
 
-template <int kN> __device__ inline void keep_accumulators(float (&acc)[kMats][kN / 2]) {
+template <int kAcc> __device__ inline void keep_accumulators(float (&acc)[kMats][kAcc]) {
 #pragma unroll
   for (int m = 0; m < kMats; ++m) keep_accumulator(acc[m]);
 }
 
 // The products of one stage (its weight tiles, then its kN pairs' rows) by warpgroup `group`, one
 // product group committed, at most B::kInFlight left running after.
-template <typename B, typename T, int kN, Operands kOperands>
-__device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t* stage, int group) {
-  keep_accumulators<kN>(acc);
+template <typename B, typename T, int kN, Operands kOperands, int kAcc>
+__device__ inline void multiply_stage(float (&acc)[kMats][kAcc], const uint8_t* stage, int group) {
+  keep_accumulators(acc);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kStageCols / 16; ++kk) {
     const uint8_t* pairs = stage + B::kWeightBytes + kk * 32;
     if constexpr (kOperands == Operands::kPairRows) {
-      static_assert(kN == 128 && kMats * B::kRows == 256, "two warpgroups of 64 pairs by 256 weight rows");
+      static_assert(kN == 64 * B::kGroups && kMats * B::kRows == 256, "warpgroups of 64 pairs by 256 weight rows");
       Wgmma256<T>::run(acc[0], acc[1], wgmma_tile(pairs + group * 64 * kRowBytes), wgmma_tile(stage + kk * 32));
     } else {
+      static_assert(B::kGroups * 64 == B::kRows, "a warpgroup for each 64 weight rows");
 #pragma unroll
       for (int m = 0; m < kMats; ++m)
         Wgmma<T, kN>::run(acc[m], wgmma_tile(stage + (m * B::kRows + group * 64) * kRowBytes + kk * 32),
@@ -157,7 +167,7 @@ __device__ inline void multiply_stage(float (&acc)[kMats][kN / 2], const uint8_t
   }
   wgmma_commit();
   wgmma_wait<B::kInFlight>();
-  keep_accumulators<kN>(acc);
+  keep_accumulators(acc);
 }
 
 // One pass of a block (expert e, weight rows row0..) over pairs first .. first + n (n <= kN).
@@ -212,11 +222,14 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
       if (x_src[i]) cp_async_16(stage + x_dst[i], x_src[i] + s * kStageCols);
   };
 
-  float acc[kMats][kN / 2];
+  constexpr int kAcc = kAccumulators<B, kN, kOperands>;
+  float acc[kMats][kAcc];
 #pragma unroll
   for (int m = 0; m < kMats; ++m)
 #pragma unroll
-    for (int i = 0; i < kN / 2; ++i) acc[m][i] = 0.0f;
+    for (int i = 0; i < kAcc; ++i) acc[m][i] = 0.0f;
+  // With the pairs as rows, a warpgroup whose 64 pairs are all past n has no products to make.
+  const bool multiplies = kOperands == Operands::kWeightRows || 64 * group < n;
   // The first stages' weights (no kernel writes them) load while the inputs may still be coming.
 #pragma unroll
   for (int s = 0; s < kAhead; ++s)
@@ -242,10 +255,10 @@ __device__ inline void expert_pass(const CUtensorMap* weights, const T* in, cons
     const int slot = s % S::kStages;
     barrier_wait(&landed[slot], (phases >> slot) & 1u);
     phases ^= 1u << slot;
-    multiply_stage<B, T, kN, kOperands>(acc, shared + slot * S::kStageBytes, group);
+    if (multiplies) multiply_stage<B, T, kN, kOperands>(acc, shared + slot * S::kStageBytes, group);
   }
   wgmma_wait<0>();
-  keep_accumulators<kN>(acc);
+  keep_accumulators(acc);
   cp_async_wait<0>();
   __syncthreads();  // the stages are free: they hold the output tile now
   store_outputs<B, T, kGateUp, kN, kOperands>(acc, pass_weights, out, out_cols, row0, first, n, shared);
@@ -308,12 +321,20 @@ __global__ void __launch_bounds__(B::kThreads, B::kPerSm)
   int done = 0;
   for (int64_t first = begin + int64_t(blockIdx.x) * kCap; first < end; first += int64_t(gridDim.x) * kCap) {
     const int n = int(end - first < kCap ? end - first : kCap);
-    with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
-      constexpr int kN = decltype(tile)::value;
-      expert_pass<B, T, kGateUp, kN, operands_for<kN>>(&weights, in, order, pair_weight, out, out_cols, K, k, e,
-                                                       row0, first, n, shared, landed, pass_weights, phases,
-                                                       wait_inputs);
-    });
+    if constexpr (B::kGroups > B::kRows / 64) {
+      // More warpgroups than 64-row weight tiles (the tall block): one pass layout, the pairs as
+      // the products' rows, the warpgroups past n's pairs sitting out.
+      expert_pass<B, T, kGateUp, kCap, Operands::kPairRows>(&weights, in, order, pair_weight, out, out_cols, K, k, e,
+                                                           row0, first, n, shared, landed, pass_weights, phases,
+                                                           wait_inputs);
+    } else {
+      with_pairs_tile<kChunk, kCap / kChunk>((n + kChunk - 1) / kChunk, [&](auto tile) {
+        constexpr int kN = decltype(tile)::value;
+        expert_pass<B, T, kGateUp, kN, operands_for<kN>>(&weights, in, order, pair_weight, out, out_cols, K, k, e,
+                                                         row0, first, n, shared, landed, pass_weights, phases,
+                                                         wait_inputs);
+      });
+    }
     done += n;
   }
   if (kGateUp && done > 0) count_expert_rows(ready + e, done);
@@ -353,7 +374,12 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
     return cudaErrorInvalidValue;
   // Both launches choose from the same average, so down waits for the row tiles gate/up counts.
   const double average = double(pairs) / double(experts);
-  const int kn = pairs_per_pass(average), passes = passes_for(average, kn);
+  const int kn = pairs_per_pass(average);
+  // The tall block where the wide one would take an expert in more than one pass: Qwen3 2048 /
+  // 4096 tokens 0.415-0.426 / 0.674-0.723 ms against 0.451-0.464 / 0.750-0.758, DeepSeek-V3 4096
+  // 6.51-6.89 against 7.88-7.96 (H200 at daec93a, three rounds, results/kernels/tall_block_ab_daec93a/).
+  const bool tall = kn == 128 && passes_for(average, kn) > 1;
+  const int passes = passes_for(average, tall ? TallBlock::kGroups * 64 : kn);
   // Gate/up takes the narrow block where passes take up to 64 pairs, the wide one (two warpgroups,
   // 128-pair passes with the pairs as the products' rows) beyond. Against the wide block on an H200
   // at fe5bfa4, two calls of two rounds (results/kernels/gate_up_shape_ab_fe5bfa4/): Qwen3 256
@@ -376,6 +402,8 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   };
   using Pairs64 = std::integral_constant<int, 64>;
   using Pairs128 = std::integral_constant<int, 128>;
+  using Pairs192 = std::integral_constant<int, 192>;
+  if (tall) return run(TallBlock{}, Pairs192{});
   if constexpr (kGateUp)
     return narrow_gate_up ? run(NarrowBlock{}, Pairs64{}) : run(WideBlock{}, Pairs128{});
   else
