@@ -130,9 +130,10 @@ TEST(GpuFusedMoe, Bf16MatchesOracle) {
   // more than one such pass, three warpgroups take up to 192 pairs a pass, the third sitting out
   // at 128 pairs and fewer, the second too at 64 and fewer: 600 tokens on 16 experts, 2048 and
   // 8192 tokens, and 200 tokens on 8 of 8 experts, 200 pairs each, in passes of 192 and 8), past
-  // 8192 pairs too with no host sync (1100 tokens, 8800 pairs; 2048 and 8192 tokens; 8500 tokens on 64
-  // experts, 68000 pairs, up to the 131072 the device sort takes with byte keys; grouped GEMM on
-  // other GPUs); padded batched GEMM (17000 tokens, 136000 pairs; 8192 tokens on other GPUs).
+  // 8192 pairs too with no host sync (1100 tokens, 8800 pairs; 2048 and 8192 tokens; 8500 tokens
+  // on 64 experts, 68000 pairs, up to the 131072 the device sort takes with byte keys; grouped
+  // GEMM on other GPUs); padded batched GEMM (17000 tokens, 136000 pairs; 8192 tokens on other
+  // GPUs).
   // Per-pair kernels (up to two tokens, hidden 7168 included; 2 tokens on 8 of 8 experts: both
   // tokens share every expert).
   for (const MoeCase& c : {MoeCase{8192, 2048, 768, 128, 8}, MoeCase{1, 2048, 768, 128, 8},

@@ -379,7 +379,8 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   // 4096 tokens 0.415-0.426 / 0.674-0.723 ms against 0.451-0.464 / 0.750-0.758, DeepSeek-V3 4096
   // 6.51-6.89 against 7.88-7.96 (H200 at daec93a, three rounds, results/kernels/tall_block_ab_daec93a/).
   const bool tall = kn == 128 && passes_for(average, kn) > 1;
-  const int passes = passes_for(average, tall ? TallBlock::kGroups * 64 : kn);
+  using TallPairs = std::integral_constant<int, TallBlock::kGroups * 64>;  // a tall pass's most pairs
+  const int passes = passes_for(average, tall ? TallPairs::value : kn);
   // Gate/up takes the narrow block where passes take up to 64 pairs, the wide one (two warpgroups,
   // 128-pair passes with the pairs as the products' rows) beyond. Against the wide block on an H200
   // at fe5bfa4, two calls of two rounds (results/kernels/gate_up_shape_ab_fe5bfa4/): Qwen3 256
@@ -402,8 +403,7 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   };
   using Pairs64 = std::integral_constant<int, 64>;
   using Pairs128 = std::integral_constant<int, 128>;
-  using Pairs192 = std::integral_constant<int, 192>;
-  if (tall) return run(TallBlock{}, Pairs192{});
+  if (tall) return run(TallBlock{}, TallPairs{});
   if constexpr (kGateUp)
     return narrow_gate_up ? run(NarrowBlock{}, Pairs64{}) : run(WideBlock{}, Pairs128{});
   else
