@@ -34,14 +34,16 @@ static_assert(cuda::kMaxSortExperts <= 65535, "the expert kernels take one exper
 // expert on average (256 Qwen3 tokens at top 8; H200, bench-moe at a67d736 with the choice switched:
 // 0.319-0.323 ms against 0.328-0.331; 128 tokens 0.312-0.313 against 0.304-0.307) ...
 constexpr double kWgmmaMinAverage = 16;
-// ... or half as many where the gate/up rows are this long: each block then streams 3.5 MB of
-// weights (DeepSeek-V3, hidden 7168), which hides the fill of its pipeline (H200 at a67d736,
-// 512 tokens, 16 an expert: 5.24 ms against 5.47). Below that the streamed kernels win since
-// their stages are 128 columns x 3 (H200 at 83d2500, DeepSeek-V3 8 / 16 / 64 / 128 tokens:
-// 1.217-1.222 / 1.890-1.900 / 4.323-4.327 / 4.936-4.955 ms against 1.263-1.264 / 1.949-1.951 /
-// 4.438-4.445 / 5.054-5.090; results/kernels/path_ab_83d2500/).
+// ... or from 9 where the gate/up rows are this long: each block then streams 3.5 MB of weights
+// (DeepSeek-V3, hidden 7168), which hides the fill of its pipeline (H200 at a67d736, 512 tokens, 16
+// an expert: 5.24 ms against 5.47). Below that the streamed kernels win since their stages are 128
+// columns x 3 (H200 at 83d2500, DeepSeek-V3 8 / 16 / 64 / 128 tokens: 1.217-1.222 / 1.890-1.900 /
+// 4.323-4.327 / 4.936-4.955 ms against 1.263-1.264 / 1.949-1.951 / 4.438-4.445 / 5.054-5.090;
+// results/kernels/path_ab_83d2500/), and at 256 tokens, 8 an expert (two calls at b7670bd /
+// 64c4eb0: 5.047-5.063 and 4.941 ms against 5.120-5.124 and 5.091-5.099); at 320 tokens, 10 an
+// expert, the warpgroup kernels win (5.104-5.110 against 5.173-5.176; results/kernels/stream_path_ab_64c4eb0/).
 constexpr int64_t kWgmmaLongRows = 4096;
-constexpr double kWgmmaLongRowsMinAverage = 8;
+constexpr double kWgmmaLongRowsMinAverage = 9;
 // Up to this many pairs (16384 tokens at top 8) the warpgroup kernels take the sorted pairs with no
 // host synchronization, past the streamed kernels' range, where the sort's keys fit a byte (up to
 // 255 experts held; cuda::max_sort_pairs). Against the host-synced path (which reads the group

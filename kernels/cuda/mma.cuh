@@ -54,6 +54,17 @@ __device__ inline void cp_async_16(void* shared, const void* global) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(shared));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(global));
 }
+// The same with an L2 eviction policy from createpolicy (evict_first_policy).
+__device__ inline void cp_async_16_hinted(void* shared, const void* global, uint64_t policy) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(s), "l"(global), "l"(policy));
+}
+// An L2 policy under which the lines a copy brings in are the first evicted: for bytes read once.
+__device__ inline uint64_t evict_first_policy() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
 __device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
 // Waits until at most `pending` of this thread's committed groups are still in flight.
 template <int pending> __device__ inline void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(pending)); }

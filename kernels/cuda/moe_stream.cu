@@ -24,6 +24,8 @@ namespace {
 // H200, Qwen3 at 64 tokens ~93% of the copy bandwidth against ~80%, DeepSeek-V3 at 64 ~101%
 // against ~84% (a copy reads and writes; a stream only reads).
 constexpr int kStageCols = 64;  // K must be a multiple of the narrowest stage
+// Hidden sizes below this read their weights with an L2 evict_first policy (see launch).
+constexpr int64_t kEvictFirstMaxHidden = 4096;
 
 // Chunk c of row r of a stage's tile: rows of kCols * 2 bytes, chunks XOR-swizzled by the row, so
 // that the 8 rows one ldmatrix reads at the same column fall in 8 different bank groups.
@@ -46,7 +48,7 @@ template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 __global__ void __launch_bounds__(kWarps * 32)
     stream_kernel(const T* in, const T* weight, const int64_t* order, const int64_t* offsets,
                   const float* pair_weight, T* out, int64_t out_cols, int64_t K, int64_t k, int* ready,
-                  int gate_up_tiles) {
+                  int gate_up_tiles, bool evict_first) {
   // Gate/up follows the pair sort and lets the next kernels launch only once the sort is done, so
   // that they may read its outputs before their own wait: down its offsets (then its first stages
   // of weights), the combine its rows (kernels/cuda/moe_rows.h).
@@ -76,10 +78,17 @@ __global__ void __launch_bounds__(kWarps * 32)
     w_src[i] = weight_piece(weight, e, kMats, m, row0, r, c, out_cols, K);
     w_dst[i] = m * kTileRows * kRowChunks + swizzled<kCols>(r, c);
   }
+  const uint64_t policy = evict_first ? evict_first_policy() : 0;
   const auto issue_weights = [&](int s) {
     uint4* buffer = shared + (s % kStages) * S::kChunks;
+    if (evict_first) {
 #pragma unroll
-    for (int i = 0; i < S::kWeightPerThread; ++i) cp_async_16(buffer + w_dst[i], w_src[i] + s * kCols);
+      for (int i = 0; i < S::kWeightPerThread; ++i)
+        cp_async_16_hinted(buffer + w_dst[i], w_src[i] + s * kCols, policy);
+    } else {
+#pragma unroll
+      for (int i = 0; i < S::kWeightPerThread; ++i) cp_async_16(buffer + w_dst[i], w_src[i] + s * kCols);
+    }
   };
   // Down's first stages of weights (which no kernel writes) load while gate/up finishes; they join
   // the first pass's first group of copies, so its first wait covers them.
@@ -200,7 +209,7 @@ int pairs_per_pass(double average) { return average <= 3 ? 8 : average <= 10 ? 1
 template <typename T, bool kGateUp, int kN, int kWarps, int kCols, int kStages>
 cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                           const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                          int64_t k, int* ready, int gate_up_tiles, cudaStream_t stream) {
+                          int64_t k, int* ready, int gate_up_tiles, bool evict_first, cudaStream_t stream) {
   using S = Stage<kGateUp ? 2 : 1, kN, kWarps, kCols, kStages>;
   const auto kernel = stream_kernel<T, kGateUp, kN, kWarps, kCols, kStages>;
   // Over the 48 KB default: allowed per kernel, and not a stream operation (legal inside a capture).
@@ -210,7 +219,7 @@ cudaError_t launch_shaped(const void* in, const void* weight, const int64_t* ord
   const dim3 grid(unsigned(passes), unsigned((out_cols + S::kTileRows - 1) / S::kTileRows), unsigned(experts));
   return launch_chained(kernel, grid, dim3(kWarps * 32), S::kSharedBytes, stream, static_cast<const T*>(in),
                         static_cast<const T*>(weight), order, offsets, pair_weight, static_cast<T*>(out), out_cols,
-                        K, k, ready, gate_up_tiles);
+                        K, k, ready, gate_up_tiles, evict_first);
 }
 
 // The dynamic shared memory a block may opt into on the current device.
@@ -229,10 +238,11 @@ constexpr int warps_for(int kN) { return kN == 64 ? 8 : 4; }
 template <typename T, bool kGateUp, int kN>
 cudaError_t launch_with(const void* in, const void* weight, const int64_t* order, const int64_t* offsets,
                         const float* pair_weight, void* out, int64_t experts, int passes, int64_t out_cols, int64_t K,
-                        int64_t k, int* ready, int gate_up_tiles, cudaStream_t stream) {
+                        int64_t k, int* ready, int gate_up_tiles, bool evict_first, cudaStream_t stream) {
   const auto run = [&](auto cols, auto stages) {
     return launch_shaped<T, kGateUp, kN, warps_for(kN), decltype(cols)::value, decltype(stages)::value>(
-        in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, ready, gate_up_tiles, stream);
+        in, weight, order, offsets, pair_weight, out, experts, passes, out_cols, K, k, ready, gate_up_tiles,
+        evict_first, stream);
   };
   using C64 = std::integral_constant<int, 64>;
   using S4 = std::integral_constant<int, 4>;
@@ -264,6 +274,13 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
   // average.
   const int64_t inter = kGateUp ? out_cols : K, gate_up_rows = 16 * warps_for(kn);
   const int gate_up_tiles = int((inter + gate_up_rows - 1) / gate_up_rows);
+  // Each weight is read once (or by a few blocks side by side): marked first to leave L2, so that
+  // the inputs, act and y stay there. Where hidden is short (Qwen3 on an H200, three interleaved
+  // rounds at 12f62b5): 64 / 128 tokens 0.2729-0.2739 / 0.2836-0.2848 ms against 0.2749-0.2766 /
+  // 0.2883-0.2888; at DeepSeek-V3's long rows it was level or up to 0.8% slower (256 tokens
+  // 5.068-5.092 against 5.047-5.060), so they keep the default (results/kernels/evict_first_ab_12f62b5/).
+  const int64_t hidden = kGateUp ? K : out_cols;
+  const bool evict_first = hidden < kEvictFirstMaxHidden;
   return with_element_type(dtype, [&](auto e) -> cudaError_t {
     using T = typename decltype(e)::type;
     if constexpr (sizeof(T) != 2) {
@@ -271,7 +288,8 @@ cudaError_t launch(Dtype dtype, const void* in, const void* weight, const int64_
     } else {
       const auto run = [&](auto tile) {
         return launch_with<T, kGateUp, decltype(tile)::value>(in, weight, order, offsets, pair_weight, out, experts,
-                                                              passes, out_cols, K, k, ready, gate_up_tiles, stream);
+                                                              passes, out_cols, K, k, ready, gate_up_tiles,
+                                                              evict_first, stream);
       };
       switch (kn) {
         case 8: return run(std::integral_constant<int, 8>{});
