@@ -345,6 +345,19 @@ for step in "${steps[@]}"; do
           --lengths 2048,2048,2048,2048 --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 15 \
           --json "$OUT/bench_decode_qwen3-30b-a3b_4L_${gpus}gpu_bf16_fused_run$run.json" || status=1
       done
+      # Issue #24's prefill lines from the two runs: each layout's share of the matmul peak per rank
+      # (>= 0.40 wanted), and how far each ratio moved between the runs (diff at 3%: a ratio listed
+      # as a regression or an improvement moved more).
+      runs=("$OUT/bench_decode_qwen3-30b-a3b_4L_${gpus}gpu_bf16_fused_run"{1,2}.json)
+      if [ -f "${runs[0]}" ] && [ -f "${runs[1]}" ]; then
+        python3 -c 'import json,sys
+for f in sys.argv[1:]:
+    d = json.load(open(f))
+    print(f.split("/")[-1], " ".join("%s=%.3f" % (l["layout"], l["prefill_share_of_matmul_peak"]) for l in d["layouts"]))' \
+          "${runs[@]}" | tee "$OUT/prefill_peak_shares.txt"
+        $bin diff "${runs[@]}" --max-slowdown 0.03 > "$OUT/diff_decode_runs.txt" 2>&1
+        grep -vE "^  command:" "$OUT/diff_decode_runs.txt" | head -30
+      fi
       timeout "${LB_CHECK_TIMEOUT:-1200}" $bin bench --model deepseek-v3 --layout tp,cp-fused-moe --gpus "$gpus" --layers 4 \
         --lengths 2048,2048,2048,2048 --decode-batch 1,8,64 --decode-context 1024 --kernels fused --repeats 15 \
         --json "$OUT/bench_decode_deepseek-v3_layoutA_4L_${gpus}gpu_bf16_fused.json" || status=1 ;;
