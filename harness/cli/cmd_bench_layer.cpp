@@ -10,6 +10,9 @@
 #include "kernels/fused_moe.h"
 #include "kernels/fused_routing.h"
 #include "kernels/rmsnorm.h"
+#include "datasets/token_input.h"
+#include "harness/runtime/parallel_config.h"
+#include "layouts/shard.h"
 #include "oracles/qwen3_moe_layer.h"
 #include "reports/record_file.h"
 #include "reports/run_record.h"
@@ -19,6 +22,7 @@
 #include <iomanip>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 namespace lb {
 
@@ -27,6 +31,9 @@ namespace {
 struct BenchLayerArgs {
   std::string model = "qwen3-30b-a3b";
   int64_t tokens = 4096;
+  std::string lengths;   // several packed sequences instead of one of `tokens`
+  std::string parallel;  // time the shard of the layer that `rank` of this layout holds
+  int rank = 0;
   std::string dtype = "bf16";
   std::string device;
   int repeats = 5;
@@ -39,13 +46,28 @@ int run_bench_layer(const BenchLayerArgs& a, const std::vector<std::string>& arg
   config.num_layers = 1;
   const torch::Device device = parse_device(a.device.empty() ? (torch::cuda::is_available() ? "cuda" : "cpu") : a.device);
   const torch::ScalarType dtype = parse_model_dtype(a.dtype, device, /*collectives=*/false);
-  check_batch_fits({a.tokens}, config, dtype, device, "--tokens");
+  const std::vector<int64_t> lengths = a.lengths.empty() ? std::vector<int64_t>{a.tokens} : parse_lengths(a.lengths, "--lengths");
+  int64_t total = 0;
+  for (int64_t n : lengths) total += n;
+  check_batch_fits(lengths, config, dtype, device, a.lengths.empty() ? "--tokens" : "--lengths");
+  // A rank's shard: what one GPU of a layout computes in a layer, less the collectives, so that
+  // its kernels at the shard's shapes are timed on one GPU. Checked before any weight is made.
+  std::optional<ParallelConfig> parallel;
+  if (!a.parallel.empty()) {
+    parallel = parse_parallel_config(a.parallel);
+    validate(*parallel);
+    if (a.rank < 0 || a.rank >= parallel->world())
+      throw InputError("--rank " + std::to_string(a.rank) + ": the layout has ranks 0-" +
+                       std::to_string(parallel->world() - 1));
+    check_shardable(config, *parallel);
+  }
   torch::NoGradGuard no_grad;
   auto weights = open_weights(config, "", 0);
   LayerWeights w = load_layer(config, *weights, 0, dtype, device);
+  if (parallel) w = shard_layer(config, w, shard_plan(*parallel, a.rank));
   const Rope rope = make_rope(config);
-  const torch::Tensor x = torch::randn({a.tokens, config.hidden}, torch::TensorOptions().device(device).dtype(dtype));
-  const TokenPlacement tokens = packed_placement({a.tokens}, device);
+  const torch::Tensor x = torch::randn({total, config.hidden}, torch::TensorOptions().device(device).dtype(dtype));
+  const TokenPlacement tokens = packed_placement(lengths, device);
 
   // Each step on the output of the one before, so the shapes and values are the layer's own.
   const torch::Tensor normed = rmsnorm(x, w["input_layernorm.weight"], config.rms_eps);
@@ -78,17 +100,24 @@ int run_bench_layer(const BenchLayerArgs& a, const std::vector<std::string>& arg
   };
   LayerWeights fused = w;
   fused.fused_kernels = true;
+  fuse_qkv(fused);  // as the layouts' ranks hold a fused layer
   steps.push_back({"whole layer (fused)", [&] { qwen3_layer(config, fused, rope, x, tokens); }});
 
   nlohmann::json header = run_record("bench-layer", argv, device_name(device));
   header["model"] = config.to_json();
-  header["tokens"] = a.tokens;
+  header["tokens"] = total;
+  header["lengths"] = lengths;
+  if (parallel) {
+    header["parallel"] = parallel->to_json();
+    header["rank"] = a.rank;
+  }
   header["dtype"] = dtype_name(dtype);
   header["repeats"] = a.repeats;
   header["steps"] = nlohmann::json::array();
   RecordFile record(a.json, header);  // rewritten after every step
-  std::cout << config.name << " layer 0, " << a.tokens << " tokens, " << dtype_name(dtype) << " on "
-            << device_name(device) << "\n";
+  std::cout << config.name << " layer 0, " << total << " tokens in " << lengths.size() << " sequence(s), "
+            << dtype_name(dtype) << " on " << device_name(device)
+            << (parallel ? ", rank " + std::to_string(a.rank) + "'s shard of " + a.parallel : std::string()) << "\n";
   for (const auto& [name, fn] : steps) {
     const double ms = median_ms(fn, device, a.repeats);
     std::cout << "  " << std::left << std::setw(28) << name << std::right << std::fixed << std::setprecision(3)
@@ -107,7 +136,15 @@ std::function<int()> add_bench_layer_command(CLI::App& app, const std::vector<st
   CLI::App* sub = app.add_subcommand("bench-layer", "One Qwen3-MoE decoder layer step by step, plain and fused "
                                                     "kernels (random weights, one sequence)");
   sub->add_option("--model", a->model, "Qwen3-MoE preset or checkpoint directory (its shape)");
-  sub->add_option("--tokens", a->tokens, "Tokens in the sequence")->check(positive_integer());
+  CLI::Option* tokens = sub->add_option("--tokens", a->tokens, "Tokens in the sequence")->check(positive_integer());
+  sub->add_option("--lengths", a->lengths, "Several packed sequences instead, e.g. 2048,2048 (their sum is the tokens)")
+      ->excludes(tokens);
+  sub->add_option("--parallel", a->parallel,
+                  "Time the shard of the layer one rank of this layout holds, without its collectives, e.g. tp=2 "
+                  "(its attention heads over attn_tp, every expert's intermediate over moe_tp, the experts over "
+                  "moe_ep; the tokens as given, so a CP or DP rank's attention and its gathered MoE tokens are two "
+                  "runs)");
+  sub->add_option("--rank", a->rank, "The rank whose shard --parallel times (default 0)");
   sub->add_option("--dtype", a->dtype, "bf16, f16 or f32");
   sub->add_option("--device", a->device, "cuda or cpu (default cuda when there is one)");
   sub->add_option("--repeats", a->repeats, "Timed runs per step (the median is reported)")->check(positive_integer());
