@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: configure, build, run the GPU tests and benchmarks, and leave
 # JSON records in $OUT (default results/latest). Steps: fixtures fixtures-v4 tokenizer build test reference
-# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail ncu-moe profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels bench-moe bench-layer bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
+# collectives mpi check check-v3a check-v4 check-decode check-rows hang capture gsm8k gsm8k-48 decode-1gpu decode-chained-ab profile-decode profile-decode-detail ncu-moe profile-prefill profile-prefill-kernels trace-prefill trace-decode decode-2gpu nightly kernels bench-moe bench-layer rank-shards bench bench-v3a bench-v4 (default: build test, then reference on one GPU, collectives mpi check on several).
 #   scripts/gpu_run.sh [step ...]
 # LB_COMMIT names the commit in the records (the GPU machine gets the tree without .git);
 # LB_BENCH_KERNELS limits the bench step to "fused" or "reference" (default both).
@@ -172,6 +172,32 @@ for step in "${steps[@]}"; do
         python3 scripts/hf_layer_time.py --tokens $t --experts eager \
           --json "$OUT/hf_layer_qwen3-30b-a3b_${t}tok_bf16_experts-eager.json" || status=1
       done ;;
+    rank-shards)
+      # What one rank of an N-GPU layout computes, apart from its collectives, on one GPU (N = the GPUs
+      # here, at least 2): the whole layer and rank 0's shard under tp=N and tp=N,dp=N at 4 x 2048
+      # tokens, and the experts at 1/N of the intermediate size (results/prefill/rank_shards_6ecc4d5/).
+      # Beside a multi-GPU bench in the same call, it splits a rank's prefill into its kernels' time
+      # and the rest (collectives, waiting).
+      n=$(( gpus > 2 ? gpus : 2 ))
+      lens=2048,2048,2048,2048
+      $bin bench-layer --lengths $lens --repeats 7 --json "$OUT/bench_layer_qwen3-30b-a3b_4x2048_whole.json" || status=1
+      $bin bench-layer --lengths $lens --parallel tp=$n --repeats 7 \
+        --json "$OUT/bench_layer_qwen3-30b-a3b_4x2048_tp${n}_rank0.json" || status=1
+      $bin bench-layer --lengths $lens --parallel tp=$n,dp=$n --repeats 7 \
+        --json "$OUT/bench_layer_qwen3-30b-a3b_4x2048_tp${n}dp${n}_rank0.json" || status=1
+      shard_dir=/tmp/qwen3-30b-a3b_moe_tp$n
+      mkdir -p "$shard_dir"
+      python3 - "$shard_dir/config.json" "$n" <<'PY' || status=1
+import json, sys
+# Qwen3-30B-A3B's shape with every expert's intermediate size divided by n (a MoE TP rank's experts).
+c = {"model_type": "qwen3_moe", "vocab_size": 151936, "hidden_size": 2048, "num_hidden_layers": 48,
+     "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128, "max_position_embeddings": 40960,
+     "rope_theta": 1000000.0, "num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768 // int(sys.argv[2]),
+     "intermediate_size": 6144, "norm_topk_prob": True, "rms_norm_eps": 1e-6}
+json.dump(c, open(sys.argv[1], "w"))
+PY
+      $bin bench-moe --model qwen3-30b-a3b,"$shard_dir" --tokens 2048,4096,8192,16384 \
+        --json "$OUT/bench_moe_qwen3-30b-a3b_moe_tp${n}.json" || status=1 ;;
     bench)
       # Each layout beside its baseline, interleaved: prefill 8192 tokens, decode at 1-64 sequences.
       for k in ${LB_BENCH_KERNELS:-fused reference}; do
