@@ -175,29 +175,17 @@ for step in "${steps[@]}"; do
     rank-shards)
       # What one rank of an N-GPU layout computes, apart from its collectives, on one GPU (N = the GPUs
       # here, at least 2): the whole layer and rank 0's shard under tp=N and tp=N,dp=N at 4 x 2048
-      # tokens, and the experts at 1/N of the intermediate size (results/prefill/rank_shards_6ecc4d5/).
-      # Beside a multi-GPU bench in the same call, it splits a rank's prefill into its kernels' time
-      # and the rest (collectives, waiting).
+      # tokens (results/prefill/rank_shards_6ecc4d5/). The tp=N shard's experts step is also a
+      # DP-attention rank's MoE (the same intermediate shard on the same gathered tokens). Beside a
+      # multi-GPU bench in the same call, it splits a rank's prefill into its kernels' time and the
+      # rest (collectives, waiting).
       n=$(( gpus > 2 ? gpus : 2 ))
       lens=2048,2048,2048,2048
       $bin bench-layer --lengths $lens --repeats 7 --json "$OUT/bench_layer_qwen3-30b-a3b_4x2048_whole.json" || status=1
       $bin bench-layer --lengths $lens --parallel tp=$n --repeats 7 \
         --json "$OUT/bench_layer_qwen3-30b-a3b_4x2048_tp${n}_rank0.json" || status=1
       $bin bench-layer --lengths $lens --parallel tp=$n,dp=$n --repeats 7 \
-        --json "$OUT/bench_layer_qwen3-30b-a3b_4x2048_tp${n}dp${n}_rank0.json" || status=1
-      shard_dir=/tmp/qwen3-30b-a3b_moe_tp$n
-      mkdir -p "$shard_dir"
-      python3 - "$shard_dir/config.json" "$n" <<'PY' || status=1
-import json, sys
-# Qwen3-30B-A3B's shape with every expert's intermediate size divided by n (a MoE TP rank's experts).
-c = {"model_type": "qwen3_moe", "vocab_size": 151936, "hidden_size": 2048, "num_hidden_layers": 48,
-     "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128, "max_position_embeddings": 40960,
-     "rope_theta": 1000000.0, "num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768 // int(sys.argv[2]),
-     "intermediate_size": 6144, "norm_topk_prob": True, "rms_norm_eps": 1e-6}
-json.dump(c, open(sys.argv[1], "w"))
-PY
-      $bin bench-moe --model qwen3-30b-a3b,"$shard_dir" --tokens 2048,4096,8192,16384 \
-        --json "$OUT/bench_moe_qwen3-30b-a3b_moe_tp${n}.json" || status=1 ;;
+        --json "$OUT/bench_layer_qwen3-30b-a3b_4x2048_tp${n}dp${n}_rank0.json" || status=1 ;;
     bench)
       # Each layout beside its baseline, interleaved: prefill 8192 tokens, decode at 1-64 sequences.
       for k in ${LB_BENCH_KERNELS:-fused reference}; do
